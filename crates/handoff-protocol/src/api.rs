@@ -1,0 +1,423 @@
+//! REST request and response bodies, error codes and input rules shared by the server and its
+//! clients (DESIGN section 5). Validation that both sides apply (email syntax, length limits)
+//! lives here so that the widget and the server agree.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{AgentStatus, AgentSummary, ConversationStatus, Event, Message, PresenceState};
+use crate::ids::{AgentId, ClientMsgId, ConversationId, ProjectId, Seq, Timestamp, VisitorId};
+
+/// Longest message, note or offline message body, in characters.
+pub const MAX_BODY_CHARS: usize = 5_000;
+/// Longest name (visitor, agent), in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Longest email address, in characters (RFC 5321).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Largest request body the server reads, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Longest long-poll wait, in seconds.
+pub const MAX_WAIT_SECS: u64 = 30;
+
+/// The machine-readable code of an API error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request is malformed (bad JSON, missing field, bad query).
+    BadRequest,
+    /// A field failed validation (empty body, bad email, too long).
+    ValidationFailed,
+    /// The body is larger than [`MAX_REQUEST_BYTES`].
+    PayloadTooLarge,
+    /// No valid credentials.
+    Unauthorized,
+    /// Credentials are valid but not for this resource.
+    Forbidden,
+    /// The project enforces identity verification and the visitor is not verified.
+    IdentityRequired,
+    /// The request's origin is not on the project's allow-list.
+    OriginNotAllowed,
+    /// No such resource (or not visible to the caller).
+    NotFound,
+    /// The command is not allowed in the conversation's current state.
+    InvalidTransition,
+    /// The target agent cannot take the conversation (offline or at capacity).
+    AgentUnavailable,
+    /// Too many requests.
+    RateLimited,
+    /// The server failed.
+    Internal,
+    /// A code this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with the code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::ValidationFailed => 422,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden | ErrorCode::IdentityRequired | ErrorCode::OriginNotAllowed => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::InvalidTransition | ErrorCode::AgentUnavailable => 409,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal | ErrorCode::Unknown => 500,
+        }
+    }
+}
+
+/// The error half of every failed response: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ApiError,
+}
+
+/// An API error: a code for programs and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// Whether `email` looks like a deliverable address: one `@`, a non-empty local part, a domain
+/// with a dot and no empty labels, no spaces, at most [`MAX_EMAIL_CHARS`].
+pub fn is_valid_email(email: &str) -> bool {
+    if email.is_empty() || email.chars().count() > MAX_EMAIL_CHARS || email.chars().any(char::is_whitespace) {
+        return false;
+    }
+    let Some((local, domain)) = email.split_once('@') else { return false };
+    if local.is_empty() || domain.contains('@') || !domain.contains('.') {
+        return false;
+    }
+    domain.split('.').all(|label| {
+        !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+    })
+}
+
+/// Checks a message, note or offline-message body: not blank, at most [`MAX_BODY_CHARS`].
+///
+/// # Errors
+/// A message for the `validation_failed` error.
+pub fn validate_body(body: &str) -> Result<(), &'static str> {
+    if body.trim().is_empty() {
+        Err("body must not be empty")
+    } else if body.chars().count() > MAX_BODY_CHARS {
+        Err("body is longer than 5000 characters")
+    } else {
+        Ok(())
+    }
+}
+
+/// `POST /api/widget/session`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WidgetSessionRequest {
+    /// The project's public key (`pk_...`), from the script tag.
+    pub project_key: String,
+    /// The token of an earlier session, from `localStorage`, to continue as the same visitor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_token: Option<String>,
+}
+
+/// Answer to `POST /api/widget/session`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WidgetSession {
+    /// The project.
+    pub project_id: ProjectId,
+    /// The visitor (new, or the one the token named).
+    pub visitor_id: VisitorId,
+    /// The visitor token to keep in `localStorage` and send as `Authorization: Bearer`.
+    pub visitor_token: String,
+    /// Display and availability settings.
+    pub config: WidgetConfig,
+    /// The visitor's latest conversation that is not resolved, to continue after a reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Conversation>,
+}
+
+/// What the widget needs to know about the project.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WidgetConfig {
+    /// How many agents are online now.
+    pub agents_online: u32,
+    /// Whether now is inside the project's business hours (always true without hours).
+    pub within_business_hours: bool,
+    /// Show the offline form instead of the chat (no agent online, or outside hours).
+    pub show_offline_form: bool,
+    /// Whether customer calls need a verified identity (`identify`) first.
+    pub identity_required: bool,
+    /// Theme: colours, position, texts.
+    pub theme: Theme,
+}
+
+/// The widget's look, set per project.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Theme {
+    /// Accent colour as `#rrggbb`.
+    pub color: String,
+    /// `right` or `left` bottom corner.
+    pub position: String,
+    /// Title of the chat window.
+    pub title: String,
+    /// First line shown in a new chat.
+    pub greeting: String,
+}
+
+impl Default for Theme {
+    fn default() -> Self {
+        Theme {
+            color: "#2563eb".to_owned(),
+            position: "right".to_owned(),
+            title: "Chat with us".to_owned(),
+            greeting: "Hi! How can we help?".to_owned(),
+        }
+    }
+}
+
+/// `POST /api/widget/identify`: binds a signed-in user of the site to the visitor.
+/// `hmac` is the hex HMAC-SHA256 of `user_id` with the project's identity secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentifyRequest {
+    /// The site's user id.
+    pub user_id: String,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Hex HMAC-SHA256 of `user_id`.
+    pub hmac: String,
+}
+
+/// A conversation as REST returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// Id.
+    pub id: ConversationId,
+    /// Project.
+    pub project_id: ProjectId,
+    /// The customer.
+    pub visitor_id: VisitorId,
+    /// The customer's name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_name: Option<String>,
+    /// Current status.
+    pub status: ConversationStatus,
+    /// The agent who has it, when assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentSummary>,
+    /// The last persisted event's counter.
+    pub last_seq: Seq,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// `POST /api/conversations`: starts a conversation, optionally with a first message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateConversationRequest {
+    /// The customer's first message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Idempotency key of that message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<ClientMsgId>,
+}
+
+/// Answer to `GET /api/conversations/{id}/events?after=&wait=`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventsPage {
+    /// Persisted events with `seq > after`, in `seq` order.
+    pub events: Vec<Event>,
+    /// The conversation's latest `seq` (equal to `after` when nothing is new).
+    pub last_seq: Seq,
+    /// The conversation's current status, so a poller sees state without replaying.
+    pub status: ConversationStatus,
+}
+
+/// `POST /api/conversations/{id}/messages`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMessageRequest {
+    /// Plain text.
+    pub body: String,
+    /// Idempotency key: a replay answers with the stored message and changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<ClientMsgId>,
+}
+
+/// Answer to sending a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMessageResponse {
+    /// The stored message.
+    pub message: Message,
+    /// `true` when the `client_msg_id` had been used before and nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// `POST /api/conversations/{id}/handoff`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffRequest {
+    /// Why (shown to agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `POST /api/conversations/{id}/transfer`. `to` is `"queue"` or an agent id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRequest {
+    /// `"queue"` or an agent id.
+    pub to: String,
+    /// Hand-over note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `POST /api/conversations/{id}/typing`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypingRequest {
+    /// Started or stopped.
+    pub is_typing: bool,
+}
+
+/// `POST /api/conversations/{id}/presence`. Sent by `navigator.sendBeacon` as `text/plain`
+/// JSON, which cannot carry headers: the visitor token may come in the body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceRequest {
+    /// Online, idle or offline.
+    pub state: PresenceState,
+    /// The visitor token, when no `Authorization` header can be sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// `POST /api/conversations/{id}/read`: the agent has read up to `seq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadRequest {
+    /// Last read event.
+    pub seq: Seq,
+}
+
+/// `POST /api/conversations/{id}/notes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteRequest {
+    /// Plain text.
+    pub body: String,
+}
+
+/// `POST /api/agents/login`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    /// Email.
+    pub email: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Answer to a login.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// The agent token, sent as `Authorization: Bearer` and as the realtime `access_token`.
+    pub token: String,
+    /// Who logged in.
+    pub agent: Agent,
+}
+
+/// An agent as REST returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agent {
+    /// Id.
+    pub id: AgentId,
+    /// Project.
+    pub project_id: ProjectId,
+    /// Display name.
+    pub name: String,
+    /// Email.
+    pub email: String,
+    /// Availability.
+    pub status: AgentStatus,
+    /// How many open conversations routing gives them at most.
+    pub capacity: u32,
+    /// How many assigned conversations they have now.
+    pub open_conversations: u32,
+}
+
+/// `PUT /api/agents/me/status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRequest {
+    /// The new status.
+    pub status: AgentStatus,
+}
+
+/// One row of `GET /api/inbox`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxItem {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Customer messages after the agent's read marker.
+    pub unread: u32,
+    /// The latest message, for a preview.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<Message>,
+}
+
+/// `POST /api/projects/{id}/offline-messages`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfflineMessageRequest {
+    /// Name.
+    pub name: String,
+    /// Email, validated with [`is_valid_email`].
+    pub email: String,
+    /// The message.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        for ok in ["a@b.co", "first.last+tag@mail.example.org", "x@xn--bcher-kva.de"] {
+            assert!(is_valid_email(ok), "{ok}");
+        }
+        for bad in [
+            "", "a", "a@", "@b.co", "a@b", "a@@b.co", "a b@c.de", "a@b..co", "a@-b.co", "a@b.co ", "a@b_c.de",
+        ] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(!is_valid_email(&long));
+    }
+
+    #[test]
+    fn bodies() {
+        assert_eq!(validate_body("hi"), Ok(()));
+        assert!(validate_body("   \n").is_err());
+        assert_eq!(validate_body(&"é".repeat(MAX_BODY_CHARS)), Ok(()));
+        assert!(validate_body(&"é".repeat(MAX_BODY_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn error_body_shape_and_statuses() {
+        let body = ErrorBody { error: ApiError { code: ErrorCode::InvalidTransition, message: "no".into() } };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"error":{"code":"invalid_transition","message":"no"}}"#
+        );
+        assert_eq!(ErrorCode::InvalidTransition.http_status(), 409);
+        assert_eq!(ErrorCode::PayloadTooLarge.http_status(), 413);
+        assert_eq!(ErrorCode::ValidationFailed.http_status(), 422);
+        let unknown: ErrorCode = serde_json::from_str(r#""teapot""#).unwrap();
+        assert_eq!(unknown, ErrorCode::Unknown);
+    }
+}

@@ -1,0 +1,114 @@
+//! `conversation:status_changed`, `conversation:assigned`, `conversation:transferred`,
+//! `conversation:resolved`, and the conversation status.
+
+use serde::{Deserialize, Serialize};
+
+use super::agent::AgentSummary;
+use super::message::Author;
+use crate::ids::{ConversationId, Seq};
+
+/// Where a conversation stands (see [`crate::state`] for the allowed transitions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ConversationStatus {
+    /// The AI chatbot answers.
+    Bot,
+    /// Waiting in the project queue for a human.
+    Queued,
+    /// A human agent has it.
+    Assigned,
+    /// Closed; writing again reopens it with the bot.
+    Resolved,
+    /// A status this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ConversationStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationStatus::Bot => "bot",
+            ConversationStatus::Queued => "queued",
+            ConversationStatus::Assigned => "assigned",
+            ConversationStatus::Resolved => "resolved",
+            ConversationStatus::Unknown => "unknown",
+        }
+    }
+
+    /// Parses a wire name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bot" => Some(ConversationStatus::Bot),
+            "queued" => Some(ConversationStatus::Queued),
+            "assigned" => Some(ConversationStatus::Assigned),
+            "resolved" => Some(ConversationStatus::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// `conversation:status_changed`. Sent on the conversation and project queue channels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChanged {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Event counter.
+    pub seq: Seq,
+    /// The new status.
+    pub status: ConversationStatus,
+    /// The status before.
+    pub previous: ConversationStatus,
+}
+
+/// `conversation:assigned`: an agent now has the conversation (routing, claim, transfer or
+/// decline). Sent on the conversation, `agent:{id}` and project queue channels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationAssigned {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Event counter.
+    pub seq: Seq,
+    /// The agent who has it now.
+    pub agent: AgentSummary,
+}
+
+/// Where a transfer sends a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TransferTarget {
+    /// Back to the project queue.
+    Queue,
+    /// To a named agent.
+    Agent(AgentSummary),
+}
+
+/// `conversation:transferred`. Sent on the conversation, `agent:{from}`, `agent:{to}` and
+/// project queue channels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationTransferred {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Event counter.
+    pub seq: Seq,
+    /// The agent who had it.
+    pub from_agent: AgentSummary,
+    /// The queue or the agent who has it now.
+    pub to: TransferTarget,
+    /// An optional hand-over note for the next agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `conversation:resolved`. Sent on the conversation, project queue and `agent:{id}` channels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationResolved {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Event counter.
+    pub seq: Seq,
+    /// Who resolved it (usually the agent).
+    pub resolved_by: Author,
+}

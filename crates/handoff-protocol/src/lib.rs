@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod channel;
+pub mod event;
+pub mod ids;
+pub mod phoenix;
+pub mod routing;
+pub mod state;
+pub mod timing;
+
+pub use channel::Channel;
+pub use event::{Event, EventType};
+pub use ids::{
+    AgentId, BotId, ClientMsgId, ConversationId, MessageId, NoteId, OfflineMessageId, ProjectId, Seq,
+    Timestamp, VisitorId,
+};
