@@ -1,0 +1,4 @@
+//! The Handoff server.
+#![forbid(unsafe_code)]
+
+pub mod realtime;

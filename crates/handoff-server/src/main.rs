@@ -1,0 +1,3 @@
+//! `handoff-server` binary.
+
+fn main() {}

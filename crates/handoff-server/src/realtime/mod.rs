@@ -1,0 +1,32 @@
+//! The realtime side of the server: the hub (topic -> subscribers, fan-out) and the Phoenix
+//! WebSocket endpoint at `/realtime/v1/websocket`, compatible with `@supabase/realtime-js`.
+//!
+//! The hub knows nothing about HTTP or storage. What the socket needs from the rest of the
+//! server (who a token is, who owns a conversation, what to do with a client broadcast) comes
+//! through [`RealtimeBackend`], which the service layer implements.
+
+use async_trait::async_trait;
+use handoff_protocol::channel::{ConversationOwner, Principal};
+use handoff_protocol::{Channel, ConversationId, Event};
+
+/// What the realtime socket asks of the rest of the server.
+#[async_trait]
+pub trait RealtimeBackend: Send + Sync + 'static {
+    /// Resolves an access token (visitor token, agent token or project secret key) to a
+    /// principal; [`Principal::Anonymous`] when the token is unknown. Must be cheap: realtime-js
+    /// pushes `access_token` on every heartbeat.
+    async fn authenticate(&self, token: &str) -> Principal;
+
+    /// The owner of a conversation, for the join rules; `None` when it does not exist.
+    async fn conversation_owner(&self, id: &ConversationId) -> Option<ConversationOwner>;
+
+    /// A client-sent broadcast on `channel` (only ephemeral events: `typing`, `presence:updated`).
+    /// The backend checks that `principal` may emit it, applies its side effects (presence
+    /// last-seen) and publishes the event itself. `Err` carries the reason for the error reply.
+    async fn client_broadcast(
+        &self,
+        principal: &Principal,
+        channel: &Channel,
+        event: Event,
+    ) -> Result<(), String>;
+}
