@@ -1,0 +1,4 @@
+//! Integration tests of `handoff-protocol`: the golden wire files.
+
+mod events;
+mod frames;
