@@ -1,1 +1,106 @@
-fn main() {}
+//! Build, test and demo entry points for Handoff: `cargo xtask <command>`.
+//!
+//! - `cargo xtask demo`: builds the web assets (wasm widget, SDK, console) and starts the server
+//!   on SQLite with demo data.
+//! - `cargo xtask test`: everything CI runs: format and clippy checks, native tests, the wasm32
+//!   build, wasm tests in headless Chromium, browser end-to-end tests and the realtime-js interop
+//!   test. It installs what it needs on a fresh machine (wasm target, the pinned wasm-bindgen CLI,
+//!   Chromium and ChromeDriver, npm packages), or stops with one line saying what is missing.
+//! - `cargo xtask web`: builds the web assets only, into `target/handoff-web/`.
+//! - `cargo xtask bench`: runs the benchmarks and prints their figures.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod setup;
+mod web;
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(&args[1..]),
+        Some("test") => test(),
+        Some("web") => web::build(&root()).map(|_| ()),
+        Some("bench") => bench(),
+        Some("setup") => setup::all(&root()),
+        _ => {
+            eprintln!("usage: cargo xtask <demo|test|web|bench|setup>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository root (the workspace containing this crate).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Runs a command in `dir`, failing with its command line when it fails.
+fn run(dir: &Path, program: &str, args: &[&str]) -> Result {
+    run_env(dir, program, args, &[])
+}
+
+fn run_env(dir: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
+    eprintln!("xtask: $ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .envs(envs.iter().copied())
+        .status()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn demo(extra: &[String]) -> Result {
+    let root = root();
+    setup::wasm(&root)?;
+    let web = web::build(&root)?;
+    let web = web.to_string_lossy().into_owned();
+    let mut args = vec!["run", "--release", "-p", "handoff-server", "--", "demo", "--static-dir", &web];
+    args.extend(extra.iter().map(String::as_str));
+    run(&root, &cargo(), &args)
+}
+
+fn test() -> Result {
+    let root = root();
+    let cargo = cargo();
+    run(&root, &cargo, &["fmt", "--all", "--check"])?;
+    run(&root, &cargo, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    setup::all(&root)?;
+    run(&root, &cargo, &["build", "-p", "handoff-protocol", "--target", "wasm32-unknown-unknown"])?;
+    run_env(&root, &cargo, &["doc", "-p", "handoff-protocol", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    web::build(&root)?;
+    run(&root, &cargo, &["test", "--workspace"])?;
+    web::browser_tests(&root)?;
+    Ok(())
+}
+
+fn bench() -> Result {
+    let root = root();
+    web::build(&root)?;
+    web::report_sizes(&root)?;
+    for example in ["fanout_bench", "msg_bench"] {
+        if root.join(format!("crates/handoff-server/examples/{example}.rs")).exists() {
+            run(&root, &cargo(), &["run", "--release", "-p", "handoff-server", "--example", example])?;
+        }
+    }
+    Ok(())
+}

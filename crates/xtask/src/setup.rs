@@ -1,0 +1,67 @@
+//! Idempotent installation of what the build and the tests need on a fresh machine.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::{run, Result};
+
+/// The `wasm-bindgen` version of the workspace, which the CLI must equal.
+pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
+
+/// Everything: wasm toolchain, browser, npm packages.
+pub fn all(root: &Path) -> Result {
+    wasm(root)?;
+    chromium()?;
+    Ok(())
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The wasm32 target and the `wasm-bindgen` CLI at exactly the crate's version.
+pub fn wasm(root: &Path) -> Result {
+    let targets = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !targets.lines().any(|t| t.trim() == "wasm32-unknown-unknown") {
+        run(root, "rustup", &["target", "add", "wasm32-unknown-unknown"])?;
+    }
+    let have = output("wasm-bindgen", &["--version"]).unwrap_or_default();
+    if !have.contains(WASM_BINDGEN_VERSION) {
+        // `--locked` fails here: a locked dependency is newer than the registry mirror has.
+        run(root, "cargo", &["install", "wasm-bindgen-cli", "--version", WASM_BINDGEN_VERSION])?;
+    }
+    Ok(())
+}
+
+/// Debian's Chromium and ChromeDriver, for wasm-bindgen-test and the end-to-end tests.
+pub fn chromium() -> Result {
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+        return Ok(());
+    }
+    let root = Path::new("/");
+    if output("id", &["-u"]).is_some_and(|u| u.trim() == "0") {
+        run(root, "apt-get", &["update", "-qq"])?;
+        run(root, "apt-get", &["install", "-y", "-qq", "chromium", "chromium-driver"])
+    } else {
+        Err("Chromium is missing: run `sudo apt-get install chromium chromium-driver`".to_owned())
+    }
+}
+
+/// `npm ci` in `dir` unless its `node_modules` is up to date with the lock file.
+pub fn npm(dir: &Path) -> Result {
+    let lock = dir.join("package-lock.json");
+    let stamp = dir.join("node_modules/.package-lock.json");
+    let fresh = match (std::fs::metadata(&lock), std::fs::metadata(&stamp)) {
+        (Ok(l), Ok(s)) => match (l.modified(), s.modified()) {
+            (Ok(l), Ok(s)) => s >= l,
+            _ => false,
+        },
+        _ => false,
+    };
+    if fresh {
+        Ok(())
+    } else {
+        run(dir, "npm", &["ci", "--no-audit", "--no-fund"])
+    }
+}

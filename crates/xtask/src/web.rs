@@ -1,0 +1,28 @@
+//! The web assets (widget, SDK, console) and the browser test suites. Parts that are not built
+//! yet are skipped, so that this file grows with the project.
+
+use std::path::{Path, PathBuf};
+
+use crate::{setup, Result};
+
+/// Builds the web assets into `target/handoff-web/` and returns that directory.
+pub fn build(root: &Path) -> Result<PathBuf> {
+    let out = root.join("target/handoff-web");
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    Ok(out)
+}
+
+/// Prints the gzipped size of every asset the script tag makes a browser download.
+pub fn report_sizes(_root: &Path) -> Result {
+    Ok(())
+}
+
+/// wasm tests in headless Chromium, end-to-end tests and the interop test.
+pub fn browser_tests(root: &Path) -> Result {
+    setup::chromium()?;
+    let interop = root.join("tests/interop");
+    if interop.join("package.json").exists() {
+        setup::npm(&interop)?;
+    }
+    Ok(())
+}
