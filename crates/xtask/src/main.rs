@@ -42,7 +42,10 @@ fn main() -> ExitCode {
 
 /// The repository root (the workspace containing this crate).
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Runs a command in `dir`, failing with its command line when it fails.
@@ -86,7 +89,12 @@ fn test() -> Result {
     run(&root, &cargo, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     setup::all(&root)?;
     run(&root, &cargo, &["build", "-p", "handoff-protocol", "--target", "wasm32-unknown-unknown"])?;
-    run_env(&root, &cargo, &["doc", "-p", "handoff-protocol", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    run_env(
+        &root,
+        &cargo,
+        &["doc", "-p", "handoff-protocol", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
     web::build(&root)?;
     run(&root, &cargo, &["test", "--workspace"])?;
     web::browser_tests(&root)?;

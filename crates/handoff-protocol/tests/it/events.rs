@@ -49,7 +49,11 @@ fn samples() -> Vec<Event> {
             seq: Seq(7),
             agent: agent("agt_ann", "Ann"),
         }),
-        Event::AgentClaimed(AgentClaimed { conversation_id: conv(), seq: Seq(6), agent: agent("agt_ann", "Ann") }),
+        Event::AgentClaimed(AgentClaimed {
+            conversation_id: conv(),
+            seq: Seq(6),
+            agent: agent("agt_ann", "Ann"),
+        }),
         Event::ConversationTransferred(ConversationTransferred {
             conversation_id: conv(),
             seq: Seq(9),
@@ -60,9 +64,17 @@ fn samples() -> Vec<Event> {
         Event::ConversationResolved(ConversationResolved {
             conversation_id: conv(),
             seq: Seq(12),
-            resolved_by: Author { kind: AuthorKind::Agent, id: "agt_bo".to_owned(), name: Some("Bo".to_owned()) },
+            resolved_by: Author {
+                kind: AuthorKind::Agent,
+                id: "agt_bo".to_owned(),
+                name: Some("Bo".to_owned()),
+            },
         }),
-        Event::QueuePositionUpdated(QueuePositionUpdated { conversation_id: conv(), position: 2, queue_length: 3 }),
+        Event::QueuePositionUpdated(QueuePositionUpdated {
+            conversation_id: conv(),
+            position: 2,
+            queue_length: 3,
+        }),
         Event::QueueUpdated(QueueUpdated {
             queue: vec![
                 QueueEntry {
@@ -81,13 +93,20 @@ fn samples() -> Vec<Event> {
                 },
             ],
         }),
-        Event::AgentStatusChanged(AgentStatusChanged { agent_id: AgentId::new("agt_ann"), status: AgentStatus::Away }),
+        Event::AgentStatusChanged(AgentStatusChanged {
+            agent_id: AgentId::new("agt_ann"),
+            status: AgentStatus::Away,
+        }),
         Event::Typing(Typing {
             conversation_id: conv(),
             actor: Author { kind: AuthorKind::Agent, id: "agt_ann".to_owned(), name: Some("Ann".to_owned()) },
             is_typing: true,
         }),
-        Event::PresenceUpdated(PresenceUpdated { conversation_id: conv(), state: PresenceState::Idle, at: AT }),
+        Event::PresenceUpdated(PresenceUpdated {
+            conversation_id: conv(),
+            state: PresenceState::Idle,
+            at: AT,
+        }),
         Event::NoteNew(NoteNew {
             note: Note {
                 id: NoteId::new("note_1"),
