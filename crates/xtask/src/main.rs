@@ -104,7 +104,6 @@ fn test() -> Result {
 fn bench() -> Result {
     let root = root();
     web::build(&root)?;
-    web::report_sizes(&root)?;
     for example in ["fanout_bench", "msg_bench"] {
         if root.join(format!("crates/handoff-server/examples/{example}.rs")).exists() {
             run(&root, &cargo(), &["run", "--release", "-p", "handoff-server", "--example", example])?;

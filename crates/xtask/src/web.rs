@@ -12,11 +12,6 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Prints the gzipped size of every asset the script tag makes a browser download.
-pub fn report_sizes(_root: &Path) -> Result {
-    Ok(())
-}
-
 /// wasm tests in headless Chromium, end-to-end tests and the interop test.
 pub fn browser_tests(root: &Path) -> Result {
     setup::chromium()?;

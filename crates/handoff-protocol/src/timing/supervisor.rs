@@ -421,7 +421,7 @@ mod tests {
         let mut s = connected_at(0);
         s.handle_disconnected(0);
         drain(&mut s);
-        let mut now = 0;
+        let mut now;
         for (failure, base) in [(1u32, 1_000u64), (2, 2_000)] {
             now = s.poll_timeout().unwrap();
             s.handle_timeout(now);
