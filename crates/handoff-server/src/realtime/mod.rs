@@ -5,28 +5,35 @@
 //! server (who a token is, who owns a conversation, what to do with a client broadcast) comes
 //! through [`RealtimeBackend`], which the service layer implements.
 
+mod hub;
+mod socket;
+
 use async_trait::async_trait;
 use handoff_protocol::channel::{ConversationOwner, Principal};
 use handoff_protocol::{Channel, ConversationId, Event};
+
+pub use hub::{Hub, SocketId, DEFAULT_QUEUE_CAPACITY};
+pub use socket::{routes, RealtimeConfig};
 
 /// What the realtime socket asks of the rest of the server.
 #[async_trait]
 pub trait RealtimeBackend: Send + Sync + 'static {
     /// Resolves an access token (visitor token, agent token or project secret key) to a
-    /// principal; [`Principal::Anonymous`] when the token is unknown. Must be cheap: realtime-js
-    /// pushes `access_token` on every heartbeat.
+    /// principal; [`Principal::Anonymous`] when the token is unknown. The socket caches the
+    /// answer per token, since realtime-js pushes `access_token` on every heartbeat.
     async fn authenticate(&self, token: &str) -> Principal;
 
     /// The owner of a conversation, for the join rules; `None` when it does not exist.
     async fn conversation_owner(&self, id: &ConversationId) -> Option<ConversationOwner>;
 
-    /// A client-sent broadcast on `channel` (only ephemeral events: `typing`, `presence:updated`).
-    /// The backend checks that `principal` may emit it, applies its side effects (presence
-    /// last-seen) and publishes the event itself. `Err` carries the reason for the error reply.
+    /// A client-sent broadcast on `channel` (only ephemeral events: `typing`,
+    /// `presence:updated`). The backend checks that `principal` may emit it, applies its side
+    /// effects (presence last-seen) and returns the event to fan out (with the actor set from
+    /// the principal). `Err` carries the reason for the error reply.
     async fn client_broadcast(
         &self,
         principal: &Principal,
         channel: &Channel,
         event: Event,
-    ) -> Result<(), String>;
+    ) -> Result<Event, String>;
 }

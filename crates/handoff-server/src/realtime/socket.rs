@@ -1,0 +1,305 @@
+//! The Phoenix WebSocket endpoint, as Supabase Realtime speaks it (DESIGN section 2).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures_util::{SinkExt, StreamExt};
+use handoff_protocol::channel::{may_join, Principal, PHOENIX_TOPIC};
+use handoff_protocol::phoenix::{codec, Frame, FrameKind, Vsn};
+use handoff_protocol::{Channel, Event};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, Notify};
+
+use super::hub::{Hub, SocketId, DEFAULT_QUEUE_CAPACITY};
+use super::RealtimeBackend;
+
+/// Settings of the realtime endpoint.
+#[derive(Clone, Debug)]
+pub struct RealtimeConfig {
+    /// A socket that sends nothing for this long is closed (60 s; realtime-js beats every 25 s).
+    pub idle_timeout: Duration,
+    /// Outgoing frames queued per socket before it counts as too slow.
+    pub queue_capacity: usize,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig { idle_timeout: Duration::from_secs(60), queue_capacity: DEFAULT_QUEUE_CAPACITY }
+    }
+}
+
+#[derive(Clone)]
+struct Realtime {
+    hub: Arc<Hub>,
+    backend: Arc<dyn RealtimeBackend>,
+    config: RealtimeConfig,
+}
+
+/// The router serving `GET /realtime/v1/websocket?apikey=...&vsn=2.0.0`.
+pub fn routes(hub: Arc<Hub>, backend: Arc<dyn RealtimeBackend>, config: RealtimeConfig) -> Router {
+    Router::new().route("/realtime/v1/websocket", get(upgrade)).with_state(Realtime { hub, backend, config })
+}
+
+#[derive(Deserialize)]
+struct Params {
+    vsn: Option<String>,
+}
+
+async fn upgrade(ws: WebSocketUpgrade, Query(params): Query<Params>, State(rt): State<Realtime>) -> Response {
+    let vsn = match Vsn::from_param(params.vsn.as_deref()) {
+        Ok(vsn) => vsn,
+        Err(e) => return crate::error::AppError::bad_request(e.to_string()).into_response(),
+    };
+    ws.on_upgrade(move |socket| run(socket, vsn, rt))
+}
+
+/// One joined topic on a socket.
+struct Joined {
+    join_ref: Option<String>,
+    channel: Channel,
+    /// The token the join is authorized with; `None` while waiting for an `access_token` push.
+    token: Option<String>,
+    principal: Principal,
+    ack: bool,
+    echo: bool,
+}
+
+struct Conn {
+    id: SocketId,
+    vsn: Vsn,
+    rt: Realtime,
+    tx: mpsc::Sender<Message>,
+    kill: Arc<Notify>,
+    joined: HashMap<String, Joined>,
+    principals: HashMap<String, Principal>,
+}
+
+async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(rt.config.queue_capacity);
+    let kill = Arc::new(Notify::new());
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if sink.send(msg).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let idle = rt.config.idle_timeout;
+    let mut conn = Conn {
+        id: rt.hub.socket_id(),
+        vsn,
+        rt,
+        tx,
+        kill: kill.clone(),
+        joined: HashMap::new(),
+        principals: HashMap::new(),
+    };
+    loop {
+        let next = tokio::select! {
+            () = kill.notified() => break,
+            next = tokio::time::timeout(idle, stream.next()) => next,
+        };
+        let msg = match next {
+            Err(_) => {
+                tracing::debug!(socket = conn.id, "closing a silent socket");
+                break;
+            }
+            Ok(None | Some(Err(_))) => break,
+            Ok(Some(Ok(msg))) => msg,
+        };
+        let frame = match msg {
+            Message::Text(text) => codec::decode_text(vsn, text.as_str()),
+            Message::Binary(bytes) => codec::decode_binary(&bytes),
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        match frame {
+            Ok(frame) => conn.handle(frame).await,
+            Err(e) => tracing::debug!(socket = conn.id, error = %e, "undecodable frame ignored"),
+        }
+    }
+    for topic in conn.joined.keys() {
+        conn.rt.hub.unsubscribe(topic, conn.id);
+    }
+    drop(conn);
+    let _ = writer.await;
+}
+
+impl Conn {
+    fn send(&self, frame: &Frame) {
+        match codec::encode_text(self.vsn, frame) {
+            Ok(text) => {
+                if self.tx.try_send(Message::Text(text.into())).is_err() {
+                    self.kill.notify_one();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode frame"),
+        }
+    }
+
+    async fn handle(&mut self, frame: Frame) {
+        match frame.kind() {
+            FrameKind::Heartbeat if frame.topic == PHOENIX_TOPIC => {
+                self.send(&Frame::reply_ok(None, frame.r#ref, PHOENIX_TOPIC, json!({})));
+            }
+            FrameKind::Join => self.join(frame).await,
+            FrameKind::AccessToken => self.access_token(&frame).await,
+            FrameKind::Leave => {
+                if let Some(j) = self.joined.remove(&frame.topic) {
+                    self.rt.hub.unsubscribe(&frame.topic, self.id);
+                    self.send(&Frame::reply_ok(
+                        j.join_ref.clone(),
+                        frame.r#ref.clone(),
+                        &frame.topic,
+                        json!({}),
+                    ));
+                    self.send(&Frame::close(j.join_ref, &frame.topic));
+                } else {
+                    self.send(&Frame::reply_ok(frame.join_ref, frame.r#ref, &frame.topic, json!({})));
+                }
+            }
+            FrameKind::Broadcast => self.client_broadcast(frame).await,
+            FrameKind::Presence => {
+                self.send(&Frame::reply_error(
+                    frame.join_ref,
+                    frame.r#ref,
+                    &frame.topic,
+                    "presence is not supported; use the presence:updated event",
+                ));
+            }
+            _ => tracing::debug!(socket = self.id, event = frame.event, "ignored frame"),
+        }
+    }
+
+    async fn principal(&mut self, token: &str) -> Principal {
+        if let Some(p) = self.principals.get(token) {
+            return p.clone();
+        }
+        let p = self.rt.backend.authenticate(token).await;
+        if self.principals.len() > 16 {
+            self.principals.clear();
+        }
+        self.principals.insert(token.to_owned(), p.clone());
+        p
+    }
+
+    async fn authorize(&mut self, channel: &Channel, token: &str) -> Result<Principal, String> {
+        let principal = self.principal(token).await;
+        let owner = match channel.conversation_id() {
+            Some(id) => self.rt.backend.conversation_owner(id).await,
+            None => None,
+        };
+        may_join(&principal, channel, owner.as_ref()).map(|()| principal).map_err(|e| e.to_string())
+    }
+
+    async fn join(&mut self, frame: Frame) {
+        let topic = frame.topic.clone();
+        let reply_error =
+            |reason: &str| Frame::reply_error(frame.join_ref.clone(), frame.r#ref.clone(), &topic, reason);
+        let channel = match Channel::from_topic(&topic) {
+            Ok(c) => c,
+            Err(e) => return self.send(&reply_error(&e.to_string())),
+        };
+        let payload = match frame.join_payload() {
+            Ok(p) => p,
+            Err(e) => return self.send(&reply_error(&e.to_string())),
+        };
+        // Last join wins: a second join of the same topic closes the first.
+        if let Some(old) = self.joined.remove(&topic) {
+            self.rt.hub.unsubscribe(&topic, self.id);
+            self.send(&Frame::close(old.join_ref, &topic));
+        }
+        let mut joined = Joined {
+            join_ref: frame.join_ref.clone(),
+            channel: channel.clone(),
+            token: None,
+            principal: Principal::Anonymous,
+            ack: payload.config.broadcast.ack,
+            echo: payload.config.broadcast.self_,
+        };
+        if let Some(token) = payload.access_token {
+            match self.authorize(&channel, &token).await {
+                Ok(principal) => {
+                    joined.token = Some(token);
+                    joined.principal = principal;
+                    self.rt.hub.subscribe(&topic, self.id, self.vsn, self.tx.clone(), self.kill.clone());
+                }
+                Err(reason) => return self.send(&reply_error(&reason)),
+            }
+        }
+        // Without a token the join is accepted but delivers nothing until an `access_token`
+        // push authorizes it (realtime-js may send its token right after the join).
+        self.joined.insert(topic.clone(), joined);
+        self.send(&Frame::reply_ok(frame.join_ref, frame.r#ref, &topic, json!({"postgres_changes": []})));
+    }
+
+    async fn access_token(&mut self, frame: &Frame) {
+        let Some(token) = frame.access_token_value().map(str::to_owned) else { return };
+        let Some(j) = self.joined.get(&frame.topic) else { return };
+        if j.token.as_deref() == Some(token.as_str()) {
+            return; // the common case: the same token on every heartbeat
+        }
+        let channel = j.channel.clone();
+        match self.authorize(&channel, &token).await {
+            Ok(principal) => {
+                if let Some(j) = self.joined.get_mut(&frame.topic) {
+                    j.token = Some(token);
+                    j.principal = principal;
+                }
+                self.rt.hub.subscribe(&frame.topic, self.id, self.vsn, self.tx.clone(), self.kill.clone());
+            }
+            Err(reason) => {
+                tracing::debug!(
+                    socket = self.id,
+                    topic = frame.topic,
+                    reason,
+                    "access_token refused; closing channel"
+                );
+                if let Some(j) = self.joined.remove(&frame.topic) {
+                    self.rt.hub.unsubscribe(&frame.topic, self.id);
+                    self.send(&Frame::close(j.join_ref, &frame.topic));
+                }
+            }
+        }
+    }
+
+    async fn client_broadcast(&mut self, frame: Frame) {
+        let refuse = |conn: &Self, reason: &str| {
+            conn.send(&Frame::reply_error(frame.join_ref.clone(), frame.r#ref.clone(), &frame.topic, reason));
+        };
+        let Some(j) = self.joined.get(&frame.topic).filter(|j| j.token.is_some()) else {
+            return refuse(self, "join the channel with a token first");
+        };
+        let (principal, channel, ack, echo) = (j.principal.clone(), j.channel.clone(), j.ack, j.echo);
+        let event = match frame.broadcast_event() {
+            Ok(event @ (Event::Typing(_) | Event::PresenceUpdated(_))) => event,
+            Ok(_) => {
+                return refuse(self, "only typing and presence:updated may be broadcast; use the REST API")
+            }
+            Err(e) => return refuse(self, &e.to_string()),
+        };
+        match self.rt.backend.client_broadcast(&principal, &channel, event).await {
+            Ok(event) => {
+                self.rt.hub.publish_except(&channel, &event, (!echo).then_some(self.id));
+                if ack {
+                    self.send(&Frame::reply_ok(
+                        frame.join_ref.clone(),
+                        frame.r#ref.clone(),
+                        &frame.topic,
+                        json!({}),
+                    ));
+                }
+            }
+            Err(reason) => refuse(self, &reason),
+        }
+    }
+}

@@ -1,0 +1,1365 @@
+//! The service layer: every operation of the REST API and the realtime backend. Each function
+//! authorizes, applies the conversation state machine, persists the events with their `seq`,
+//! and only then publishes them on exactly the channels of the catalog (DESIGN section 2).
+//! Publishing is fire-and-forget: it never fails a request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use handoff_protocol::api::{
+    self, Conversation, ErrorCode, EventsPage, InboxItem, SendMessageResponse, WidgetConfig,
+};
+use handoff_protocol::channel::{ConversationOwner, Principal};
+use handoff_protocol::event::{
+    AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary, Author, AuthorKind, ConversationAssigned,
+    ConversationResolved, ConversationStatus, ConversationTransferred, Event, Message, MessageNew, Note,
+    NoteNew, OfflineMessage, OfflineMessageNew, PresenceState, PresenceUpdated, QueueEntry,
+    QueuePositionUpdated, QueueUpdated, StatusChanged, TransferTarget, Typing,
+};
+use handoff_protocol::ids::{
+    AgentId, ClientMsgId, ConversationId, NoteId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
+};
+use handoff_protocol::routing::{pick_agent, AgentLoad, DEFAULT_CAPACITY};
+use handoff_protocol::state::{Command, ConversationState, TransferTo, Transition};
+use handoff_protocol::Channel;
+use tokio::sync::Notify;
+
+use crate::crypto;
+use crate::error::{AppError, AppResult};
+use crate::realtime::{Hub, RealtimeBackend};
+use crate::store::{AgentRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Who calls, after authentication.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// A visitor of a project.
+    Customer {
+        /// The visitor.
+        visitor: VisitorRow,
+        /// Their project.
+        project: Box<Project>,
+    },
+    /// A signed-in agent.
+    Agent(AgentRow),
+    /// A bot backend with the project's secret key.
+    Server(Box<Project>),
+}
+
+impl Caller {
+    /// The caller's project id.
+    pub fn project_id(&self) -> &ProjectId {
+        match self {
+            Caller::Customer { project, .. } | Caller::Server(project) => &project.id,
+            Caller::Agent(a) => &a.project_id,
+        }
+    }
+
+    fn author(&self) -> Author {
+        match self {
+            Caller::Customer { visitor, .. } => {
+                Author { kind: AuthorKind::Customer, id: visitor.id.to_string(), name: visitor.name.clone() }
+            }
+            Caller::Agent(a) => {
+                Author { kind: AuthorKind::Agent, id: a.id.to_string(), name: Some(a.name.clone()) }
+            }
+            Caller::Server(p) => {
+                Author { kind: AuthorKind::Bot, id: format!("bot_{}", p.id), name: Some("Bot".into()) }
+            }
+        }
+    }
+
+    fn agent(&self) -> AppResult<&AgentRow> {
+        match self {
+            Caller::Agent(a) => Ok(a),
+            _ => Err(AppError::forbidden("only agents can do this")),
+        }
+    }
+}
+
+fn summary(a: &AgentRow) -> AgentSummary {
+    AgentSummary { id: a.id.clone(), name: a.name.clone() }
+}
+
+/// The server's shared state and operations.
+#[derive(Debug)]
+pub struct Service {
+    store: Store,
+    hub: Arc<Hub>,
+    waiters: Mutex<HashMap<ConversationId, Arc<Notify>>>,
+}
+
+const MAX_RETRIES: usize = 8;
+
+impl Service {
+    /// A service over a store and a hub.
+    pub fn new(store: Store, hub: Arc<Hub>) -> Self {
+        Service { store, hub, waiters: Mutex::new(HashMap::new()) }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    fn waiter(&self, id: &ConversationId) -> Arc<Notify> {
+        let mut w = self.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.entry(id.clone()).or_default().clone()
+    }
+
+    fn wake(&self, id: &ConversationId) {
+        let w = self.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+        if let Some(n) = w {
+            n.notify_waiters();
+        }
+    }
+
+    // ---- authentication ----
+
+    /// Resolves a bearer token (visitor, agent or secret key) to a caller.
+    ///
+    /// # Errors
+    /// 401 when the token is unknown.
+    pub async fn authenticate(&self, token: &str) -> AppResult<Caller> {
+        let hash = crypto::token_hash(token);
+        if token.starts_with("vt_") {
+            if let Some(visitor) = self.store.visitor_by_token_hash(&hash).await.map_err(store_err)? {
+                let project = self
+                    .store
+                    .project(&visitor.project_id)
+                    .await
+                    .map_err(store_err)?
+                    .ok_or_else(AppError::unauthorized)?;
+                return Ok(Caller::Customer { visitor, project: Box::new(project) });
+            }
+        } else if token.starts_with("at_") {
+            if let Some(agent) = self.store.agent_by_token_hash(&hash).await.map_err(store_err)? {
+                return Ok(Caller::Agent(agent));
+            }
+        } else if token.starts_with("sk_") {
+            if let Some(project) = self.store.project_by_secret_hash(&hash).await.map_err(store_err)? {
+                return Ok(Caller::Server(Box::new(project)));
+            }
+        }
+        Err(AppError::unauthorized())
+    }
+
+    /// Checks what every customer call needs: an allowed origin and, when the project enforces
+    /// identity, a verified visitor.
+    ///
+    /// # Errors
+    /// 403 `origin_not_allowed` or `identity_required`.
+    pub fn check_customer(caller: &Caller, origin: Option<&str>, needs_identity: bool) -> AppResult<()> {
+        if let Caller::Customer { visitor, project } = caller {
+            if let Some(origin) = origin {
+                if !project.allows_origin(origin) {
+                    return Err(AppError::new(
+                        ErrorCode::OriginNotAllowed,
+                        format!("origin {origin} is not allowed"),
+                    ));
+                }
+            }
+            if needs_identity && project.enforce_identity && !visitor.verified {
+                return Err(AppError::new(
+                    ErrorCode::IdentityRequired,
+                    "this project requires a verified identity: call identify first",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- projects and agents (CLI) ----
+
+    /// Creates a project; returns it and its secret key (shown once).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn create_project(&self, name: &str, origins: Vec<String>) -> AppResult<(Project, String)> {
+        let secret = crypto::random_token("sk_");
+        let project = Project {
+            id: ProjectId::new(crypto::random_id("prj_")),
+            name: name.to_owned(),
+            public_key: crypto::random_token("pk_"),
+            allowed_origins: origins,
+            identity_secret: None,
+            enforce_identity: false,
+            theme: api::Theme::default(),
+            webhook_url: None,
+            webhook_secret: None,
+        };
+        self.store
+            .insert_project(&project, &crypto::token_hash(&secret), now_ms())
+            .await
+            .map_err(store_err)?;
+        Ok((project, secret))
+    }
+
+    /// Creates an agent.
+    ///
+    /// # Errors
+    /// 422 for a bad email or a taken email.
+    pub async fn create_agent(
+        &self,
+        project: &ProjectId,
+        email: &str,
+        name: &str,
+        password: &str,
+    ) -> AppResult<AgentRow> {
+        if !api::is_valid_email(email) {
+            return Err(AppError::validation("email is not a valid address"));
+        }
+        let now = now_ms();
+        let agent = AgentRow {
+            id: AgentId::new(crypto::random_id("agt_")),
+            project_id: project.clone(),
+            email: email.to_lowercase(),
+            name: name.to_owned(),
+            password_hash: crypto::hash_password(password).map_err(|e| AppError::internal(&e))?,
+            status: AgentStatus::Offline,
+            capacity: DEFAULT_CAPACITY,
+            last_activity: now,
+            idle_since: now,
+            open: 0,
+        };
+        match self.store.insert_agent(&agent).await {
+            Err(StoreError::Db(sqlx::Error::Database(d))) if d.is_unique_violation() => {
+                Err(AppError::validation("an agent with this email exists"))
+            }
+            r => r.map_err(store_err).map(|()| agent),
+        }
+    }
+
+    // ---- widget ----
+
+    /// `POST /api/widget/session`.
+    ///
+    /// # Errors
+    /// 404 unknown project key; 403 origin not allowed.
+    pub async fn widget_session(
+        &self,
+        req: api::WidgetSessionRequest,
+        origin: Option<&str>,
+    ) -> AppResult<api::WidgetSession> {
+        let project = self
+            .store
+            .project_by_public_key(&req.project_key)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| AppError::not_found("project"))?;
+        if let Some(origin) = origin {
+            if !project.allows_origin(origin) {
+                return Err(AppError::new(
+                    ErrorCode::OriginNotAllowed,
+                    format!("origin {origin} is not allowed"),
+                ));
+            }
+        }
+        let existing = match &req.visitor_token {
+            Some(t) => self
+                .store
+                .visitor_by_token_hash(&crypto::token_hash(t))
+                .await
+                .map_err(store_err)?
+                .filter(|v| v.project_id == project.id),
+            None => None,
+        };
+        let (visitor_id, token) = match (existing, req.visitor_token) {
+            (Some(v), Some(t)) => (v.id, t),
+            _ => {
+                let token = crypto::random_token("vt_");
+                let id = VisitorId::new(crypto::random_id("vis_"));
+                self.store
+                    .insert_visitor(&id, &project.id, &crypto::token_hash(&token), now_ms())
+                    .await
+                    .map_err(store_err)?;
+                (id, token)
+            }
+        };
+        let conversation = match self.store.open_conversation_of(&visitor_id).await.map_err(store_err)? {
+            Some(c) => Some(self.conversation_dto(&c).await?),
+            None => None,
+        };
+        Ok(api::WidgetSession {
+            project_id: project.id.clone(),
+            visitor_id,
+            visitor_token: token,
+            config: self.widget_config(&project).await?,
+            conversation,
+        })
+    }
+
+    async fn widget_config(&self, project: &Project) -> AppResult<WidgetConfig> {
+        let agents = self.store.agents(&project.id).await.map_err(store_err)?;
+        let online = u32::try_from(agents.iter().filter(|a| a.status == AgentStatus::Online).count())
+            .unwrap_or(u32::MAX);
+        Ok(WidgetConfig {
+            agents_online: online,
+            within_business_hours: true,
+            show_offline_form: online == 0,
+            identity_required: project.enforce_identity,
+            theme: project.theme.clone(),
+        })
+    }
+
+    /// `POST /api/widget/identify`.
+    ///
+    /// # Errors
+    /// 403 for a bad HMAC or a project without identity verification.
+    pub async fn identify(&self, caller: &Caller, req: api::IdentifyRequest) -> AppResult<()> {
+        let Caller::Customer { visitor, project } = caller else {
+            return Err(AppError::forbidden("only visitors identify"));
+        };
+        let Some(secret) = &project.identity_secret else {
+            return Err(AppError::forbidden("identity verification is not configured for this project"));
+        };
+        if !crypto::hmac_verify(secret, req.user_id.as_bytes(), &req.hmac) {
+            return Err(AppError::forbidden("identity HMAC does not match"));
+        }
+        if let Some(email) = req.email.as_deref() {
+            if !api::is_valid_email(email) {
+                return Err(AppError::validation("email is not a valid address"));
+            }
+        }
+        self.store
+            .identify_visitor(&visitor.id, &req.user_id, req.name.as_deref(), req.email.as_deref())
+            .await
+            .map_err(store_err)
+    }
+
+    // ---- conversations ----
+
+    async fn conversation_dto(&self, c: &ConversationRow) -> AppResult<Conversation> {
+        let agent = match &c.agent_id {
+            Some(id) => self.store.agent(id).await.map_err(store_err)?.map(|a| summary(&a)),
+            None => None,
+        };
+        Ok(Conversation {
+            id: c.id.clone(),
+            project_id: c.project_id.clone(),
+            visitor_id: c.visitor_id.clone(),
+            customer_name: self.store.visitor_name(&c.visitor_id).await.map_err(store_err)?,
+            status: c.status,
+            agent,
+            last_seq: c.last_seq,
+            created_at: Timestamp(c.created_at),
+            updated_at: Timestamp(c.updated_at),
+        })
+    }
+
+    /// Loads a conversation the caller may see.
+    async fn visible(&self, caller: &Caller, id: &ConversationId) -> AppResult<ConversationRow> {
+        let c = self
+            .store
+            .conversation(id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| AppError::not_found("conversation"))?;
+        let ok = match caller {
+            Caller::Customer { visitor, .. } => c.visitor_id == visitor.id,
+            _ => &c.project_id == caller.project_id(),
+        };
+        if ok {
+            Ok(c)
+        } else {
+            Err(AppError::not_found("conversation"))
+        }
+    }
+
+    /// `GET /api/conversations/{id}`.
+    ///
+    /// # Errors
+    /// 404 when not visible.
+    pub async fn get_conversation(&self, caller: &Caller, id: &ConversationId) -> AppResult<Conversation> {
+        let c = self.visible(caller, id).await?;
+        self.conversation_dto(&c).await
+    }
+
+    /// `POST /api/conversations`.
+    ///
+    /// # Errors
+    /// 403 for non-customers; validation errors of the first message.
+    pub async fn create_conversation(
+        &self,
+        caller: &Caller,
+        req: api::CreateConversationRequest,
+    ) -> AppResult<Conversation> {
+        let Caller::Customer { visitor, project } = caller else {
+            return Err(AppError::forbidden("only visitors start conversations"));
+        };
+        if let Some(body) = &req.body {
+            api::validate_body(body).map_err(AppError::validation)?;
+        }
+        let now = now_ms();
+        let row = ConversationRow {
+            id: ConversationId::new(crypto::random_id("conv_")),
+            project_id: project.id.clone(),
+            visitor_id: visitor.id.clone(),
+            status: ConversationStatus::Bot,
+            agent_id: None,
+            last_seq: Seq::ZERO,
+            queued_at: None,
+            presence: PresenceState::Online,
+            last_heartbeat: Some(now),
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_conversation(&row).await.map_err(store_err)?;
+        if let Some(body) = req.body {
+            self.send_message(
+                caller,
+                &row.id,
+                api::SendMessageRequest { body, client_msg_id: req.client_msg_id },
+            )
+            .await?;
+        }
+        self.get_conversation(caller, &row.id).await
+    }
+
+    /// `GET /api/conversations/{id}/events?after=&wait=`: history, catch-up and long-poll.
+    ///
+    /// # Errors
+    /// 404 when not visible.
+    pub async fn events(
+        &self,
+        caller: &Caller,
+        id: &ConversationId,
+        after: Seq,
+        wait_secs: u64,
+    ) -> AppResult<EventsPage> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs.min(api::MAX_WAIT_SECS));
+        loop {
+            // Register before reading, so an append between the read and the wait still wakes us.
+            let notify = self.waiter(id);
+            let notified = notify.notified();
+            let c = self.visible(caller, id).await?;
+            if c.last_seq > after || wait_secs == 0 {
+                let events = self.store.events_after(id, after, 500).await.map_err(store_err)?;
+                let last_seq = events.last().and_then(Event::seq).unwrap_or(after);
+                return Ok(EventsPage { events, last_seq, status: c.status });
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(EventsPage { events: Vec::new(), last_seq: after, status: c.status });
+            }
+        }
+    }
+
+    /// Applies a command and writes the resulting events; retries on concurrent changes.
+    /// `build` turns the transition into the events to persist, given the first free seq.
+    async fn transition<F>(
+        &self,
+        id: &ConversationId,
+        command: impl Fn(&ConversationRow) -> AppResult<Command>,
+        build: F,
+    ) -> AppResult<(ConversationRow, Transition, Vec<Event>)>
+    where
+        F: Fn(&ConversationRow, &Transition, &mut dyn FnMut() -> Seq) -> Vec<Event>,
+    {
+        for _ in 0..MAX_RETRIES {
+            let c = self
+                .store
+                .conversation(id)
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| AppError::not_found("conversation"))?;
+            let state = ConversationState { status: c.status, agent: c.agent_id.clone() };
+            let t = state.apply(&command(&c)?)?;
+            let mut next = c.last_seq;
+            let mut seq = || {
+                next = next.next();
+                next
+            };
+            let events = build(&c, &t, &mut seq);
+            let now = now_ms();
+            let queued_at = match t.to {
+                ConversationStatus::Queued if c.status == ConversationStatus::Queued => c.queued_at,
+                ConversationStatus::Queued => Some(now),
+                _ => None,
+            };
+            let update = ConversationUpdate { status: t.to, agent_id: t.agent.clone(), queued_at };
+            match self.store.append(id, c.last_seq, &update, &events, now).await {
+                Ok(()) => {
+                    self.wake(id);
+                    return Ok((c, t, events));
+                }
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        Err(AppError::new(ErrorCode::Internal, "conversation is too busy; try again"))
+    }
+
+    fn status_event(c: &ConversationRow, t: &Transition, seq: &mut dyn FnMut() -> Seq) -> Option<Event> {
+        (t.from != t.to).then(|| {
+            Event::StatusChanged(StatusChanged {
+                conversation_id: c.id.clone(),
+                seq: seq(),
+                status: t.to,
+                previous: t.from,
+            })
+        })
+    }
+
+    /// Publishes an event on the catalog's channels. `agents` are the agents whose personal
+    /// channel it goes to (assignee, transfer source and target, resolver).
+    fn publish(&self, project: &ProjectId, event: &Event, agents: &[&AgentId]) {
+        let conv = event.conversation_id().map(|id| Channel::Conversation(id.clone()));
+        let queue = Channel::ProjectQueue(project.clone());
+        let mut channels: Vec<Channel> = match event {
+            Event::MessageNew(_) | Event::StatusChanged(_) | Event::AgentClaimed(_) => {
+                conv.into_iter().chain([queue]).collect()
+            }
+            Event::ConversationAssigned(_)
+            | Event::ConversationTransferred(_)
+            | Event::ConversationResolved(_) => conv
+                .into_iter()
+                .chain([queue])
+                .chain(agents.iter().map(|a| Channel::Agent((*a).clone())))
+                .collect(),
+            Event::QueuePositionUpdated(_) | Event::Typing(_) | Event::PresenceUpdated(_) => {
+                conv.into_iter().collect()
+            }
+            Event::QueueUpdated(_) | Event::AgentStatusChanged(_) | Event::OfflineMessageNew(_) => {
+                vec![queue]
+            }
+            Event::NoteNew(n) => vec![Channel::ConversationAgents(n.note.conversation_id.clone())],
+            _ => Vec::new(),
+        };
+        channels.dedup();
+        for channel in &channels {
+            self.hub.publish(channel, event);
+        }
+    }
+
+    /// Sends `queue:updated` to the project and `queue:position_updated` to every waiting
+    /// conversation.
+    async fn broadcast_queue(&self, project: &ProjectId) {
+        let queue = match self.store.queue(project).await {
+            Ok(q) => q,
+            Err(e) => return tracing::error!(error = %e, "cannot read the queue for broadcast"),
+        };
+        let len = u32::try_from(queue.len()).unwrap_or(u32::MAX);
+        let mut entries = Vec::with_capacity(queue.len());
+        for (i, c) in queue.iter().enumerate() {
+            let position = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            self.publish(
+                project,
+                &Event::QueuePositionUpdated(QueuePositionUpdated {
+                    conversation_id: c.id.clone(),
+                    position,
+                    queue_length: len,
+                }),
+                &[],
+            );
+            entries.push(QueueEntry {
+                conversation_id: c.id.clone(),
+                position,
+                waiting_since: Timestamp(c.queued_at.unwrap_or(c.updated_at)),
+                customer_name: self.store.visitor_name(&c.visitor_id).await.ok().flatten(),
+                preview: self.store.last_customer_body(&c.id).await.ok().flatten().map(|b| preview(&b)),
+            });
+        }
+        self.publish(project, &Event::QueueUpdated(QueueUpdated { queue: entries }), &[]);
+    }
+
+    async fn loads(&self, project: &ProjectId) -> AppResult<(Vec<AgentRow>, Vec<AgentLoad>)> {
+        let agents = self.store.agents(project).await.map_err(store_err)?;
+        let loads = agents
+            .iter()
+            .map(|a| AgentLoad {
+                id: a.id.clone(),
+                online: a.status == AgentStatus::Online,
+                open: a.open,
+                capacity: a.capacity,
+                idle_since_ms: a.idle_since,
+            })
+            .collect();
+        Ok((agents, loads))
+    }
+
+    /// Offers the queue head to free agents until nobody is free or the queue is empty.
+    /// `declined` keeps a conversation away from the agent who just declined it.
+    async fn drain_queue(&self, project: &ProjectId, declined: Option<(&ConversationId, &AgentId)>) {
+        for _ in 0..64 {
+            let Ok(queue) = self.store.queue(project).await else { return };
+            let Ok((agents, loads)) = self.loads(project).await else { return };
+            let mut assigned = false;
+            for head in &queue {
+                let exclude = declined.filter(|(c, _)| *c == &head.id).map(|(_, a)| a);
+                let Some(agent_id) = pick_agent(&loads, exclude) else { continue };
+                let Some(agent) = agents.iter().find(|a| a.id == agent_id) else { continue };
+                if self
+                    .assign(&head.id, agent, Command::Assign { agent: agent_id.clone() }, false)
+                    .await
+                    .is_ok()
+                {
+                    assigned = true;
+                }
+                break;
+            }
+            if !assigned {
+                return;
+            }
+        }
+    }
+
+    /// Assigns a conversation (claim or auto-assignment) and publishes.
+    async fn assign(
+        &self,
+        id: &ConversationId,
+        agent: &AgentRow,
+        command: Command,
+        claimed: bool,
+    ) -> AppResult<ConversationRow> {
+        let s = summary(agent);
+        let (c, t, events) = self
+            .transition(
+                id,
+                |_| Ok(command.clone()),
+                |c, t, seq| {
+                    let mut out = Vec::new();
+                    if claimed {
+                        out.push(Event::AgentClaimed(AgentClaimed {
+                            conversation_id: c.id.clone(),
+                            seq: seq(),
+                            agent: s.clone(),
+                        }));
+                    }
+                    out.push(Event::ConversationAssigned(ConversationAssigned {
+                        conversation_id: c.id.clone(),
+                        seq: seq(),
+                        agent: s.clone(),
+                    }));
+                    out.extend(Self::status_event(c, t, seq));
+                    out
+                },
+            )
+            .await?;
+        let _ = self.store.set_idle_since(&agent.id, now_ms()).await;
+        for e in &events {
+            self.publish(&c.project_id, e, &[&agent.id]);
+        }
+        if t.from == ConversationStatus::Queued {
+            self.broadcast_queue(&c.project_id).await;
+        }
+        Ok(c)
+    }
+
+    /// `POST /api/conversations/{id}/messages`.
+    ///
+    /// # Errors
+    /// Validation, 404, 409 (agents cannot write in a resolved conversation).
+    pub async fn send_message(
+        &self,
+        caller: &Caller,
+        id: &ConversationId,
+        req: api::SendMessageRequest,
+    ) -> AppResult<SendMessageResponse> {
+        api::validate_body(&req.body).map_err(AppError::validation)?;
+        let c = self.visible(caller, id).await?;
+        if let Some(cid) = &req.client_msg_id {
+            if let Some(seq) =
+                self.store.message_seq_by_client_id(id, cid.as_str()).await.map_err(store_err)?
+            {
+                return self.duplicate(id, seq).await;
+            }
+        }
+        if let Caller::Agent(a) = caller {
+            let _ = self.store.touch_agent(&a.id, now_ms()).await;
+        }
+        let author = caller.author();
+        let is_customer = matches!(caller, Caller::Customer { .. });
+        let body = req.body;
+        let client_msg_id: Option<ClientMsgId> = req.client_msg_id;
+        let result = self
+            .transition(
+                id,
+                |c| {
+                    if is_customer {
+                        Ok(Command::CustomerMessage)
+                    } else if c.status == ConversationStatus::Resolved {
+                        Err(AppError::new(
+                            ErrorCode::InvalidTransition,
+                            "cannot write in a resolved conversation",
+                        ))
+                    } else {
+                        // Agents and bots write without changing the state.
+                        Ok(Command::CustomerMessage)
+                    }
+                },
+                |c, t, seq| {
+                    let mut out: Vec<Event> = Self::status_event(c, t, seq).into_iter().collect();
+                    out.push(Event::MessageNew(MessageNew {
+                        message: Message {
+                            id: Store::new_message_id(),
+                            conversation_id: c.id.clone(),
+                            seq: seq(),
+                            author: author.clone(),
+                            body: body.clone(),
+                            client_msg_id: client_msg_id.clone(),
+                            created_at: Timestamp(now_ms()),
+                        },
+                    }));
+                    out
+                },
+            )
+            .await;
+        let (_, _, events) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // A concurrent replay of the same client_msg_id won the race.
+                if let Some(cid) = &client_msg_id {
+                    if let Ok(Some(seq)) = self.store.message_seq_by_client_id(id, cid.as_str()).await {
+                        return self.duplicate(id, seq).await;
+                    }
+                }
+                return Err(e);
+            }
+        };
+        for e in &events {
+            self.publish(&c.project_id, e, &[]);
+        }
+        let message = events.into_iter().find_map(|e| match e {
+            Event::MessageNew(m) => Some(m.message),
+            _ => None,
+        });
+        let message = message.ok_or_else(|| AppError::internal(&"message event missing"))?;
+        if c.status == ConversationStatus::Queued && is_customer {
+            self.broadcast_queue(&c.project_id).await; // the preview changed
+        }
+        Ok(SendMessageResponse { message, duplicate: false })
+    }
+
+    async fn duplicate(&self, id: &ConversationId, seq: Seq) -> AppResult<SendMessageResponse> {
+        match self.store.event_at(id, seq).await.map_err(store_err)? {
+            Some(Event::MessageNew(m)) => Ok(SendMessageResponse { message: m.message, duplicate: true }),
+            _ => Err(AppError::internal(&"stored message event missing")),
+        }
+    }
+
+    /// `POST /api/conversations/{id}/handoff`: route to a free agent, else queue.
+    ///
+    /// # Errors
+    /// 403 for agents; 409 when not in `bot` state.
+    pub async fn handoff(&self, caller: &Caller, id: &ConversationId) -> AppResult<Conversation> {
+        if matches!(caller, Caller::Agent(_)) {
+            return Err(AppError::forbidden("agents claim conversations instead"));
+        }
+        let c = self.visible(caller, id).await?;
+        let (agents, loads) = self.loads(&c.project_id).await?;
+        let picked = pick_agent(&loads, None);
+        let agent = picked.as_ref().and_then(|id| agents.iter().find(|a| &a.id == id)).map(summary);
+        let (c, t, events) = self
+            .transition(
+                id,
+                |_| Ok(Command::Handoff { agent: picked.clone() }),
+                |c, t, seq| {
+                    let mut out: Vec<Event> = Self::status_event(c, t, seq).into_iter().collect();
+                    if let Some(a) = &agent {
+                        out.push(Event::ConversationAssigned(ConversationAssigned {
+                            conversation_id: c.id.clone(),
+                            seq: seq(),
+                            agent: a.clone(),
+                        }));
+                    }
+                    out
+                },
+            )
+            .await?;
+        if let Some(a) = &t.agent {
+            let _ = self.store.set_idle_since(a, now_ms()).await;
+        }
+        let assignee: Vec<&AgentId> = t.agent.iter().collect();
+        for e in &events {
+            self.publish(&c.project_id, e, &assignee);
+        }
+        if t.to == ConversationStatus::Queued {
+            self.broadcast_queue(&c.project_id).await;
+        }
+        self.get_conversation(caller, id).await
+    }
+
+    /// `POST /api/conversations/{id}/claim`.
+    ///
+    /// # Errors
+    /// 403 for non-agents; 409 when not queued.
+    pub async fn claim(&self, caller: &Caller, id: &ConversationId) -> AppResult<Conversation> {
+        let agent = caller.agent()?;
+        self.visible(caller, id).await?;
+        self.assign(id, agent, Command::Claim { agent: agent.id.clone() }, true).await?;
+        self.get_conversation(caller, id).await
+    }
+
+    /// `POST /api/conversations/{id}/transfer`.
+    ///
+    /// # Errors
+    /// 403, 404, 409 (`agent_unavailable` when the target is offline or full).
+    pub async fn transfer(
+        &self,
+        caller: &Caller,
+        id: &ConversationId,
+        req: api::TransferRequest,
+    ) -> AppResult<Conversation> {
+        let me = caller.agent()?;
+        let c = self.visible(caller, id).await?;
+        let target = if req.to == "queue" {
+            None
+        } else {
+            let a = self.store.agent(&AgentId::new(req.to.as_str())).await.map_err(store_err)?;
+            let a =
+                a.filter(|a| a.project_id == me.project_id).ok_or_else(|| AppError::not_found("agent"))?;
+            if a.id != me.id && (a.status != AgentStatus::Online || a.open >= a.capacity) {
+                return Err(AppError::new(
+                    ErrorCode::AgentUnavailable,
+                    format!("{} is not available", a.name),
+                ));
+            }
+            Some(a)
+        };
+        let to = target.as_ref().map_or(TransferTo::Queue, |a| TransferTo::Agent(a.id.clone()));
+        let from = summary(me);
+        let note = req.note.filter(|n| !n.trim().is_empty());
+        let (_, t, events) = self
+            .transition(
+                id,
+                |_| Ok(Command::Transfer { by: me.id.clone(), to: to.clone() }),
+                |c, t, seq| {
+                    let mut out = vec![Event::ConversationTransferred(ConversationTransferred {
+                        conversation_id: c.id.clone(),
+                        seq: seq(),
+                        from_agent: from.clone(),
+                        to: target
+                            .as_ref()
+                            .map_or(TransferTarget::Queue, |a| TransferTarget::Agent(summary(a))),
+                        note: note.clone(),
+                    })];
+                    if let Some(a) = &target {
+                        out.push(Event::ConversationAssigned(ConversationAssigned {
+                            conversation_id: c.id.clone(),
+                            seq: seq(),
+                            agent: summary(a),
+                        }));
+                    }
+                    out.extend(Self::status_event(c, t, seq));
+                    out
+                },
+            )
+            .await?;
+        let mut agents = vec![&me.id];
+        if let Some(a) = &target {
+            agents.push(&a.id);
+        }
+        for e in &events {
+            match e {
+                Event::ConversationAssigned(_) => self.publish(&c.project_id, e, &agents[1..]),
+                _ => self.publish(&c.project_id, e, &agents),
+            }
+        }
+        let _ = self.store.set_idle_since(&me.id, now_ms()).await;
+        if t.to == ConversationStatus::Queued {
+            self.broadcast_queue(&c.project_id).await;
+        }
+        self.drain_queue(&c.project_id, Some((id, &me.id))).await;
+        self.get_conversation(caller, id).await
+    }
+
+    /// `POST /api/conversations/{id}/decline`: to another free agent, else back to the queue.
+    ///
+    /// # Errors
+    /// 403, 404, 409.
+    pub async fn decline(&self, caller: &Caller, id: &ConversationId) -> AppResult<Conversation> {
+        let me = caller.agent()?;
+        let c = self.visible(caller, id).await?;
+        let (agents, loads) = self.loads(&c.project_id).await?;
+        let next = pick_agent(&loads, Some(&me.id));
+        let next_row = next.as_ref().and_then(|n| agents.iter().find(|a| &a.id == n));
+        let (_, t, events) = self
+            .transition(
+                id,
+                |_| Ok(Command::Decline { by: me.id.clone(), next: next.clone() }),
+                |c, t, seq| {
+                    let mut out = Vec::new();
+                    if let Some(a) = next_row {
+                        out.push(Event::ConversationAssigned(ConversationAssigned {
+                            conversation_id: c.id.clone(),
+                            seq: seq(),
+                            agent: summary(a),
+                        }));
+                    }
+                    out.extend(Self::status_event(c, t, seq));
+                    out
+                },
+            )
+            .await?;
+        let assignee: Vec<&AgentId> = next.iter().collect();
+        for e in &events {
+            self.publish(&c.project_id, e, &assignee);
+        }
+        let _ = self.store.set_idle_since(&me.id, now_ms()).await;
+        if t.to == ConversationStatus::Queued {
+            self.broadcast_queue(&c.project_id).await;
+        }
+        self.drain_queue(&c.project_id, Some((id, &me.id))).await;
+        self.get_conversation(caller, id).await
+    }
+
+    /// `POST /api/conversations/{id}/resolve`.
+    ///
+    /// # Errors
+    /// 403, 404, 409.
+    pub async fn resolve(&self, caller: &Caller, id: &ConversationId) -> AppResult<Conversation> {
+        let me = caller.agent()?;
+        let c = self.visible(caller, id).await?;
+        let by = caller.author();
+        let (before, t, events) = self
+            .transition(
+                id,
+                |_| Ok(Command::Resolve),
+                |c, t, seq| {
+                    let mut out = vec![Event::ConversationResolved(ConversationResolved {
+                        conversation_id: c.id.clone(),
+                        seq: seq(),
+                        resolved_by: by.clone(),
+                    })];
+                    out.extend(Self::status_event(c, t, seq));
+                    out
+                },
+            )
+            .await?;
+        let mut agents = vec![&me.id];
+        if let Some(a) = before.agent_id.as_ref().filter(|a| **a != me.id) {
+            agents.push(a);
+        }
+        for e in &events {
+            self.publish(&c.project_id, e, &agents);
+        }
+        if t.from == ConversationStatus::Queued {
+            self.broadcast_queue(&c.project_id).await;
+        }
+        if let Some(a) = &before.agent_id {
+            let _ = self.store.set_idle_since(a, now_ms()).await;
+        }
+        self.drain_queue(&c.project_id, None).await;
+        self.get_conversation(caller, id).await
+    }
+
+    fn typing_event(caller: &Caller, id: &ConversationId, is_typing: bool) -> Event {
+        Event::Typing(Typing { conversation_id: id.clone(), actor: caller.author(), is_typing })
+    }
+
+    /// `POST /api/conversations/{id}/typing`.
+    ///
+    /// # Errors
+    /// 404 when not visible.
+    pub async fn typing(&self, caller: &Caller, id: &ConversationId, is_typing: bool) -> AppResult<()> {
+        let c = self.visible(caller, id).await?;
+        if let Caller::Agent(a) = caller {
+            let _ = self.store.touch_agent(&a.id, now_ms()).await;
+        }
+        self.publish(&c.project_id, &Self::typing_event(caller, id, is_typing), &[]);
+        Ok(())
+    }
+
+    /// `POST /api/conversations/{id}/presence` (customers only).
+    ///
+    /// # Errors
+    /// 403 for agents; 404 when not visible.
+    pub async fn presence(
+        &self,
+        caller: &Caller,
+        id: &ConversationId,
+        state: PresenceState,
+    ) -> AppResult<()> {
+        if !matches!(caller, Caller::Customer { .. }) {
+            return Err(AppError::forbidden("only the customer reports presence"));
+        }
+        if state == PresenceState::Unknown {
+            return Err(AppError::validation("state must be online, idle or offline"));
+        }
+        let c = self.visible(caller, id).await?;
+        let now = now_ms();
+        self.store.set_presence(id, state, now).await.map_err(store_err)?;
+        if c.presence != state {
+            self.publish(
+                &c.project_id,
+                &Event::PresenceUpdated(PresenceUpdated {
+                    conversation_id: id.clone(),
+                    state,
+                    at: Timestamp(now),
+                }),
+                &[],
+            );
+        }
+        Ok(())
+    }
+
+    /// Marks customers offline whose heartbeats stopped `after_ms` ago; returns how many.
+    pub async fn expire_presence(&self, after_ms: u64) -> usize {
+        let now = now_ms();
+        let Ok(stale) = self.store.stale_presence(now.saturating_sub(after_ms)).await else { return 0 };
+        for c in &stale {
+            if self.store.set_presence(&c.id, PresenceState::Offline, now).await.is_ok() {
+                self.publish(
+                    &c.project_id,
+                    &Event::PresenceUpdated(PresenceUpdated {
+                        conversation_id: c.id.clone(),
+                        state: PresenceState::Offline,
+                        at: Timestamp(now),
+                    }),
+                    &[],
+                );
+            }
+        }
+        stale.len()
+    }
+
+    /// Sets agents offline who were inactive for `after_ms`; returns how many.
+    pub async fn expire_agents(&self, after_ms: u64) -> usize {
+        let now = now_ms();
+        let Ok(agents) = self.store.inactive_agents(now.saturating_sub(after_ms)).await else { return 0 };
+        for a in &agents {
+            if self.store.set_agent_status(&a.id, AgentStatus::Offline, a.last_activity).await.is_ok() {
+                self.publish(
+                    &a.project_id,
+                    &Event::AgentStatusChanged(AgentStatusChanged {
+                        agent_id: a.id.clone(),
+                        status: AgentStatus::Offline,
+                    }),
+                    &[],
+                );
+            }
+        }
+        agents.len()
+    }
+
+    /// `POST /api/conversations/{id}/read`.
+    ///
+    /// # Errors
+    /// 403, 404.
+    pub async fn mark_read(&self, caller: &Caller, id: &ConversationId, seq: Seq) -> AppResult<()> {
+        let me = caller.agent()?;
+        let c = self.visible(caller, id).await?;
+        self.store.mark_read(&me.id, id, seq.min(c.last_seq)).await.map_err(store_err)
+    }
+
+    /// `GET /api/conversations/{id}/notes`.
+    ///
+    /// # Errors
+    /// 403, 404.
+    pub async fn notes(&self, caller: &Caller, id: &ConversationId) -> AppResult<Vec<Note>> {
+        caller.agent()?;
+        self.visible(caller, id).await?;
+        self.store.notes(id).await.map_err(store_err)
+    }
+
+    /// `POST /api/conversations/{id}/notes`.
+    ///
+    /// # Errors
+    /// 403, 404, 422.
+    pub async fn add_note(&self, caller: &Caller, id: &ConversationId, body: String) -> AppResult<Note> {
+        let me = caller.agent()?;
+        api::validate_body(&body).map_err(AppError::validation)?;
+        let c = self.visible(caller, id).await?;
+        let note = Note {
+            id: NoteId::new(crypto::random_id("note_")),
+            conversation_id: id.clone(),
+            author: summary(me),
+            body,
+            created_at: Timestamp(now_ms()),
+        };
+        self.store.insert_note(&note).await.map_err(store_err)?;
+        self.publish(&c.project_id, &Event::NoteNew(NoteNew { note: note.clone() }), &[]);
+        Ok(note)
+    }
+
+    // ---- agents ----
+
+    /// `POST /api/agents/login`.
+    ///
+    /// # Errors
+    /// 401 for a wrong email or password.
+    pub async fn login(&self, req: &api::LoginRequest) -> AppResult<api::LoginResponse> {
+        let agent = self.store.agent_by_email(&req.email.to_lowercase()).await.map_err(store_err)?;
+        let agent = agent.filter(|a| crypto::verify_password(&req.password, &a.password_hash));
+        let agent = agent.ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "wrong email or password"))?;
+        let token = crypto::random_token("at_");
+        self.store
+            .insert_agent_token(&crypto::token_hash(&token), &agent.id, now_ms())
+            .await
+            .map_err(store_err)?;
+        Ok(api::LoginResponse { token, agent: agent_dto(&agent) })
+    }
+
+    /// `GET /api/agents/me`.
+    ///
+    /// # Errors
+    /// 403 for non-agents.
+    pub fn me(caller: &Caller) -> AppResult<api::Agent> {
+        Ok(agent_dto(caller.agent()?))
+    }
+
+    /// `PUT /api/agents/me/status`: publishes, and an agent who comes online gets queued work.
+    ///
+    /// # Errors
+    /// 403, 422.
+    pub async fn set_status(&self, caller: &Caller, status: AgentStatus) -> AppResult<api::Agent> {
+        let me = caller.agent()?;
+        if status == AgentStatus::Unknown {
+            return Err(AppError::validation("status must be online, away or offline"));
+        }
+        self.store.set_agent_status(&me.id, status, now_ms()).await.map_err(store_err)?;
+        if me.status != status {
+            self.publish(
+                &me.project_id,
+                &Event::AgentStatusChanged(AgentStatusChanged { agent_id: me.id.clone(), status }),
+                &[],
+            );
+        }
+        if status == AgentStatus::Online {
+            self.drain_queue(&me.project_id, None).await;
+        }
+        let me =
+            self.store.agent(&me.id).await.map_err(store_err)?.ok_or_else(|| AppError::not_found("agent"))?;
+        Ok(agent_dto(&me))
+    }
+
+    /// `GET /api/agents`.
+    ///
+    /// # Errors
+    /// 403 for non-agents.
+    pub async fn agents(&self, caller: &Caller) -> AppResult<Vec<api::Agent>> {
+        let me = caller.agent()?;
+        Ok(self.store.agents(&me.project_id).await.map_err(store_err)?.iter().map(agent_dto).collect())
+    }
+
+    /// `GET /api/queue`.
+    ///
+    /// # Errors
+    /// 403 for non-agents.
+    pub async fn queue(&self, caller: &Caller) -> AppResult<QueueUpdated> {
+        let me = caller.agent()?;
+        let queue = self.store.queue(&me.project_id).await.map_err(store_err)?;
+        let mut entries = Vec::new();
+        for (i, c) in queue.iter().enumerate() {
+            entries.push(QueueEntry {
+                conversation_id: c.id.clone(),
+                position: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                waiting_since: Timestamp(c.queued_at.unwrap_or(c.updated_at)),
+                customer_name: self.store.visitor_name(&c.visitor_id).await.map_err(store_err)?,
+                preview: self.store.last_customer_body(&c.id).await.map_err(store_err)?.map(|b| preview(&b)),
+            });
+        }
+        Ok(QueueUpdated { queue: entries })
+    }
+
+    /// `GET /api/inbox`: my assigned conversations and the queue, with unread counts.
+    ///
+    /// # Errors
+    /// 403 for non-agents.
+    pub async fn inbox(&self, caller: &Caller) -> AppResult<Vec<InboxItem>> {
+        let me = caller.agent()?;
+        let rows = self.store.inbox(&me.project_id, &me.id).await.map_err(store_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for c in &rows {
+            let last_message = match self.store.last_message(&c.id).await.map_err(store_err)? {
+                Some(Event::MessageNew(m)) => Some(m.message),
+                _ => None,
+            };
+            out.push(InboxItem {
+                conversation: self.conversation_dto(c).await?,
+                unread: self.store.unread(&me.id, &c.id).await.map_err(store_err)?,
+                last_message,
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- offline messages ----
+
+    /// `POST /api/projects/{id}/offline-messages`.
+    ///
+    /// # Errors
+    /// 404 for another project; 422 for a bad email or empty fields.
+    pub async fn offline_message(
+        &self,
+        caller: &Caller,
+        project: &ProjectId,
+        req: api::OfflineMessageRequest,
+    ) -> AppResult<OfflineMessage> {
+        if caller.project_id() != project {
+            return Err(AppError::not_found("project"));
+        }
+        let name = req.name.trim();
+        if name.is_empty() || name.chars().count() > api::MAX_NAME_CHARS {
+            return Err(AppError::validation("name must be 1 to 200 characters"));
+        }
+        if !api::is_valid_email(req.email.trim()) {
+            return Err(AppError::validation("email is not a valid address"));
+        }
+        api::validate_body(&req.message).map_err(AppError::validation)?;
+        let m = OfflineMessage {
+            id: OfflineMessageId::new(crypto::random_id("off_")),
+            name: name.to_owned(),
+            email: req.email.trim().to_owned(),
+            message: req.message,
+            created_at: Timestamp(now_ms()),
+            handled_at: None,
+        };
+        self.store.insert_offline(project, &m).await.map_err(store_err)?;
+        self.publish(
+            project,
+            &Event::OfflineMessageNew(OfflineMessageNew { offline_message: m.clone() }),
+            &[],
+        );
+        Ok(m)
+    }
+
+    /// `GET /api/offline-messages?handled=`.
+    ///
+    /// # Errors
+    /// 403 for non-agents.
+    pub async fn offline_messages(
+        &self,
+        caller: &Caller,
+        handled: Option<bool>,
+    ) -> AppResult<Vec<OfflineMessage>> {
+        let me = caller.agent()?;
+        self.store.offline_messages(&me.project_id, handled).await.map_err(store_err)
+    }
+
+    /// `POST /api/offline-messages/{id}/handled`.
+    ///
+    /// # Errors
+    /// 403, 404.
+    pub async fn mark_offline_handled(&self, caller: &Caller, id: &OfflineMessageId) -> AppResult<()> {
+        let me = caller.agent()?;
+        if self.store.mark_offline_handled(&me.project_id, id, now_ms()).await.map_err(store_err)? {
+            Ok(())
+        } else {
+            Err(AppError::not_found("offline message"))
+        }
+    }
+}
+
+fn preview(body: &str) -> String {
+    let mut p: String = body.chars().take(120).collect();
+    if p.len() < body.len() {
+        p.push('…');
+    }
+    p
+}
+
+fn agent_dto(a: &AgentRow) -> api::Agent {
+    api::Agent {
+        id: a.id.clone(),
+        project_id: a.project_id.clone(),
+        name: a.name.clone(),
+        email: a.email.clone(),
+        status: a.status,
+        capacity: a.capacity,
+        open_conversations: a.open,
+    }
+}
+
+fn store_err(e: StoreError) -> AppError {
+    AppError::internal(&e)
+}
+
+/// The realtime socket's view of the service.
+#[async_trait]
+impl RealtimeBackend for Service {
+    async fn authenticate(&self, token: &str) -> Principal {
+        match Service::authenticate(self, token).await {
+            Ok(Caller::Customer { visitor, project }) => {
+                if project.enforce_identity && !visitor.verified {
+                    Principal::Anonymous
+                } else {
+                    Principal::Customer { project_id: visitor.project_id, visitor_id: visitor.id }
+                }
+            }
+            Ok(Caller::Agent(a)) => Principal::Agent { project_id: a.project_id, agent_id: a.id },
+            Ok(Caller::Server(p)) => Principal::Server { project_id: p.id.clone() },
+            Err(_) => Principal::Anonymous,
+        }
+    }
+
+    async fn conversation_owner(&self, id: &ConversationId) -> Option<ConversationOwner> {
+        let c = self.store.conversation(id).await.ok()??;
+        Some(ConversationOwner { project_id: c.project_id, visitor_id: c.visitor_id })
+    }
+
+    async fn client_broadcast(
+        &self,
+        principal: &Principal,
+        channel: &Channel,
+        event: Event,
+    ) -> Result<Event, String> {
+        let Channel::Conversation(id) = channel else {
+            return Err("client broadcasts go on conversation channels".into());
+        };
+        let caller = match principal {
+            Principal::Customer { visitor_id, project_id } => {
+                let project = self.store.project(project_id).await.ok().flatten().ok_or("unknown project")?;
+                Caller::Customer {
+                    visitor: VisitorRow {
+                        id: visitor_id.clone(),
+                        project_id: project_id.clone(),
+                        name: None,
+                        email: None,
+                        verified: true,
+                    },
+                    project: Box::new(project),
+                }
+            }
+            Principal::Agent { agent_id, .. } => {
+                Caller::Agent(self.store.agent(agent_id).await.ok().flatten().ok_or("unknown agent")?)
+            }
+            _ => return Err("not allowed".into()),
+        };
+        match event {
+            Event::Typing(t) if &t.conversation_id == id => {
+                if let Caller::Agent(a) = &caller {
+                    let _ = self.store.touch_agent(&a.id, now_ms()).await;
+                } else if let Ok(Some(name)) =
+                    self.store.visitor_name(&VisitorId::new(caller_author_id(&caller))).await
+                {
+                    return Ok(Event::Typing(Typing {
+                        conversation_id: id.clone(),
+                        actor: Author { name: Some(name), ..caller.author() },
+                        is_typing: t.is_typing,
+                    }));
+                }
+                Ok(Self::typing_event(&caller, id, t.is_typing))
+            }
+            Event::PresenceUpdated(p)
+                if &p.conversation_id == id && matches!(caller, Caller::Customer { .. }) =>
+            {
+                let now = now_ms();
+                self.store.set_presence(id, p.state, now).await.map_err(|e| e.to_string())?;
+                Ok(Event::PresenceUpdated(PresenceUpdated {
+                    conversation_id: id.clone(),
+                    state: p.state,
+                    at: Timestamp(now),
+                }))
+            }
+            _ => Err("this event may not be broadcast by this client".into()),
+        }
+    }
+}
+
+fn caller_author_id(caller: &Caller) -> String {
+    caller.author().id
+}

@@ -1,0 +1,999 @@
+//! Storage: one implementation over `sqlx::Any`, with portable SQL, so the same code and the
+//! same test suite run on SQLite (the default: a file in WAL mode) and PostgreSQL
+//! (`DATABASE_URL=postgres://...`). Booleans are stored as 0/1 integers and times as
+//! milliseconds since the epoch, the subset both databases read the same way through `Any`.
+
+use handoff_protocol::event::{AgentStatus, ConversationStatus, Event, OfflineMessage, PresenceState};
+use handoff_protocol::ids::{
+    AgentId, ConversationId, MessageId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
+};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS projects (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, public_key TEXT NOT NULL UNIQUE,
+        secret_key_hash TEXT NOT NULL UNIQUE, allowed_origins TEXT NOT NULL,
+        identity_secret TEXT, enforce_identity BIGINT NOT NULL, theme TEXT NOT NULL,
+        webhook_url TEXT, webhook_secret TEXT, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS agents (
+        id TEXT PRIMARY KEY, project_id TEXT NOT NULL, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+        password_hash TEXT NOT NULL, status TEXT NOT NULL, capacity BIGINT NOT NULL,
+        last_activity BIGINT NOT NULL, idle_since BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS agent_tokens (token_hash TEXT PRIMARY KEY, agent_id TEXT NOT NULL, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS visitors (
+        id TEXT PRIMARY KEY, project_id TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
+        name TEXT, email TEXT, user_id TEXT, verified BIGINT NOT NULL, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS conversations (
+        id TEXT PRIMARY KEY, project_id TEXT NOT NULL, visitor_id TEXT NOT NULL, status TEXT NOT NULL,
+        agent_id TEXT, last_seq BIGINT NOT NULL, queued_at BIGINT, presence TEXT NOT NULL,
+        last_heartbeat BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS conversations_project ON conversations (project_id, status)",
+    "CREATE TABLE IF NOT EXISTS events (
+        conversation_id TEXT NOT NULL, seq BIGINT NOT NULL, event TEXT NOT NULL, payload TEXT NOT NULL,
+        created_at BIGINT NOT NULL, PRIMARY KEY (conversation_id, seq))",
+    "CREATE TABLE IF NOT EXISTS messages (
+        id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, seq BIGINT NOT NULL, author_kind TEXT NOT NULL,
+        body TEXT NOT NULL, client_msg_id TEXT, created_at BIGINT NOT NULL,
+        UNIQUE (conversation_id, client_msg_id))",
+    "CREATE TABLE IF NOT EXISTS notes (
+        id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS read_markers (
+        agent_id TEXT NOT NULL, conversation_id TEXT NOT NULL, seq BIGINT NOT NULL,
+        PRIMARY KEY (agent_id, conversation_id))",
+    "CREATE TABLE IF NOT EXISTS offline_messages (
+        id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL, email TEXT NOT NULL,
+        message TEXT NOT NULL, created_at BIGINT NOT NULL, handled_at BIGINT)",
+];
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// The conversation changed since it was read (optimistic concurrency): read again, retry.
+    #[error("conversation changed concurrently")]
+    Conflict,
+}
+
+/// A project row.
+#[derive(Clone, Debug)]
+pub struct Project {
+    /// Id.
+    pub id: ProjectId,
+    /// Name.
+    pub name: String,
+    /// Public key, for the script tag.
+    pub public_key: String,
+    /// Origins allowed to call the customer API (`*` allows any).
+    pub allowed_origins: Vec<String>,
+    /// Secret for identity HMACs.
+    pub identity_secret: Option<String>,
+    /// Whether unverified visitors are refused.
+    pub enforce_identity: bool,
+    /// Widget theme, JSON.
+    pub theme: handoff_protocol::api::Theme,
+    /// Bot webhook URL.
+    pub webhook_url: Option<String>,
+    /// Bot webhook signing secret.
+    pub webhook_secret: Option<String>,
+}
+
+impl Project {
+    /// Whether a browser origin may use the customer API.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == "*" || o == origin)
+    }
+}
+
+/// An agent row.
+#[derive(Clone, Debug)]
+pub struct AgentRow {
+    /// Id.
+    pub id: AgentId,
+    /// Project.
+    pub project_id: ProjectId,
+    /// Email.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// argon2 hash.
+    pub password_hash: String,
+    /// Status.
+    pub status: AgentStatus,
+    /// Capacity.
+    pub capacity: u32,
+    /// Last activity (ms).
+    pub last_activity: u64,
+    /// Idle since (ms), for routing ties.
+    pub idle_since: u64,
+    /// Open assigned conversations (filled by listing queries).
+    pub open: u32,
+}
+
+/// A visitor row.
+#[derive(Clone, Debug)]
+pub struct VisitorRow {
+    /// Id.
+    pub id: VisitorId,
+    /// Project.
+    pub project_id: ProjectId,
+    /// Name, once identified.
+    pub name: Option<String>,
+    /// Email, once identified.
+    pub email: Option<String>,
+    /// Whether identity was verified by HMAC.
+    pub verified: bool,
+}
+
+/// A conversation row.
+#[derive(Clone, Debug)]
+pub struct ConversationRow {
+    /// Id.
+    pub id: ConversationId,
+    /// Project.
+    pub project_id: ProjectId,
+    /// Customer.
+    pub visitor_id: VisitorId,
+    /// Status.
+    pub status: ConversationStatus,
+    /// Assigned agent.
+    pub agent_id: Option<AgentId>,
+    /// Last event seq.
+    pub last_seq: Seq,
+    /// When it entered the queue.
+    pub queued_at: Option<u64>,
+    /// Customer presence.
+    pub presence: PresenceState,
+    /// Last presence heartbeat (ms).
+    pub last_heartbeat: Option<u64>,
+    /// Created (ms).
+    pub created_at: u64,
+    /// Updated (ms).
+    pub updated_at: u64,
+}
+
+/// The new state of a conversation written with its events.
+#[derive(Clone, Debug)]
+pub struct ConversationUpdate {
+    /// New status.
+    pub status: ConversationStatus,
+    /// New agent.
+    pub agent_id: Option<AgentId>,
+    /// New queue time.
+    pub queued_at: Option<u64>,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn status_of(s: &str) -> ConversationStatus {
+    ConversationStatus::parse(s).unwrap_or(ConversationStatus::Unknown)
+}
+
+fn presence_of(s: &str) -> PresenceState {
+    match s {
+        "online" => PresenceState::Online,
+        "idle" => PresenceState::Idle,
+        "offline" => PresenceState::Offline,
+        _ => PresenceState::Unknown,
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// The database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+const CONVERSATION_COLUMNS: &str = "id, project_id, visitor_id, status, agent_id, last_seq, queued_at, presence, last_heartbeat, created_at, updated_at";
+
+fn conversation(row: &AnyRow) -> Result<ConversationRow, sqlx::Error> {
+    Ok(ConversationRow {
+        id: ConversationId::new(row.try_get::<String, _>(0)?),
+        project_id: ProjectId::new(row.try_get::<String, _>(1)?),
+        visitor_id: VisitorId::new(row.try_get::<String, _>(2)?),
+        status: status_of(&row.try_get::<String, _>(3)?),
+        agent_id: row.try_get::<Option<String>, _>(4)?.map(AgentId::new),
+        last_seq: Seq(to_u64(row.try_get(5)?)),
+        queued_at: row.try_get::<Option<i64>, _>(6)?.map(to_u64),
+        presence: presence_of(&row.try_get::<String, _>(7)?),
+        last_heartbeat: row.try_get::<Option<i64>, _>(8)?.map(to_u64),
+        created_at: to_u64(row.try_get(9)?),
+        updated_at: to_u64(row.try_get(10)?),
+    })
+}
+
+const AGENT_COLUMNS: &str = "a.id, a.project_id, a.email, a.name, a.password_hash, a.status, a.capacity, a.last_activity, a.idle_since, (SELECT COUNT(*) FROM conversations c WHERE c.agent_id = a.id AND c.status = 'assigned')";
+
+fn agent(row: &AnyRow) -> Result<AgentRow, sqlx::Error> {
+    Ok(AgentRow {
+        id: AgentId::new(row.try_get::<String, _>(0)?),
+        project_id: ProjectId::new(row.try_get::<String, _>(1)?),
+        email: row.try_get(2)?,
+        name: row.try_get(3)?,
+        password_hash: row.try_get(4)?,
+        status: AgentStatus::parse(&row.try_get::<String, _>(5)?).unwrap_or(AgentStatus::Offline),
+        capacity: u32::try_from(row.try_get::<i64, _>(6)?).unwrap_or(0),
+        last_activity: to_u64(row.try_get(7)?),
+        idle_since: to_u64(row.try_get(8)?),
+        open: u32::try_from(row.try_get::<i64, _>(9)?).unwrap_or(0),
+    })
+}
+
+const PROJECT_COLUMNS: &str =
+    "id, name, public_key, allowed_origins, identity_secret, enforce_identity, theme, webhook_url, webhook_secret";
+
+fn project(row: &AnyRow) -> Result<Project, sqlx::Error> {
+    let origins: String = row.try_get(3)?;
+    let theme: String = row.try_get(6)?;
+    Ok(Project {
+        id: ProjectId::new(row.try_get::<String, _>(0)?),
+        name: row.try_get(1)?,
+        public_key: row.try_get(2)?,
+        allowed_origins: serde_json::from_str(&origins).unwrap_or_default(),
+        identity_secret: row.try_get(4)?,
+        enforce_identity: row.try_get::<i64, _>(5)? != 0,
+        theme: serde_json::from_str(&theme).unwrap_or_default(),
+        webhook_url: row.try_get(7)?,
+        webhook_secret: row.try_get(8)?,
+    })
+}
+
+impl Store {
+    /// Connects and migrates. `sqlite://path` (created if missing, WAL mode) or `postgres://...`.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or migrated.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let url = if sqlite && !url.contains('?') { format!("{url}?mode=rwc") } else { url.to_owned() };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout=5000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        for m in MIGRATIONS {
+            sqlx::query(m).execute(&pool).await?;
+        }
+        Ok(Store { pool })
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- projects ----
+
+    /// Creates a project.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn insert_project(
+        &self,
+        p: &Project,
+        secret_key_hash: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO projects (id, name, public_key, secret_key_hash, allowed_origins, identity_secret, enforce_identity, theme, webhook_url, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+            .bind(p.id.as_str())
+            .bind(&p.name)
+            .bind(&p.public_key)
+            .bind(secret_key_hash)
+            .bind(serde_json::to_string(&p.allowed_origins).unwrap_or_default())
+            .bind(p.identity_secret.clone())
+            .bind(i64::from(p.enforce_identity))
+            .bind(serde_json::to_string(&p.theme).unwrap_or_default())
+            .bind(p.webhook_url.clone())
+            .bind(p.webhook_secret.clone())
+            .bind(to_i64(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn project_where(&self, column: &str, value: &str) -> Result<Option<Project>, StoreError> {
+        let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE {column} = $1");
+        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(project).transpose()?)
+    }
+
+    /// A project by id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn project(&self, id: &ProjectId) -> Result<Option<Project>, StoreError> {
+        self.project_where("id", id.as_str()).await
+    }
+
+    /// A project by public key.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn project_by_public_key(&self, key: &str) -> Result<Option<Project>, StoreError> {
+        self.project_where("public_key", key).await
+    }
+
+    /// A project by the hash of its secret key.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn project_by_secret_hash(&self, hash: &str) -> Result<Option<Project>, StoreError> {
+        self.project_where("secret_key_hash", hash).await
+    }
+
+    /// Sets a project's bot webhook.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_webhook(
+        &self,
+        id: &ProjectId,
+        url: Option<&str>,
+        secret: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE projects SET webhook_url = $1, webhook_secret = $2 WHERE id = $3")
+            .bind(url.map(str::to_owned))
+            .bind(secret.map(str::to_owned))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets a project's identity verification.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_identity(
+        &self,
+        id: &ProjectId,
+        secret: Option<&str>,
+        enforce: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE projects SET identity_secret = $1, enforce_identity = $2 WHERE id = $3")
+            .bind(secret.map(str::to_owned))
+            .bind(i64::from(enforce))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- agents ----
+
+    /// Creates an agent.
+    ///
+    /// # Errors
+    /// Database errors (a duplicate email is a unique violation).
+    pub async fn insert_agent(&self, a: &AgentRow) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO agents (id, project_id, email, name, password_hash, status, capacity, last_activity, idle_since) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(a.id.as_str())
+            .bind(a.project_id.as_str())
+            .bind(&a.email)
+            .bind(&a.name)
+            .bind(&a.password_hash)
+            .bind(a.status.as_str())
+            .bind(i64::from(a.capacity))
+            .bind(to_i64(a.last_activity))
+            .bind(to_i64(a.idle_since))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn agents_where(&self, clause: &str, value: &str) -> Result<Vec<AgentRow>, StoreError> {
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents a WHERE {clause} = $1 ORDER BY a.name");
+        let rows = sqlx::query(&sql).bind(value).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(agent).collect::<Result<_, _>>()?)
+    }
+
+    /// An agent by id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn agent(&self, id: &AgentId) -> Result<Option<AgentRow>, StoreError> {
+        Ok(self.agents_where("a.id", id.as_str()).await?.pop())
+    }
+
+    /// An agent by email.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn agent_by_email(&self, email: &str) -> Result<Option<AgentRow>, StoreError> {
+        Ok(self.agents_where("a.email", email).await?.pop())
+    }
+
+    /// The agents of a project, with their open conversation counts.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn agents(&self, project: &ProjectId) -> Result<Vec<AgentRow>, StoreError> {
+        self.agents_where("a.project_id", project.as_str()).await
+    }
+
+    /// Sets an agent's status (and activity time).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_agent_status(
+        &self,
+        id: &AgentId,
+        status: AgentStatus,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE agents SET status = $1, last_activity = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(to_i64(now))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records agent activity.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn touch_agent(&self, id: &AgentId, now: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE agents SET last_activity = $1 WHERE id = $2")
+            .bind(to_i64(now))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records that an agent got or finished a conversation (routing ties go to the longest idle).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_idle_since(&self, id: &AgentId, now: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE agents SET idle_since = $1 WHERE id = $2")
+            .bind(to_i64(now))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Online agents inactive since before `before`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn inactive_agents(&self, before: u64) -> Result<Vec<AgentRow>, StoreError> {
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agents a WHERE a.status <> 'offline' AND a.last_activity < $1"
+        );
+        let rows = sqlx::query(&sql).bind(to_i64(before)).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(agent).collect::<Result<_, _>>()?)
+    }
+
+    /// Stores an agent token (hashed).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn insert_agent_token(&self, hash: &str, agent: &AgentId, now: u64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO agent_tokens (token_hash, agent_id, created_at) VALUES ($1, $2, $3)")
+            .bind(hash)
+            .bind(agent.as_str())
+            .bind(to_i64(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The agent a token hash belongs to.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn agent_by_token_hash(&self, hash: &str) -> Result<Option<AgentRow>, StoreError> {
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents a JOIN agent_tokens t ON t.agent_id = a.id WHERE t.token_hash = $1");
+        let row = sqlx::query(&sql).bind(hash).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(agent).transpose()?)
+    }
+
+    // ---- visitors ----
+
+    /// Creates a visitor.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn insert_visitor(
+        &self,
+        id: &VisitorId,
+        project: &ProjectId,
+        token_hash: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO visitors (id, project_id, token_hash, verified, created_at) VALUES ($1, $2, $3, 0, $4)")
+            .bind(id.as_str())
+            .bind(project.as_str())
+            .bind(token_hash)
+            .bind(to_i64(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The visitor a token hash belongs to.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn visitor_by_token_hash(&self, hash: &str) -> Result<Option<VisitorRow>, StoreError> {
+        let row =
+            sqlx::query("SELECT id, project_id, name, email, verified FROM visitors WHERE token_hash = $1")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row
+            .map(|r| -> Result<VisitorRow, sqlx::Error> {
+                Ok(VisitorRow {
+                    id: VisitorId::new(r.try_get::<String, _>(0)?),
+                    project_id: ProjectId::new(r.try_get::<String, _>(1)?),
+                    name: r.try_get(2)?,
+                    email: r.try_get(3)?,
+                    verified: r.try_get::<i64, _>(4)? != 0,
+                })
+            })
+            .transpose()?)
+    }
+
+    /// A visitor's name.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn visitor_name(&self, id: &VisitorId) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT name FROM visitors WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten())
+    }
+
+    /// Binds a verified identity to a visitor.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn identify_visitor(
+        &self,
+        id: &VisitorId,
+        user_id: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE visitors SET user_id = $1, name = COALESCE($2, name), email = COALESCE($3, email), verified = 1 WHERE id = $4")
+            .bind(user_id)
+            .bind(name.map(str::to_owned))
+            .bind(email.map(str::to_owned))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- conversations ----
+
+    /// Creates a conversation in `bot` status.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn insert_conversation(&self, c: &ConversationRow) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO conversations (id, project_id, visitor_id, status, agent_id, last_seq, queued_at, presence, last_heartbeat, created_at, updated_at) VALUES ($1, $2, $3, $4, NULL, 0, NULL, $5, $6, $7, $8)")
+            .bind(c.id.as_str())
+            .bind(c.project_id.as_str())
+            .bind(c.visitor_id.as_str())
+            .bind(c.status.as_str())
+            .bind(c.presence.as_str())
+            .bind(c.last_heartbeat.map(to_i64))
+            .bind(to_i64(c.created_at))
+            .bind(to_i64(c.updated_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A conversation by id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn conversation(&self, id: &ConversationId) -> Result<Option<ConversationRow>, StoreError> {
+        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(conversation).transpose()?)
+    }
+
+    /// The visitor's latest conversation that is not resolved.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn open_conversation_of(
+        &self,
+        visitor: &VisitorId,
+    ) -> Result<Option<ConversationRow>, StoreError> {
+        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE visitor_id = $1 AND status <> 'resolved' ORDER BY created_at DESC LIMIT 1");
+        let row = sqlx::query(&sql).bind(visitor.as_str()).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(conversation).transpose()?)
+    }
+
+    /// The project's queue, head first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn queue(&self, project: &ProjectId) -> Result<Vec<ConversationRow>, StoreError> {
+        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 AND status = 'queued' ORDER BY queued_at, id");
+        let rows = sqlx::query(&sql).bind(project.as_str()).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(conversation).collect::<Result<_, _>>()?)
+    }
+
+    /// An agent's inbox: their assigned conversations, then the queue, newest activity first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn inbox(
+        &self,
+        project: &ProjectId,
+        agent: &AgentId,
+    ) -> Result<Vec<ConversationRow>, StoreError> {
+        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 AND ((status = 'assigned' AND agent_id = $2) OR status = 'queued') ORDER BY updated_at DESC");
+        let rows =
+            sqlx::query(&sql).bind(project.as_str()).bind(agent.as_str()).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(conversation).collect::<Result<_, _>>()?)
+    }
+
+    /// Writes a conversation's new state and its events atomically, if nobody changed it since
+    /// it was read at `expected` (the events carry seqs `expected + 1 ..`). Messages inside
+    /// `message:new` events are indexed for idempotency.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the conversation changed (or a `client_msg_id` was taken)
+    /// meanwhile; database errors.
+    pub async fn append(
+        &self,
+        id: &ConversationId,
+        expected: Seq,
+        update: &ConversationUpdate,
+        events: &[Event],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let last = Seq(expected.0 + events.len() as u64);
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE conversations SET status = $1, agent_id = $2, queued_at = $3, last_seq = $4, updated_at = $5 WHERE id = $6 AND last_seq = $7")
+            .bind(update.status.as_str())
+            .bind(update.agent_id.as_ref().map(|a| a.as_str().to_owned()))
+            .bind(update.queued_at.map(to_i64))
+            .bind(to_i64(last.0))
+            .bind(to_i64(now))
+            .bind(id.as_str())
+            .bind(to_i64(expected.0))
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict);
+        }
+        for event in events {
+            let seq = event.seq().unwrap_or(last);
+            let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            sqlx::query("INSERT INTO events (conversation_id, seq, event, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(id.as_str())
+                .bind(to_i64(seq.0))
+                .bind(event.name())
+                .bind(payload)
+                .bind(to_i64(now))
+                .execute(&mut *tx)
+                .await?;
+            if let Event::MessageNew(m) = event {
+                let m = &m.message;
+                let r = sqlx::query("INSERT INTO messages (id, conversation_id, seq, author_kind, body, client_msg_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(m.id.as_str())
+                    .bind(id.as_str())
+                    .bind(to_i64(m.seq.0))
+                    .bind(m.author.kind.as_str())
+                    .bind(&m.body)
+                    .bind(m.client_msg_id.as_ref().map(|c| c.as_str().to_owned()))
+                    .bind(to_i64(m.created_at.0))
+                    .execute(&mut *tx)
+                    .await;
+                match r {
+                    Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+                    r => {
+                        r?;
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The seq of the message stored with this `client_msg_id`, if any.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn message_seq_by_client_id(
+        &self,
+        id: &ConversationId,
+        client_msg_id: &str,
+    ) -> Result<Option<Seq>, StoreError> {
+        let row = sqlx::query("SELECT seq FROM messages WHERE conversation_id = $1 AND client_msg_id = $2")
+            .bind(id.as_str())
+            .bind(client_msg_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.map(|s| Seq(to_u64(s))))
+    }
+
+    /// Persisted events with `seq > after`, in order, at most `limit`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn events_after(
+        &self,
+        id: &ConversationId,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT payload FROM events WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(id.as_str())
+        .bind(to_i64(after.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let payload: String = r.try_get(0)?;
+            out.push(serde_json::from_str(&payload).map_err(|e| sqlx::Error::Protocol(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// The event at one seq.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn event_at(&self, id: &ConversationId, seq: Seq) -> Result<Option<Event>, StoreError> {
+        Ok(self
+            .events_after(id, Seq(seq.0.saturating_sub(1)), 1)
+            .await?
+            .into_iter()
+            .find(|e| e.seq() == Some(seq)))
+    }
+
+    /// The latest message of a conversation.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn last_message(&self, id: &ConversationId) -> Result<Option<Event>, StoreError> {
+        let row =
+            sqlx::query("SELECT seq FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT 1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some(r) => self.event_at(id, Seq(to_u64(r.try_get(0)?))).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The latest customer message body (queue previews).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn last_customer_body(&self, id: &ConversationId) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT body FROM messages WHERE conversation_id = $1 AND author_kind = 'customer' ORDER BY seq DESC LIMIT 1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
+    /// Customer messages after the agent's read marker.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn unread(&self, agent: &AgentId, id: &ConversationId) -> Result<u32, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM messages m WHERE m.conversation_id = $1 AND m.author_kind = 'customer' AND m.seq > COALESCE((SELECT r.seq FROM read_markers r WHERE r.agent_id = $2 AND r.conversation_id = $1), 0)")
+            .bind(id.as_str())
+            .bind(agent.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u32::try_from(row.try_get::<i64, _>(0)?).unwrap_or(u32::MAX))
+    }
+
+    /// Moves an agent's read marker forward (never back).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn mark_read(&self, agent: &AgentId, id: &ConversationId, seq: Seq) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let current =
+            sqlx::query("SELECT seq FROM read_markers WHERE agent_id = $1 AND conversation_id = $2")
+                .bind(agent.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        match current {
+            None => {
+                sqlx::query("INSERT INTO read_markers (agent_id, conversation_id, seq) VALUES ($1, $2, $3)")
+                    .bind(agent.as_str())
+                    .bind(id.as_str())
+                    .bind(to_i64(seq.0))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(row) if to_u64(row.try_get(0)?) < seq.0 => {
+                sqlx::query("UPDATE read_markers SET seq = $1 WHERE agent_id = $2 AND conversation_id = $3")
+                    .bind(to_i64(seq.0))
+                    .bind(agent.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(_) => {}
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a customer presence report.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_presence(
+        &self,
+        id: &ConversationId,
+        state: PresenceState,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE conversations SET presence = $1, last_heartbeat = $2 WHERE id = $3")
+            .bind(state.as_str())
+            .bind(to_i64(now))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Conversations whose customer is not offline but sent no heartbeat since `before`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn stale_presence(&self, before: u64) -> Result<Vec<ConversationRow>, StoreError> {
+        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE presence <> 'offline' AND last_heartbeat < $1");
+        let rows = sqlx::query(&sql).bind(to_i64(before)).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(conversation).collect::<Result<_, _>>()?)
+    }
+
+    // ---- notes ----
+
+    /// Stores a note (the `note:new` event as JSON).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn insert_note(&self, note: &handoff_protocol::event::Note) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO notes (id, conversation_id, payload, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(note.id.as_str())
+            .bind(note.conversation_id.as_str())
+            .bind(serde_json::to_string(note).unwrap_or_default())
+            .bind(to_i64(note.created_at.0))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A conversation's notes, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn notes(&self, id: &ConversationId) -> Result<Vec<handoff_protocol::event::Note>, StoreError> {
+        let rows =
+            sqlx::query("SELECT payload FROM notes WHERE conversation_id = $1 ORDER BY created_at, id")
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let s: String = r.try_get(0)?;
+                serde_json::from_str(&s).map_err(|e| StoreError::Db(sqlx::Error::Protocol(e.to_string())))
+            })
+            .collect()
+    }
+
+    // ---- offline messages ----
+
+    /// Stores an offline message.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn insert_offline(&self, project: &ProjectId, m: &OfflineMessage) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO offline_messages (id, project_id, name, email, message, created_at, handled_at) VALUES ($1, $2, $3, $4, $5, $6, NULL)")
+            .bind(m.id.as_str())
+            .bind(project.as_str())
+            .bind(&m.name)
+            .bind(&m.email)
+            .bind(&m.message)
+            .bind(to_i64(m.created_at.0))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A project's offline messages, newest first; `handled` filters.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn offline_messages(
+        &self,
+        project: &ProjectId,
+        handled: Option<bool>,
+    ) -> Result<Vec<OfflineMessage>, StoreError> {
+        let filter = match handled {
+            None => "",
+            Some(true) => " AND handled_at IS NOT NULL",
+            Some(false) => " AND handled_at IS NULL",
+        };
+        let sql = format!("SELECT id, name, email, message, created_at, handled_at FROM offline_messages WHERE project_id = $1{filter} ORDER BY created_at DESC, id");
+        let rows = sqlx::query(&sql).bind(project.as_str()).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OfflineMessage {
+                    id: OfflineMessageId::new(r.try_get::<String, _>(0)?),
+                    name: r.try_get(1)?,
+                    email: r.try_get(2)?,
+                    message: r.try_get(3)?,
+                    created_at: Timestamp(to_u64(r.try_get(4)?)),
+                    handled_at: r.try_get::<Option<i64>, _>(5)?.map(|t| Timestamp(to_u64(t))),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Marks an offline message handled; false when it is not in the project.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn mark_offline_handled(
+        &self,
+        project: &ProjectId,
+        id: &OfflineMessageId,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE offline_messages SET handled_at = COALESCE(handled_at, $1) WHERE id = $2 AND project_id = $3")
+            .bind(to_i64(now))
+            .bind(id.as_str())
+            .bind(project.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// A message id for a new message.
+    pub fn new_message_id() -> MessageId {
+        MessageId::new(crate::crypto::random_id("msg_"))
+    }
+}
