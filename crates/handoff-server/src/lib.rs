@@ -3,6 +3,63 @@
 
 pub mod crypto;
 pub mod error;
+pub mod http;
+pub mod jobs;
 pub mod realtime;
 pub mod service;
 pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+
+use crate::realtime::{Hub, RealtimeConfig};
+use crate::service::Service;
+use crate::store::Store;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `sqlite://handoff.db` (default) or `postgres://...`.
+    pub database_url: String,
+    /// Built web assets (widget, SDK, console) served at `/`.
+    pub static_dir: Option<PathBuf>,
+    /// Realtime socket settings.
+    pub realtime: RealtimeConfig,
+    /// How often the presence and agent expiry jobs run.
+    pub job_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "sqlite://handoff.db".to_owned(),
+            static_dir: None,
+            realtime: RealtimeConfig::default(),
+            job_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens the store and builds the service.
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+pub async fn service(config: &Config) -> Result<Arc<Service>, store::StoreError> {
+    let store = Store::connect(&config.database_url).await?;
+    Ok(Arc::new(Service::new(store, Arc::new(Hub::new()))))
+}
+
+/// The whole application: REST, realtime socket, static assets.
+pub fn app(service: Arc<Service>, config: &Config) -> Router {
+    let realtime = realtime::routes(service.hub().clone(), service.clone(), config.realtime.clone());
+    let mut router = http::routes(service).merge(realtime);
+    if let Some(dir) = &config.static_dir {
+        router = router.fallback_service(
+            tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true),
+        );
+    }
+    router
+}

@@ -1,3 +1,179 @@
-//! `handoff-server` binary.
+//! `handoff-server`: serve, manage projects and agents, or run a demo.
 
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use handoff_protocol::ids::ProjectId;
+use handoff_server::{app, jobs, service, Config};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "handoff-server", version, about = "Live chat with AI-to-human handoff")]
+struct Cli {
+    /// `sqlite://handoff.db` or `postgres://user@host/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://handoff.db", global = true)]
+    database_url: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the API, the realtime socket and the web assets.
+    Serve(ServeArgs),
+    /// Projects.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCmd,
+    },
+    /// Agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCmd,
+    },
+    /// Seed a demo project and agent in a fresh database, print the URLs and credentials, serve.
+    Demo(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HANDOFF_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Directory of built web assets (widget, SDK, console).
+    #[arg(long, env = "HANDOFF_STATIC_DIR")]
+    static_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ProjectCmd {
+    /// Create a project; prints its public and secret keys.
+    Create {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Allowed browser origin (repeat; `*` for any).
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Create an agent.
+    Create {
+        /// Project id.
+        #[arg(long)]
+        project: String,
+        /// Email (the login).
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Password.
+        #[arg(long, env = "HANDOFF_AGENT_PASSWORD")]
+        password: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("handoff-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = Config { database_url: cli.database_url, ..Config::default() };
+    match cli.command {
+        Cmd::Serve(args) => {
+            config.static_dir = args.static_dir;
+            let svc = service(&config).await?;
+            serve(svc, &config, args.addr).await
+        }
+        Cmd::Project { command: ProjectCmd::Create { name, origins } } => {
+            let svc = service(&config).await?;
+            let origins = if origins.is_empty() { vec!["*".to_owned()] } else { origins };
+            let (p, secret) = svc.create_project(&name, origins).await?;
+            println!("project_id={}\npublic_key={}\nsecret_key={secret}", p.id, p.public_key);
+            Ok(())
+        }
+        Cmd::Agent { command: AgentCmd::Create { project, email, name, password } } => {
+            let svc = service(&config).await?;
+            let project = ProjectId::new(project);
+            if svc.store().project(&project).await?.is_none() {
+                return Err(format!("no project {project}").into());
+            }
+            let a = svc.create_agent(&project, &email, &name, &password).await?;
+            println!("agent_id={}", a.id);
+            Ok(())
+        }
+        Cmd::Demo(args) => {
+            if let Some(path) = config.database_url.strip_prefix("sqlite://") {
+                let path = path.split('?').next().unwrap_or(path);
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
+                }
+            }
+            config.static_dir = args.static_dir;
+            let svc = service(&config).await?;
+            let (p, secret) = svc.create_project("Demo", vec!["*".to_owned()]).await?;
+            let password = "handoff-demo";
+            svc.create_agent(&p.id, "agent@demo.test", "Ada (demo agent)", password).await?;
+            let base = format!("http://{}", args.addr);
+            println!("Handoff demo is running.");
+            println!("  demo page     {base}/");
+            println!("  agent console {base}/console  (agent@demo.test / {password})");
+            println!("  API           {base}/api/openapi.json");
+            println!("  project       id={} public_key={} secret_key={secret}", p.id, p.public_key);
+            serve(svc, &config, args.addr).await
+        }
+    }
+}
+
+async fn serve(
+    svc: std::sync::Arc<handoff_server::service::Service>,
+    config: &Config,
+    addr: SocketAddr,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let jobs = tokio::spawn(jobs::run(svc.clone(), config.job_interval, stop_rx));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, app(svc.clone(), config)).with_graceful_shutdown(shutdown_signal()).await?;
+    let _ = stop_tx.send(true);
+    let _ = jobs.await;
+    svc.store().close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
