@@ -1,1 +1,7 @@
-//! Integration tests.
+//! Integration tests of the server: real HTTP and WebSocket on 127.0.0.1, on SQLite and on
+//! PostgreSQL (a fresh database per run; set `HANDOFF_SKIP_PG=1` to skip PostgreSQL).
+#![allow(clippy::unwrap_used, clippy::too_many_lines, clippy::missing_panics_doc)]
+
+mod harness;
+mod realtime;
+mod rest;

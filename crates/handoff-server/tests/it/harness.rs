@@ -1,0 +1,309 @@
+//! Test harness: a server on an OS-picked port, HTTP helpers and a Phoenix socket client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use handoff_protocol::phoenix::{codec, BroadcastConfig, Frame, FrameKind, JoinConfig, JoinPayload, Vsn};
+use handoff_protocol::{Event, ProjectId};
+use handoff_server::realtime::RealtimeConfig;
+use handoff_server::service::Service;
+use handoff_server::{app, Config};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server with a project and two agents.
+pub struct TestServer {
+    pub base: String,
+    pub ws: String,
+    pub svc: Arc<Service>,
+    pub project: ProjectId,
+    pub public_key: String,
+    pub secret_key: String,
+    pub agent1: (String, String),
+    pub agent2: (String, String),
+    pub http: reqwest::Client,
+    _guard: DbGuard,
+}
+
+struct DbGuard {
+    drop_pg: Option<String>,
+    _dir: Option<tempdir::Dir>,
+}
+
+mod tempdir {
+    /// A temporary directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        if let Some(name) = self.drop_pg.take() {
+            // Best effort: a leftover test database is harmless.
+            let _ = std::process::Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "test",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
+                .output();
+        }
+    }
+}
+
+fn unique() -> String {
+    format!("{}_{}", std::process::id(), handoff_server::crypto::random_id(""))
+}
+
+async fn database(db: Db) -> Option<(String, DbGuard)> {
+    match db {
+        Db::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("handoff-test-{}", unique()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let url = format!("sqlite://{}", dir.join("t.db").display());
+            Some((url, DbGuard { drop_pg: None, _dir: Some(tempdir::Dir(dir)) }))
+        }
+        Db::Postgres => {
+            if std::env::var_os("HANDOFF_SKIP_PG").is_some() {
+                return None;
+            }
+            let name = format!("handoff_test_{}", unique());
+            let admin = "postgres://postgres@127.0.0.1:5432/test";
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await.unwrap_or_else(|e| {
+                panic!("PostgreSQL on 127.0.0.1:5432 is needed for the PostgreSQL half of the suite ({e}); set HANDOFF_SKIP_PG=1 to skip it")
+            });
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+            Some((
+                format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                DbGuard { drop_pg: Some(name), _dir: None },
+            ))
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start(db: Db) -> Option<TestServer> {
+        Self::start_with(db, RealtimeConfig::default()).await
+    }
+
+    pub async fn start_with(db: Db, realtime: RealtimeConfig) -> Option<TestServer> {
+        let (url, guard) = database(db).await?;
+        let config = Config { database_url: url, realtime, ..Config::default() };
+        let svc = handoff_server::service(&config).await.unwrap();
+        let (project, secret_key) = svc.create_project("Test", vec!["*".into()]).await.unwrap();
+        svc.create_agent(&project.id, "ann@test.dev", "Ann", "pw-ann-123").await.unwrap();
+        svc.create_agent(&project.id, "bo@test.dev", "Bo", "pw-bo-123").await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app(svc.clone(), &config);
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let http = reqwest::Client::new();
+        let base = format!("http://{addr}");
+        let mut s = TestServer {
+            ws: format!("ws://{addr}/realtime/v1/websocket?apikey={}", project.public_key),
+            base,
+            svc,
+            project: project.id.clone(),
+            public_key: project.public_key,
+            secret_key,
+            agent1: (String::new(), String::new()),
+            agent2: (String::new(), String::new()),
+            http,
+            _guard: guard,
+        };
+        s.agent1 = s.login("ann@test.dev", "pw-ann-123").await;
+        s.agent2 = s.login("bo@test.dev", "pw-bo-123").await;
+        Some(s)
+    }
+
+    /// Logs an agent in: (token, agent id).
+    pub async fn login(&self, email: &str, password: &str) -> (String, String) {
+        let (status, v) = self
+            .call("POST", "/api/agents/login", None, Some(json!({"email": email, "password": password})))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        (v["token"].as_str().unwrap().to_owned(), v["agent"]["id"].as_str().unwrap().to_owned())
+    }
+
+    /// A JSON call; returns the status and the body (Null when empty).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            },
+        )
+    }
+
+    /// A new visitor: its token.
+    pub async fn visitor(&self) -> String {
+        let (status, v) = self
+            .call("POST", "/api/widget/session", None, Some(json!({"project_key": self.public_key})))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v["visitor_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A visitor with a conversation (first message "hello"): (token, conversation id).
+    pub async fn conversation(&self) -> (String, String) {
+        let vt = self.visitor().await;
+        let (status, c) =
+            self.call("POST", "/api/conversations", Some(&vt), Some(json!({"body": "hello"}))).await;
+        assert_eq!(status, 201, "{c}");
+        (vt, c["id"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn set_status(&self, token: &str, status: &str) {
+        let (s, v) =
+            self.call("PUT", "/api/agents/me/status", Some(token), Some(json!({"status": status}))).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    pub async fn socket(&self, vsn: Vsn) -> Socket {
+        let url = format!("{}&vsn={}", self.ws, vsn.as_str());
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Socket { ws, vsn, next_ref: 1 }
+    }
+}
+
+/// A Phoenix client socket for tests.
+pub struct Socket {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub vsn: Vsn,
+    next_ref: u64,
+}
+
+impl Socket {
+    fn r#ref(&mut self) -> String {
+        self.next_ref += 1;
+        self.next_ref.to_string()
+    }
+
+    pub async fn send(&mut self, frame: &Frame) {
+        let text = codec::encode_text(self.vsn, frame).unwrap();
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::Binary(bytes.into())).await.unwrap();
+    }
+
+    /// The next frame, or None on close or after 5 s.
+    pub async fn recv(&mut self) -> Option<Frame> {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), self.ws.next()).await.ok()??.ok()?;
+            match msg {
+                Message::Text(t) => return Some(codec::decode_text(self.vsn, t.as_str()).unwrap()),
+                Message::Binary(b) => return Some(codec::decode_binary(&b).unwrap()),
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Joins a topic; returns the reply frame.
+    pub async fn join(&mut self, topic: &str, token: Option<&str>, ack: bool) -> (String, Frame) {
+        let join_ref = self.r#ref();
+        let payload = JoinPayload {
+            config: JoinConfig {
+                broadcast: BroadcastConfig { self_: false, ack },
+                private: true,
+                ..JoinConfig::default()
+            },
+            access_token: token.map(str::to_owned),
+        };
+        self.send(&Frame::join(&join_ref, topic, &payload)).await;
+        loop {
+            let f = self.recv().await.expect("join reply");
+            if f.kind() == FrameKind::Reply && f.r#ref.as_deref() == Some(join_ref.as_str()) {
+                return (join_ref, f);
+            }
+        }
+    }
+
+    /// Joins and asserts ok.
+    pub async fn join_ok(&mut self, topic: &str, token: &str) -> String {
+        let (join_ref, reply) = self.join(topic, Some(token), false).await;
+        assert_eq!(reply.reply().unwrap().status, handoff_protocol::phoenix::ReplyStatus::Ok, "{reply:?}");
+        join_ref
+    }
+
+    /// Sends a heartbeat and collects every broadcast (topic, event name) that arrives before
+    /// its reply: since a socket's frames are delivered in order, this is everything published
+    /// before the call.
+    pub async fn drain(&mut self) -> Vec<(String, Event)> {
+        let r = self.r#ref();
+        self.send(&Frame::heartbeat(&r)).await;
+        let mut out = Vec::new();
+        loop {
+            let f = self.recv().await.expect("heartbeat reply");
+            if f.kind() == FrameKind::Reply && f.topic == "phoenix" && f.r#ref.as_deref() == Some(r.as_str())
+            {
+                return out;
+            }
+            if f.kind() == FrameKind::Broadcast {
+                out.push((f.topic.clone(), f.broadcast_event().unwrap()));
+            }
+        }
+    }
+}
+
+/// Runs a test body on SQLite, then on PostgreSQL.
+#[macro_export]
+macro_rules! both_dbs {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                if let Some(s) = TestServer::start(Db::Sqlite).await {
+                    ($body)(s).await;
+                }
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(s) = TestServer::start(Db::Postgres).await {
+                    ($body)(s).await;
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,1 @@
+//! Socket protocol tests.

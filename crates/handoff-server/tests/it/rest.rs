@@ -1,0 +1,662 @@
+//! Every plan task through REST, asserting that its events reach exactly the catalog's channels;
+//! the authorization matrix; bad input.
+
+use std::collections::BTreeSet;
+
+use handoff_protocol::phoenix::Vsn;
+use handoff_protocol::Event;
+use serde_json::json;
+
+use crate::both_dbs;
+use crate::harness::{Db, Socket, TestServer};
+
+/// Sockets that watch every channel an event of a conversation could go to.
+struct Watch {
+    /// Agent 1: project queue, agent:{a1}, conversation, conversation agents.
+    a1: Socket,
+    /// Agent 2: agent:{a2}.
+    a2: Socket,
+    /// The customer: conversation.
+    customer: Socket,
+}
+
+impl Watch {
+    async fn new(s: &TestServer, conv: &str, visitor_token: &str) -> Watch {
+        let mut a1 = s.socket(Vsn::V2).await;
+        a1.join_ok(&format!("realtime:project:{}:queue", s.project), &s.agent1.0).await;
+        a1.join_ok(&format!("realtime:agent:{}", s.agent1.1), &s.agent1.0).await;
+        a1.join_ok(&format!("realtime:conversation:{conv}"), &s.agent1.0).await;
+        a1.join_ok(&format!("realtime:conversation:{conv}:agents"), &s.agent1.0).await;
+        let mut a2 = s.socket(Vsn::V1).await;
+        a2.join_ok(&format!("realtime:agent:{}", s.agent2.1), &s.agent2.0).await;
+        let mut customer = s.socket(Vsn::V2).await;
+        customer.join_ok(&format!("realtime:conversation:{conv}"), visitor_token).await;
+        Watch { a1, a2, customer }
+    }
+
+    /// (channel with `a1`/`a2`/`p`/`c` placeholders, event) seen by the agents since the last
+    /// call, and the events the customer saw.
+    async fn seen(&mut self, s: &TestServer, conv: &str) -> (BTreeSet<(String, String)>, Vec<String>) {
+        let mut agents = BTreeSet::new();
+        let names = |topic: &str| {
+            topic
+                .trim_start_matches("realtime:")
+                .replace(conv, "c")
+                .replace(s.project.as_str(), "p")
+                .replace(&s.agent1.1, "a1")
+                .replace(&s.agent2.1, "a2")
+        };
+        for (topic, e) in self.a1.drain().await.into_iter().chain(self.a2.drain().await) {
+            agents.insert((names(&topic), e.name().to_owned()));
+        }
+        let customer = self.customer.drain().await.into_iter().map(|(_, e)| e.name().to_owned()).collect();
+        (agents, customer)
+    }
+}
+
+fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    items.iter().map(|(c, e)| ((*c).to_owned(), (*e).to_owned())).collect()
+}
+
+// 1.2: handoff with nobody online queues the conversation and broadcasts queue positions.
+both_dbs!(handoff_to_queue, |s: TestServer| async move {
+    let (vt, c) = s.conversation().await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/handoff"), Some(&vt), None).await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("queued")), "{v}");
+    let (agents, customer) = w.seen(&s, &c).await;
+    assert_eq!(
+        agents,
+        set(&[
+            ("conversation:c", "conversation:status_changed"),
+            ("conversation:c", "queue:position_updated"),
+            ("project:p:queue", "conversation:status_changed"),
+            ("project:p:queue", "queue:updated"),
+        ])
+    );
+    assert_eq!(customer, ["conversation:status_changed", "queue:position_updated"]);
+    let (_, q) = s.call("GET", "/api/queue", Some(&s.agent1.0), None).await;
+    assert_eq!(q["queue"][0]["position"], 1);
+    assert_eq!(q["queue"][0]["preview"], "hello");
+});
+
+// 1.1: handoff with an agent online assigns directly.
+both_dbs!(handoff_assigns_directly, |s: TestServer| async move {
+    s.set_status(&s.agent1.0, "online").await;
+    let (vt, c) = s.conversation().await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/handoff"), Some(&vt), None).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["status"], "assigned");
+    assert_eq!(v["agent"]["name"], "Ann");
+    let (agents, customer) = w.seen(&s, &c).await;
+    assert_eq!(
+        agents,
+        set(&[
+            ("conversation:c", "conversation:status_changed"),
+            ("conversation:c", "conversation:assigned"),
+            ("project:p:queue", "conversation:status_changed"),
+            ("project:p:queue", "conversation:assigned"),
+            ("agent:a1", "conversation:assigned"),
+        ])
+    );
+    assert_eq!(customer, ["conversation:status_changed", "conversation:assigned"]);
+});
+
+async fn queued(s: &TestServer) -> (String, String) {
+    let (vt, c) = s.conversation().await;
+    let (st, _) = s.call("POST", &format!("/api/conversations/{c}/handoff"), Some(&vt), None).await;
+    assert_eq!(st, 200);
+    (vt, c)
+}
+
+// 1.3: claim.
+both_dbs!(claim, |s: TestServer| async move {
+    let (vt, c) = queued(&s).await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/claim"), Some(&s.agent1.0), None).await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("assigned")));
+    let (agents, customer) = w.seen(&s, &c).await;
+    assert_eq!(
+        agents,
+        set(&[
+            ("conversation:c", "agent:claimed"),
+            ("conversation:c", "conversation:assigned"),
+            ("conversation:c", "conversation:status_changed"),
+            ("project:p:queue", "agent:claimed"),
+            ("project:p:queue", "conversation:assigned"),
+            ("project:p:queue", "conversation:status_changed"),
+            ("project:p:queue", "queue:updated"),
+            ("agent:a1", "conversation:assigned"),
+        ])
+    );
+    assert_eq!(customer, ["agent:claimed", "conversation:assigned", "conversation:status_changed"]);
+    // A second claim is a forbidden transition, and changes nothing.
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/claim"), Some(&s.agent2.0), None).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (409, Some("invalid_transition")));
+    assert_eq!(w.seen(&s, &c).await.0, set(&[]));
+});
+
+// 1.4 and 7.4: transfer to a named agent, then to the queue.
+both_dbs!(transfer, |s: TestServer| async move {
+    let (vt, c) = queued(&s).await;
+    s.call("POST", &format!("/api/conversations/{c}/claim"), Some(&s.agent1.0), None).await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    // Bo is offline: not available.
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/conversations/{c}/transfer"),
+            Some(&s.agent1.0),
+            Some(json!({"to": s.agent2.1})),
+        )
+        .await;
+    assert_eq!((st, v["error"]["code"].as_str()), (409, Some("agent_unavailable")), "{v}");
+    s.set_status(&s.agent2.0, "online").await;
+    w.seen(&s, &c).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/conversations/{c}/transfer"),
+            Some(&s.agent1.0),
+            Some(json!({"to": s.agent2.1, "note": "billing"})),
+        )
+        .await;
+    assert_eq!((st, v["agent"]["name"].as_str()), (200, Some("Bo")), "{v}");
+    let (agents, customer) = w.seen(&s, &c).await;
+    assert_eq!(
+        agents,
+        set(&[
+            ("conversation:c", "conversation:transferred"),
+            ("conversation:c", "conversation:assigned"),
+            ("project:p:queue", "conversation:transferred"),
+            ("project:p:queue", "conversation:assigned"),
+            ("agent:a1", "conversation:transferred"),
+            ("agent:a2", "conversation:transferred"),
+            ("agent:a2", "conversation:assigned"),
+        ])
+    );
+    assert_eq!(customer, ["conversation:transferred", "conversation:assigned"]);
+    // Ann no longer has it.
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/api/conversations/{c}/transfer"),
+            Some(&s.agent1.0),
+            Some(json!({"to": "queue"})),
+        )
+        .await;
+    assert_eq!(st, 409);
+    s.set_status(&s.agent2.0, "away").await;
+    w.seen(&s, &c).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/conversations/{c}/transfer"),
+            Some(&s.agent2.0),
+            Some(json!({"to": "queue"})),
+        )
+        .await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("queued")));
+    let (agents, _) = w.seen(&s, &c).await;
+    assert_eq!(
+        agents,
+        set(&[
+            ("conversation:c", "conversation:transferred"),
+            ("conversation:c", "conversation:status_changed"),
+            ("conversation:c", "queue:position_updated"),
+            ("project:p:queue", "conversation:transferred"),
+            ("project:p:queue", "conversation:status_changed"),
+            ("project:p:queue", "queue:updated"),
+            ("agent:a2", "conversation:transferred"),
+        ])
+    );
+});
+
+// 1.5 and the reopen rule: resolve, then the customer writes again.
+both_dbs!(resolve_and_reopen, |s: TestServer| async move {
+    let (vt, c) = queued(&s).await;
+    s.call("POST", &format!("/api/conversations/{c}/claim"), Some(&s.agent1.0), None).await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/resolve"), Some(&s.agent1.0), None).await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("resolved")));
+    let (agents, customer) = w.seen(&s, &c).await;
+    assert_eq!(
+        agents,
+        set(&[
+            ("conversation:c", "conversation:resolved"),
+            ("conversation:c", "conversation:status_changed"),
+            ("project:p:queue", "conversation:resolved"),
+            ("project:p:queue", "conversation:status_changed"),
+            ("agent:a1", "conversation:resolved"),
+        ])
+    );
+    assert_eq!(customer, ["conversation:resolved", "conversation:status_changed"]);
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/api/conversations/{c}/messages"),
+            Some(&s.agent1.0),
+            Some(json!({"body": "late"})),
+        )
+        .await;
+    assert_eq!(st, 409, "agents cannot write in a resolved conversation");
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/api/conversations/{c}/messages"),
+            Some(&vt),
+            Some(json!({"body": "one more thing"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (_, conv) = s.call("GET", &format!("/api/conversations/{c}"), Some(&vt), None).await;
+    assert_eq!(conv["status"], "bot");
+    let (_, customer) = w.seen(&s, &c).await;
+    assert_eq!(customer, ["conversation:status_changed", "message:new"]);
+});
+
+// 1.6: an agent's message reaches the customer and the inbox preview.
+both_dbs!(agent_message, |s: TestServer| async move {
+    let (vt, c) = queued(&s).await;
+    s.call("POST", &format!("/api/conversations/{c}/claim"), Some(&s.agent1.0), None).await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/conversations/{c}/messages"),
+            Some(&s.agent1.0),
+            Some(json!({"body": "Hi, Ann here", "client_msg_id": "a-1"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["message"]["author"], json!({"kind": "agent", "id": s.agent1.1, "name": "Ann"}));
+    let (agents, customer) = w.seen(&s, &c).await;
+    assert_eq!(agents, set(&[("conversation:c", "message:new"), ("project:p:queue", "message:new")]));
+    assert_eq!(customer, ["message:new"]);
+});
+
+// 1.7: agent status.
+both_dbs!(agent_status, |s: TestServer| async move {
+    let (vt, c) = s.conversation().await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    s.set_status(&s.agent2.0, "online").await;
+    let (agents, customer) = w.seen(&s, &c).await;
+    assert_eq!(agents, set(&[("project:p:queue", "agent:status_changed")]));
+    assert!(customer.is_empty());
+    let (st, v) =
+        s.call("PUT", "/api/agents/me/status", Some(&s.agent2.0), Some(json!({"status": "sleeping"}))).await;
+    assert_eq!(st, 422, "{v}");
+    let (_, list) = s.call("GET", "/api/agents", Some(&s.agent1.0), None).await;
+    let bo = list.as_array().unwrap().iter().find(|a| a["name"] == "Bo").unwrap().clone();
+    assert_eq!(bo["status"], "online");
+});
+
+// 4.1 and 4.6: typing both ways, on the conversation channel only.
+both_dbs!(typing, |s: TestServer| async move {
+    let (vt, c) = queued(&s).await;
+    s.call("POST", &format!("/api/conversations/{c}/claim"), Some(&s.agent1.0), None).await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    let (st, _) = s
+        .call("POST", &format!("/api/conversations/{c}/typing"), Some(&vt), Some(json!({"is_typing": true})))
+        .await;
+    assert_eq!(st, 204);
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/api/conversations/{c}/typing"),
+            Some(&s.agent1.0),
+            Some(json!({"is_typing": true})),
+        )
+        .await;
+    assert_eq!(st, 204);
+    let (agents, customer) = w.seen(&s, &c).await;
+    assert_eq!(agents, set(&[("conversation:c", "typing")]));
+    assert_eq!(customer, ["typing", "typing"]);
+});
+
+// 5.1 and 5.6: presence, including the sendBeacon form.
+both_dbs!(presence, |s: TestServer| async move {
+    let (vt, c) = s.conversation().await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    let (st, _) = s
+        .call("POST", &format!("/api/conversations/{c}/presence"), Some(&vt), Some(json!({"state": "idle"})))
+        .await;
+    assert_eq!(st, 204);
+    let resp = s
+        .http
+        .post(format!("{}/api/conversations/{c}/presence", s.base))
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body(json!({"state": "offline", "token": vt}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let states: Vec<_> =
+        w.a1.drain()
+            .await
+            .into_iter()
+            .map(|(topic, e)| match e {
+                Event::PresenceUpdated(p) => (topic, p.state),
+                other => panic!("unexpected {}", other.name()),
+            })
+            .collect();
+    let topic = format!("realtime:conversation:{c}");
+    use handoff_protocol::event::PresenceState::{Idle, Offline};
+    assert_eq!(states, [(topic.clone(), Idle), (topic, Offline)]);
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/api/conversations/{c}/presence"),
+            Some(&s.agent1.0),
+            Some(json!({"state": "idle"})),
+        )
+        .await;
+    assert_eq!(st, 403, "agents do not report customer presence");
+});
+
+// 6.3, 6.5, 6.6: the offline form.
+both_dbs!(offline_messages, |s: TestServer| async move {
+    let (vt, c) = s.conversation().await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    let path = format!("/api/projects/{}/offline-messages", s.project);
+    let (st, v) = s
+        .call(
+            "POST",
+            &path,
+            Some(&vt),
+            Some(json!({"name": "Dana", "email": "not-an-email", "message": "call me"})),
+        )
+        .await;
+    assert_eq!((st, v["error"]["code"].as_str()), (422, Some("validation_failed")));
+    let (st, m) = s
+        .call(
+            "POST",
+            &path,
+            Some(&vt),
+            Some(json!({"name": "Dana", "email": "dana@example.com", "message": "call me"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{m}");
+    let (agents, customer) = w.seen(&s, &c).await;
+    assert_eq!(agents, set(&[("project:p:queue", "offline_message:new")]));
+    assert!(customer.is_empty(), "offline messages never reach a customer channel");
+    let (st, _) = s.call("GET", "/api/offline-messages", Some(&vt), None).await;
+    assert_eq!(st, 403);
+    let (_, open) = s.call("GET", "/api/offline-messages?handled=false", Some(&s.agent2.0), None).await;
+    assert_eq!(open.as_array().unwrap().len(), 1);
+    let id = m["id"].as_str().unwrap();
+    let (st, _) =
+        s.call("POST", &format!("/api/offline-messages/{id}/handled"), Some(&s.agent2.0), None).await;
+    assert_eq!(st, 204);
+    let (_, open) = s.call("GET", "/api/offline-messages?handled=false", Some(&s.agent2.0), None).await;
+    assert_eq!(open.as_array().unwrap().len(), 0);
+});
+
+// 7.2: unread counts from read markers.
+both_dbs!(unread_counts, |s: TestServer| async move {
+    let (vt, c) = queued(&s).await;
+    s.call("POST", &format!("/api/conversations/{c}/claim"), Some(&s.agent1.0), None).await;
+    s.call(
+        "POST",
+        &format!("/api/conversations/{c}/messages"),
+        Some(&vt),
+        Some(json!({"body": "are you there?"})),
+    )
+    .await;
+    let (_, inbox) = s.call("GET", "/api/inbox", Some(&s.agent1.0), None).await;
+    let item = &inbox[0];
+    assert_eq!(item["unread"], 2);
+    assert_eq!(item["last_message"]["body"], "are you there?");
+    let seq = item["conversation"]["last_seq"].clone();
+    let (st, _) = s
+        .call("POST", &format!("/api/conversations/{c}/read"), Some(&s.agent1.0), Some(json!({"seq": seq})))
+        .await;
+    assert_eq!(st, 204);
+    let (_, inbox) = s.call("GET", "/api/inbox", Some(&s.agent1.0), None).await;
+    assert_eq!(inbox[0]["unread"], 0);
+    s.call("POST", &format!("/api/conversations/{c}/messages"), Some(&vt), Some(json!({"body": "hello?"})))
+        .await;
+    let (_, inbox) = s.call("GET", "/api/inbox", Some(&s.agent1.0), None).await;
+    assert_eq!(inbox[0]["unread"], 1);
+});
+
+// 7.3: internal notes are agent-only.
+both_dbs!(notes, |s: TestServer| async move {
+    let (vt, c) = s.conversation().await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    let (st, n) = s
+        .call(
+            "POST",
+            &format!("/api/conversations/{c}/notes"),
+            Some(&s.agent1.0),
+            Some(json!({"body": "VIP"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{n}");
+    let (agents, customer) = w.seen(&s, &c).await;
+    assert_eq!(agents, set(&[("conversation:c:agents", "note:new")]));
+    assert!(customer.is_empty());
+    let (st, _) = s.call("GET", &format!("/api/conversations/{c}/notes"), Some(&vt), None).await;
+    assert_eq!(st, 403);
+    let (st, _) =
+        s.call("POST", &format!("/api/conversations/{c}/notes"), Some(&vt), Some(json!({"body": "x"}))).await;
+    assert_eq!(st, 403);
+    let (_, list) = s.call("GET", &format!("/api/conversations/{c}/notes"), Some(&s.agent2.0), None).await;
+    assert_eq!(list[0]["body"], "VIP");
+    let (_, reply) = w.customer.join(&format!("realtime:conversation:{c}:agents"), Some(&vt), false).await;
+    assert_eq!(reply.reply().unwrap().reason(), Some("not allowed to join this channel"));
+});
+
+// 7.5: decline goes to another free agent, else back to the queue (not back to the decliner).
+both_dbs!(decline, |s: TestServer| async move {
+    s.set_status(&s.agent1.0, "online").await;
+    let (vt, c) = s.conversation().await;
+    let (_, v) = s.call("POST", &format!("/api/conversations/{c}/handoff"), Some(&vt), None).await;
+    assert_eq!(v["agent"]["name"], "Ann");
+    let mut w = Watch::new(&s, &c, &vt).await;
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent1.0), None).await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("queued")), "{v}");
+    let (agents, _) = w.seen(&s, &c).await;
+    assert_eq!(
+        agents,
+        set(&[
+            ("conversation:c", "conversation:status_changed"),
+            ("conversation:c", "queue:position_updated"),
+            ("project:p:queue", "conversation:status_changed"),
+            ("project:p:queue", "queue:updated"),
+        ])
+    );
+    // Bo comes online: the queue head goes to him.
+    s.set_status(&s.agent2.0, "online").await;
+    let (_, v) = s.call("GET", &format!("/api/conversations/{c}"), Some(&vt), None).await;
+    assert_eq!(v["agent"]["name"], "Bo");
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent2.0), None).await;
+    assert_eq!((st, v["agent"]["name"].as_str()), (200, Some("Ann")), "Ann is free again");
+    let (st, _) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent2.0), None).await;
+    assert_eq!(st, 409, "only the assigned agent declines");
+});
+
+// Authorization matrix.
+both_dbs!(authorization, |s: TestServer| async move {
+    let (vt_a, c) = s.conversation().await;
+    let vt_b = s.visitor().await;
+    for (method, path, body) in [
+        ("GET", format!("/api/conversations/{c}"), None),
+        ("GET", format!("/api/conversations/{c}/events"), None),
+        ("POST", format!("/api/conversations/{c}/messages"), Some(json!({"body": "hi"}))),
+        ("POST", format!("/api/conversations/{c}/handoff"), None),
+        ("POST", format!("/api/conversations/{c}/typing"), Some(json!({"is_typing": true}))),
+        ("POST", format!("/api/conversations/{c}/presence"), Some(json!({"state": "online"}))),
+    ] {
+        let (st, v) = s.call(method, &path, Some(&vt_b), body).await;
+        assert_eq!(st, 404, "{method} {path}: {v}");
+    }
+    for (method, path) in [
+        ("POST", format!("/api/conversations/{c}/claim")),
+        ("GET", "/api/inbox".to_owned()),
+        ("GET", "/api/queue".to_owned()),
+        ("GET", "/api/agents".to_owned()),
+    ] {
+        let (st, _) = s.call(method, &path, Some(&vt_a), None).await;
+        assert_eq!(st, 403, "{method} {path}");
+    }
+    let (st, v) = s.call("GET", "/api/inbox", None, None).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (401, Some("unauthorized")));
+    let (st, _) = s.call("GET", "/api/inbox", Some("at_forged"), None).await;
+    assert_eq!(st, 401);
+    let mut sock = s.socket(Vsn::V2).await;
+    for topic in [
+        format!("realtime:conversation:{c}"),
+        format!("realtime:conversation:{c}:agents"),
+        format!("realtime:project:{}:queue", s.project),
+        format!("realtime:agent:{}", s.agent1.1),
+    ] {
+        let (_, reply) = sock.join(&topic, Some(&vt_b), false).await;
+        assert_eq!(reply.reply().unwrap().status, handoff_protocol::phoenix::ReplyStatus::Error, "{topic}");
+    }
+    // An agent of another project sees nothing of this one.
+    let (q, _) = s.svc.create_project("Other", vec!["*".into()]).await.unwrap();
+    s.svc.create_agent(&q.id, "zed@other.dev", "Zed", "pw-zed-123").await.unwrap();
+    let (zt, _) = s.login("zed@other.dev", "pw-zed-123").await;
+    let (st, _) = s.call("GET", &format!("/api/conversations/{c}"), Some(&zt), None).await;
+    assert_eq!(st, 404);
+    let (st, _) = s.call("POST", &format!("/api/conversations/{c}/claim"), Some(&zt), None).await;
+    assert_eq!(st, 404);
+    let (_, reply) = sock.join(&format!("realtime:project:{}:queue", s.project), Some(&zt), false).await;
+    assert_eq!(reply.reply().unwrap().status, handoff_protocol::phoenix::ReplyStatus::Error);
+    let (_, inbox) = s.call("GET", "/api/inbox", Some(&zt), None).await;
+    assert_eq!(inbox, json!([]));
+});
+
+// Bad input gets the documented error and changes nothing.
+both_dbs!(bad_input, |s: TestServer| async move {
+    let (vt, c) = s.conversation().await;
+    let path = format!("/api/conversations/{c}/messages");
+    let before = s.call("GET", &format!("/api/conversations/{c}/events"), Some(&vt), None).await.1["events"]
+        .as_array()
+        .unwrap()
+        .len();
+    let big = "x".repeat(70 * 1024);
+    let (st, v) = s.call("POST", &path, Some(&vt), Some(json!({"body": big}))).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (413, Some("payload_too_large")), "{v}");
+    let resp = s
+        .http
+        .post(format!("{}{path}", s.base))
+        .bearer_auth(&vt)
+        .header("content-type", "application/json")
+        .body("{\"body\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "bad_request");
+    let (st, v) = s.call("POST", &path, Some(&vt), Some(json!({"body": "   "}))).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (422, Some("validation_failed")));
+    let (st, v) = s.call("POST", &path, Some(&vt), Some(json!({"body": "x".repeat(5001)}))).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (422, Some("validation_failed")));
+    let (st, v) =
+        s.call("POST", "/api/conversations/conv_nope/messages", Some(&vt), Some(json!({"body": "hi"}))).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (404, Some("not_found")));
+    let (st, _) = s.call("POST", &format!("/api/conversations/{c}/resolve"), Some(&s.agent1.0), None).await;
+    assert_eq!(st, 409, "a bot conversation cannot be resolved");
+    let (st, v) = s.call("POST", "/api/widget/session", None, Some(json!({"project_key": "pk_nope"}))).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (404, Some("not_found")));
+    // A replayed client_msg_id is answered with the stored message.
+    let (st, first) =
+        s.call("POST", &path, Some(&vt), Some(json!({"body": "once", "client_msg_id": "k1"}))).await;
+    assert_eq!(st, 201);
+    let (st, again) =
+        s.call("POST", &path, Some(&vt), Some(json!({"body": "once", "client_msg_id": "k1"}))).await;
+    assert_eq!(st, 200);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["message"], first["message"]);
+    let after = s.call("GET", &format!("/api/conversations/{c}/events"), Some(&vt), None).await.1["events"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, before + 1, "only the first send stored anything");
+    let (st, _) = s.call("GET", "/api/nope", None, None).await;
+    assert_eq!(st, 404);
+});
+
+// History, catch-up and long-poll.
+both_dbs!(events_long_poll, |s: TestServer| async move {
+    let (vt, c) = s.conversation().await;
+    let (_, page) = s.call("GET", &format!("/api/conversations/{c}/events?after=0"), Some(&vt), None).await;
+    assert_eq!(page["last_seq"], 1);
+    assert_eq!(page["events"][0]["payload"]["message"]["body"], "hello");
+    let started = std::time::Instant::now();
+    let (_, page) =
+        s.call("GET", &format!("/api/conversations/{c}/events?after=1&wait=1"), Some(&vt), None).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    assert_eq!(page["events"], json!([]));
+    assert_eq!(page["last_seq"], 1);
+    let poll = {
+        let (http, url, vt) =
+            (s.http.clone(), format!("{}/api/conversations/{c}/events?after=1&wait=20", s.base), vt.clone());
+        tokio::spawn(async move {
+            http.get(url).bearer_auth(vt).send().await.unwrap().json::<serde_json::Value>().await.unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    s.call(
+        "POST",
+        &format!("/api/conversations/{c}/messages"),
+        Some(&s.agent1.0),
+        Some(json!({"body": "answer"})),
+    )
+    .await;
+    let page = poll.await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the long-poll answers as soon as an event exists"
+    );
+    assert_eq!(page["events"][0]["payload"]["message"]["body"], "answer");
+    assert_eq!(page["last_seq"], 2);
+    let (st, _) = s.call("GET", &format!("/api/conversations/{c}/events?after=abc"), Some(&vt), None).await;
+    assert_eq!(st, 400);
+});
+
+#[tokio::test]
+async fn openapi_lists_every_route() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let (st, doc) = s.call("GET", "/api/openapi.json", None, None).await;
+    assert_eq!(st, 200);
+    for (method, path, _) in handoff_server::http::ROUTES {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        // Each listed route is served (no 404 route-not-found, no 405).
+        let url_path = path.replace("{id}", "x");
+        let (st, v) = s.call(&method.to_uppercase(), &url_path, None, None).await;
+        assert!(
+            st != 405 && !(st == 404 && v["error"]["message"] == "route not found"),
+            "{method} {path}: {st} {v}"
+        );
+    }
+    let (st, _) = s.call("GET", "/healthz", None, None).await;
+    assert_eq!(st, 200);
+}
+
+// A bot backend writes with the project's secret key and hands off.
+both_dbs!(bot_backend, |s: TestServer| async move {
+    let (vt, c) = s.conversation().await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/conversations/{c}/messages"),
+            Some(&s.secret_key),
+            Some(json!({"body": "I am the bot"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["message"]["author"]["kind"], "bot");
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/handoff"), Some(&s.secret_key), None).await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("queued")), "{v}");
+    let (_, customer) = w.seen(&s, &c).await;
+    assert_eq!(customer, ["message:new", "conversation:status_changed", "queue:position_updated"]);
+    let (st, _) = s.call("POST", &format!("/api/conversations/{c}/claim"), Some(&s.secret_key), None).await;
+    assert_eq!(st, 403, "a bot does not claim");
+});
