@@ -60,6 +60,12 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AppError::internal(&e)
+    }
+}
+
 impl From<TransitionError> for AppError {
     fn from(e: TransitionError) -> Self {
         AppError::new(ErrorCode::InvalidTransition, e.to_string())

@@ -136,21 +136,21 @@ impl Service {
     pub async fn authenticate(&self, token: &str) -> AppResult<Caller> {
         let hash = crypto::token_hash(token);
         if token.starts_with("vt_") {
-            if let Some(visitor) = self.store.visitor_by_token_hash(&hash).await.map_err(store_err)? {
+            if let Some(visitor) = self.store.visitor_by_token_hash(&hash).await.map_err(AppError::from)? {
                 let project = self
                     .store
                     .project(&visitor.project_id)
                     .await
-                    .map_err(store_err)?
+                    .map_err(AppError::from)?
                     .ok_or_else(AppError::unauthorized)?;
                 return Ok(Caller::Customer { visitor, project: Box::new(project) });
             }
         } else if token.starts_with("at_") {
-            if let Some(agent) = self.store.agent_by_token_hash(&hash).await.map_err(store_err)? {
+            if let Some(agent) = self.store.agent_by_token_hash(&hash).await.map_err(AppError::from)? {
                 return Ok(Caller::Agent(agent));
             }
         } else if token.starts_with("sk_") {
-            if let Some(project) = self.store.project_by_secret_hash(&hash).await.map_err(store_err)? {
+            if let Some(project) = self.store.project_by_secret_hash(&hash).await.map_err(AppError::from)? {
                 return Ok(Caller::Server(Box::new(project)));
             }
         }
@@ -204,7 +204,7 @@ impl Service {
         self.store
             .insert_project(&project, &crypto::token_hash(&secret), now_ms())
             .await
-            .map_err(store_err)?;
+            .map_err(AppError::from)?;
         Ok((project, secret))
     }
 
@@ -239,7 +239,7 @@ impl Service {
             Err(StoreError::Db(sqlx::Error::Database(d))) if d.is_unique_violation() => {
                 Err(AppError::validation("an agent with this email exists"))
             }
-            r => r.map_err(store_err).map(|()| agent),
+            r => r.map_err(AppError::from).map(|()| agent),
         }
     }
 
@@ -258,7 +258,7 @@ impl Service {
             .store
             .project_by_public_key(&req.project_key)
             .await
-            .map_err(store_err)?
+            .map_err(AppError::from)?
             .ok_or_else(|| AppError::not_found("project"))?;
         if let Some(origin) = origin {
             if !project.allows_origin(origin) {
@@ -273,23 +273,22 @@ impl Service {
                 .store
                 .visitor_by_token_hash(&crypto::token_hash(t))
                 .await
-                .map_err(store_err)?
+                .map_err(AppError::from)?
                 .filter(|v| v.project_id == project.id),
             None => None,
         };
-        let (visitor_id, token) = match (existing, req.visitor_token) {
-            (Some(v), Some(t)) => (v.id, t),
-            _ => {
-                let token = crypto::random_token("vt_");
-                let id = VisitorId::new(crypto::random_id("vis_"));
-                self.store
-                    .insert_visitor(&id, &project.id, &crypto::token_hash(&token), now_ms())
-                    .await
-                    .map_err(store_err)?;
-                (id, token)
-            }
+        let (visitor_id, token) = if let (Some(v), Some(t)) = (existing, req.visitor_token) {
+            (v.id, t)
+        } else {
+            let token = crypto::random_token("vt_");
+            let id = VisitorId::new(crypto::random_id("vis_"));
+            self.store
+                .insert_visitor(&id, &project.id, &crypto::token_hash(&token), now_ms())
+                .await
+                .map_err(AppError::from)?;
+            (id, token)
         };
-        let conversation = match self.store.open_conversation_of(&visitor_id).await.map_err(store_err)? {
+        let conversation = match self.store.open_conversation_of(&visitor_id).await.map_err(AppError::from)? {
             Some(c) => Some(self.conversation_dto(&c).await?),
             None => None,
         };
@@ -303,7 +302,7 @@ impl Service {
     }
 
     async fn widget_config(&self, project: &Project) -> AppResult<WidgetConfig> {
-        let agents = self.store.agents(&project.id).await.map_err(store_err)?;
+        let agents = self.store.agents(&project.id).await.map_err(AppError::from)?;
         let online = u32::try_from(agents.iter().filter(|a| a.status == AgentStatus::Online).count())
             .unwrap_or(u32::MAX);
         Ok(WidgetConfig {
@@ -337,21 +336,21 @@ impl Service {
         self.store
             .identify_visitor(&visitor.id, &req.user_id, req.name.as_deref(), req.email.as_deref())
             .await
-            .map_err(store_err)
+            .map_err(AppError::from)
     }
 
     // ---- conversations ----
 
     async fn conversation_dto(&self, c: &ConversationRow) -> AppResult<Conversation> {
         let agent = match &c.agent_id {
-            Some(id) => self.store.agent(id).await.map_err(store_err)?.map(|a| summary(&a)),
+            Some(id) => self.store.agent(id).await.map_err(AppError::from)?.map(|a| summary(&a)),
             None => None,
         };
         Ok(Conversation {
             id: c.id.clone(),
             project_id: c.project_id.clone(),
             visitor_id: c.visitor_id.clone(),
-            customer_name: self.store.visitor_name(&c.visitor_id).await.map_err(store_err)?,
+            customer_name: self.store.visitor_name(&c.visitor_id).await.map_err(AppError::from)?,
             status: c.status,
             agent,
             last_seq: c.last_seq,
@@ -366,7 +365,7 @@ impl Service {
             .store
             .conversation(id)
             .await
-            .map_err(store_err)?
+            .map_err(AppError::from)?
             .ok_or_else(|| AppError::not_found("conversation"))?;
         let ok = match caller {
             Caller::Customer { visitor, .. } => c.visitor_id == visitor.id,
@@ -417,7 +416,7 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_conversation(&row).await.map_err(store_err)?;
+        self.store.insert_conversation(&row).await.map_err(AppError::from)?;
         if let Some(body) = req.body {
             self.send_message(
                 caller,
@@ -447,7 +446,7 @@ impl Service {
             let notified = notify.notified();
             let c = self.visible(caller, id).await?;
             if c.last_seq > after || wait_secs == 0 {
-                let events = self.store.events_after(id, after, 500).await.map_err(store_err)?;
+                let events = self.store.events_after(id, after, 500).await.map_err(AppError::from)?;
                 let last_seq = events.last().and_then(Event::seq).unwrap_or(after);
                 return Ok(EventsPage { events, last_seq, status: c.status });
             }
@@ -473,7 +472,7 @@ impl Service {
                 .store
                 .conversation(id)
                 .await
-                .map_err(store_err)?
+                .map_err(AppError::from)?
                 .ok_or_else(|| AppError::not_found("conversation"))?;
             let state = ConversationState { status: c.status, agent: c.agent_id.clone() };
             let t = state.apply(&command(&c)?)?;
@@ -496,7 +495,7 @@ impl Service {
                     return Ok((c, t, events));
                 }
                 Err(StoreError::Conflict) => {}
-                Err(e) => return Err(store_err(e)),
+                Err(e) => return Err(AppError::from(e)),
             }
         }
         Err(AppError::new(ErrorCode::Internal, "conversation is too busy; try again"))
@@ -576,7 +575,7 @@ impl Service {
     }
 
     async fn loads(&self, project: &ProjectId) -> AppResult<(Vec<AgentRow>, Vec<AgentLoad>)> {
-        let agents = self.store.agents(project).await.map_err(store_err)?;
+        let agents = self.store.agents(project).await.map_err(AppError::from)?;
         let loads = agents
             .iter()
             .map(|a| AgentLoad {
@@ -672,7 +671,7 @@ impl Service {
         let c = self.visible(caller, id).await?;
         if let Some(cid) = &req.client_msg_id {
             if let Some(seq) =
-                self.store.message_seq_by_client_id(id, cid.as_str()).await.map_err(store_err)?
+                self.store.message_seq_by_client_id(id, cid.as_str()).await.map_err(AppError::from)?
             {
                 return self.duplicate(id, seq).await;
             }
@@ -744,7 +743,7 @@ impl Service {
     }
 
     async fn duplicate(&self, id: &ConversationId, seq: Seq) -> AppResult<SendMessageResponse> {
-        match self.store.event_at(id, seq).await.map_err(store_err)? {
+        match self.store.event_at(id, seq).await.map_err(AppError::from)? {
             Some(Event::MessageNew(m)) => Ok(SendMessageResponse { message: m.message, duplicate: true }),
             _ => Err(AppError::internal(&"stored message event missing")),
         }
@@ -818,7 +817,7 @@ impl Service {
         let target = if req.to == "queue" {
             None
         } else {
-            let a = self.store.agent(&AgentId::new(req.to.as_str())).await.map_err(store_err)?;
+            let a = self.store.agent(&AgentId::new(req.to.as_str())).await.map_err(AppError::from)?;
             let a =
                 a.filter(|a| a.project_id == me.project_id).ok_or_else(|| AppError::not_found("agent"))?;
             if a.id != me.id && (a.status != AgentStatus::Online || a.open >= a.capacity) {
@@ -991,7 +990,7 @@ impl Service {
         }
         let c = self.visible(caller, id).await?;
         let now = now_ms();
-        self.store.set_presence(id, state, now).await.map_err(store_err)?;
+        self.store.set_presence(id, state, now).await.map_err(AppError::from)?;
         if c.presence != state {
             self.publish(
                 &c.project_id,
@@ -1052,7 +1051,7 @@ impl Service {
     pub async fn mark_read(&self, caller: &Caller, id: &ConversationId, seq: Seq) -> AppResult<()> {
         let me = caller.agent()?;
         let c = self.visible(caller, id).await?;
-        self.store.mark_read(&me.id, id, seq.min(c.last_seq)).await.map_err(store_err)
+        self.store.mark_read(&me.id, id, seq.min(c.last_seq)).await.map_err(AppError::from)
     }
 
     /// `GET /api/conversations/{id}/notes`.
@@ -1062,7 +1061,7 @@ impl Service {
     pub async fn notes(&self, caller: &Caller, id: &ConversationId) -> AppResult<Vec<Note>> {
         caller.agent()?;
         self.visible(caller, id).await?;
-        self.store.notes(id).await.map_err(store_err)
+        self.store.notes(id).await.map_err(AppError::from)
     }
 
     /// `POST /api/conversations/{id}/notes`.
@@ -1080,7 +1079,7 @@ impl Service {
             body,
             created_at: Timestamp(now_ms()),
         };
-        self.store.insert_note(&note).await.map_err(store_err)?;
+        self.store.insert_note(&note).await.map_err(AppError::from)?;
         self.publish(&c.project_id, &Event::NoteNew(NoteNew { note: note.clone() }), &[]);
         Ok(note)
     }
@@ -1092,14 +1091,14 @@ impl Service {
     /// # Errors
     /// 401 for a wrong email or password.
     pub async fn login(&self, req: &api::LoginRequest) -> AppResult<api::LoginResponse> {
-        let agent = self.store.agent_by_email(&req.email.to_lowercase()).await.map_err(store_err)?;
+        let agent = self.store.agent_by_email(&req.email.to_lowercase()).await.map_err(AppError::from)?;
         let agent = agent.filter(|a| crypto::verify_password(&req.password, &a.password_hash));
         let agent = agent.ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "wrong email or password"))?;
         let token = crypto::random_token("at_");
         self.store
             .insert_agent_token(&crypto::token_hash(&token), &agent.id, now_ms())
             .await
-            .map_err(store_err)?;
+            .map_err(AppError::from)?;
         Ok(api::LoginResponse { token, agent: agent_dto(&agent) })
     }
 
@@ -1120,7 +1119,7 @@ impl Service {
         if status == AgentStatus::Unknown {
             return Err(AppError::validation("status must be online, away or offline"));
         }
-        self.store.set_agent_status(&me.id, status, now_ms()).await.map_err(store_err)?;
+        self.store.set_agent_status(&me.id, status, now_ms()).await.map_err(AppError::from)?;
         if me.status != status {
             self.publish(
                 &me.project_id,
@@ -1131,8 +1130,12 @@ impl Service {
         if status == AgentStatus::Online {
             self.drain_queue(&me.project_id, None).await;
         }
-        let me =
-            self.store.agent(&me.id).await.map_err(store_err)?.ok_or_else(|| AppError::not_found("agent"))?;
+        let me = self
+            .store
+            .agent(&me.id)
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| AppError::not_found("agent"))?;
         Ok(agent_dto(&me))
     }
 
@@ -1142,7 +1145,7 @@ impl Service {
     /// 403 for non-agents.
     pub async fn agents(&self, caller: &Caller) -> AppResult<Vec<api::Agent>> {
         let me = caller.agent()?;
-        Ok(self.store.agents(&me.project_id).await.map_err(store_err)?.iter().map(agent_dto).collect())
+        Ok(self.store.agents(&me.project_id).await.map_err(AppError::from)?.iter().map(agent_dto).collect())
     }
 
     /// `GET /api/queue`.
@@ -1151,15 +1154,20 @@ impl Service {
     /// 403 for non-agents.
     pub async fn queue(&self, caller: &Caller) -> AppResult<QueueUpdated> {
         let me = caller.agent()?;
-        let queue = self.store.queue(&me.project_id).await.map_err(store_err)?;
+        let queue = self.store.queue(&me.project_id).await.map_err(AppError::from)?;
         let mut entries = Vec::new();
         for (i, c) in queue.iter().enumerate() {
             entries.push(QueueEntry {
                 conversation_id: c.id.clone(),
                 position: u32::try_from(i + 1).unwrap_or(u32::MAX),
                 waiting_since: Timestamp(c.queued_at.unwrap_or(c.updated_at)),
-                customer_name: self.store.visitor_name(&c.visitor_id).await.map_err(store_err)?,
-                preview: self.store.last_customer_body(&c.id).await.map_err(store_err)?.map(|b| preview(&b)),
+                customer_name: self.store.visitor_name(&c.visitor_id).await.map_err(AppError::from)?,
+                preview: self
+                    .store
+                    .last_customer_body(&c.id)
+                    .await
+                    .map_err(AppError::from)?
+                    .map(|b| preview(&b)),
             });
         }
         Ok(QueueUpdated { queue: entries })
@@ -1171,16 +1179,16 @@ impl Service {
     /// 403 for non-agents.
     pub async fn inbox(&self, caller: &Caller) -> AppResult<Vec<InboxItem>> {
         let me = caller.agent()?;
-        let rows = self.store.inbox(&me.project_id, &me.id).await.map_err(store_err)?;
+        let rows = self.store.inbox(&me.project_id, &me.id).await.map_err(AppError::from)?;
         let mut out = Vec::with_capacity(rows.len());
         for c in &rows {
-            let last_message = match self.store.last_message(&c.id).await.map_err(store_err)? {
+            let last_message = match self.store.last_message(&c.id).await.map_err(AppError::from)? {
                 Some(Event::MessageNew(m)) => Some(m.message),
                 _ => None,
             };
             out.push(InboxItem {
                 conversation: self.conversation_dto(c).await?,
-                unread: self.store.unread(&me.id, &c.id).await.map_err(store_err)?,
+                unread: self.store.unread(&me.id, &c.id).await.map_err(AppError::from)?,
                 last_message,
             });
         }
@@ -1218,7 +1226,7 @@ impl Service {
             created_at: Timestamp(now_ms()),
             handled_at: None,
         };
-        self.store.insert_offline(project, &m).await.map_err(store_err)?;
+        self.store.insert_offline(project, &m).await.map_err(AppError::from)?;
         self.publish(
             project,
             &Event::OfflineMessageNew(OfflineMessageNew { offline_message: m.clone() }),
@@ -1237,7 +1245,7 @@ impl Service {
         handled: Option<bool>,
     ) -> AppResult<Vec<OfflineMessage>> {
         let me = caller.agent()?;
-        self.store.offline_messages(&me.project_id, handled).await.map_err(store_err)
+        self.store.offline_messages(&me.project_id, handled).await.map_err(AppError::from)
     }
 
     /// `POST /api/offline-messages/{id}/handled`.
@@ -1246,7 +1254,7 @@ impl Service {
     /// 403, 404.
     pub async fn mark_offline_handled(&self, caller: &Caller, id: &OfflineMessageId) -> AppResult<()> {
         let me = caller.agent()?;
-        if self.store.mark_offline_handled(&me.project_id, id, now_ms()).await.map_err(store_err)? {
+        if self.store.mark_offline_handled(&me.project_id, id, now_ms()).await.map_err(AppError::from)? {
             Ok(())
         } else {
             Err(AppError::not_found("offline message"))
@@ -1272,10 +1280,6 @@ fn agent_dto(a: &AgentRow) -> api::Agent {
         capacity: a.capacity,
         open_conversations: a.open,
     }
-}
-
-fn store_err(e: StoreError) -> AppError {
-    AppError::internal(&e)
 }
 
 /// The realtime socket's view of the service.

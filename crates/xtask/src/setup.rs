@@ -12,6 +12,7 @@ pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
 pub fn all(root: &Path) -> Result {
     wasm(root)?;
     chromium()?;
+    npm(&root.join("tests/interop"))?;
     Ok(())
 }
 

@@ -12,12 +12,8 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// wasm tests in headless Chromium, end-to-end tests and the interop test.
-pub fn browser_tests(root: &Path) -> Result {
-    setup::chromium()?;
-    let interop = root.join("tests/interop");
-    if interop.join("package.json").exists() {
-        setup::npm(&interop)?;
-    }
-    Ok(())
+/// wasm tests in headless Chromium and browser end-to-end tests (none yet: the widget, SDK and
+/// console are issues 4 to 6). The realtime-js interop test runs with the server's suite.
+pub fn browser_tests(_root: &Path) -> Result {
+    setup::chromium()
 }

@@ -84,30 +84,30 @@ impl Hub {
         let topic = channel.topic();
         let frame = Frame::broadcast(&topic, event);
         let mut encoded: [Option<Utf8Bytes>; 2] = [None, None];
-        let mut slow = Vec::new();
+        let mut too_slow = Vec::new();
         {
             let topics = self.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             let Some(subs) = topics.get(&topic) else { return };
             for sub in subs.iter().filter(|s| Some(s.socket) != except) {
-                let slot = usize::from(sub.vsn == Vsn::V2);
-                if encoded[slot].is_none() {
+                let which = usize::from(sub.vsn == Vsn::V2);
+                if encoded[which].is_none() {
                     match codec::encode_text(sub.vsn, &frame) {
-                        Ok(text) => encoded[slot] = Some(Utf8Bytes::from(text)),
+                        Ok(text) => encoded[which] = Some(Utf8Bytes::from(text)),
                         Err(e) => {
                             tracing::error!(error = %e, topic, "cannot encode broadcast");
                             return;
                         }
                     }
                 }
-                let Some(bytes) = encoded[slot].clone() else { continue };
+                let Some(bytes) = encoded[which].clone() else { continue };
                 if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(Message::Text(bytes)) {
                     tracing::warn!(socket = sub.socket, topic, "socket cannot keep up; closing it");
                     sub.kill.notify_one();
-                    slow.push(sub.socket);
+                    too_slow.push(sub.socket);
                 }
             }
         }
-        for socket in slow {
+        for socket in too_slow {
             self.unsubscribe(&topic, socket);
         }
     }

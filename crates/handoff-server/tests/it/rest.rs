@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use handoff_protocol::event::PresenceState;
 use handoff_protocol::phoenix::Vsn;
 use handoff_protocol::Event;
 use serde_json::json;
@@ -342,8 +343,7 @@ both_dbs!(presence, |s: TestServer| async move {
             })
             .collect();
     let topic = format!("realtime:conversation:{c}");
-    use handoff_protocol::event::PresenceState::{Idle, Offline};
-    assert_eq!(states, [(topic.clone(), Idle), (topic, Offline)]);
+    assert_eq!(states, [(topic.clone(), PresenceState::Idle), (topic, PresenceState::Offline)]);
     let (st, _) = s
         .call(
             "POST",
