@@ -660,3 +660,63 @@ both_dbs!(bot_backend, |s: TestServer| async move {
     let (st, _) = s.call("POST", &format!("/api/conversations/{c}/claim"), Some(&s.secret_key), None).await;
     assert_eq!(st, 403, "a bot does not claim");
 });
+
+// Identity verification: when a project enforces it, every customer call of an unverified
+// visitor is refused, not only `identify`.
+both_dbs!(identity_enforced, |s: TestServer| async move {
+    s.svc.store().set_identity(&s.project, Some("id-secret"), true).await.unwrap();
+    let vt = s.visitor().await;
+    let (st, v) = s.call("POST", "/api/conversations", Some(&vt), Some(json!({"body": "hi"}))).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (403, Some("identity_required")));
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/api/projects/{}/offline-messages", s.project),
+            Some(&vt),
+            Some(json!({"name": "a", "email": "a@b.co", "message": "m"})),
+        )
+        .await;
+    assert_eq!(st, 403);
+    let (st, _) =
+        s.call("POST", "/api/widget/identify", Some(&vt), Some(json!({"user_id": "u1", "hmac": "00"}))).await;
+    assert_eq!(st, 403, "a wrong HMAC is refused");
+    let hmac = handoff_server::crypto::hmac_hex("id-secret", b"u1");
+    let (st, v) = s
+        .call(
+            "POST",
+            "/api/widget/identify",
+            Some(&vt),
+            Some(json!({"user_id": "u1", "name": "Uma", "hmac": hmac})),
+        )
+        .await;
+    assert_eq!(st, 204, "{v}");
+    let (st, c) = s.call("POST", "/api/conversations", Some(&vt), Some(json!({"body": "hi"}))).await;
+    assert_eq!(st, 201);
+    assert_eq!(c["customer_name"], "Uma");
+    // On the socket, an unverified visitor's token authorizes nothing.
+    let other = s.visitor().await;
+    let mut sock = s.socket(Vsn::V2).await;
+    let (_, reply) =
+        sock.join(&format!("realtime:conversation:{}", c["id"].as_str().unwrap()), Some(&other), false).await;
+    assert_eq!(reply.reply().unwrap().status, handoff_protocol::phoenix::ReplyStatus::Error);
+});
+
+// Background jobs: silent customers go offline, inactive agents go offline, both announced.
+both_dbs!(expiry_jobs, |s: TestServer| async move {
+    s.set_status(&s.agent2.0, "online").await;
+    let (vt, c) = s.conversation().await;
+    let mut w = Watch::new(&s, &c, &vt).await;
+    assert_eq!(s.svc.expire_presence(60_000).await, 0, "a fresh heartbeat is not stale");
+    assert_eq!(s.svc.expire_agents(60_000).await, 0);
+    assert!(w.seen(&s, &c).await.0.is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(s.svc.expire_presence(10).await >= 1);
+    assert_eq!(s.svc.expire_agents(10).await, 1);
+    let (agents, _) = w.seen(&s, &c).await;
+    assert_eq!(
+        agents,
+        set(&[("conversation:c", "presence:updated"), ("project:p:queue", "agent:status_changed")])
+    );
+    let (_, list) = s.call("GET", "/api/agents", Some(&s.agent1.0), None).await;
+    assert!(list.as_array().unwrap().iter().all(|a| a["status"] == "offline"));
+});
