@@ -84,7 +84,8 @@ impl ClientError {
     /// The typed server error, if it is one.
     pub fn api_error(&self) -> Option<ErrorBody> {
         let ClientError::Api { code, message, .. } = self else { return None };
-        let code = serde_json::from_value(serde_json::Value::String(code.clone())).unwrap_or(ErrorCode::Unknown);
+        let code =
+            serde_json::from_value(serde_json::Value::String(code.clone())).unwrap_or(ErrorCode::Unknown);
         Some(ErrorBody { error: handoff_protocol::api::ApiError { code, message: message.clone() } })
     }
 
@@ -123,7 +124,10 @@ mod tests {
 
     #[test]
     fn server_error_bodies_keep_code_and_message() {
-        let e = ClientError::from_response(409, r#"{"error":{"code":"invalid_transition","message":"already resolved"}}"#);
+        let e = ClientError::from_response(
+            409,
+            r#"{"error":{"code":"invalid_transition","message":"already resolved"}}"#,
+        );
         assert_eq!(e.code(), "invalid_transition");
         assert_eq!(e.to_string(), "already resolved");
         assert_eq!(e.status(), Some(409));

@@ -120,7 +120,13 @@ impl Subscriptions {
         }
         let mut topic = String::from(TOPIC_PREFIX);
         topic.push_str(name);
-        self.subs.push(Sub { name: name.to_owned(), topic, join_ref: None, state: SubState::Pending, holders: 1 });
+        self.subs.push(Sub {
+            name: name.to_owned(),
+            topic,
+            join_ref: None,
+            state: SubState::Pending,
+            holders: 1,
+        });
         true
     }
 
@@ -203,31 +209,36 @@ impl Subscriptions {
     /// Interprets an incoming frame.
     pub fn handle(&mut self, frame: &Frame) -> Incoming {
         if frame.topic == PHOENIX_TOPIC {
-            if frame.kind() == FrameKind::Reply && frame.r#ref.is_some() && frame.r#ref == self.heartbeat_ref {
+            if frame.kind() == FrameKind::Reply && frame.r#ref.is_some() && frame.r#ref == self.heartbeat_ref
+            {
                 self.heartbeat_ref = None;
                 return Incoming::HeartbeatReply;
             }
             return Incoming::Ignored;
         }
-        let Some(sub) = self.subs.iter_mut().find(|s| s.topic == frame.topic) else { return Incoming::Ignored };
+        let Some(sub) = self.subs.iter_mut().find(|s| s.topic == frame.topic) else {
+            return Incoming::Ignored;
+        };
         // A frame of an older join of this topic: ignore (broadcasts from the server carry no
         // join_ref and are always for the current join).
         if frame.join_ref.is_some() && frame.join_ref != sub.join_ref {
             return Incoming::Ignored;
         }
         match frame.kind() {
-            FrameKind::Reply if sub.state == SubState::Joining && frame.r#ref == sub.join_ref => match frame.reply() {
-                Ok(reply) if reply.status == ReplyStatus::Ok => {
-                    sub.state = SubState::Joined;
-                    Incoming::Joined(sub.name.clone())
+            FrameKind::Reply if sub.state == SubState::Joining && frame.r#ref == sub.join_ref => {
+                match frame.reply() {
+                    Ok(reply) if reply.status == ReplyStatus::Ok => {
+                        sub.state = SubState::Joined;
+                        Incoming::Joined(sub.name.clone())
+                    }
+                    Ok(reply) => {
+                        sub.state = SubState::Failed;
+                        let reason = reply.reason().unwrap_or("join refused").to_owned();
+                        Incoming::JoinFailed { channel: sub.name.clone(), reason }
+                    }
+                    Err(_) => Incoming::Ignored,
                 }
-                Ok(reply) => {
-                    sub.state = SubState::Failed;
-                    let reason = reply.reason().unwrap_or("join refused").to_owned();
-                    Incoming::JoinFailed { channel: sub.name.clone(), reason }
-                }
-                Err(_) => Incoming::Ignored,
-            },
+            }
             FrameKind::Broadcast if sub.state == SubState::Joined => match frame.broadcast_event() {
                 Ok(event) => Incoming::Event { channel: sub.name.clone(), event },
                 Err(_) => Incoming::Ignored,
@@ -273,7 +284,12 @@ mod tests {
             r#"["1","1","realtime:conversation:c1","phx_join",{"access_token":"tok","config":{"broadcast":{"ack":false,"self":false},"postgres_changes":[],"presence":{"enabled":false,"key":""},"private":true}}]"#
         );
         assert!(!s.settled());
-        let ok = Frame::reply_ok(Some("1".into()), Some("1".into()), "realtime:conversation:c1", json!({"postgres_changes": []}));
+        let ok = Frame::reply_ok(
+            Some("1".into()),
+            Some("1".into()),
+            "realtime:conversation:c1",
+            json!({"postgres_changes": []}),
+        );
         assert_eq!(s.handle(&ok), Incoming::Joined("conversation:c1".into()));
         assert!(s.settled());
         let b = Frame::broadcast("realtime:conversation:c1", &typing());
@@ -293,10 +309,18 @@ mod tests {
         let mut s = Subscriptions::new(true);
         s.add("agent:a2");
         let j = s.join("agent:a2").unwrap();
-        let err = Frame::reply_error(j.join_ref.clone(), j.r#ref.clone(), &j.topic, "not allowed to join this channel");
+        let err = Frame::reply_error(
+            j.join_ref.clone(),
+            j.r#ref.clone(),
+            &j.topic,
+            "not allowed to join this channel",
+        );
         assert_eq!(
             s.handle(&err),
-            Incoming::JoinFailed { channel: "agent:a2".into(), reason: "not allowed to join this channel".into() }
+            Incoming::JoinFailed {
+                channel: "agent:a2".into(),
+                reason: "not allowed to join this channel".into()
+            }
         );
         assert!(s.settled());
         assert!(s.join_all().is_empty(), "a refused channel is not retried on its own");
@@ -338,7 +362,7 @@ mod tests {
 
         s.add("room");
         let j = s.join("room").unwrap();
-        assert_eq!(j.join_payload().unwrap().config.private, false);
+        assert!(!j.join_payload().unwrap().config.private);
         s.handle(&Frame::reply_ok(j.join_ref.clone(), j.r#ref.clone(), &j.topic, json!({})));
         assert!(s.token_pushes().is_empty(), "no token, nothing to push");
         s.set_token(Some("new".into()));

@@ -140,7 +140,10 @@ mod tests {
             events("http://h//", &c, Seq(1234), Some(25)),
             "http://h/api/conversations/conv_1/events?after=1234&wait=25"
         );
-        assert_eq!(resource("http://h", "offline-messages", "off 1", "/handled"), "http://h/api/offline-messages/off%201/handled");
+        assert_eq!(
+            resource("http://h", "offline-messages", "off 1", "/handled"),
+            "http://h/api/offline-messages/off%201/handled"
+        );
     }
 
     #[test]

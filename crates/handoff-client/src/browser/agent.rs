@@ -1,0 +1,301 @@
+//! `AgentClient`: the agent inbox side.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use handoff_protocol::api::{self, LoginRequest, LoginResponse};
+use handoff_protocol::event::AuthorKind;
+use handoff_protocol::ids::ConversationId;
+use handoff_protocol::phoenix::Vsn;
+use handoff_protocol::{Channel, Seq};
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+
+use super::engine::{run, Engine};
+use super::{call, engine_promise, invalid, js_error, json_to_js, opt_str};
+use crate::error::ClientError;
+use crate::url;
+
+/// The agent client: login, status, inbox and queue, conversation commands, realtime channels.
+///
+/// ```js
+/// const agent = new AgentClient({ baseUrl: "https://chat.example.com" });
+/// await agent.login("ann@example.com", "secret");
+/// await agent.setStatus("online");
+/// agent.subscribeQueue();
+/// agent.on("queue:updated", ({ queue }) => renderQueue(queue));
+/// ```
+#[wasm_bindgen]
+pub struct AgentClient {
+    engine: Engine,
+    login: Rc<RefCell<Option<LoginResponse>>>,
+}
+
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentClient")
+    }
+}
+
+fn conv(id: &str) -> ConversationId {
+    ConversationId::new(id)
+}
+
+#[wasm_bindgen]
+impl AgentClient {
+    /// `new AgentClient({ baseUrl, realtimeUrl? })`.
+    ///
+    /// # Errors
+    /// A `validation_failed` error when `baseUrl` is missing.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: &JsValue) -> Result<AgentClient, JsValue> {
+        let base = opt_str(options, "baseUrl")
+            .ok_or_else(|| super::error_object("validation_failed", "baseUrl is required", None))?;
+        let ws = opt_str(options, "realtimeUrl").unwrap_or_else(|| base.clone());
+        let ws_url = url::realtime(&ws, &opt_str(options, "apikey").unwrap_or_default(), Vsn::V2);
+        Ok(AgentClient { engine: Engine::new(&base, ws_url, true), login: Rc::new(RefCell::new(None)) })
+    }
+
+    /// Logs in and connects; resolves to `{token, agent}`.
+    pub fn login(&self, email: String, password: String) -> Promise {
+        let engine = self.engine.clone();
+        let login = self.login.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let body = serde_json::to_string(&LoginRequest { email, password }).ok();
+            let text =
+                engine.rest("POST", engine.url("/api/agents/login"), body).await.map_err(|e| js_error(&e))?;
+            let r: LoginResponse = serde_json::from_str(&text)
+                .map_err(|e| js_error(&ClientError::InvalidResponse(e.to_string())))?;
+            engine.with(|i| {
+                i.set_token(Some(r.token.clone()));
+                i.set_me(AuthorKind::Agent, r.agent.id.as_str().to_owned());
+                i.start();
+            });
+            *login.borrow_mut() = Some(r);
+            Ok(super::text_to_js(&text))
+        })
+    }
+
+    /// The signed-in agent (`null` before `login`).
+    #[wasm_bindgen(getter)]
+    pub fn agent(&self) -> JsValue {
+        self.login
+            .borrow()
+            .as_ref()
+            .and_then(|l| serde_json::to_value(&l.agent).ok())
+            .map_or(JsValue::NULL, |v| json_to_js(&v))
+    }
+
+    fn ids(&self) -> Result<(String, String), ClientError> {
+        self.login
+            .borrow()
+            .as_ref()
+            .map(|l| (l.agent.project_id.as_str().to_owned(), l.agent.id.as_str().to_owned()))
+            .ok_or(ClientError::NotReady("call login() first"))
+    }
+
+    fn get(&self, path: &str) -> Promise {
+        call(&self.engine, "GET", self.engine.url(path), None)
+    }
+
+    fn post(&self, id: &str, suffix: &str, body: Option<String>) -> Promise {
+        call(
+            &self.engine,
+            "POST",
+            url::conversation(&self.engine.base(), &conv(id), suffix),
+            body.or_else(|| Some("{}".into())),
+        )
+    }
+
+    /// `online`, `away` or `offline`; resolves to the agent.
+    #[wasm_bindgen(js_name = setStatus)]
+    pub fn set_status(&self, status: &str) -> Promise {
+        let body = serde_json::json!({ "status": status }).to_string();
+        call(&self.engine, "PUT", self.engine.url("/api/agents/me/status"), Some(body))
+    }
+
+    /// My conversations and the queue, with unread counts.
+    pub fn inbox(&self) -> Promise {
+        self.get("/api/inbox")
+    }
+
+    /// The waiting list: `{queue: [...]}`.
+    pub fn queue(&self) -> Promise {
+        self.get("/api/queue")
+    }
+
+    /// The agents of my project.
+    pub fn agents(&self) -> Promise {
+        self.get("/api/agents")
+    }
+
+    /// One conversation.
+    pub fn conversation(&self, id: &str) -> Promise {
+        call(&self.engine, "GET", url::conversation(&self.engine.base(), &conv(id), ""), None)
+    }
+
+    /// A conversation's persisted events so far: `{events, last_seq, status}`.
+    pub fn history(&self, id: &str) -> Promise {
+        call(&self.engine, "GET", url::events(&self.engine.base(), &conv(id), Seq::ZERO, None), None)
+    }
+
+    /// Joins `project:{id}:queue`; returns a function that leaves it.
+    ///
+    /// # Errors
+    /// `not_ready` before `login()`.
+    #[wasm_bindgen(js_name = subscribeQueue)]
+    pub fn subscribe_queue(&self) -> Result<Function, JsValue> {
+        let (project, _) = self.ids().map_err(|e| js_error(&e))?;
+        Ok(self.hold(Channel::ProjectQueue(project.into()).to_string()))
+    }
+
+    /// Joins `agent:{me}`; returns a function that leaves it.
+    ///
+    /// # Errors
+    /// `not_ready` before `login()`.
+    #[wasm_bindgen(js_name = subscribeAgent)]
+    pub fn subscribe_agent(&self) -> Result<Function, JsValue> {
+        let (_, agent) = self.ids().map_err(|e| js_error(&e))?;
+        Ok(self.hold(Channel::Agent(agent.into()).to_string()))
+    }
+
+    fn hold(&self, name: String) -> Function {
+        self.engine.with(|i| i.hold(&name));
+        let weak = self.engine.weak();
+        let mut name = Some(name);
+        Closure::<dyn FnMut()>::new(move || {
+            if let Some(n) = name.take() {
+                run(&weak, |i| i.release(&n));
+            }
+        })
+        .into_js_value()
+        .unchecked_into()
+    }
+
+    /// Follows a conversation: `conversation:{id}` (ordered, deduplicated, caught up after every
+    /// reconnect, long-polled when the socket is down) and its `:agents` notes channel. Its
+    /// history is emitted first. Returns a function that stops following.
+    #[wasm_bindgen(js_name = subscribeConversation)]
+    pub fn subscribe_conversation(&self, id: &str) -> Function {
+        let id = conv(id);
+        let notes = Channel::ConversationAgents(id.clone()).to_string();
+        self.engine.with(|i| {
+            i.follow(&id);
+            i.hold(&notes);
+        });
+        let weak = self.engine.weak();
+        let mut once = Some((id, notes));
+        Closure::<dyn FnMut()>::new(move || {
+            if let Some((id, notes)) = once.take() {
+                run(&weak, |i| {
+                    i.unfollow(&id);
+                    i.release(&notes);
+                });
+            }
+        })
+        .into_js_value()
+        .unchecked_into()
+    }
+
+    /// Claims a queued conversation.
+    pub fn claim(&self, id: &str) -> Promise {
+        self.post(id, "/claim", None)
+    }
+
+    /// Transfers to `"queue"` or an agent id, with an optional note.
+    pub fn transfer(&self, id: &str, to: String, note: Option<String>) -> Promise {
+        self.post(id, "/transfer", serde_json::to_string(&api::TransferRequest { to, note }).ok())
+    }
+
+    /// Declines an assignment (it goes to another agent or back to the queue).
+    pub fn decline(&self, id: &str) -> Promise {
+        self.post(id, "/decline", None)
+    }
+
+    /// Resolves a conversation.
+    pub fn resolve(&self, id: &str) -> Promise {
+        self.post(id, "/resolve", None)
+    }
+
+    /// Internal notes of a conversation.
+    pub fn notes(&self, id: &str) -> Promise {
+        call(&self.engine, "GET", url::conversation(&self.engine.base(), &conv(id), "/notes"), None)
+    }
+
+    /// Adds an internal note (agents only; never reaches the customer).
+    #[wasm_bindgen(js_name = addNote)]
+    pub fn add_note(&self, id: &str, body: String) -> Promise {
+        if let Err(m) = api::validate_body(&body) {
+            return invalid(m);
+        }
+        self.post(id, "/notes", serde_json::to_string(&api::NoteRequest { body }).ok())
+    }
+
+    /// Marks the conversation read up to `seq` (unread counts).
+    #[wasm_bindgen(js_name = markRead)]
+    pub fn mark_read(&self, id: &str, seq: f64) -> Promise {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let seq = Seq(seq.max(0.0) as u64);
+        self.post(id, "/read", serde_json::to_string(&api::ReadRequest { seq }).ok())
+    }
+
+    /// Sends a message in a followed conversation through the outbox; resolves to the stored
+    /// message.
+    pub fn send(&self, id: &str, body: String) -> Promise {
+        if let Err(m) = api::validate_body(&body) {
+            return invalid(m);
+        }
+        let id = conv(id);
+        engine_promise(&self.engine, move |i, resolve, reject| i.send(&id, body, resolve, reject))
+    }
+
+    /// The agent typed in conversation `id` (debounced like the customer's).
+    pub fn typing(&self, id: &str) {
+        let id = conv(id);
+        self.engine.with(|i| i.typing_input(&id));
+    }
+
+    /// Typing stopped in conversation `id`.
+    #[wasm_bindgen(js_name = stopTyping)]
+    pub fn stop_typing(&self, id: &str) {
+        let id = conv(id);
+        self.engine.with(|i| i.typing_stop(&id));
+    }
+
+    /// Offline messages; `handled` filters (`undefined`: all).
+    #[wasm_bindgen(js_name = offlineMessages)]
+    pub fn offline_messages(&self, handled: Option<bool>) -> Promise {
+        match handled {
+            Some(true) => self.get("/api/offline-messages?handled=true"),
+            Some(false) => self.get("/api/offline-messages?handled=false"),
+            None => self.get("/api/offline-messages"),
+        }
+    }
+
+    /// Marks an offline message handled.
+    #[wasm_bindgen(js_name = markOfflineHandled)]
+    pub fn mark_offline_handled(&self, id: &str) -> Promise {
+        call(
+            &self.engine,
+            "POST",
+            url::resource(&self.engine.base(), "offline-messages", id, "/handled"),
+            Some("{}".into()),
+        )
+    }
+
+    /// As `HandoffClient.on`.
+    pub fn on(&self, event: String, f: Function) -> Function {
+        self.engine.on(event, None, f)
+    }
+
+    /// The connection state's name.
+    #[wasm_bindgen(getter, js_name = connectionState)]
+    pub fn connection_state(&self) -> String {
+        self.engine.state().to_owned()
+    }
+
+    /// Closes the socket and releases every timer, listener and request.
+    pub fn close(&self) {
+        self.engine.with(super::engine::Inner::close);
+    }
+}

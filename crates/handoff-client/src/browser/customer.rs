@@ -1,0 +1,330 @@
+//! `HandoffClient`: the customer side (what the widget uses), headless.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use handoff_protocol::api::{
+    self, Conversation, CreateConversationRequest, WidgetSession, WidgetSessionRequest,
+};
+use handoff_protocol::event::AuthorKind;
+use handoff_protocol::ids::{ClientMsgId, ConversationId};
+use handoff_protocol::phoenix::Vsn;
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+
+use super::engine::Engine;
+use super::{call, engine_promise, invalid, js_error, js_to_json, json_to_js, opt_str, random_u64, rejected};
+use crate::error::ClientError;
+use crate::url;
+
+#[derive(Default)]
+struct State {
+    session: Option<WidgetSession>,
+    conversation: Option<ConversationId>,
+}
+
+/// Where the visitor token is kept: `localStorage` unless the app passes its own
+/// `{getItem, setItem}` object, or `null` for memory only.
+#[derive(Clone)]
+struct Store(Option<JsValue>);
+
+impl Store {
+    fn from_option(v: &JsValue) -> Store {
+        if v.is_undefined() {
+            let local = web_sys::window().and_then(|w| w.local_storage().ok().flatten());
+            return Store(local.map(JsValue::from));
+        }
+        if v.is_null() || v.as_bool() == Some(false) {
+            return Store(None);
+        }
+        Store(Some(v.clone()))
+    }
+
+    fn method(&self, name: &str) -> Option<(JsValue, Function)> {
+        let obj = self.0.as_ref()?;
+        let f = Reflect::get(obj, &JsValue::from_str(name)).ok()?.dyn_into::<Function>().ok()?;
+        Some((obj.clone(), f))
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        let (obj, f) = self.method("getItem")?;
+        f.call1(&obj, &JsValue::from_str(key)).ok()?.as_string()
+    }
+
+    fn set(&self, key: &str, value: &str) {
+        if let Some((obj, f)) = self.method("setItem") {
+            // A full or blocked storage only costs the visitor their history after a reload.
+            let _ = f.call2(&obj, &JsValue::from_str(key), &JsValue::from_str(value));
+        }
+    }
+
+    fn remove(&self, key: &str) {
+        if let Some((obj, f)) = self.method("removeItem") {
+            let _ = f.call1(&obj, &JsValue::from_str(key));
+        }
+    }
+}
+
+/// The customer client: a widget session, one conversation, its realtime events.
+///
+/// ```js
+/// const client = new HandoffClient({ baseUrl: "https://chat.example.com", projectKey: "pk_..." });
+/// client.on("message:new", ({ message }) => render(message));
+/// await client.start();
+/// await client.startConversation("Hello!");
+/// await client.send("Can I talk to a human?");
+/// ```
+#[wasm_bindgen]
+pub struct HandoffClient {
+    engine: Engine,
+    project_key: String,
+    store: Store,
+    state: Rc<RefCell<State>>,
+}
+
+impl std::fmt::Debug for HandoffClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandoffClient")
+    }
+}
+
+fn token_key(project_key: &str) -> String {
+    let mut k = String::from("handoff.visitor_token.");
+    k.push_str(project_key);
+    k
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, JsValue> {
+    serde_json::from_str(text).map_err(|e| js_error(&ClientError::InvalidResponse(e.to_string())))
+}
+
+#[wasm_bindgen]
+impl HandoffClient {
+    /// `new HandoffClient({ baseUrl, projectKey, storage?, realtimeUrl? })`.
+    ///
+    /// # Errors
+    /// A `validation_failed` error when `baseUrl` or `projectKey` is missing.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: &JsValue) -> Result<HandoffClient, JsValue> {
+        let base = opt_str(options, "baseUrl")
+            .ok_or_else(|| super::error_object("validation_failed", "baseUrl is required", None))?;
+        let project_key = opt_str(options, "projectKey")
+            .ok_or_else(|| super::error_object("validation_failed", "projectKey is required", None))?;
+        let ws = opt_str(options, "realtimeUrl").unwrap_or_else(|| base.clone());
+        let ws_url = url::realtime(&ws, &project_key, Vsn::V2);
+        let storage = Reflect::get(options, &JsValue::from_str("storage")).unwrap_or(JsValue::UNDEFINED);
+        Ok(HandoffClient {
+            engine: Engine::new(&base, ws_url, true),
+            project_key,
+            store: Store::from_option(&storage),
+            state: Rc::new(RefCell::new(State::default())),
+        })
+    }
+
+    /// Starts (or resumes, with the visitor token kept in storage) the widget session and
+    /// connects. Resolves to the session: `{project_id, visitor_id, visitor_token, config,
+    /// conversation?}`; an open conversation is followed at once (its history is emitted).
+    pub fn start(&self) -> Promise {
+        let engine = self.engine.clone();
+        let store = self.store.clone();
+        let state = self.state.clone();
+        let project_key = self.project_key.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let key = token_key(&project_key);
+            let url = engine.url("/api/widget/session");
+            let mut req = WidgetSessionRequest { project_key, visitor_token: store.get(&key) };
+            let mut r = engine.rest("POST", url.clone(), serde_json::to_string(&req).ok()).await;
+            if matches!(&r, Err(ClientError::Api { status: 401 | 404, .. })) && req.visitor_token.is_some() {
+                // The stored token is unknown (a wiped database, another project): start afresh.
+                store.remove(&key);
+                req.visitor_token = None;
+                r = engine.rest("POST", url, serde_json::to_string(&req).ok()).await;
+            }
+            let text = r.map_err(|e| js_error(&e))?;
+            let session: WidgetSession = parse(&text)?;
+            store.set(&key, &session.visitor_token);
+            let conv = session.conversation.as_ref().map(|c| c.id.clone());
+            engine.with(|i| {
+                i.set_token(Some(session.visitor_token.clone()));
+                i.set_me(AuthorKind::Customer, session.visitor_id.as_str().to_owned());
+                if let Some(id) = &conv {
+                    i.follow(id);
+                    i.track_presence(id);
+                }
+                i.start();
+            });
+            let mut s = state.borrow_mut();
+            s.conversation = conv;
+            s.session = Some(session);
+            Ok(super::text_to_js(&text))
+        })
+    }
+
+    /// Starts a conversation, optionally with a first message; resolves to the conversation.
+    #[wasm_bindgen(js_name = startConversation)]
+    pub fn start_conversation(&self, body: Option<String>) -> Promise {
+        if self.state.borrow().session.is_none() {
+            return rejected(&ClientError::NotReady("call start() first"));
+        }
+        if let Some(b) = &body {
+            if let Err(m) = api::validate_body(b) {
+                return invalid(m);
+            }
+        }
+        let engine = self.engine.clone();
+        let state = self.state.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut id = String::from("first-");
+            id.push_str(&random_u64().to_string());
+            let client_msg_id = body.as_ref().map(|_| ClientMsgId::new(id));
+            let req = CreateConversationRequest { body, client_msg_id };
+            let text = engine
+                .rest("POST", engine.url("/api/conversations"), serde_json::to_string(&req).ok())
+                .await
+                .map_err(|e| js_error(&e))?;
+            let conv: Conversation = parse(&text)?;
+            let previous = state.borrow_mut().conversation.replace(conv.id.clone());
+            engine.with(|i| {
+                if let Some(old) = previous.filter(|o| *o != conv.id) {
+                    i.unfollow(&old);
+                }
+                i.follow(&conv.id);
+                i.track_presence(&conv.id);
+            });
+            Ok(super::text_to_js(&text))
+        })
+    }
+
+    fn conversation(&self) -> Result<ConversationId, ClientError> {
+        self.state
+            .borrow()
+            .conversation
+            .clone()
+            .ok_or(ClientError::NotReady("no conversation: call startConversation() first"))
+    }
+
+    /// Sends a message through the outbox (kept in order, retried with the same `client_msg_id`
+    /// until the server has it); resolves to the stored message.
+    pub fn send(&self, body: String) -> Promise {
+        let id = match self.conversation() {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        if let Err(m) = api::validate_body(&body) {
+            return invalid(m);
+        }
+        engine_promise(&self.engine, move |i, resolve, reject| i.send(&id, body, resolve, reject))
+    }
+
+    /// Asks for a human agent; resolves to the conversation (assigned or queued).
+    #[wasm_bindgen(js_name = requestHandoff)]
+    pub fn request_handoff(&self) -> Promise {
+        match self.conversation() {
+            Ok(id) => call(
+                &self.engine,
+                "POST",
+                url::conversation(&self.engine.base(), &id, "/handoff"),
+                Some("{}".into()),
+            ),
+            Err(e) => rejected(&e),
+        }
+    }
+
+    /// The customer typed: sends `typing` at most every 300 ms, and `false` 3 s after the last key.
+    pub fn typing(&self) {
+        if let Ok(id) = self.conversation() {
+            self.engine.with(|i| i.typing_input(&id));
+        }
+    }
+
+    /// The input lost focus or was cleared: typing stops now.
+    #[wasm_bindgen(js_name = stopTyping)]
+    pub fn stop_typing(&self) {
+        if let Ok(id) = self.conversation() {
+            self.engine.with(|i| i.typing_stop(&id));
+        }
+    }
+
+    /// Leaves a message for later (`{name, email, message}`), when no agent is available.
+    #[wasm_bindgen(js_name = sendOfflineMessage)]
+    pub fn send_offline_message(&self, form: &JsValue) -> Promise {
+        let Some(project) = self.state.borrow().session.as_ref().map(|s| s.project_id.clone()) else {
+            return rejected(&ClientError::NotReady("call start() first"));
+        };
+        let (Some(name), Some(email), Some(message)) =
+            (opt_str(form, "name"), opt_str(form, "email"), opt_str(form, "message"))
+        else {
+            return invalid("name, email and message are required");
+        };
+        if name.trim().is_empty() {
+            return invalid("name must not be empty");
+        }
+        if !api::is_valid_email(&email) {
+            return invalid("email is not a valid address");
+        }
+        if let Err(m) = api::validate_body(&message) {
+            return invalid(m);
+        }
+        let body = serde_json::to_string(&api::OfflineMessageRequest { name, email, message }).ok();
+        call(
+            &self.engine,
+            "POST",
+            url::resource(&self.engine.base(), "projects", project.as_str(), "/offline-messages"),
+            body,
+        )
+    }
+
+    /// Binds a signed-in user of the site (`{user_id, name?, email?, hmac}`).
+    pub fn identify(&self, user: &JsValue) -> Promise {
+        call(&self.engine, "POST", self.engine.url("/api/widget/identify"), js_to_json(user))
+    }
+
+    /// The conversation's persisted events so far: `{events, last_seq, status}`.
+    pub fn history(&self) -> Promise {
+        match self.conversation() {
+            Ok(id) => call(
+                &self.engine,
+                "GET",
+                url::events(&self.engine.base(), &id, handoff_protocol::Seq::ZERO, None),
+                None,
+            ),
+            Err(e) => rejected(&e),
+        }
+    }
+
+    /// Calls `fn(payload, eventName)` for each event named `event` (`"*"` for all): the catalog's
+    /// events with their wire payloads, `"connection"` with the state name, `"error"` with an
+    /// `Error` carrying `code`. Returns a function that unsubscribes.
+    pub fn on(&self, event: String, f: Function) -> Function {
+        self.engine.on(event, None, f)
+    }
+
+    /// `idle`, `connecting`, `connected`, `reconnecting`, `polling` or `closed`.
+    #[wasm_bindgen(getter, js_name = connectionState)]
+    pub fn connection_state(&self) -> String {
+        self.engine.state().to_owned()
+    }
+
+    /// The current conversation's id, if any.
+    #[wasm_bindgen(getter, js_name = conversationId)]
+    pub fn conversation_id(&self) -> Option<String> {
+        self.state.borrow().conversation.as_ref().map(|c| c.as_str().to_owned())
+    }
+
+    /// The widget session, once started.
+    #[wasm_bindgen(getter)]
+    pub fn session(&self) -> JsValue {
+        self.state
+            .borrow()
+            .session
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok())
+            .map_or(JsValue::NULL, |v| json_to_js(&v))
+    }
+
+    /// Closes the client: `offline` by beacon, pending sends rejected with `closed`, and every
+    /// socket, timer, listener and request released.
+    pub fn close(&self) {
+        self.engine.with(super::engine::Inner::close);
+    }
+}

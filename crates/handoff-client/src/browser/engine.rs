@@ -1,0 +1,973 @@
+//! The engine shared by every JS-facing class: one socket, its channels, and the protocol
+//! crate's machines driven by real timers and browser events.
+//!
+//! Every input (a socket event, a timer, a browser event, an API call, a finished fetch) goes
+//! through [`run`]: it borrows the state, feeds the input to the machines, carries out the
+//! actions they ask for ([`Inner::pump`]), re-arms the one timer at the earliest deadline, and
+//! only then, with the state released, calls the app's JavaScript handlers. A handler may call
+//! back into the client.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use gloo_timers::callback::Timeout;
+use handoff_protocol::api::{EventsPage, SendMessageRequest, SendMessageResponse};
+use handoff_protocol::event::{AuthorKind, PresenceState, Typing};
+use handoff_protocol::ids::{ClientMsgId, ConversationId};
+use handoff_protocol::phoenix::{codec, Encoded, Vsn};
+use handoff_protocol::timing::buffer::{BufferAction, EventBuffer};
+use handoff_protocol::timing::outbox::{Outbox, OutboxAction};
+use handoff_protocol::timing::presence::{PresenceAction, PresenceTracker};
+use handoff_protocol::timing::supervisor::{
+    ConnectionState, ConnectionSupervisor, SupervisorAction, LONG_POLL_WAIT_SECS,
+};
+use handoff_protocol::timing::typing::{TypingAction, TypingChange, TypingReceiver, TypingSender};
+use handoff_protocol::{Channel, Event, Seq};
+use js_sys::Function;
+use wasm_bindgen::prelude::*;
+
+use super::handles::{Aborter, Listener, Socket, SocketEvent};
+use super::{http, json_to_js, now_ms, random_u64};
+use crate::error::ClientError;
+use crate::subs::{Incoming, Subscriptions};
+use crate::url;
+
+/// The wire name of a connection state, as JS sees it.
+pub(crate) fn state_name(s: ConnectionState) -> &'static str {
+    match s {
+        ConnectionState::Idle => "idle",
+        ConnectionState::Connecting => "connecting",
+        ConnectionState::Connected => "connected",
+        ConnectionState::Reconnecting => "reconnecting",
+        ConnectionState::Polling => "polling",
+        ConnectionState::Closed => "closed",
+        _ => "unknown",
+    }
+}
+
+/// What a browser event does to the state.
+type BrowserHandler = Box<dyn Fn(&mut Inner, &web_sys::Event)>;
+
+/// Something to call in JS once the state is released.
+enum Emit {
+    Event { channel: Option<String>, name: String, payload: JsValue },
+    Settle { f: Function, value: JsValue },
+}
+
+struct Handler {
+    id: u32,
+    event: String,
+    channel: Option<String>,
+    f: Function,
+}
+
+/// One followed conversation: its ordered, deduplicated event stream and its sends.
+struct Conv {
+    id: ConversationId,
+    buffer: EventBuffer,
+    outbox: Outbox,
+    typing: TypingSender,
+    /// Who types in it, with the 3 s time-to-live.
+    rx: TypingReceiver,
+    catching_up: bool,
+    again: bool,
+    /// The in-flight long-poll (aborted on drop).
+    poll: Option<Aborter>,
+    holders: u32,
+}
+
+struct PendingSend {
+    id: ClientMsgId,
+    resolve: Function,
+    reject: Function,
+    error: Option<ClientError>,
+}
+
+#[allow(clippy::struct_excessive_bools)]
+pub(crate) struct Inner {
+    me: Weak<RefCell<Inner>>,
+    base: String,
+    ws_url: String,
+    vsn: Vsn,
+    token: Option<String>,
+    /// Who we are, so that our own typing is not shown to us.
+    me_actor: Option<(AuthorKind, String)>,
+    started: bool,
+    closed: bool,
+    sup: ConnectionSupervisor,
+    subs: Subscriptions,
+    socket: Option<Socket>,
+    socket_open: bool,
+    polling: bool,
+    convs: Vec<Conv>,
+    presence: Option<(ConversationId, PresenceTracker)>,
+    pending: Vec<PendingSend>,
+    outbox_prefix: String,
+    online: bool,
+    timer: Option<(u64, Timeout)>,
+    listeners: Vec<Listener>,
+    /// Aborts every REST call of this engine when dropped (on close).
+    life: Option<Aborter>,
+    handlers: Vec<Handler>,
+    next_handler: u32,
+    emits: Vec<Emit>,
+}
+
+/// A handle on the engine; clones share it.
+#[derive(Clone)]
+pub(crate) struct Engine(pub(crate) Rc<RefCell<Inner>>);
+
+/// Feeds one input to the engine behind `weak`, then dispatches to JS. `None` when the engine is
+/// gone or busy (it never is: JS calls us back only from the event loop).
+pub(crate) fn run<R>(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner) -> R) -> Option<R> {
+    let rc = weak.upgrade()?;
+    let (r, emits) = {
+        let mut inner = rc.try_borrow_mut().ok()?;
+        let r = f(&mut inner);
+        inner.pump();
+        (r, std::mem::take(&mut inner.emits))
+    };
+    dispatch(&rc, emits);
+    Some(r)
+}
+
+fn dispatch(rc: &Rc<RefCell<Inner>>, emits: Vec<Emit>) {
+    for emit in emits {
+        match emit {
+            Emit::Settle { f, value } => {
+                let _ = f.call1(&JsValue::NULL, &value);
+            }
+            Emit::Event { channel, name, payload } => {
+                let targets: Vec<Function> = match rc.try_borrow() {
+                    Ok(inner) => inner
+                        .handlers
+                        .iter()
+                        .filter(|h| h.event == name || h.event == "*")
+                        .filter(|h| h.channel.is_none() || h.channel == channel)
+                        .map(|h| h.f.clone())
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                let name = JsValue::from_str(&name);
+                for f in targets {
+                    let _ = f.call2(&JsValue::NULL, &payload, &name);
+                }
+            }
+        }
+    }
+}
+
+fn random_prefix() -> String {
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut n = random_u64();
+    let mut s = String::with_capacity(12);
+    for _ in 0..12 {
+        s.push(char::from(ALPHABET[usize::try_from(n % 36).unwrap_or(0)]));
+        n /= 36;
+    }
+    s
+}
+
+impl Engine {
+    /// An engine for the REST API at `base` (empty: none, as for a bare Supabase socket) and the
+    /// socket at `ws_url`.
+    pub(crate) fn new(base: &str, ws_url: String, private: bool) -> Engine {
+        let rc = Rc::new_cyclic(|me| {
+            RefCell::new(Inner {
+                me: me.clone(),
+                base: url::trim_base(base).to_owned(),
+                ws_url,
+                vsn: Vsn::V2,
+                token: None,
+                me_actor: None,
+                started: false,
+                closed: false,
+                sup: ConnectionSupervisor::new(random_u64()),
+                subs: Subscriptions::new(private),
+                socket: None,
+                socket_open: false,
+                polling: false,
+                convs: Vec::new(),
+                presence: None,
+                pending: Vec::new(),
+                outbox_prefix: random_prefix(),
+                online: web_sys::window().is_none_or(|w| w.navigator().on_line()),
+                timer: None,
+                listeners: Vec::new(),
+                life: Some(Aborter::new()),
+                handlers: Vec::new(),
+                next_handler: 0,
+                emits: Vec::new(),
+            })
+        });
+        Engine(rc)
+    }
+
+    pub(crate) fn weak(&self) -> Weak<RefCell<Inner>> {
+        Rc::downgrade(&self.0)
+    }
+
+    /// Runs `f` on the state as an input (see [`run`]).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> Option<R> {
+        run(&self.weak(), f)
+    }
+
+    /// A REST call with the engine's token; resolves to the body text.
+    pub(crate) async fn rest(
+        &self,
+        method: &str,
+        path_or_url: String,
+        body: Option<String>,
+    ) -> Result<String, ClientError> {
+        let (token, signal) = {
+            let inner = self.0.try_borrow().map_err(|_| ClientError::NotReady("busy"))?;
+            if inner.closed {
+                return Err(ClientError::Closed);
+            }
+            (inner.token.clone(), inner.life.as_ref().and_then(Aborter::signal))
+        };
+        http::request(method, &path_or_url, token.as_deref(), body.as_deref(), signal.as_ref()).await
+    }
+
+    /// `{base}{path}`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        self.0.try_borrow().map(|i| url::api(&i.base, path)).unwrap_or_default()
+    }
+
+    /// The REST base.
+    pub(crate) fn base(&self) -> String {
+        self.0.try_borrow().map(|i| i.base.clone()).unwrap_or_default()
+    }
+
+    /// Registers a handler; returns a JS function that removes it.
+    pub(crate) fn on(&self, event: String, channel: Option<String>, f: Function) -> Function {
+        let id = self
+            .with(|i| {
+                i.next_handler += 1;
+                let id = i.next_handler;
+                i.handlers.push(Handler { id, event, channel, f });
+                id
+            })
+            .unwrap_or(0);
+        let weak = self.weak();
+        let off = Closure::<dyn FnMut()>::new(move || {
+            run(&weak, |i| i.handlers.retain(|h| h.id != id));
+        });
+        off.into_js_value().unchecked_into()
+    }
+
+    /// The connection state's name.
+    pub(crate) fn state(&self) -> &'static str {
+        self.0.try_borrow().map_or("unknown", |i| state_name(i.sup.state()))
+    }
+}
+
+impl Inner {
+    fn emit(&mut self, channel: Option<String>, name: &str, payload: JsValue) {
+        self.emits.push(Emit::Event { channel, name: name.to_owned(), payload });
+    }
+
+    /// Emits an `error` event with a code and message.
+    pub(crate) fn emit_error(&mut self, code: &str, message: &str) {
+        let err = super::error_object(code, message, None);
+        self.emit(None, "error", err);
+    }
+
+    pub(crate) fn set_token(&mut self, token: Option<String>) {
+        self.token.clone_from(&token);
+        self.subs.set_token(token);
+        let pushes = self.subs.token_pushes();
+        if let Some(s) = self.socket.as_ref().filter(|_| self.socket_open) {
+            for f in &pushes {
+                s.send(self.vsn, f);
+            }
+        }
+    }
+
+    pub(crate) fn set_me(&mut self, kind: AuthorKind, id: String) {
+        self.me_actor = Some((kind, id));
+    }
+
+    /// Starts connecting and listening to the browser (idempotent).
+    pub(crate) fn start(&mut self) {
+        if self.started || self.closed {
+            return;
+        }
+        self.started = true;
+        self.listen();
+        self.sup.start(now_ms());
+    }
+
+    fn listen(&mut self) {
+        let Some(window) = web_sys::window() else { return };
+        let weak = self.me.clone();
+        let w = weak.clone();
+        let mut add = |target: &web_sys::EventTarget, kind: &'static str, f: BrowserHandler| {
+            let w = w.clone();
+            if let Some(l) = Listener::new(target, kind, move |e| {
+                run(&w, |i| f(i, &e));
+            }) {
+                self.listeners.push(l);
+            }
+        };
+        add(
+            &window,
+            "online",
+            Box::new(|i, _| {
+                let now = now_ms();
+                i.online = true;
+                i.sup.handle_online(now);
+                for c in &mut i.convs {
+                    c.outbox.set_online(now, true);
+                }
+            }),
+        );
+        add(
+            &window,
+            "offline",
+            Box::new(|i, _| {
+                let now = now_ms();
+                i.online = false;
+                for c in &mut i.convs {
+                    c.outbox.set_online(now, false);
+                }
+            }),
+        );
+        add(
+            &window,
+            "pagehide",
+            Box::new(|i, _| {
+                if let Some((_, p)) = &mut i.presence {
+                    p.handle_close(now_ms());
+                }
+            }),
+        );
+        add(
+            &window,
+            "pageshow",
+            Box::new(|i, e| {
+                let persisted = js_sys::Reflect::get(e, &JsValue::from_str("persisted"))
+                    .ok()
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                if persisted {
+                    let now = now_ms();
+                    if let Some((_, p)) = &mut i.presence {
+                        p.handle_reopen(now);
+                    }
+                    i.sup.handle_visible(now);
+                }
+            }),
+        );
+        if let Some(doc) = window.document() {
+            add(
+                &doc,
+                "visibilitychange",
+                Box::new(|i, _| {
+                    let visible = web_sys::window()
+                        .and_then(|w| w.document())
+                        .is_none_or(|d| d.visibility_state() == web_sys::VisibilityState::Visible);
+                    let now = now_ms();
+                    if visible {
+                        // A throttled background tab may have missed heartbeats: check now
+                        // instead of trusting (or distrusting) the late timers.
+                        i.sup.handle_visible(now);
+                    }
+                    if let Some((_, p)) = &mut i.presence {
+                        p.handle_visibility(now, visible);
+                    }
+                }),
+            );
+            for kind in ["keydown", "pointerdown"] {
+                add(
+                    &doc,
+                    kind,
+                    Box::new(|i, _| {
+                        if let Some((_, p)) = &mut i.presence {
+                            p.handle_input(now_ms());
+                        }
+                    }),
+                );
+            }
+        }
+        drop(weak);
+    }
+
+    // ----- channels -----
+
+    /// Holds a plain channel (queue, agent, notes, or any Supabase channel).
+    pub(crate) fn hold(&mut self, name: &str) {
+        if self.subs.add(name) {
+            self.join_now(name);
+        }
+    }
+
+    fn join_now(&mut self, name: &str) {
+        if !self.socket_open {
+            return;
+        }
+        if let Some(frame) = self.subs.join(name) {
+            if let Some(s) = &self.socket {
+                s.send(self.vsn, &frame);
+            }
+        }
+    }
+
+    /// Releases a plain channel.
+    pub(crate) fn release(&mut self, name: &str) {
+        if let Some(leave) = self.subs.remove(name) {
+            if let Some(s) = self.socket.as_ref().filter(|_| self.socket_open) {
+                s.send(self.vsn, &leave);
+            }
+        }
+    }
+
+    /// Follows a conversation: its channel, ordered events from `seq` 1 (the history is emitted
+    /// first), its outbox and typing sender.
+    pub(crate) fn follow(&mut self, id: &ConversationId) {
+        if let Some(c) = self.convs.iter_mut().find(|c| &c.id == id) {
+            c.holders += 1;
+            return;
+        }
+        let now = now_ms();
+        let mut outbox = Outbox::new(&self.outbox_prefix);
+        outbox.set_online(now, self.online);
+        let mut buffer = EventBuffer::new(Seq::ZERO);
+        buffer.request_catch_up();
+        self.convs.push(Conv {
+            id: id.clone(),
+            buffer,
+            outbox,
+            typing: TypingSender::new(),
+            rx: TypingReceiver::new(),
+            catching_up: false,
+            again: false,
+            poll: None,
+            holders: 1,
+        });
+        self.hold(&Channel::Conversation(id.clone()).to_string());
+        if self.polling {
+            self.spawn_poll(id.clone());
+        }
+    }
+
+    /// Stops following a conversation (when its last holder lets go).
+    pub(crate) fn unfollow(&mut self, id: &ConversationId) {
+        let Some(i) = self.convs.iter().position(|c| &c.id == id) else { return };
+        self.convs[i].holders -= 1;
+        if self.convs[i].holders == 0 {
+            self.convs.remove(i);
+            self.release(&Channel::Conversation(id.clone()).to_string());
+        }
+    }
+
+    /// Reports customer presence for this conversation from now on.
+    pub(crate) fn track_presence(&mut self, id: &ConversationId) {
+        if self.presence.as_ref().is_some_and(|(c, _)| c == id) {
+            return;
+        }
+        self.presence = Some((id.clone(), PresenceTracker::new(now_ms())));
+    }
+
+    // ----- sends -----
+
+    /// Queues a message; `resolve`/`reject` settle the JS promise.
+    pub(crate) fn send(&mut self, id: &ConversationId, body: String, resolve: Function, reject: Function) {
+        let now = now_ms();
+        let Some(c) = self.convs.iter_mut().find(|c| &c.id == id) else {
+            let err = super::js_error(&ClientError::NotReady("not following this conversation"));
+            self.emits.push(Emit::Settle { f: reject, value: err });
+            return;
+        };
+        c.typing.handle_send(now);
+        let cid = c.outbox.push(now, body);
+        self.pending.push(PendingSend { id: cid, resolve, reject, error: None });
+    }
+
+    /// A key was typed in the conversation's input.
+    pub(crate) fn typing_input(&mut self, id: &ConversationId) {
+        let now = now_ms();
+        if let Some((_, p)) = &mut self.presence {
+            p.handle_input(now);
+        }
+        if let Some(c) = self.convs.iter_mut().find(|c| &c.id == id) {
+            c.typing.handle_input(now);
+        }
+    }
+
+    /// The input lost focus or was cleared.
+    pub(crate) fn typing_stop(&mut self, id: &ConversationId) {
+        if let Some(c) = self.convs.iter_mut().find(|c| &c.id == id) {
+            c.typing.handle_blur(now_ms());
+        }
+    }
+
+    /// Sends a client broadcast on a joined channel (Supabase channels).
+    pub(crate) fn broadcast(&mut self, channel: &str, event: &Event) -> bool {
+        let Some(frame) = self.subs.broadcast(channel, event) else { return false };
+        self.socket.as_ref().filter(|_| self.socket_open).is_some_and(|s| s.send(self.vsn, &frame))
+    }
+
+    /// Closes everything: presence goes `offline` by beacon, pending sends are rejected, and the
+    /// socket, timer, listeners, polls and fetches are dropped.
+    pub(crate) fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        let now = now_ms();
+        if let Some((_, p)) = &mut self.presence {
+            p.handle_close(now);
+        }
+        for c in &mut self.convs {
+            c.typing.handle_blur(now);
+        }
+        self.sup.close(now);
+        self.pump();
+        self.closed = true;
+        for p in std::mem::take(&mut self.pending) {
+            let err = super::js_error(&ClientError::Closed);
+            self.emits.push(Emit::Settle { f: p.reject, value: err });
+        }
+        self.socket = None;
+        self.socket_open = false;
+        self.timer = None;
+        self.listeners.clear();
+        self.life = None;
+        self.convs.clear();
+        self.presence = None;
+        self.polling = false;
+    }
+
+    // ----- the machines' actions -----
+
+    /// Carries out every action the machines ask for, until none is left, then re-arms the timer.
+    pub(crate) fn pump(&mut self) {
+        if self.closed {
+            return;
+        }
+        let now = now_ms();
+        for _ in 0..64 {
+            let mut busy = false;
+            while let Some(a) = self.sup.poll_action() {
+                busy = true;
+                self.supervisor_action(a);
+            }
+            for i in 0..self.convs.len() {
+                while let Some(a) = self.convs[i].buffer.poll_action() {
+                    busy = true;
+                    match a {
+                        BufferAction::Apply(event) => self.apply(None, event),
+                        BufferAction::CatchUp { .. } => self.catch_up(i),
+                        _ => {}
+                    }
+                }
+                while let Some(a) = self.convs[i].outbox.poll_action() {
+                    busy = true;
+                    self.outbox_action(i, a);
+                }
+                while let Some(TypingAction::Send(is_typing)) = self.convs[i].typing.poll_action() {
+                    busy = true;
+                    let id = self.convs[i].id.clone();
+                    self.post_typing(&id, is_typing);
+                }
+                while let Some(change) = self.convs[i].rx.poll_action() {
+                    busy = true;
+                    let id = self.convs[i].id.clone();
+                    self.typing_change(&id, change);
+                }
+            }
+            if let Some((id, p)) = &mut self.presence {
+                let id = id.clone();
+                let mut actions = Vec::new();
+                while let Some(a) = p.poll_action() {
+                    actions.push(a);
+                }
+                for a in actions {
+                    busy = true;
+                    self.presence_action(&id, a);
+                }
+            }
+            if !busy {
+                break;
+            }
+        }
+        self.rearm(now);
+    }
+
+    fn deadline(&self) -> Option<u64> {
+        let mut d = self.sup.poll_timeout();
+        let mut min = |t: Option<u64>| {
+            if let Some(t) = t {
+                d = Some(d.map_or(t, |d| d.min(t)));
+            }
+        };
+        for c in &self.convs {
+            min(c.buffer.poll_timeout());
+            min(c.outbox.poll_timeout());
+            min(c.typing.poll_timeout());
+            min(c.rx.poll_timeout());
+        }
+        if let Some((_, p)) = &self.presence {
+            min(p.poll_timeout());
+        }
+        d
+    }
+
+    /// One timer, at the earliest deadline of all machines.
+    fn rearm(&mut self, now: u64) {
+        let Some(at) = self.deadline() else {
+            self.timer = None;
+            return;
+        };
+        if self.timer.as_ref().is_some_and(|(t, _)| *t == at) {
+            return;
+        }
+        let delay = u32::try_from(at.saturating_sub(now)).unwrap_or(u32::MAX);
+        let weak = self.me.clone();
+        let timeout = Timeout::new(delay, move || {
+            run(&weak, |i| {
+                i.timer = None;
+                i.timeout(now_ms());
+            });
+        });
+        self.timer = Some((at, timeout));
+    }
+
+    fn timeout(&mut self, now: u64) {
+        self.sup.handle_timeout(now);
+        for c in &mut self.convs {
+            c.buffer.handle_timeout(now);
+            c.outbox.handle_timeout(now);
+            c.typing.handle_timeout(now);
+            c.rx.handle_timeout(now);
+        }
+        if let Some((_, p)) = &mut self.presence {
+            p.handle_timeout(now);
+        }
+    }
+
+    fn supervisor_action(&mut self, a: SupervisorAction) {
+        match a {
+            SupervisorAction::Connect => self.connect(),
+            SupervisorAction::Disconnect => {
+                self.socket = None;
+                self.socket_open = false;
+                self.subs.reset();
+            }
+            SupervisorAction::SendHeartbeat if self.socket_open => {
+                let hb = self.subs.heartbeat();
+                if let Some(s) = &self.socket {
+                    s.send(self.vsn, &hb);
+                }
+            }
+            SupervisorAction::StartPolling => {
+                self.polling = true;
+                let ids: Vec<ConversationId> = self.convs.iter().map(|c| c.id.clone()).collect();
+                for id in ids {
+                    self.spawn_poll(id);
+                }
+            }
+            SupervisorAction::StopPolling => {
+                self.polling = false;
+                for c in &mut self.convs {
+                    c.poll = None;
+                }
+            }
+            SupervisorAction::CatchUp => {
+                for c in &mut self.convs {
+                    c.buffer.request_catch_up();
+                }
+            }
+            SupervisorAction::StateChanged(s) => {
+                self.emit(None, "connection", JsValue::from_str(state_name(s)));
+            }
+            _ => {}
+        }
+    }
+
+    fn connect(&mut self) {
+        self.socket = None;
+        self.socket_open = false;
+        self.subs.reset();
+        let weak = self.me.clone();
+        self.socket = Socket::open(&self.ws_url, move |e| {
+            run(&weak, |i| i.socket_event(e));
+        });
+        if self.socket.is_none() {
+            self.sup.handle_connect_failed(now_ms());
+        }
+    }
+
+    fn socket_event(&mut self, e: SocketEvent) {
+        let now = now_ms();
+        match e {
+            SocketEvent::Open => {
+                self.socket_open = true;
+                let joins = self.subs.join_all();
+                if let Some(s) = &self.socket {
+                    for j in &joins {
+                        s.send(self.vsn, j);
+                    }
+                }
+                if self.subs.settled() {
+                    self.sup.handle_connected(now);
+                }
+            }
+            SocketEvent::Closed => {
+                self.socket = None;
+                self.socket_open = false;
+                self.subs.reset();
+                self.sup.handle_disconnected(now);
+            }
+            SocketEvent::Message(m) => self.frame(&m),
+        }
+    }
+
+    fn frame(&mut self, m: &Encoded) {
+        let now = now_ms();
+        let Ok(frame) = codec::decode(self.vsn, m) else { return };
+        match self.subs.handle(&frame) {
+            Incoming::Joined(name) => {
+                if let Ok(Channel::Conversation(id)) = name.parse::<Channel>() {
+                    if let Some(c) = self.convs.iter_mut().find(|c| c.id == id) {
+                        c.buffer.request_catch_up();
+                    }
+                }
+                if self.subs.settled() {
+                    self.sup.handle_connected(now);
+                }
+            }
+            Incoming::JoinFailed { channel, reason } => {
+                let err = super::error_object("join_failed", &reason, Some(&channel));
+                self.emit(Some(channel), "error", err);
+                if self.subs.settled() {
+                    self.sup.handle_connected(now);
+                }
+            }
+            Incoming::Event { channel, event } => {
+                let conv = event
+                    .seq()
+                    .and(event.conversation_id())
+                    .and_then(|id| self.convs.iter_mut().find(|c| &c.id == id));
+                match conv {
+                    Some(c) => c.buffer.handle_event(now, event),
+                    None => self.apply(Some(channel), event),
+                }
+            }
+            Incoming::HeartbeatReply => self.sup.handle_heartbeat_reply(now),
+            Incoming::ChannelError(name) => self.join_now(&name),
+            Incoming::ChannelClosed(name) => {
+                let err = super::error_object("channel_closed", "the server closed the channel", Some(&name));
+                self.emit(Some(name), "error", err);
+            }
+            _ => {}
+        }
+    }
+
+    /// An event in order (or ephemeral): typing goes through the conversation's receiver (3 s
+    /// time-to-live, our own typing dropped), everything else to the app.
+    #[allow(clippy::needless_pass_by_value)]
+    fn apply(&mut self, channel: Option<String>, event: Event) {
+        let now = now_ms();
+        let conv = event.conversation_id().and_then(|id| self.convs.iter_mut().find(|c| &c.id == id));
+        match (&event, conv) {
+            (Event::Typing(t), Some(c)) => {
+                let mine =
+                    self.me_actor.as_ref().is_some_and(|(k, id)| *k == t.actor.kind && *id == t.actor.id);
+                if !mine {
+                    c.rx.handle_typing(now, &t.actor, t.is_typing);
+                }
+                return;
+            }
+            (Event::MessageNew(m), Some(c)) => c.rx.handle_message(now, &m.message.author),
+            _ => {}
+        }
+        let payload = event.payload_value().map_or(JsValue::NULL, |v| json_to_js(&v));
+        self.emit(channel, event.name(), payload);
+    }
+
+    fn typing_change(&mut self, id: &ConversationId, change: TypingChange) {
+        let (actor, is_typing) = match change {
+            TypingChange::Started(a) => (a, true),
+            TypingChange::Stopped(a) => (a, false),
+            _ => return,
+        };
+        let event = Event::Typing(Typing { conversation_id: id.clone(), actor, is_typing });
+        let payload = event.payload_value().map_or(JsValue::NULL, |v| json_to_js(&v));
+        self.emit(None, "typing", payload);
+    }
+
+    /// Fetches `events?after=<applied>` for conversation `i` (one at a time; a request during a
+    /// fetch runs again after it).
+    fn catch_up(&mut self, i: usize) {
+        let c = &mut self.convs[i];
+        if self.base.is_empty() {
+            return;
+        }
+        if c.catching_up {
+            c.again = true;
+            return;
+        }
+        c.catching_up = true;
+        let url = url::events(&self.base, &c.id, c.buffer.last_applied(), None);
+        let id = c.id.clone();
+        self.fetch_events(id, url, false);
+    }
+
+    fn fetch_events(&self, id: ConversationId, url: String, long_poll: bool) {
+        let weak = self.me.clone();
+        let token = self.token.clone();
+        let poll_signal = if long_poll {
+            self.convs.iter().find(|c| c.id == id).and_then(|c| c.poll.as_ref()).and_then(Aborter::signal)
+        } else {
+            self.life.as_ref().and_then(Aborter::signal)
+        };
+        wasm_bindgen_futures::spawn_local(async move {
+            let r = http::request("GET", &url, token.as_deref(), None, poll_signal.as_ref()).await;
+            let failed = r.is_err();
+            let again = run(&weak, |i| i.events_fetched(&id, r, long_poll)).unwrap_or(false);
+            if again {
+                if failed {
+                    // The server is unreachable: do not spin.
+                    gloo_timers::future::TimeoutFuture::new(2_000).await;
+                }
+                run(&weak, |i| {
+                    if i.polling {
+                        i.spawn_poll(id);
+                    }
+                });
+            }
+        });
+    }
+
+    /// Feeds a page of events; for a long-poll, whether to poll again.
+    fn events_fetched(
+        &mut self,
+        id: &ConversationId,
+        r: Result<String, ClientError>,
+        long_poll: bool,
+    ) -> bool {
+        let now = now_ms();
+        let Some(c) = self.convs.iter_mut().find(|c| &c.id == id) else { return false };
+        if !long_poll {
+            c.catching_up = false;
+        }
+        let page = r.and_then(|text| {
+            serde_json::from_str::<EventsPage>(&text).map_err(|e| ClientError::InvalidResponse(e.to_string()))
+        });
+        match page {
+            Ok(page) => {
+                for e in page.events {
+                    c.buffer.handle_event(now, e);
+                }
+            }
+            Err(ClientError::Api { status: 401 | 403 | 404, code, message }) => {
+                // Not ours (any more): retrying cannot help.
+                self.emit_error(&code, &message);
+                return false;
+            }
+            Err(_) => {}
+        }
+        if !long_poll && c.again {
+            c.again = false;
+            c.buffer.request_catch_up();
+        }
+        long_poll && self.polling
+    }
+
+    /// Starts (or restarts) the long-poll of a conversation.
+    fn spawn_poll(&mut self, id: ConversationId) {
+        if self.base.is_empty() || self.closed {
+            return;
+        }
+        let Some(c) = self.convs.iter_mut().find(|c| c.id == id) else { return };
+        c.poll = Some(Aborter::new());
+        let url = url::events(&self.base, &id, c.buffer.last_applied(), Some(LONG_POLL_WAIT_SECS));
+        self.fetch_events(id, url, true);
+    }
+
+    fn outbox_action(&mut self, i: usize, a: OutboxAction) {
+        match a {
+            OutboxAction::Send { client_msg_id, body } => {
+                let id = self.convs[i].id.clone();
+                let url = url::conversation(&self.base, &id, "/messages");
+                let req = SendMessageRequest { body, client_msg_id: Some(client_msg_id.clone()) };
+                let body = serde_json::to_string(&req).unwrap_or_default();
+                let weak = self.me.clone();
+                let token = self.token.clone();
+                let signal = self.life.as_ref().and_then(Aborter::signal);
+                wasm_bindgen_futures::spawn_local(async move {
+                    let r = http::request("POST", &url, token.as_deref(), Some(&body), signal.as_ref()).await;
+                    run(&weak, |i| i.sent(&id, &client_msg_id, r));
+                });
+            }
+            OutboxAction::Failed { client_msg_id } => {
+                if let Some(k) = self.pending.iter().position(|p| p.id == client_msg_id) {
+                    let p = self.pending.remove(k);
+                    let err = p.error.unwrap_or(ClientError::Network(String::from("send failed")));
+                    self.emits.push(Emit::Settle { f: p.reject, value: super::js_error(&err) });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn sent(&mut self, id: &ConversationId, cid: &ClientMsgId, r: Result<String, ClientError>) {
+        let now = now_ms();
+        let r = r.and_then(|text| {
+            serde_json::from_str::<SendMessageResponse>(&text)
+                .map_err(|e| ClientError::InvalidResponse(e.to_string()))
+        });
+        let Some(c) = self.convs.iter_mut().find(|c| &c.id == id) else { return };
+        match r {
+            Ok(resp) => {
+                c.outbox.handle_sent(now, cid);
+                let message = serde_json::to_value(&resp.message).map_or(JsValue::NULL, |v| json_to_js(&v));
+                if let Some(k) = self.pending.iter().position(|p| &p.id == cid) {
+                    let p = self.pending.remove(k);
+                    self.emits.push(Emit::Settle { f: p.resolve, value: message });
+                }
+            }
+            Err(e) => {
+                c.outbox.handle_failed(now, cid, e.is_retryable());
+                if let Some(p) = self.pending.iter_mut().find(|p| &p.id == cid) {
+                    p.error = Some(e);
+                }
+            }
+        }
+    }
+
+    fn post_typing(&self, id: &ConversationId, is_typing: bool) {
+        let url = url::conversation(&self.base, id, "/typing");
+        let body = if is_typing { "{\"is_typing\":true}" } else { "{\"is_typing\":false}" };
+        self.fire_and_forget(url, body.to_owned());
+    }
+
+    fn fire_and_forget(&self, url: String, body: String) {
+        let token = self.token.clone();
+        let signal = self.life.as_ref().and_then(Aborter::signal);
+        wasm_bindgen_futures::spawn_local(async move {
+            // Ephemeral: a lost typing or presence update is replaced by the next one.
+            let _ = http::request("POST", &url, token.as_deref(), Some(&body), signal.as_ref()).await;
+        });
+    }
+
+    fn presence_action(&mut self, id: &ConversationId, a: PresenceAction) {
+        let url = url::conversation(&self.base, id, "/presence");
+        let body = |state: PresenceState, token: Option<String>| {
+            serde_json::to_string(&handoff_protocol::api::PresenceRequest { state, token })
+                .unwrap_or_default()
+        };
+        match a {
+            PresenceAction::Send(state) => self.fire_and_forget(url, body(state, None)),
+            PresenceAction::Beacon(state) => {
+                // `sendBeacon` cannot set headers: the token goes in the `text/plain` body.
+                let data = body(state, self.token.clone());
+                if let Some(w) = web_sys::window() {
+                    let _ = w.navigator().send_beacon_with_opt_str(&url, Some(&data));
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! RAII handles for what the browser owns on our behalf: listeners, sockets, fetches. Dropping a
+//! handle undoes it (removes the listener, closes the socket, aborts the fetch), so dropping the
+//! client's state is its `close()`. Timers are `gloo_timers::callback::Timeout`, which cancels
+//! on drop the same way.
+
+use handoff_protocol::phoenix::{codec, Encoded, Frame, Vsn};
+use js_sys::Function;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{AbortController, AbortSignal, BinaryType, EventTarget, MessageEvent, WebSocket};
+
+/// An event listener, removed on drop.
+#[must_use = "the listener is removed when this handle is dropped"]
+pub(crate) struct Listener {
+    target: EventTarget,
+    kind: &'static str,
+    callback: Closure<dyn FnMut(web_sys::Event)>,
+}
+
+impl Listener {
+    /// Listens for `kind` on `target`.
+    pub(crate) fn new(
+        target: &EventTarget,
+        kind: &'static str,
+        f: impl FnMut(web_sys::Event) + 'static,
+    ) -> Option<Self> {
+        let callback = Closure::<dyn FnMut(web_sys::Event)>::new(f);
+        target.add_event_listener_with_callback(kind, callback.as_ref().unchecked_ref()).ok()?;
+        Some(Listener { target: target.clone(), kind, callback })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self
+            .target
+            .remove_event_listener_with_callback(self.kind, self.callback.as_ref().unchecked_ref());
+    }
+}
+
+/// An `AbortController` aborted on drop: every fetch started with its signal stops.
+#[must_use = "the fetches of this signal are aborted when the handle is dropped"]
+pub(crate) struct Aborter(Option<AbortController>);
+
+impl Aborter {
+    pub(crate) fn new() -> Self {
+        Aborter(AbortController::new().ok())
+    }
+
+    pub(crate) fn signal(&self) -> Option<AbortSignal> {
+        self.0.as_ref().map(AbortController::signal)
+    }
+}
+
+impl Drop for Aborter {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.abort();
+        }
+    }
+}
+
+/// What a socket reports.
+pub(crate) enum SocketEvent {
+    Open,
+    Message(Encoded),
+    Closed,
+}
+
+/// A WebSocket whose handlers are detached and which is closed on drop, so a dropped socket
+/// never reports anything again.
+#[must_use = "the socket is closed when this handle is dropped"]
+pub(crate) struct Socket {
+    ws: WebSocket,
+    _open: Closure<dyn FnMut(JsValue)>,
+    _message: Closure<dyn FnMut(MessageEvent)>,
+    _close: Closure<dyn FnMut(JsValue)>,
+}
+
+impl Socket {
+    /// Opens a socket to `url`; `on` gets its events.
+    pub(crate) fn open(url: &str, on: impl Fn(SocketEvent) + 'static) -> Option<Socket> {
+        let ws = WebSocket::new(url).ok()?;
+        ws.set_binary_type(BinaryType::Arraybuffer);
+        let on = std::rc::Rc::new(on);
+        let o = on.clone();
+        let open = Closure::<dyn FnMut(JsValue)>::new(move |_| o(SocketEvent::Open));
+        let o = on.clone();
+        let message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+            let data = e.data();
+            if let Some(text) = data.as_string() {
+                o(SocketEvent::Message(Encoded::Text(text)));
+            } else if let Ok(buf) = data.dyn_into::<js_sys::ArrayBuffer>() {
+                o(SocketEvent::Message(Encoded::Binary(js_sys::Uint8Array::new(&buf).to_vec())));
+            }
+        });
+        let close = Closure::<dyn FnMut(JsValue)>::new(move |_| on(SocketEvent::Closed));
+        ws.set_onopen(Some(open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(close.as_ref().unchecked_ref()));
+        // An error is always followed by a close, which is what we act on.
+        Some(Socket { ws, _open: open, _message: message, _close: close })
+    }
+
+    /// Sends a frame with the socket's serializer.
+    pub(crate) fn send(&self, vsn: Vsn, frame: &Frame) -> bool {
+        match codec::encode_text(vsn, frame) {
+            Ok(text) => self.ws.send_with_str(&text).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        let none: Option<&Function> = None;
+        self.ws.set_onopen(none);
+        self.ws.set_onmessage(none);
+        self.ws.set_onclose(none);
+        let _ = self.ws.close();
+    }
+}

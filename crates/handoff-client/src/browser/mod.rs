@@ -1,0 +1,108 @@
+//! The browser half: RAII handles, `fetch`, the engine, and the JS classes. Compiled for
+//! `wasm32` only.
+
+mod agent;
+mod customer;
+mod engine;
+mod handles;
+mod http;
+mod supabase;
+
+pub use agent::AgentClient;
+pub use customer::HandoffClient;
+pub use supabase::{connect_supabase, RealtimeChannel, RealtimeClient};
+
+use js_sys::{Promise, Reflect, JSON};
+use wasm_bindgen::prelude::*;
+
+use crate::error::ClientError;
+use engine::Engine;
+
+/// Milliseconds from `performance.now()`: monotonic, what the protocol machines expect.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+pub(crate) fn now_ms() -> u64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0, |p| p.now().max(0.0) as u64)
+}
+
+/// 53 random bits from `Math.random()` (jitter seeds and id prefixes; not for secrets).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+pub(crate) fn random_u64() -> u64 {
+    (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
+}
+
+/// A JSON value as a plain JS object, with the wire field names.
+pub(crate) fn json_to_js(v: &serde_json::Value) -> JsValue {
+    serde_json::to_string(v).ok().and_then(|s| JSON::parse(&s).ok()).unwrap_or(JsValue::NULL)
+}
+
+/// A REST answer's body text as a plain JS value (`undefined` when empty).
+pub(crate) fn text_to_js(text: &str) -> JsValue {
+    if text.is_empty() {
+        JsValue::UNDEFINED
+    } else {
+        JSON::parse(text).unwrap_or(JsValue::UNDEFINED)
+    }
+}
+
+/// A JS value as JSON text.
+pub(crate) fn js_to_json(v: &JsValue) -> Option<String> {
+    JSON::stringify(v).ok().and_then(|s| s.as_string())
+}
+
+/// A JS `Error` with `code` (and `status`, `channel` when known).
+pub(crate) fn error_object(code: &str, message: &str, channel: Option<&str>) -> JsValue {
+    let err = js_sys::Error::new(message);
+    let _ = Reflect::set(&err, &"code".into(), &code.into());
+    if let Some(channel) = channel {
+        let _ = Reflect::set(&err, &"channel".into(), &channel.into());
+    }
+    err.into()
+}
+
+/// A [`ClientError`] as a JS `Error` with `code`, `message` and `status`.
+pub(crate) fn js_error(e: &ClientError) -> JsValue {
+    let message = e.to_string();
+    let err = error_object(e.code(), &message, None);
+    if let Some(status) = e.status() {
+        let _ = Reflect::set(&err, &"status".into(), &status.into());
+    }
+    err
+}
+
+/// A string property of an options object.
+pub(crate) fn opt_str(obj: &JsValue, key: &str) -> Option<String> {
+    Reflect::get(obj, &JsValue::from_str(key)).ok().and_then(|v| v.as_string())
+}
+
+/// A promise of a REST call that resolves to the parsed JSON answer.
+pub(crate) fn call(engine: &Engine, method: &'static str, url: String, body: Option<String>) -> Promise {
+    let engine = engine.clone();
+    wasm_bindgen_futures::future_to_promise(async move {
+        engine.rest(method, url, body).await.map(|t| text_to_js(&t)).map_err(|e| js_error(&e))
+    })
+}
+
+/// A promise rejected with `e`.
+pub(crate) fn rejected(e: &ClientError) -> Promise {
+    Promise::reject(&js_error(e))
+}
+
+/// A `validation_failed` error, checked before a request is made.
+pub(crate) fn invalid(message: &str) -> Promise {
+    Promise::reject(&error_object("validation_failed", message, None))
+}
+
+/// A promise settled by the engine (an outbox send).
+pub(crate) fn engine_promise(
+    engine: &Engine,
+    f: impl FnOnce(&mut engine::Inner, js_sys::Function, js_sys::Function) + 'static,
+) -> Promise {
+    let mut f = Some(f);
+    Promise::new(&mut |resolve, reject| {
+        if let Some(f) = f.take() {
+            if engine.with(|i| f(i, resolve, reject.clone())).is_none() {
+                let _ = reject.call1(&JsValue::NULL, &js_error(&ClientError::Closed));
+            }
+        }
+    })
+}
