@@ -7,6 +7,7 @@
 //!   test. It installs what it needs on a fresh machine (wasm target, the pinned wasm-bindgen CLI,
 //!   Chromium and ChromeDriver, npm packages), or stops with one line saying what is missing.
 //! - `cargo xtask web`: builds the web assets only, into `target/handoff-web/`.
+//! - `cargo xtask web-test`: the browser suites only (wasm tests against a real server, SDK hooks).
 //! - `cargo xtask bench`: runs the benchmarks and prints their figures.
 
 use std::env;
@@ -24,10 +25,11 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(),
         Some("web") => web::build(&root()).map(|_| ()),
+        Some("web-test") => web::browser_tests(&root()),
         Some("bench") => bench(),
         Some("setup") => setup::all(&root()),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|web|bench|setup>");
+            eprintln!("usage: cargo xtask <demo|test|web|web-test|bench|setup>");
             return ExitCode::from(2);
         }
     };

@@ -1,19 +1,344 @@
 //! The web assets (widget, SDK, console) and the browser test suites. Parts that are not built
 //! yet are skipped, so that this file grows with the project.
 
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::{setup, Result};
+use crate::{cargo, run, run_env, setup, Result};
+
+/// The cargo target directory (`CARGO_TARGET_DIR` or `<root>/target`).
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+fn copy(from: &Path, to: &Path) -> Result {
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+fn mkdir(dir: &Path) -> Result {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
 
 /// Builds the web assets into `target/handoff-web/` and returns that directory.
+///
+/// The SDK: `handoff-client` for wasm32 with `--profile wasm-release`, `wasm-bindgen --target
+/// web`, `wasm-opt -Oz` when binaryen is installed; laid out in `target/handoff-web/sdk/` (served
+/// by the server at `/sdk/`) and in `sdk-js/dist/` (the npm package).
 pub fn build(root: &Path) -> Result<PathBuf> {
     let out = root.join("target/handoff-web");
-    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    mkdir(&out)?;
+    build_sdk(root, &out.join("sdk"))?;
+    report_sizes(&out.join("sdk"));
     Ok(out)
 }
 
-/// wasm tests in headless Chromium and browser end-to-end tests (none yet: the widget, SDK and
-/// console are issues 4 to 6). The realtime-js interop test runs with the server's suite.
-pub fn browser_tests(_root: &Path) -> Result {
-    setup::chromium()
+fn build_sdk(root: &Path, sdk: &Path) -> Result {
+    setup::wasm(root)?;
+    run(
+        root,
+        &cargo(),
+        &[
+            "build",
+            "-p",
+            "handoff-client",
+            "--lib",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            "wasm-release",
+        ],
+    )?;
+    let wasm = target_dir(root).join("wasm32-unknown-unknown/wasm-release/handoff_client.wasm");
+    mkdir(sdk)?;
+    let sdk_str = sdk.to_string_lossy().into_owned();
+    run(
+        root,
+        "wasm-bindgen",
+        &["--target", "web", "--no-typescript", "--out-dir", &sdk_str, &wasm.to_string_lossy()],
+    )?;
+    let bg = sdk.join("handoff_client_bg.wasm");
+    if Path::new("/usr/bin/wasm-opt").exists() {
+        let bg = bg.to_string_lossy().into_owned();
+        run(
+            root,
+            "/usr/bin/wasm-opt",
+            &[
+                "-Oz",
+                "--enable-bulk-memory",
+                "--enable-sign-ext",
+                "--enable-mutable-globals",
+                "--enable-nontrapping-float-to-int",
+                "-o",
+                &bg,
+                &bg,
+            ],
+        )?;
+    }
+    let js = root.join("sdk-js");
+    let dist = js.join("dist");
+    mkdir(&dist)?;
+    for f in ["handoff_client.js", "handoff_client_bg.wasm"] {
+        copy(&sdk.join(f), &dist.join(f))?;
+    }
+    for f in ["index.js", "index.d.ts", "react.js", "react.d.ts"] {
+        if js.join(f).exists() {
+            copy(&js.join(f), &sdk.join(f))?;
+        }
+    }
+    // In target/handoff-web/sdk/ the glue sits beside index.js, not in dist/.
+    if let Ok(index) = std::fs::read_to_string(sdk.join("index.js")) {
+        let flat = index.replace("./dist/handoff_client", "./handoff_client");
+        std::fs::write(sdk.join("index.js"), flat).map_err(|e| format!("cannot write index.js: {e}"))?;
+    }
+    Ok(())
+}
+
+fn gzip_len(path: &Path) -> Option<u64> {
+    let out = Command::new("gzip").args(["-9", "-c"]).arg(path).output().ok()?;
+    out.status.success().then_some(out.stdout.len() as u64)
+}
+
+/// Prints the SDK's wasm + JS sizes, raw and gzipped.
+pub fn report_sizes(sdk: &Path) {
+    let mut total = (0, 0);
+    for f in ["handoff_client_bg.wasm", "handoff_client.js", "index.js"] {
+        let p = sdk.join(f);
+        let raw = std::fs::metadata(&p).map_or(0, |m| m.len());
+        let gz = gzip_len(&p).unwrap_or(0);
+        total = (total.0 + raw, total.1 + gz);
+        eprintln!("xtask: sdk {f:<24} {raw:>8} B raw {gz:>7} B gzip");
+    }
+    eprintln!("xtask: sdk total                    {:>8} B raw {:>7} B gzip", total.0, total.1);
+}
+
+/// wasm tests in headless Chromium against a real server, and the SDK's hook tests in Node.
+/// The realtime-js interop test runs with the server's suite.
+pub fn browser_tests(root: &Path) -> Result {
+    setup::chromium()?;
+    setup::wasm(root)?;
+    client_wasm_tests(root)?;
+    let js = root.join("sdk-js");
+    if js.join("package-lock.json").exists() {
+        setup::npm(&js)?;
+        run(&js, "node", &["--test", "test/"])?;
+    }
+    Ok(())
+}
+
+/// A child process killed on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot bind: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn cli(bin: &Path, db: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(bin)
+        .args(args)
+        .env("DATABASE_URL", db)
+        .env("RUST_LOG", "warn")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`handoff-server {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn field<'a>(out: &'a str, key: &str) -> Result<&'a str> {
+    out.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .ok_or_else(|| format!("no {key} in `{out}`"))
+}
+
+fn wait_healthy(addr: SocketAddr) -> Result {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Ok(mut s) = TcpStream::connect(addr) {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            let mut buf = String::new();
+            if s.read_to_string(&mut buf).is_ok() && buf.starts_with("HTTP/1.") && buf.contains(" 200 ") {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("the server on {addr} did not become healthy"))
+}
+
+/// Starts `handoff-server` on a temp SQLite DB and a free port, seeds a project and an agent with
+/// the CLI, runs `handoff-client`'s wasm-bindgen tests in headless Chromium against it.
+fn client_wasm_tests(root: &Path) -> Result {
+    run(root, &cargo(), &["build", "-p", "handoff-server"])?;
+    let bin = target_dir(root).join("debug/handoff-server");
+    let tmp = std::env::temp_dir().join(format!("handoff-wasm-test-{}", std::process::id()));
+    mkdir(&tmp)?;
+    let db = format!("sqlite://{}", tmp.join("test.db").display());
+    let project = cli(&bin, &db, &["project", "create", "--name", "wasm-tests"])?;
+    let (project_id, key) = (field(&project, "project_id")?, field(&project, "public_key")?);
+    let (email, password) = ("agent@wasm-tests.local", "wasm-tests-password");
+    cli(
+        &bin,
+        &db,
+        &[
+            "agent",
+            "create",
+            "--project",
+            project_id,
+            "--email",
+            email,
+            "--name",
+            "Wasm Agent",
+            "--password",
+            password,
+        ],
+    )?;
+
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let server = Command::new(&bin)
+        .args(["serve", "--addr", &addr.to_string()])
+        .env("DATABASE_URL", &db)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let _server = Killed(server);
+    wait_healthy(addr)?;
+    let proxy = Proxy::start(addr)?;
+
+    let base = format!("http://{addr}");
+    let ws = format!("ws://127.0.0.1:{}", proxy.port);
+    let control = format!("http://127.0.0.1:{}", proxy.control_port);
+    let crate_dir = root.join("crates/handoff-client");
+    let result = run_env(
+        &crate_dir,
+        &cargo(),
+        &["test", "-p", "handoff-client", "--target", "wasm32-unknown-unknown", "--test", "browser"],
+        &[
+            ("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", "wasm-bindgen-test-runner"),
+            ("CHROMEDRIVER", "/usr/bin/chromedriver"),
+            ("WASM_BINDGEN_TEST_TIMEOUT", "180"),
+            ("HANDOFF_TEST_BASE", &base),
+            ("HANDOFF_TEST_WS", &ws),
+            ("HANDOFF_TEST_CONTROL", &control),
+            ("HANDOFF_TEST_PROJECT_KEY", key),
+            ("HANDOFF_TEST_AGENT_EMAIL", email),
+            ("HANDOFF_TEST_AGENT_PASSWORD", password),
+        ],
+    );
+    for (name, value) in proxy.reports() {
+        eprintln!("xtask: bench {name} = {value}");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// A TCP proxy in front of the server's socket endpoint that tests switch over HTTP: `/drop`
+/// cuts every connection, `/block` refuses new ones (accepts and closes), `/unblock`, and
+/// `/report?name=&value=` records a figure for the xtask to print.
+struct Proxy {
+    port: u16,
+    control_port: u16,
+    reports: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Proxy {
+    fn start(target: SocketAddr) -> Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let control = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let control_port = control.local_addr().map_err(|e| e.to_string())?.port();
+        let blocked = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let (is_blocked, open_conns) = (blocked.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if is_blocked.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(upstream) = TcpStream::connect(target) else { continue };
+                let (Ok(c2), Ok(u2)) = (client.try_clone(), upstream.try_clone()) else { continue };
+                if let (Ok(c3), Ok(u3)) = (client.try_clone(), upstream.try_clone()) {
+                    if let Ok(mut all) = open_conns.lock() {
+                        all.push(c3);
+                        all.push(u3);
+                    }
+                }
+                pipe(client, upstream);
+                pipe(u2, c2);
+            }
+        });
+        let recorded = reports.clone();
+        std::thread::spawn(move || {
+            for mut s in control.incoming().flatten() {
+                let mut buf = [0u8; 2048];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let path = req.split_whitespace().nth(1).unwrap_or("/");
+                match path.split('?').next().unwrap_or("") {
+                    "/drop" => {
+                        if let Ok(mut all) = conns.lock() {
+                            for conn in all.drain(..) {
+                                let _ = conn.shutdown(Shutdown::Both);
+                            }
+                        }
+                    }
+                    "/block" => blocked.store(true, Ordering::SeqCst),
+                    "/unblock" => blocked.store(false, Ordering::SeqCst),
+                    "/report" => {
+                        let q = path.split_once('?').map_or("", |(_, q)| q);
+                        let get = |k: &str| {
+                            q.split('&')
+                                .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                                .unwrap_or("")
+                                .to_owned()
+                        };
+                        if let Ok(mut r) = recorded.lock() {
+                            r.push((get("name"), get("value")));
+                        }
+                    }
+                    _ => {}
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            }
+        });
+        Ok(Proxy { port, control_port, reports })
+    }
+
+    fn reports(&self) -> Vec<(String, String)> {
+        self.reports.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+/// Copies `from` to `to` on a thread; when either side ends, both are shut down.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+    });
 }
