@@ -36,6 +36,12 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     mkdir(&out)?;
     build_sdk(root, &out.join("sdk"))?;
     report_sizes(&out.join("sdk"));
+    let example = root.join("examples/custom-chat");
+    let dest = out.join("examples/custom-chat");
+    mkdir(&dest)?;
+    for f in ["index.html", "app.js", "style.css"] {
+        copy(&example.join(f), &dest.join(f))?;
+    }
     Ok(out)
 }
 

@@ -1,0 +1,270 @@
+// Hand-written declarations of @handoff/sdk. Event payloads mirror the protocol crate's golden
+// files (crates/handoff-protocol/tests/data/events/): wire field names, timestamps in ms since
+// the Unix epoch.
+
+export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "polling" | "closed";
+export type ConversationStatus = "bot" | "queued" | "assigned" | "resolved" | (string & {});
+export type AuthorKind = "customer" | "agent" | "bot" | "system" | (string & {});
+export type AgentStatus = "online" | "away" | "offline" | (string & {});
+export type PresenceState = "online" | "idle" | "offline" | (string & {});
+
+export interface Author {
+  kind: AuthorKind;
+  id: string;
+  name?: string;
+}
+export interface AgentSummary {
+  id: string;
+  name: string;
+}
+export interface Message {
+  id: string;
+  conversation_id: string;
+  seq: number;
+  author: Author;
+  body: string;
+  client_msg_id?: string;
+  created_at: number;
+}
+export interface Note {
+  id: string;
+  conversation_id: string;
+  author: AgentSummary;
+  body: string;
+  created_at: number;
+}
+export interface OfflineMessage {
+  id: string;
+  name: string;
+  email: string;
+  message: string;
+  created_at: number;
+  handled?: boolean;
+}
+export interface QueueEntry {
+  conversation_id: string;
+  position: number;
+  waiting_since: number;
+  customer_name?: string;
+  preview?: string;
+}
+export type TransferTarget = { type: "queue" } | ({ type: "agent" } & AgentSummary);
+
+/** Payloads by event name (the second argument of a handler is the name). */
+export interface HandoffEvents {
+  "message:new": { message: Message };
+  "conversation:status_changed": { conversation_id: string; seq: number; status: ConversationStatus; previous: ConversationStatus };
+  "conversation:assigned": { conversation_id: string; seq: number; agent: AgentSummary };
+  "agent:claimed": { conversation_id: string; seq: number; agent: AgentSummary };
+  "conversation:transferred": {
+    conversation_id: string;
+    seq: number;
+    from_agent?: AgentSummary;
+    to: TransferTarget;
+    note?: string;
+  };
+  "conversation:resolved": { conversation_id: string; seq: number; resolved_by: Author };
+  "queue:position_updated": { conversation_id: string; position: number; queue_length: number };
+  "queue:updated": { queue: QueueEntry[] };
+  "agent:status_changed": { agent_id: string; status: AgentStatus };
+  /** After the receiver's 3 s time-to-live: `is_typing: false` comes even if the sender's was lost. */
+  typing: { conversation_id: string; actor: Author; is_typing: boolean };
+  "presence:updated": { conversation_id: string; state: PresenceState; at: number };
+  "note:new": { note: Note };
+  "offline_message:new": { offline_message: OfflineMessage };
+  /** The connection state changed. */
+  connection: ConnectionState;
+  /** A channel could not be joined or was closed, or a catch-up was refused. */
+  error: HandoffError;
+}
+export type HandoffEventName = keyof HandoffEvents;
+export type Unsubscribe = () => void;
+
+/** Every rejected promise and `error` event carries a machine-readable code. */
+export interface HandoffError extends Error {
+  /** The server's code (`unauthorized`, `invalid_transition`, `validation_failed`, ...) or the
+   * client's own: `network_error`, `invalid_response`, `not_ready`, `closed`, `join_failed`,
+   * `channel_closed`. */
+  code: string;
+  /** HTTP status for server errors. */
+  status?: number;
+  channel?: string;
+}
+
+export interface Theme {
+  color: string;
+  position: string;
+  title: string;
+  greeting: string;
+}
+export interface WidgetConfig {
+  agents_online: number;
+  within_business_hours: boolean;
+  show_offline_form: boolean;
+  identity_required: boolean;
+  theme: Theme;
+}
+export interface Conversation {
+  id: string;
+  project_id: string;
+  visitor_id: string;
+  customer_name?: string;
+  status: ConversationStatus;
+  agent?: AgentSummary;
+  last_seq: number;
+  created_at: number;
+  updated_at: number;
+}
+export interface WidgetSession {
+  project_id: string;
+  visitor_id: string;
+  visitor_token: string;
+  config: WidgetConfig;
+  conversation?: Conversation;
+}
+export interface StoredEvent<K extends HandoffEventName = HandoffEventName> {
+  event: K;
+  payload: HandoffEvents[K];
+}
+export interface EventsPage {
+  events: StoredEvent[];
+  last_seq: number;
+  status: ConversationStatus;
+}
+export interface Agent {
+  id: string;
+  project_id: string;
+  name: string;
+  email: string;
+  status: AgentStatus;
+  capacity: number;
+  open_conversations: number;
+}
+export interface InboxItem {
+  conversation: Conversation;
+  unread: number;
+  last_message?: Message;
+}
+
+/** A storage for the visitor token (defaults to `localStorage`; `null` keeps it in memory). */
+export interface TokenStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem?(key: string): void;
+}
+
+export interface HandoffClientOptions {
+  /** The server, e.g. `https://chat.example.com`. */
+  baseUrl: string;
+  /** The project's public key (`pk_...`). */
+  projectKey: string;
+  storage?: TokenStorage | null;
+  /** The realtime socket, when not at `baseUrl` (`ws(s)://...`). */
+  realtimeUrl?: string;
+}
+
+type Handler<K extends HandoffEventName> = (payload: HandoffEvents[K], event: K) => void;
+
+interface Events {
+  on<K extends HandoffEventName>(event: K, fn: Handler<K>): Unsubscribe;
+  on(event: "*", fn: <K extends HandoffEventName>(payload: HandoffEvents[K], event: K) => void): Unsubscribe;
+  readonly connectionState: ConnectionState;
+  /** Releases the socket, every timer, listener and request; pending sends reject with `closed`. */
+  close(): void;
+}
+
+/** The customer side: a widget session and its conversation. */
+export class HandoffClient implements Events {
+  constructor(options: HandoffClientOptions);
+  /** Starts or resumes (visitor token in storage) the session and connects; an open
+   * conversation is followed at once and its history emitted. */
+  start(): Promise<WidgetSession>;
+  startConversation(body?: string): Promise<Conversation>;
+  /** Through the outbox: in order, retried with the same `client_msg_id` until stored. */
+  send(body: string): Promise<Message>;
+  requestHandoff(): Promise<Conversation>;
+  /** Call on every keystroke: debounced to one `typing` per 300 ms, `false` after 3 s idle. */
+  typing(): void;
+  stopTyping(): void;
+  sendOfflineMessage(form: { name: string; email: string; message: string }): Promise<OfflineMessage>;
+  identify(user: { user_id: string; name?: string; email?: string; hmac: string }): Promise<void>;
+  history(): Promise<EventsPage>;
+  readonly conversationId: string | undefined;
+  readonly session: WidgetSession | null;
+  on<K extends HandoffEventName>(event: K, fn: Handler<K>): Unsubscribe;
+  on(event: "*", fn: <K extends HandoffEventName>(payload: HandoffEvents[K], event: K) => void): Unsubscribe;
+  readonly connectionState: ConnectionState;
+  close(): void;
+  free(): void;
+}
+
+export interface AgentClientOptions {
+  baseUrl: string;
+  realtimeUrl?: string;
+  apikey?: string;
+}
+
+/** The agent inbox side. */
+export class AgentClient implements Events {
+  constructor(options: AgentClientOptions);
+  login(email: string, password: string): Promise<{ token: string; agent: Agent }>;
+  readonly agent: Agent | null;
+  setStatus(status: AgentStatus): Promise<Agent>;
+  inbox(): Promise<InboxItem[]>;
+  queue(): Promise<{ queue: QueueEntry[] }>;
+  agents(): Promise<Agent[]>;
+  conversation(id: string): Promise<Conversation>;
+  history(id: string): Promise<EventsPage>;
+  /** `project:{id}:queue`. */
+  subscribeQueue(): Unsubscribe;
+  /** `agent:{me}`. */
+  subscribeAgent(): Unsubscribe;
+  /** `conversation:{id}` (ordered, deduplicated, caught up, long-polled when needed) and
+   * `conversation:{id}:agents` (notes). */
+  subscribeConversation(id: string): Unsubscribe;
+  claim(id: string): Promise<Conversation>;
+  transfer(id: string, to: "queue" | (string & {}), note?: string): Promise<Conversation>;
+  decline(id: string): Promise<Conversation>;
+  resolve(id: string): Promise<Conversation>;
+  notes(id: string): Promise<Note[]>;
+  addNote(id: string, body: string): Promise<Note>;
+  markRead(id: string, seq: number): Promise<void>;
+  /** In a followed conversation, through its outbox. */
+  send(id: string, body: string): Promise<Message>;
+  typing(id: string): void;
+  stopTyping(id: string): void;
+  offlineMessages(handled?: boolean): Promise<OfflineMessage[]>;
+  markOfflineHandled(id: string): Promise<OfflineMessage | void>;
+  on<K extends HandoffEventName>(event: K, fn: Handler<K>): Unsubscribe;
+  on(event: "*", fn: <K extends HandoffEventName>(payload: HandoffEvents[K], event: K) => void): Unsubscribe;
+  readonly connectionState: ConnectionState;
+  close(): void;
+  free(): void;
+}
+
+/** A socket to a Supabase Realtime endpoint (broadcast channels). */
+export class RealtimeClient {
+  channel(name: string): RealtimeChannel;
+  setAuth(token: string): void;
+  on(event: "connection", fn: (state: ConnectionState) => void): Unsubscribe;
+  on(event: "error", fn: (error: HandoffError) => void): Unsubscribe;
+  readonly connectionState: ConnectionState;
+  close(): void;
+  free(): void;
+}
+export class RealtimeChannel {
+  on(event: string, fn: (payload: unknown, event: string) => void): Unsubscribe;
+  subscribe(): void;
+  send(event: string, payload: unknown): boolean;
+  unsubscribe(): void;
+  free(): void;
+}
+export function connectSupabase(
+  url: string,
+  apikey: string,
+  options?: { private?: boolean; accessToken?: string },
+): RealtimeClient;
+
+export function initHandoff(moduleOrPath?: string | URL | Response | BufferSource | WebAssembly.Module): Promise<void>;
+export function createClient(options: HandoffClientOptions): Promise<HandoffClient>;
+export function createAgentClient(options: AgentClientOptions): Promise<AgentClient>;
