@@ -56,6 +56,10 @@ pub async fn service(config: &Config) -> Result<Arc<Service>, store::StoreError>
 pub fn app(service: Arc<Service>, config: &Config) -> Router {
     let realtime = realtime::routes(service.hub().clone(), service.clone(), config.realtime.clone());
     let mut router = http::routes(service).merge(realtime);
+    let has_index = config.static_dir.as_ref().is_some_and(|d| d.join("index.html").exists());
+    if !has_index {
+        router = router.route("/", axum::routing::get(|| async { axum::response::Html(HOME) }));
+    }
     if let Some(dir) = &config.static_dir {
         router = router.fallback_service(
             tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true),
@@ -63,3 +67,9 @@ pub fn app(service: Arc<Service>, config: &Config) -> Router {
     }
     router
 }
+
+/// The page at `/` when no web assets are installed.
+const HOME: &str = "<!doctype html><meta charset=utf-8><title>Handoff</title>\
+<h1>Handoff server</h1><p>The API and the realtime socket are running.</p>\
+<ul><li><a href=/api/openapi.json>OpenAPI document</a></li><li><a href=/healthz>Health</a></li></ul>\
+<p>No web assets (widget, SDK, agent console) are installed in this build.</p>";

@@ -134,9 +134,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             svc.create_agent(&p.id, "agent@demo.test", "Ada (demo agent)", password).await?;
             let base = format!("http://{}", args.addr);
             println!("Handoff demo is running.");
-            println!("  demo page     {base}/");
-            println!("  agent console {base}/console  (agent@demo.test / {password})");
+            println!("  home          {base}/");
+            println!("  agent login   agent@demo.test / {password}  (POST {base}/api/agents/login)");
             println!("  API           {base}/api/openapi.json");
+            println!(
+                "  realtime      ws://{}/realtime/v1/websocket?apikey={}&vsn=2.0.0",
+                args.addr, p.public_key
+            );
             println!("  project       id={} public_key={} secret_key={secret}", p.id, p.public_key);
             serve(svc, &config, args.addr).await
         }

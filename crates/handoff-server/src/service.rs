@@ -867,12 +867,20 @@ impl Service {
                 _ => self.publish(&c.project_id, e, &agents),
             }
         }
-        let _ = self.store.set_idle_since(&me.id, now_ms()).await;
-        if t.to == ConversationStatus::Queued {
-            self.broadcast_queue(&c.project_id).await;
-        }
-        self.drain_queue(&c.project_id, Some((id, &me.id))).await;
+        self.released(&c.project_id, id, &me.id, &t).await;
         self.get_conversation(caller, id).await
+    }
+
+    /// After an agent gave a conversation up (transfer, decline): their slot is free, the queue
+    /// may have changed, and queued work goes to whoever is free (not back to them).
+    async fn released(&self, project: &ProjectId, id: &ConversationId, agent: &AgentId, t: &Transition) {
+        if let Err(e) = self.store.set_idle_since(agent, now_ms()).await {
+            tracing::warn!(error = %e, "cannot record idle time");
+        }
+        if t.to == ConversationStatus::Queued {
+            self.broadcast_queue(project).await;
+        }
+        self.drain_queue(project, Some((id, agent))).await;
     }
 
     /// `POST /api/conversations/{id}/decline`: to another free agent, else back to the queue.
@@ -907,11 +915,7 @@ impl Service {
         for e in &events {
             self.publish(&c.project_id, e, &assignee);
         }
-        let _ = self.store.set_idle_since(&me.id, now_ms()).await;
-        if t.to == ConversationStatus::Queued {
-            self.broadcast_queue(&c.project_id).await;
-        }
-        self.drain_queue(&c.project_id, Some((id, &me.id))).await;
+        self.released(&c.project_id, id, &me.id, &t).await;
         self.get_conversation(caller, id).await
     }
 

@@ -57,7 +57,9 @@ async fn upgrade(ws: WebSocketUpgrade, Query(params): Query<Params>, State(rt): 
         Ok(vsn) => vsn,
         Err(e) => return crate::error::AppError::bad_request(e.to_string()).into_response(),
     };
-    ws.on_upgrade(move |socket| run(socket, vsn, rt))
+    // Frames are small (a broadcast is well under 4 KiB): small buffers keep an idle socket
+    // cheap (tungstenite's defaults are 128 KiB each way).
+    ws.read_buffer_size(4 * 1024).write_buffer_size(4 * 1024).on_upgrade(move |socket| run(socket, vsn, rt))
 }
 
 /// One joined topic on a socket.
