@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use handoff_protocol::api::{self, LoginRequest, LoginResponse};
+use handoff_protocol::api::{self, LoginRequest};
 use handoff_protocol::event::AuthorKind;
 use handoff_protocol::ids::ConversationId;
 use handoff_protocol::phoenix::Vsn;
@@ -12,7 +12,7 @@ use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
 use super::engine::{run, Engine};
-use super::{call, engine_promise, invalid, js_error, json_to_js, opt_str};
+use super::{call, engine_promise, invalid, js_error, opt_str};
 use crate::error::ClientError;
 use crate::url;
 
@@ -28,7 +28,8 @@ use crate::url;
 #[wasm_bindgen]
 pub struct AgentClient {
     engine: Engine,
-    login: Rc<RefCell<Option<LoginResponse>>>,
+    /// `(agent as JS sees it, project id, agent id)` after login.
+    login: Rc<RefCell<Option<(JsValue, String, String)>>>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -64,33 +65,34 @@ impl AgentClient {
             let body = serde_json::to_string(&LoginRequest { email, password }).ok();
             let text =
                 engine.rest("POST", engine.url("/api/agents/login"), body).await.map_err(|e| js_error(&e))?;
-            let r: LoginResponse = serde_json::from_str(&text)
-                .map_err(|e| js_error(&ClientError::InvalidResponse(e.to_string())))?;
+            let r = super::text_to_js(&text);
+            let bad =
+                || js_error(&ClientError::InvalidResponse(String::from("the login answer is incomplete")));
+            let token = super::path_str(&r, &["token"]).ok_or_else(bad)?;
+            let agent_id = super::path_str(&r, &["agent", "id"]).ok_or_else(bad)?;
+            let project_id = super::path_str(&r, &["agent", "project_id"]).ok_or_else(bad)?;
+            let agent = js_sys::Reflect::get(&r, &JsValue::from_str("agent")).unwrap_or(JsValue::NULL);
             engine.with(|i| {
-                i.set_token(Some(r.token.clone()));
-                i.set_me(AuthorKind::Agent, r.agent.id.as_str().to_owned());
+                i.set_token(Some(token));
+                i.set_me(AuthorKind::Agent, agent_id.clone());
                 i.start();
             });
-            *login.borrow_mut() = Some(r);
-            Ok(super::text_to_js(&text))
+            *login.borrow_mut() = Some((agent, project_id, agent_id));
+            Ok(r)
         })
     }
 
     /// The signed-in agent (`null` before `login`).
     #[wasm_bindgen(getter)]
     pub fn agent(&self) -> JsValue {
-        self.login
-            .borrow()
-            .as_ref()
-            .and_then(|l| serde_json::to_value(&l.agent).ok())
-            .map_or(JsValue::NULL, |v| json_to_js(&v))
+        self.login.borrow().as_ref().map_or(JsValue::NULL, |l| l.0.clone())
     }
 
     fn ids(&self) -> Result<(String, String), ClientError> {
         self.login
             .borrow()
             .as_ref()
-            .map(|l| (l.agent.project_id.as_str().to_owned(), l.agent.id.as_str().to_owned()))
+            .map(|l| (l.1.clone(), l.2.clone()))
             .ok_or(ClientError::NotReady("call login() first"))
     }
 

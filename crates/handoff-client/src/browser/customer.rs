@@ -3,9 +3,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use handoff_protocol::api::{
-    self, Conversation, CreateConversationRequest, WidgetSession, WidgetSessionRequest,
-};
+use handoff_protocol::api::{self, CreateConversationRequest, WidgetSessionRequest};
 use handoff_protocol::event::AuthorKind;
 use handoff_protocol::ids::{ClientMsgId, ConversationId};
 use handoff_protocol::phoenix::Vsn;
@@ -13,13 +11,15 @@ use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
 use super::engine::Engine;
-use super::{call, engine_promise, invalid, js_error, js_to_json, json_to_js, opt_str, random_u64, rejected};
+use super::{call, engine_promise, invalid, js_error, js_to_json, opt_str, random_u64, rejected};
 use crate::error::ClientError;
 use crate::url;
 
 #[derive(Default)]
 struct State {
-    session: Option<WidgetSession>,
+    /// The session answer as JS sees it.
+    session: Option<JsValue>,
+    project_id: Option<String>,
     conversation: Option<ConversationId>,
 }
 
@@ -94,8 +94,12 @@ fn token_key(project_key: &str) -> String {
     k
 }
 
-fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, JsValue> {
-    serde_json::from_str(text).map_err(|e| js_error(&ClientError::InvalidResponse(e.to_string())))
+fn field(v: &JsValue, path: &[&str]) -> Result<String, JsValue> {
+    super::path_str(v, path).ok_or_else(|| {
+        let mut m = String::from("the answer has no ");
+        m.push_str(&path.join("."));
+        js_error(&ClientError::InvalidResponse(m))
+    })
 }
 
 #[wasm_bindgen]
@@ -141,12 +145,15 @@ impl HandoffClient {
                 r = engine.rest("POST", url, serde_json::to_string(&req).ok()).await;
             }
             let text = r.map_err(|e| js_error(&e))?;
-            let session: WidgetSession = parse(&text)?;
-            store.set(&key, &session.visitor_token);
-            let conv = session.conversation.as_ref().map(|c| c.id.clone());
+            let session = super::text_to_js(&text);
+            let token = field(&session, &["visitor_token"])?;
+            let visitor = field(&session, &["visitor_id"])?;
+            let project = field(&session, &["project_id"])?;
+            store.set(&key, &token);
+            let conv = super::path_str(&session, &["conversation", "id"]).map(ConversationId::new);
             engine.with(|i| {
-                i.set_token(Some(session.visitor_token.clone()));
-                i.set_me(AuthorKind::Customer, session.visitor_id.as_str().to_owned());
+                i.set_token(Some(token));
+                i.set_me(AuthorKind::Customer, visitor);
                 if let Some(id) = &conv {
                     i.follow(id);
                     i.track_presence(id);
@@ -155,8 +162,9 @@ impl HandoffClient {
             });
             let mut s = state.borrow_mut();
             s.conversation = conv;
-            s.session = Some(session);
-            Ok(super::text_to_js(&text))
+            s.project_id = Some(project);
+            s.session = Some(session.clone());
+            Ok(session)
         })
     }
 
@@ -182,16 +190,17 @@ impl HandoffClient {
                 .rest("POST", engine.url("/api/conversations"), serde_json::to_string(&req).ok())
                 .await
                 .map_err(|e| js_error(&e))?;
-            let conv: Conversation = parse(&text)?;
-            let previous = state.borrow_mut().conversation.replace(conv.id.clone());
+            let conv = super::text_to_js(&text);
+            let id = ConversationId::new(field(&conv, &["id"])?);
+            let previous = state.borrow_mut().conversation.replace(id.clone());
             engine.with(|i| {
-                if let Some(old) = previous.filter(|o| *o != conv.id) {
+                if let Some(old) = previous.filter(|o| *o != id) {
                     i.unfollow(&old);
                 }
-                i.follow(&conv.id);
-                i.track_presence(&conv.id);
+                i.follow(&id);
+                i.track_presence(&id);
             });
-            Ok(super::text_to_js(&text))
+            Ok(conv)
         })
     }
 
@@ -248,7 +257,7 @@ impl HandoffClient {
     /// Leaves a message for later (`{name, email, message}`), when no agent is available.
     #[wasm_bindgen(js_name = sendOfflineMessage)]
     pub fn send_offline_message(&self, form: &JsValue) -> Promise {
-        let Some(project) = self.state.borrow().session.as_ref().map(|s| s.project_id.clone()) else {
+        let Some(project) = self.state.borrow().project_id.clone() else {
             return rejected(&ClientError::NotReady("call start() first"));
         };
         let (Some(name), Some(email), Some(message)) =
@@ -314,12 +323,7 @@ impl HandoffClient {
     /// The widget session, once started.
     #[wasm_bindgen(getter)]
     pub fn session(&self) -> JsValue {
-        self.state
-            .borrow()
-            .session
-            .as_ref()
-            .and_then(|s| serde_json::to_value(s).ok())
-            .map_or(JsValue::NULL, |v| json_to_js(&v))
+        self.state.borrow().session.clone().unwrap_or(JsValue::NULL)
     }
 
     /// Closes the client: `offline` by beacon, pending sends rejected with `closed`, and every

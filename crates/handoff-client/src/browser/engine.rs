@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
-use handoff_protocol::api::{EventsPage, SendMessageRequest, SendMessageResponse};
+use handoff_protocol::api::SendMessageRequest;
 use handoff_protocol::event::{AuthorKind, PresenceState, Typing};
 use handoff_protocol::ids::{ClientMsgId, ConversationId};
 use handoff_protocol::phoenix::{codec, Encoded, Vsn};
@@ -852,13 +852,24 @@ impl Inner {
         if !long_poll {
             c.catching_up = false;
         }
+        // `{events: [{event, payload}], last_seq, status}`, decoded through `Value` only (one
+        // deserializer for every event type keeps the wasm small).
         let page = r.and_then(|text| {
-            serde_json::from_str::<EventsPage>(&text).map_err(|e| ClientError::InvalidResponse(e.to_string()))
+            serde_json::from_str::<serde_json::Value>(&text)
+                .map_err(|e| ClientError::InvalidResponse(e.to_string()))
         });
         match page {
-            Ok(page) => {
-                for e in page.events {
-                    c.buffer.handle_event(now, e);
+            Ok(mut page) => {
+                let events = match page.get_mut("events").map(serde_json::Value::take) {
+                    Some(serde_json::Value::Array(events)) => events,
+                    _ => Vec::new(),
+                };
+                for mut e in events {
+                    let payload = e.get_mut("payload").map(serde_json::Value::take).unwrap_or_default();
+                    let Some(name) = e.get("event").and_then(serde_json::Value::as_str) else { continue };
+                    if let Ok(event) = Event::from_parts(name, payload) {
+                        c.buffer.handle_event(now, event);
+                    }
                 }
             }
             Err(ClientError::Api { status: 401 | 403 | 404, code, message }) => {
@@ -915,14 +926,18 @@ impl Inner {
     fn sent(&mut self, id: &ConversationId, cid: &ClientMsgId, r: Result<String, ClientError>) {
         let now = now_ms();
         let r = r.and_then(|text| {
-            serde_json::from_str::<SendMessageResponse>(&text)
-                .map_err(|e| ClientError::InvalidResponse(e.to_string()))
+            let message = js_sys::Reflect::get(&super::text_to_js(&text), &JsValue::from_str("message"))
+                .unwrap_or(JsValue::UNDEFINED);
+            if message.is_object() {
+                Ok(message)
+            } else {
+                Err(ClientError::InvalidResponse(String::from("no message in the answer")))
+            }
         });
         let Some(c) = self.convs.iter_mut().find(|c| &c.id == id) else { return };
         match r {
-            Ok(resp) => {
+            Ok(message) => {
                 c.outbox.handle_sent(now, cid);
-                let message = serde_json::to_value(&resp.message).map_or(JsValue::NULL, |v| json_to_js(&v));
                 if let Some(k) = self.pending.iter().position(|p| &p.id == cid) {
                     let p = self.pending.remove(k);
                     self.emits.push(Emit::Settle { f: p.resolve, value: message });

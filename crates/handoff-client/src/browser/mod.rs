@@ -69,6 +69,20 @@ pub(crate) fn js_error(e: &ClientError) -> JsValue {
     err
 }
 
+/// A string at `path` in a parsed JSON answer (`["conversation", "id"]`). Answers are parsed by
+/// `JSON.parse` and read where needed, instead of being deserialized into Rust types: every
+/// typed deserializer is code in the wasm.
+pub(crate) fn path_str(v: &JsValue, path: &[&str]) -> Option<String> {
+    let mut cur = v.clone();
+    for key in path {
+        if !cur.is_object() {
+            return None;
+        }
+        cur = Reflect::get(&cur, &JsValue::from_str(key)).ok()?;
+    }
+    cur.as_string()
+}
+
 /// A string property of an options object.
 pub(crate) fn opt_str(obj: &JsValue, key: &str) -> Option<String> {
     Reflect::get(obj, &JsValue::from_str(key)).ok().and_then(|v| v.as_string())
