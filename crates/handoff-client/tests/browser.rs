@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use handoff_client::{AgentClient, HandoffClient};
+use handoff_client::{connect_supabase, AgentClient, HandoffClient};
 use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -247,4 +247,40 @@ async fn no_message_lost_or_doubled_across_drops_and_polling() {
     customer.close();
     agent.close();
     assert_eq!(customer.connection_state(), "closed");
+}
+
+/// The Supabase-style API (`connectSupabase`, `RealtimeChannel`) speaks the same frames, so it is
+/// tested against our own server: a private channel joined with the visitor's token, a broadcast
+/// received, a refused join reported.
+#[wasm_bindgen_test]
+async fn realtime_channel_api_on_our_server() {
+    let Some(env) = env() else { return };
+    let customer = HandoffClient::new(&obj(&[
+        ("baseUrl", env.base.into()),
+        ("projectKey", env.key.into()),
+        ("storage", JsValue::NULL),
+    ]))
+    .unwrap();
+    let session = ok(customer.start()).await;
+    let conv = ok(customer.start_conversation(None)).await;
+    let token = get_str(&session, "visitor_token");
+    let rt =
+        connect_supabase(env.base, env.key, &obj(&[("private", true.into()), ("accessToken", token.into())]));
+    let mut name = String::from("conversation:");
+    name.push_str(&get_str(&conv, "id"));
+    let channel = rt.channel(name);
+    let got = collect(|e, f| channel.on(e, f), "message:new");
+    let errors = collect(|e, f| rt.on(e, f), "error");
+    channel.subscribe();
+    wait("the channel joined", 10_000.0, || rt.connection_state() == "connected").await;
+    ok(customer.send("over a RealtimeChannel".into())).await;
+    wait("the broadcast", 5_000.0, || has(&got, "over a RealtimeChannel")).await;
+    let refused = rt.channel("agent:somebody-else".into());
+    refused.subscribe();
+    wait("the refused join", 5_000.0, || !errors.borrow().is_empty()).await;
+    assert_eq!(get_str(&errors.borrow()[0], "code"), "join_failed");
+    assert_eq!(get_str(&errors.borrow()[0], "channel"), "agent:somebody-else");
+    channel.unsubscribe();
+    rt.close();
+    customer.close();
 }

@@ -73,6 +73,8 @@ struct Conv {
     again: bool,
     /// The in-flight long-poll (aborted on drop).
     poll: Option<Aborter>,
+    /// Generation of the long-poll loop: a loop whose generation is stale stops.
+    poll_gen: u32,
     holders: u32,
 }
 
@@ -443,6 +445,7 @@ impl Inner {
             catching_up: false,
             again: false,
             poll: None,
+            poll_gen: 0,
             holders: 1,
         });
         self.hold(&Channel::Conversation(id.clone()).to_string());
@@ -671,6 +674,7 @@ impl Inner {
                 self.polling = false;
                 for c in &mut self.convs {
                     c.poll = None;
+                    c.poll_gen = c.poll_gen.wrapping_add(1);
                 }
             }
             SupervisorAction::CatchUp => {
@@ -811,13 +815,14 @@ impl Inner {
         c.catching_up = true;
         let url = url::events(&self.base, &c.id, c.buffer.last_applied(), None);
         let id = c.id.clone();
-        self.fetch_events(id, url, false);
+        self.fetch_events(id, url, None);
     }
 
-    fn fetch_events(&self, id: ConversationId, url: String, long_poll: bool) {
+    /// Fetches a page of events; `poll` is the long-poll generation for long-polls.
+    fn fetch_events(&self, id: ConversationId, url: String, poll: Option<u32>) {
         let weak = self.me.clone();
         let token = self.token.clone();
-        let poll_signal = if long_poll {
+        let poll_signal = if poll.is_some() {
             self.convs.iter().find(|c| c.id == id).and_then(|c| c.poll.as_ref()).and_then(Aborter::signal)
         } else {
             self.life.as_ref().and_then(Aborter::signal)
@@ -825,14 +830,14 @@ impl Inner {
         wasm_bindgen_futures::spawn_local(async move {
             let r = http::request("GET", &url, token.as_deref(), None, poll_signal.as_ref()).await;
             let failed = r.is_err();
-            let again = run(&weak, |i| i.events_fetched(&id, r, long_poll)).unwrap_or(false);
-            if again {
+            let again = run(&weak, |i| i.events_fetched(&id, r, poll)).unwrap_or(false);
+            if let (true, Some(generation)) = (again, poll) {
                 if failed {
                     // The server is unreachable: do not spin.
                     gloo_timers::future::TimeoutFuture::new(2_000).await;
                 }
                 run(&weak, |i| {
-                    if i.polling {
+                    if i.polling && i.convs.iter().any(|c| c.id == id && c.poll_gen == generation) {
                         i.spawn_poll(id);
                     }
                 });
@@ -845,13 +850,16 @@ impl Inner {
         &mut self,
         id: &ConversationId,
         r: Result<String, ClientError>,
-        long_poll: bool,
+        poll: Option<u32>,
     ) -> bool {
         let now = now_ms();
         let Some(c) = self.convs.iter_mut().find(|c| &c.id == id) else { return false };
-        if !long_poll {
+        if poll.is_none() {
             c.catching_up = false;
         }
+        // Only the current loop goes on (a stopped one's late answer is still fed: the buffer
+        // drops what it has already applied).
+        let current = poll.is_some_and(|g| g == c.poll_gen);
         // `{events: [{event, payload}], last_seq, status}`, decoded through `Value` only (one
         // deserializer for every event type keeps the wasm small).
         let page = r.and_then(|text| {
@@ -879,11 +887,11 @@ impl Inner {
             }
             Err(_) => {}
         }
-        if !long_poll && c.again {
+        if poll.is_none() && c.again {
             c.again = false;
             c.buffer.request_catch_up();
         }
-        long_poll && self.polling
+        current && self.polling
     }
 
     /// Starts (or restarts) the long-poll of a conversation.
@@ -893,8 +901,10 @@ impl Inner {
         }
         let Some(c) = self.convs.iter_mut().find(|c| c.id == id) else { return };
         c.poll = Some(Aborter::new());
+        c.poll_gen = c.poll_gen.wrapping_add(1);
+        let generation = c.poll_gen;
         let url = url::events(&self.base, &id, c.buffer.last_applied(), Some(LONG_POLL_WAIT_SECS));
-        self.fetch_events(id, url, true);
+        self.fetch_events(id, url, Some(generation));
     }
 
     fn outbox_action(&mut self, i: usize, a: OutboxAction) {
