@@ -125,8 +125,8 @@ impl HandoffClient {
         })
     }
 
-    /// Starts (or resumes, with the visitor token kept in storage) the widget session and
-    /// connects. Resolves to the session: `{project_id, visitor_id, visitor_token, config,
+    /// Starts (or resumes, with the visitor token kept in storage) the widget session; connects
+    /// when there is a conversation (here or at `startConversation`). Resolves to the session: `{project_id, visitor_id, visitor_token, config,
     /// conversation?}`; an open conversation is followed at once (its history is emitted).
     pub fn start(&self) -> Promise {
         let engine = self.engine.clone();
@@ -154,11 +154,13 @@ impl HandoffClient {
             engine.with(|i| {
                 i.set_token(Some(token));
                 i.set_me(AuthorKind::Customer, visitor);
+                // The socket opens with the first conversation: a page view without a chat
+                // costs the server no socket.
                 if let Some(id) = &conv {
                     i.follow(id);
                     i.track_presence(id);
+                    i.start();
                 }
-                i.start();
             });
             let mut s = state.borrow_mut();
             s.conversation = conv;
@@ -199,6 +201,7 @@ impl HandoffClient {
                 }
                 i.follow(&id);
                 i.track_presence(&id);
+                i.start();
             });
             Ok(conv)
         })
