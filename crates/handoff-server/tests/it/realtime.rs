@@ -66,7 +66,11 @@ async fn a_tokenless_join_waits_for_its_access_token() {
     agent_says(&s, &c, "before the token").await;
     assert!(sock.drain().await.is_empty(), "nothing is delivered without a token");
     sock.send(&Frame::access_token(&join_ref, "9", &topic, &vt)).await;
-    sock.send(&Frame::access_token(&join_ref, "10", &topic, &vt)).await; // the per-heartbeat repeat is a no-op
+    // The per-heartbeat repeat is a no-op.
+    sock.send(&Frame::access_token(&join_ref, "10", &topic, &vt)).await;
+    // `access_token` gets no reply: a heartbeat round trip proves the server has handled it
+    // (a socket's frames are handled in order).
+    assert!(sock.drain().await.is_empty());
     agent_says(&s, &c, "after the token").await;
     assert_eq!(bodies(&sock.drain().await), ["after the token"]);
 
