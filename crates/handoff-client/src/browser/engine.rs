@@ -885,6 +885,20 @@ impl Inner {
                 self.emit_error(&code, &message);
                 return false;
             }
+            Err(_) if poll.is_none() => {
+                // A failed catch-up (network, 5xx) is tried again in 2 s.
+                let weak = self.me.clone();
+                let id = id.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    gloo_timers::future::TimeoutFuture::new(2_000).await;
+                    run(&weak, |i| {
+                        if let Some(c) = i.convs.iter_mut().find(|c| c.id == id) {
+                            c.buffer.request_catch_up();
+                        }
+                    });
+                });
+                return false;
+            }
             Err(_) => {}
         }
         if poll.is_none() && c.again {
