@@ -67,6 +67,7 @@ async fn a_tokenless_join_waits_for_its_access_token() {
     assert!(sock.drain().await.is_empty(), "nothing is delivered without a token");
     sock.send(&Frame::access_token(&join_ref, "9", &topic, &vt)).await;
     sock.send(&Frame::access_token(&join_ref, "10", &topic, &vt)).await; // the per-heartbeat repeat is a no-op
+    sock.drain().await; // access_token gets no reply: sync on a heartbeat before publishing
     agent_says(&s, &c, "after the token").await;
     assert_eq!(bodies(&sock.drain().await), ["after the token"]);
 
