@@ -182,6 +182,17 @@ async fn a_silent_socket_is_closed() {
 /// (a binary kind-3 frame) that the server acks and fans out.
 #[tokio::test]
 async fn supabase_realtime_js_interop() {
+    realtime_js("set").await;
+}
+
+/// With the `accessToken` callback, realtime-js joins before its token resolves and never
+/// pushes it for that join; the server's `phx_error` after the grace makes it rejoin with it.
+#[tokio::test]
+async fn supabase_realtime_js_interop_with_a_token_callback() {
+    realtime_js("callback").await;
+}
+
+async fn realtime_js(auth: &str) {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop");
     if !dir.join("node_modules/@supabase/realtime-js").exists() {
@@ -203,6 +214,7 @@ async fn supabase_realtime_js_interop() {
         .env("HANDOFF_APIKEY", &s.public_key)
         .env("HANDOFF_TOKEN", &vt)
         .env("HANDOFF_CONVERSATION", &c)
+        .env("HANDOFF_AUTH", auth)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -213,7 +225,13 @@ async fn supabase_realtime_js_interop() {
             tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
         serde_json::from_str(&line).unwrap()
     };
-    assert_eq!(next().await["step"], "subscribed");
+    if auth == "callback" {
+        assert_eq!(next().await, json!({"step": "subscribed", "n": 1}), "the tokenless join");
+        assert_eq!(next().await, json!({"step": "channel_error"}), "phx_error after the grace");
+        assert_eq!(next().await, json!({"step": "subscribed", "n": 2}), "the rejoin with the token");
+    } else {
+        assert_eq!(next().await, json!({"step": "subscribed", "n": 1}));
+    }
     agent_says(&s, &c, "hello from a human").await;
     let m = next().await;
     assert_eq!(
