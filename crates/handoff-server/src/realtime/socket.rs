@@ -22,6 +22,9 @@ use tokio::sync::{mpsc, Notify};
 use super::hub::{Hub, SocketId, DEFAULT_QUEUE_CAPACITY};
 use super::RealtimeBackend;
 
+/// Bytes read from a socket at a time.
+const READ_BUFFER: usize = 4096;
+
 /// Settings of the realtime endpoint.
 #[derive(Clone, Debug)]
 pub struct RealtimeConfig {
@@ -69,7 +72,12 @@ async fn upgrade(ws: WebSocketUpgrade, Query(params): Query<Params>, State(rt): 
         Ok(vsn) => vsn,
         Err(e) => return crate::error::AppError::bad_request(e.to_string()).into_response(),
     };
-    ws.on_upgrade(move |socket| run(socket, vsn, rt))
+    // Small buffers: an idle socket should cost a few KiB, not tungstenite's default 128 KiB
+    // read buffer. Client frames are small (joins, heartbeats, typing), so cap them too.
+    ws.read_buffer_size(READ_BUFFER)
+        .max_message_size(handoff_protocol::api::MAX_REQUEST_BYTES)
+        .max_frame_size(handoff_protocol::api::MAX_REQUEST_BYTES)
+        .on_upgrade(move |socket| run(socket, vsn, rt))
 }
 
 /// One joined topic on a socket.
