@@ -1,7 +1,7 @@
 // The official Supabase Realtime client against a Handoff server.
 //
 // Env: HANDOFF_WS (ws://host/realtime/v1), HANDOFF_APIKEY, HANDOFF_TOKEN (a visitor token),
-// HANDOFF_CONVERSATION. Prints one JSON line per milestone on stdout; the Rust test drives the
+// HANDOFF_CONVERSATION, HANDOFF_AUTH (`set` or `callback`). Prints one JSON line per milestone on stdout; the Rust test drives the
 // server side (publishing message:new, checking the typing broadcast) and reads these lines.
 import { RealtimeClient } from '@supabase/realtime-js'
 import WebSocket from 'ws'
@@ -13,12 +13,16 @@ const fail = (why) => {
 }
 setTimeout(() => fail('timeout'), 20000).unref()
 
+// HANDOFF_AUTH=callback gives the token through the `accessToken` option, as supabase-js does:
+// realtime-js then sends its first join before the callback has resolved, without a token.
+const callback = process.env.HANDOFF_AUTH === 'callback'
 const client = new RealtimeClient(process.env.HANDOFF_WS, {
   params: { apikey: process.env.HANDOFF_APIKEY },
   transport: WebSocket,
   heartbeatIntervalMs: 500,
+  ...(callback ? { accessToken: async () => process.env.HANDOFF_TOKEN } : {}),
 })
-client.setAuth(process.env.HANDOFF_TOKEN)
+if (!callback) client.setAuth(process.env.HANDOFF_TOKEN)
 
 let heartbeats = 0
 client.onHeartbeat((status) => {
@@ -44,7 +48,12 @@ channel.on('broadcast', { event: 'message:new' }, async (msg) => {
   client.disconnect()
   process.exit(ack === 'ok' ? 0 : 1)
 })
+// In callback mode the first, tokenless join is answered ok, then `phx_error` after the
+// server's grace (CHANNEL_ERROR here), and realtime-js rejoins with its token a second later.
+let subscribed = 0
+let errors = 0
 channel.subscribe((status, err) => {
-  if (status === 'SUBSCRIBED') say({ step: 'subscribed' })
+  if (status === 'SUBSCRIBED') say({ step: 'subscribed', n: ++subscribed })
+  else if (status === 'CHANNEL_ERROR' && callback && ++errors === 1) say({ step: 'channel_error' })
   else if (status === 'CHANNEL_ERROR' || status === 'TIMED_OUT') fail(`${status} ${err ?? ''}`)
 })

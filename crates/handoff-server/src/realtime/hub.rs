@@ -1,41 +1,185 @@
-//! Topic -> subscribers, with one serialization per broadcast.
+//! Topic -> subscribers, with one serialization per broadcast, optionally shared by several
+//! nodes through Redis pub/sub.
+//!
+//! # Fan-out
+//! [`Hub::publish`] builds the broadcast frame once, encodes it at most once per serializer
+//! (vsn 1.0.0 objects, vsn 2.0.0 arrays; realtime-js reads text arrays, so 2.0.0 sockets get
+//! text too) and hands every subscriber a cheap clone of the same [`Utf8Bytes`]. Each socket has
+//! a bounded outgoing queue; a socket whose queue is full is told to close (its client
+//! reconnects and catches up by `seq`) instead of letting memory grow. Publishing never blocks
+//! and never fails the caller: problems are logged.
+//!
+//! # Several nodes
+//! With [`Hub::with_redis`], every event is also published to one Redis pub/sub channel as
+//! `{"node", "topic", "payload"}`, and every node delivers what it receives to its own
+//! subscribers. A node delivers its own events locally at once and skips their echo from Redis
+//! (by its random node id), so each event reaches each node's subscribers exactly once, and a
+//! node's own subscribers keep getting events while Redis is down. Events published on other
+//! nodes while this node's Redis subscription is reconnecting are missed; clients recover them
+//! by `seq` catch-up, as after any gap.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes};
-use handoff_protocol::phoenix::{codec, Frame, Vsn};
+use futures_util::StreamExt;
+use handoff_protocol::phoenix::{codec, Frame, Payload, Vsn, BROADCAST};
 use handoff_protocol::{Channel, Event};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
+use tokio::task::AbortHandle;
 
 /// Frames a socket may have queued before it counts as too slow and is closed.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 256;
 
+/// Events waiting to be published to Redis before new ones are dropped (and logged).
+const REDIS_QUEUE: usize = 8192;
+
 /// Identifies one WebSocket connection.
 pub type SocketId = u64;
 
+/// Why the hub could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// Redis refused the URL, the connection or the subscription.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
 #[derive(Debug)]
 struct Subscriber {
-    socket: SocketId,
     vsn: Vsn,
     tx: mpsc::Sender<Message>,
     kill: Arc<Notify>,
 }
 
-/// The fan-out hub: every published event is serialized once per serializer and the bytes are
-/// shared by all subscribers. A subscriber whose bounded queue is full is closed (its client
-/// reconnects and catches up by `seq`) rather than letting memory grow.
+/// The subscribers of this node.
+#[derive(Debug, Default)]
+struct Local {
+    topics: RwLock<HashMap<String, HashMap<SocketId, Subscriber>>>,
+}
+
+impl Local {
+    /// Delivers a broadcast frame to the topic's subscribers, encoding it at most once per
+    /// serializer.
+    fn deliver(&self, frame: &Frame, except: Option<SocketId>) {
+        let mut encoded: [Option<Utf8Bytes>; 2] = [None, None];
+        let mut too_slow = Vec::new();
+        {
+            let topics = self.topics.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(subs) = topics.get(&frame.topic) else { return };
+            for (&socket, sub) in subs {
+                if Some(socket) == except {
+                    continue;
+                }
+                let slot = &mut encoded[usize::from(sub.vsn == Vsn::V2)];
+                let bytes = match slot {
+                    Some(bytes) => bytes.clone(),
+                    None => match codec::encode_text(sub.vsn, frame) {
+                        Ok(text) => slot.insert(Utf8Bytes::from(text)).clone(),
+                        Err(e) => {
+                            tracing::error!(error = %e, topic = frame.topic, "cannot encode broadcast");
+                            return;
+                        }
+                    },
+                };
+                // A closed queue means the socket is going away and unsubscribes itself.
+                if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(Message::Text(bytes)) {
+                    tracing::warn!(socket, topic = frame.topic, "socket cannot keep up; closing it");
+                    sub.kill.notify_one();
+                    too_slow.push(socket);
+                }
+            }
+        }
+        if !too_slow.is_empty() {
+            let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(subs) = topics.get_mut(&frame.topic) {
+                for socket in too_slow {
+                    subs.remove(&socket);
+                }
+                if subs.is_empty() {
+                    topics.remove(&frame.topic);
+                }
+            }
+        }
+    }
+}
+
+/// What travels through Redis.
+#[derive(Serialize, Deserialize)]
+struct WireEvent {
+    /// The publishing node, so that it can skip its own echo.
+    node: String,
+    /// The wire topic, `realtime:<channel>`.
+    topic: String,
+    /// The broadcast payload, `{"type": "broadcast", "event", "payload"}`.
+    payload: Value,
+}
+
+#[derive(Debug)]
+struct RedisLink {
+    node: String,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+/// The fan-out hub: topic -> subscribed sockets. See the [module docs](self).
 #[derive(Debug, Default)]
 pub struct Hub {
-    topics: RwLock<HashMap<String, Vec<Subscriber>>>,
+    local: Arc<Local>,
     next_socket: AtomicU64,
+    redis: Option<RedisLink>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 impl Hub {
-    /// An empty hub.
+    /// A hub that fans out within this process only.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A hub that also shares every event with the other nodes through the Redis pub/sub
+    /// `channel` (for example `handoff:realtime`; nodes of one deployment use the same one).
+    /// Returns once this node is subscribed; afterwards a lost connection is re-established in
+    /// the background with backoff, and logged. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`HubError::Redis`] when the URL is invalid or the first connection or subscription
+    /// fails.
+    pub async fn with_redis(url: &str, channel: impl Into<String>) -> Result<Hub, HubError> {
+        let channel = channel.into();
+        let client = redis::Client::open(url)?;
+        let stream = subscribe(&client, &channel).await?;
+        let publisher = client.get_connection_manager().await?;
+        let node = format!("{:016x}{:016x}", rand_u64(), rand_u64());
+        let local = Arc::new(Local::default());
+        let (tx, rx) = mpsc::channel(REDIS_QUEUE);
+        let receiver =
+            tokio::spawn(receive(stream, client, channel.clone(), node.clone(), Arc::downgrade(&local)));
+        let sender = tokio::spawn(send(rx, publisher, channel.clone()));
+        tracing::info!(channel, node, "realtime hub fans out through redis");
+        Ok(Hub {
+            local,
+            next_socket: AtomicU64::new(0),
+            redis: Some(RedisLink { node, tx }),
+            tasks: vec![receiver.abort_handle(), sender.abort_handle()],
+        })
+    }
+
+    /// Whether events are shared with other nodes through Redis.
+    pub fn is_distributed(&self) -> bool {
+        self.redis.is_some()
     }
 
     /// A fresh socket id.
@@ -43,7 +187,9 @@ impl Hub {
         self.next_socket.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Subscribes a socket to a wire topic (replacing an earlier subscription of the same socket).
+    /// Subscribes a socket to a wire topic (replacing an earlier subscription of the same
+    /// socket). `tx` is the socket's bounded outgoing queue; `kill` is notified when the socket
+    /// cannot keep up and must close.
     pub fn subscribe(
         &self,
         topic: &str,
@@ -52,63 +198,128 @@ impl Hub {
         tx: mpsc::Sender<Message>,
         kill: Arc<Notify>,
     ) {
-        let mut topics = self.topics.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let subs = topics.entry(topic.to_owned()).or_default();
-        subs.retain(|s| s.socket != socket);
-        subs.push(Subscriber { socket, vsn, tx, kill });
+        let mut topics = self.local.topics.write().unwrap_or_else(PoisonError::into_inner);
+        topics.entry(topic.to_owned()).or_default().insert(socket, Subscriber { vsn, tx, kill });
     }
 
-    /// Removes a socket's subscription to a topic.
+    /// Removes a socket's subscription to a topic; a topic left without subscribers is removed.
     pub fn unsubscribe(&self, topic: &str, socket: SocketId) {
-        let mut topics = self.topics.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut topics = self.local.topics.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(subs) = topics.get_mut(topic) {
-            subs.retain(|s| s.socket != socket);
+            subs.remove(&socket);
             if subs.is_empty() {
                 topics.remove(topic);
             }
         }
     }
 
-    /// How many sockets are subscribed to a topic.
+    /// How many sockets of this node are subscribed to a topic.
     pub fn subscribers(&self, topic: &str) -> usize {
-        self.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(topic).map_or(0, Vec::len)
+        self.local.topics.read().unwrap_or_else(PoisonError::into_inner).get(topic).map_or(0, HashMap::len)
     }
 
-    /// Publishes an event on a channel. Fire-and-forget: never fails the caller.
+    /// How many topics have subscribers on this node.
+    pub fn topics(&self) -> usize {
+        self.local.topics.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Publishes an event on a channel, to every subscriber on every node. Fire-and-forget:
+    /// never blocks, never fails the caller.
     pub fn publish(&self, channel: &Channel, event: &Event) {
         self.publish_except(channel, event, None);
     }
 
-    /// Publishes, skipping one socket (a client broadcast with `self: false`).
+    /// Publishes, skipping one socket of this node (a client broadcast with `self: false`).
     pub fn publish_except(&self, channel: &Channel, event: &Event, except: Option<SocketId>) {
-        let topic = channel.topic();
-        let frame = Frame::broadcast(&topic, event);
-        let mut encoded: [Option<Utf8Bytes>; 2] = [None, None];
-        let mut too_slow = Vec::new();
-        {
-            let topics = self.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Some(subs) = topics.get(&topic) else { return };
-            for sub in subs.iter().filter(|s| Some(s.socket) != except) {
-                let which = usize::from(sub.vsn == Vsn::V2);
-                if encoded[which].is_none() {
-                    match codec::encode_text(sub.vsn, &frame) {
-                        Ok(text) => encoded[which] = Some(Utf8Bytes::from(text)),
-                        Err(e) => {
-                            tracing::error!(error = %e, topic, "cannot encode broadcast");
-                            return;
-                        }
+        let frame = Frame::broadcast(&channel.topic(), event);
+        self.local.deliver(&frame, except);
+        if let Some(redis) = &self.redis {
+            let Payload::Json(payload) = frame.payload else { return };
+            let wire = WireEvent { node: redis.node.clone(), topic: frame.topic, payload };
+            match serde_json::to_vec(&wire) {
+                Ok(bytes) => {
+                    if let Err(e) = redis.tx.try_send(bytes) {
+                        tracing::warn!(error = %e, topic = wire.topic, "redis publish queue full; event not shared");
                     }
                 }
-                let Some(bytes) = encoded[which].clone() else { continue };
-                if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(Message::Text(bytes)) {
-                    tracing::warn!(socket = sub.socket, topic, "socket cannot keep up; closing it");
-                    sub.kill.notify_one();
-                    too_slow.push(sub.socket);
-                }
+                Err(e) => tracing::error!(error = %e, "cannot serialize event for redis"),
             }
         }
-        for socket in too_slow {
-            self.unsubscribe(&topic, socket);
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Err(e) = getrandom::fill(&mut bytes) {
+        tracing::warn!(error = %e, "no OS randomness for the node id; using the clock");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        return u64::try_from(nanos.as_nanos() & u128::from(u64::MAX)).unwrap_or(0)
+            ^ u64::from(std::process::id());
+    }
+    u64::from_le_bytes(bytes)
+}
+
+async fn subscribe(client: &redis::Client, channel: &str) -> redis::RedisResult<redis::aio::PubSubStream> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub.into_on_message())
+}
+
+/// Delivers what other nodes publish; resubscribes with backoff when the connection drops.
+async fn receive(
+    mut stream: redis::aio::PubSubStream,
+    client: redis::Client,
+    channel: String,
+    node: String,
+    local: Weak<Local>,
+) {
+    loop {
+        while let Some(msg) = stream.next().await {
+            let Some(local) = local.upgrade() else { return };
+            match serde_json::from_slice::<WireEvent>(msg.get_payload_bytes()) {
+                Ok(wire) if wire.node == node => {}
+                Ok(wire) => {
+                    let frame = Frame {
+                        join_ref: None,
+                        r#ref: None,
+                        topic: wire.topic,
+                        event: BROADCAST.to_owned(),
+                        payload: Payload::Json(wire.payload),
+                    };
+                    local.deliver(&frame, None);
+                }
+                Err(e) => tracing::warn!(error = %e, channel, "undecodable message from redis ignored"),
+            }
+        }
+        tracing::warn!(channel, "redis subscription lost; reconnecting");
+        let mut backoff = Duration::from_millis(100);
+        stream = loop {
+            if local.strong_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            match subscribe(&client, &channel).await {
+                Ok(stream) => {
+                    tracing::info!(channel, "redis subscription restored");
+                    break stream;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, channel, "redis resubscribe failed");
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+    }
+}
+
+/// Publishes this node's events to Redis, in order. The connection manager reconnects by
+/// itself; an event that fails to publish is logged and dropped.
+async fn send(mut rx: mpsc::Receiver<Vec<u8>>, mut conn: redis::aio::ConnectionManager, channel: String) {
+    while let Some(bytes) = rx.recv().await {
+        let result: redis::RedisResult<i64> =
+            redis::cmd("PUBLISH").arg(&channel).arg(bytes).query_async(&mut conn).await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, channel, "redis publish failed; event not shared");
         }
     }
 }

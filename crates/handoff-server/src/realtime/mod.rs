@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use handoff_protocol::channel::{ConversationOwner, Principal};
 use handoff_protocol::{Channel, ConversationId, Event};
 
-pub use hub::{Hub, SocketId, DEFAULT_QUEUE_CAPACITY};
+pub use hub::{Hub, HubError, SocketId, DEFAULT_QUEUE_CAPACITY};
 pub use socket::{routes, RealtimeConfig};
 
 /// What the realtime socket asks of the rest of the server.

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +22,9 @@ use tokio::sync::{mpsc, Notify};
 use super::hub::{Hub, SocketId, DEFAULT_QUEUE_CAPACITY};
 use super::RealtimeBackend;
 
+/// Bytes read from a socket at a time.
+const READ_BUFFER: usize = 4096;
+
 /// Settings of the realtime endpoint.
 #[derive(Clone, Debug)]
 pub struct RealtimeConfig {
@@ -27,11 +32,21 @@ pub struct RealtimeConfig {
     pub idle_timeout: Duration,
     /// Outgoing frames queued per socket before it counts as too slow.
     pub queue_capacity: usize,
+    /// How long a join without a token waits for its `access_token` push before the server
+    /// sends `phx_error`, which makes realtime-js rejoin (after 1 s) with the token it has by
+    /// then in the join payload (1 s). realtime-js with an `accessToken` callback sends its
+    /// first join before the callback resolves and, when the token was there before the join
+    /// reply, never pushes it for that join: such a client is served about 2 s after joining.
+    pub token_grace: Duration,
 }
 
 impl Default for RealtimeConfig {
     fn default() -> Self {
-        RealtimeConfig { idle_timeout: Duration::from_secs(60), queue_capacity: DEFAULT_QUEUE_CAPACITY }
+        RealtimeConfig {
+            idle_timeout: Duration::from_secs(60),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            token_grace: Duration::from_secs(1),
+        }
     }
 }
 
@@ -57,9 +72,13 @@ async fn upgrade(ws: WebSocketUpgrade, Query(params): Query<Params>, State(rt): 
         Ok(vsn) => vsn,
         Err(e) => return crate::error::AppError::bad_request(e.to_string()).into_response(),
     };
-    // Frames are small (a broadcast is well under 4 KiB): small buffers keep an idle socket
-    // cheap (tungstenite's defaults are 128 KiB each way).
-    ws.read_buffer_size(4 * 1024).write_buffer_size(4 * 1024).on_upgrade(move |socket| run(socket, vsn, rt))
+    // Small buffers: an idle socket should cost a few KiB, not tungstenite's default 128 KiB
+    // read buffer. Client frames are small (joins, heartbeats, typing), so cap them too.
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(READ_BUFFER)
+        .max_message_size(handoff_protocol::api::MAX_REQUEST_BYTES)
+        .max_frame_size(handoff_protocol::api::MAX_REQUEST_BYTES)
+        .on_upgrade(move |socket| run(socket, vsn, rt))
 }
 
 /// One joined topic on a socket.
@@ -68,6 +87,8 @@ struct Joined {
     channel: Channel,
     /// The token the join is authorized with; `None` while waiting for an `access_token` push.
     token: Option<String>,
+    /// For a join still without a token: when it gets `phx_error`.
+    deadline: Option<Instant>,
     principal: Principal,
     ack: bool,
     echo: bool,
@@ -87,7 +108,7 @@ async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Message>(rt.config.queue_capacity);
     let kill = Arc::new(Notify::new());
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             if sink.send(msg).await.is_err() {
                 break;
@@ -105,9 +126,18 @@ async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime) {
         joined: HashMap::new(),
         principals: HashMap::new(),
     };
+    let mut killed = false;
     loop {
+        let grace = conn.next_deadline();
         let next = tokio::select! {
-            () = kill.notified() => break,
+            () = kill.notified() => {
+                killed = true;
+                break;
+            }
+            () = sleep_until(grace) => {
+                conn.expire_tokenless();
+                continue;
+            }
             next = tokio::time::timeout(idle, stream.next()) => next,
         };
         let msg = match next {
@@ -133,10 +163,47 @@ async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime) {
         conn.rt.hub.unsubscribe(topic, conn.id);
     }
     drop(conn);
-    let _ = writer.await;
+    // A socket that could not keep up is dropped at once: its writer may be stuck on a full
+    // TCP buffer. Otherwise the writer gets a moment to flush the last frames and the close.
+    if killed || tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
+        writer.abort();
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Conn {
+    /// The earliest deadline of a join still waiting for its token.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.joined.values().filter_map(|j| j.deadline).min()
+    }
+
+    /// Sends `phx_error` to every tokenless join whose grace has run out and forgets it: the
+    /// client rejoins with the token it has by now (realtime-js updates its join payload when
+    /// its token arrives but only pushes `access_token` for joined channels, so a join sent
+    /// before the token resolved may otherwise never be authorized).
+    fn expire_tokenless(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<String> = self
+            .joined
+            .iter()
+            .filter(|(_, j)| j.deadline.is_some_and(|d| d <= now))
+            .map(|(t, _)| t.clone())
+            .collect();
+        for topic in expired {
+            if let Some(j) = self.joined.remove(&topic) {
+                tracing::debug!(socket = self.id, topic, "no access_token after a tokenless join; phx_error");
+                self.send(&Frame::error(j.join_ref, &topic));
+            }
+        }
+    }
+
     fn send(&self, frame: &Frame) {
         match codec::encode_text(self.vsn, frame) {
             Ok(text) => {
@@ -224,6 +291,7 @@ impl Conn {
             join_ref: frame.join_ref.clone(),
             channel: channel.clone(),
             token: None,
+            deadline: None,
             principal: Principal::Anonymous,
             ack: payload.config.broadcast.ack,
             echo: payload.config.broadcast.self_,
@@ -237,6 +305,8 @@ impl Conn {
                 }
                 Err(reason) => return self.send(&reply_error(&reason)),
             }
+        } else {
+            joined.deadline = Some(Instant::now() + self.rt.config.token_grace);
         }
         // Without a token the join is accepted but delivers nothing until an `access_token`
         // push authorizes it (realtime-js may send its token right after the join).
@@ -255,6 +325,7 @@ impl Conn {
             Ok(principal) => {
                 if let Some(j) = self.joined.get_mut(&frame.topic) {
                     j.token = Some(token);
+                    j.deadline = None;
                     j.principal = principal;
                 }
                 self.rt.hub.subscribe(&frame.topic, self.id, self.vsn, self.tx.clone(), self.kill.clone());

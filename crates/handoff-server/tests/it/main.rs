@@ -5,3 +5,4 @@
 mod harness;
 mod realtime;
 mod rest;
+mod socket;
