@@ -30,6 +30,8 @@ pub struct Config {
     pub realtime: RealtimeConfig,
     /// How often the presence and agent expiry jobs run.
     pub job_interval: Duration,
+    /// `redis://...` to fan realtime events out across server nodes; `None`: in-process.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             static_dir: None,
             realtime: RealtimeConfig::default(),
             job_interval: Duration::from_secs(5),
+            redis_url: None,
         }
     }
 }
@@ -47,9 +50,25 @@ impl Default for Config {
 ///
 /// # Errors
 /// When the database cannot be opened or migrated.
-pub async fn service(config: &Config) -> Result<Arc<Service>, store::StoreError> {
+pub async fn service(config: &Config) -> Result<Arc<Service>, StartError> {
     let store = Store::connect(&config.database_url).await?;
-    Ok(Arc::new(Service::new(store, Arc::new(Hub::new()))))
+    let hub = match &config.redis_url {
+        Some(url) => Hub::with_redis(url, "handoff:realtime").await?,
+        None => Hub::new(),
+    };
+    Ok(Arc::new(Service::new(store, Arc::new(hub))))
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The database.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// Redis.
+    #[error(transparent)]
+    Hub(#[from] realtime::HubError),
 }
 
 /// The whole application: REST, realtime socket, static assets.

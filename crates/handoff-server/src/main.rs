@@ -14,6 +14,9 @@ struct Cli {
     /// `sqlite://handoff.db` or `postgres://user@host/db`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://handoff.db", global = true)]
     database_url: String,
+    /// `redis://127.0.0.1:6379` to fan realtime events out across server nodes.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    redis_url: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -96,7 +99,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let mut config = Config { database_url: cli.database_url, ..Config::default() };
+    let mut config = Config { database_url: cli.database_url, redis_url: cli.redis_url, ..Config::default() };
     match cli.command {
         Cmd::Serve(args) => {
             config.static_dir = args.static_dir;
