@@ -7,7 +7,9 @@
 //!   test. It installs what it needs on a fresh machine (wasm target, the pinned wasm-bindgen CLI,
 //!   Chromium and ChromeDriver, npm packages), or stops with one line saying what is missing.
 //! - `cargo xtask web`: builds the web assets only, into `target/handoff-web/`.
-//! - `cargo xtask web-test`: the browser suites only (wasm tests against a real server, SDK hooks).
+//! - `cargo xtask web-test`: the browser suites only (wasm tests against a real server, SDK hooks,
+//!   end-to-end tests).
+//! - `cargo xtask e2e`: the end-to-end suites in `tests/e2e/` only (needs `cargo xtask web` first).
 //! - `cargo xtask bench`: runs the benchmarks and prints their figures.
 
 use std::env;
@@ -26,10 +28,11 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("web") => web::build(&root()).map(|_| ()),
         Some("web-test") => web::browser_tests(&root()),
+        Some("e2e") => web::e2e(&root()),
         Some("bench") => bench(),
         Some("setup") => setup::all(&root()),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|web|web-test|bench|setup>");
+            eprintln!("usage: cargo xtask <demo|test|web|web-test|e2e|bench|setup>");
             return ExitCode::from(2);
         }
     };

@@ -159,7 +159,29 @@ pub fn browser_tests(root: &Path) -> Result {
         setup::npm(&js)?;
         run(&js, "node", &["--test", "test/"])?;
     }
-    Ok(())
+    e2e(root)
+}
+
+/// The browser end-to-end suites in `tests/e2e/` (playwright-core driving Debian's Chromium
+/// against a real server on the built web assets; see `tests/e2e/harness.mjs`).
+pub fn e2e(root: &Path) -> Result {
+    let dir = root.join("tests/e2e");
+    if !dir.join("package-lock.json").exists() {
+        return Ok(());
+    }
+    setup::chromium()?;
+    setup::npm(&dir)?;
+    run(root, &cargo(), &["build", "-p", "handoff-server"])?;
+    let bin = target_dir(root).join("debug/handoff-server");
+    run_env(
+        &dir,
+        "node",
+        &["--test", "--test-concurrency=1", "."],
+        &[
+            ("HANDOFF_SERVER_BIN", &bin.to_string_lossy()),
+            ("HANDOFF_WEB_DIR", &root.join("target/handoff-web").to_string_lossy()),
+        ],
+    )
 }
 
 /// A child process killed on drop.
