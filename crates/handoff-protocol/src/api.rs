@@ -381,6 +381,49 @@ pub struct OfflineMessageRequest {
     pub message: String,
 }
 
+/// The header carrying a webhook delivery's signature: `sha256=` and the hex HMAC-SHA256 of the
+/// raw request body, keyed with the project's webhook secret.
+pub const WEBHOOK_SIGNATURE_HEADER: &str = "x-handoff-signature";
+
+/// The prefix of [`WEBHOOK_SIGNATURE_HEADER`]'s value.
+pub const WEBHOOK_SIGNATURE_PREFIX: &str = "sha256=";
+
+/// `PUT /api/project/webhook` (project secret key): where the bot backend wants customer messages.
+/// `url: null` removes the webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRequest {
+    /// An `http://` or `https://` URL.
+    pub url: Option<String>,
+}
+
+/// Answer to `PUT /api/project/webhook`: the URL and a new signing secret (shown this once).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSettings {
+    /// The URL, or `None` when removed.
+    pub url: Option<String>,
+    /// The secret that signs deliveries (`whsec_...`), or `None` when removed.
+    pub secret: Option<String>,
+}
+
+/// What the server POSTs to a project's webhook when a customer writes in a conversation in
+/// `bot` state. The bot answers with `POST /api/conversations/{id}/messages` and hands over with
+/// `POST /api/conversations/{id}/handoff`, both with the project's secret key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    /// A unique id per delivery (retries of one delivery repeat it), for deduplication.
+    pub id: String,
+    /// The event name: `message:new`.
+    pub event: String,
+    /// The project.
+    pub project_id: ProjectId,
+    /// The conversation, in `bot` state when the message arrived.
+    pub conversation_id: ConversationId,
+    /// The customer's message.
+    pub message: Message,
+    /// When the server first sent it.
+    pub sent_at: Timestamp,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,11 +23,11 @@ pub struct AgentLoad {
 }
 
 /// Picks the agent for a conversation, or `None` when nobody is free (the conversation queues).
-/// `exclude` leaves out one agent (the one who declines or transfers).
-pub fn pick_agent(candidates: &[AgentLoad], exclude: Option<&AgentId>) -> Option<AgentId> {
+/// `exclude` leaves out agents who should not get this conversation (those who declined it).
+pub fn pick_agent(candidates: &[AgentLoad], exclude: &[AgentId]) -> Option<AgentId> {
     candidates
         .iter()
-        .filter(|a| a.online && a.open < a.capacity && Some(&a.id) != exclude)
+        .filter(|a| a.online && a.open < a.capacity && !exclude.contains(&a.id))
         .min_by(|a, b| (a.open, a.idle_since_ms, &a.id).cmp(&(b.open, b.idle_since_ms, &b.id)))
         .map(|a| a.id.clone())
 }
@@ -43,21 +43,23 @@ mod tests {
     #[test]
     fn least_loaded_online_agent_below_capacity_wins() {
         let agents = [load("busy", true, 2, 0), load("free", true, 1, 50), load("off", false, 0, 0)];
-        assert_eq!(pick_agent(&agents, None), Some(AgentId::new("free")));
+        assert_eq!(pick_agent(&agents, &[]), Some(AgentId::new("free")));
     }
 
     #[test]
     fn ties_go_to_the_longest_idle() {
         let agents = [load("recent", true, 1, 900), load("long", true, 1, 100)];
-        assert_eq!(pick_agent(&agents, None), Some(AgentId::new("long")));
+        assert_eq!(pick_agent(&agents, &[]), Some(AgentId::new("long")));
     }
 
     #[test]
     fn full_offline_and_excluded_agents_get_nothing() {
         assert_eq!(DEFAULT_CAPACITY, 3);
         let agents = [load("full", true, 3, 0), load("off", false, 0, 0), load("me", true, 0, 0)];
-        assert_eq!(pick_agent(&agents, Some(&AgentId::new("me"))), None);
-        assert_eq!(pick_agent(&agents, None), Some(AgentId::new("me")));
-        assert_eq!(pick_agent(&[], None), None);
+        assert_eq!(pick_agent(&agents, &[AgentId::new("me")]), None);
+        let two = [load("a", true, 0, 0), load("b", true, 0, 0), load("c", true, 2, 0)];
+        assert_eq!(pick_agent(&two, &[AgentId::new("a"), AgentId::new("b")]), Some(AgentId::new("c")));
+        assert_eq!(pick_agent(&agents, &[]), Some(AgentId::new("me")));
+        assert_eq!(pick_agent(&[], &[]), None);
     }
 }

@@ -104,6 +104,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/queue", get(queue))
         .route("/api/projects/{id}/offline-messages", post(offline_message))
         .route("/api/offline-messages", get(offline_messages))
+        .route("/api/project/webhook", put(set_webhook))
         .route("/api/offline-messages/{id}/handled", post(offline_handled))
         .fallback(|| async { AppError::not_found("route") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
@@ -146,6 +147,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/queue", "The waiting list"),
     ("post", "/api/projects/{id}/offline-messages", "Leave an offline message"),
     ("get", "/api/offline-messages", "Offline messages (?handled=)"),
+    ("put", "/api/project/webhook", "Set or remove the bot webhook (secret key)"),
     ("post", "/api/offline-messages/{id}/handled", "Mark an offline message handled"),
 ];
 
@@ -400,4 +402,12 @@ async fn offline_handled(
     Path(id): Path<OfflineMessageId>,
 ) -> AppResult<StatusCode> {
     s.mark_offline_handled(&c, &id).await.map(|()| StatusCode::NO_CONTENT)
+}
+
+async fn set_webhook(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Json(req): Json<api::WebhookRequest>,
+) -> AppResult<Json<api::WebhookSettings>> {
+    s.set_webhook(&c, req.url).await.map(Json)
 }

@@ -3,11 +3,13 @@
 
 pub mod crypto;
 pub mod error;
+pub mod hours;
 pub mod http;
 pub mod jobs;
 pub mod realtime;
 pub mod service;
 pub mod store;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::sync::Arc;

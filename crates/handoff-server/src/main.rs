@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use handoff_protocol::ids::ProjectId;
+use handoff_server::hours::{self, BusinessHours};
+use handoff_server::service::Service;
 use handoff_server::{app, jobs, service, Config};
 use tokio::sync::watch;
 
@@ -60,6 +62,36 @@ enum ProjectCmd {
         #[arg(long = "origin")]
         origins: Vec<String>,
     },
+    /// Change a project's settings; only the options given change.
+    Set(ProjectSet),
+}
+
+#[derive(clap::Args)]
+struct ProjectSet {
+    /// Project id.
+    #[arg(long)]
+    project: String,
+    /// Bot webhook URL (prints a new signing secret); `none` removes it.
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// Opening hours, e.g. `mon-fri 09:00-17:00, sat 10:00-14:00`; `none`: always open.
+    #[arg(long)]
+    business_hours: Option<String>,
+    /// UTC offset the business hours are written in, e.g. `+01:00`.
+    #[arg(long, default_value = "+00:00", allow_hyphen_values = true)]
+    utc_offset: String,
+    /// Widget accent colour, `#rrggbb`.
+    #[arg(long)]
+    color: Option<String>,
+    /// Widget corner: `right` or `left`.
+    #[arg(long)]
+    position: Option<String>,
+    /// Chat window title.
+    #[arg(long)]
+    title: Option<String>,
+    /// First line of a new chat.
+    #[arg(long)]
+    greeting: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -113,6 +145,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("project_id={}\npublic_key={}\nsecret_key={secret}", p.id, p.public_key);
             Ok(())
         }
+        Cmd::Project { command: ProjectCmd::Set(set) } => {
+            let svc = service(&config).await?;
+            project_set(&svc, set).await
+        }
         Cmd::Agent { command: AgentCmd::Create { project, email, name, password } } => {
             let svc = service(&config).await?;
             let project = ProjectId::new(project);
@@ -150,8 +186,55 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+async fn project_set(svc: &Service, set: ProjectSet) -> Result<(), Box<dyn std::error::Error>> {
+    let id = ProjectId::new(set.project);
+    let Some(project) = svc.store().project(&id).await? else {
+        return Err(format!("no project {id}").into());
+    };
+    if let Some(url) = set.webhook_url {
+        let url = (url != "none").then_some(url);
+        let settings = svc.set_webhook_of(&id, url).await?;
+        match (settings.url, settings.secret) {
+            (Some(url), Some(secret)) => println!("webhook_url={url}\nwebhook_secret={secret}"),
+            _ => println!("webhook removed"),
+        }
+    }
+    if let Some(spec) = set.business_hours {
+        let hours = if spec == "none" {
+            None
+        } else {
+            Some(BusinessHours::parse(&spec, hours::parse_offset(&set.utc_offset)?)?)
+        };
+        svc.store().set_business_hours(&id, hours.as_ref()).await?;
+        println!("business_hours={spec}");
+    }
+    let mut theme = project.theme;
+    let changed =
+        set.color.is_some() || set.position.is_some() || set.title.is_some() || set.greeting.is_some();
+    if let Some(color) = set.color {
+        let hex = color.strip_prefix('#').unwrap_or("");
+        if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("--color {color}: expected #rrggbb").into());
+        }
+        theme.color = color;
+    }
+    if let Some(position) = set.position {
+        if position != "right" && position != "left" {
+            return Err(format!("--position {position}: expected right or left").into());
+        }
+        theme.position = position;
+    }
+    theme.title = set.title.unwrap_or(theme.title);
+    theme.greeting = set.greeting.unwrap_or(theme.greeting);
+    if changed {
+        svc.store().set_theme(&id, &theme).await?;
+        println!("theme={}", serde_json::to_string(&theme)?);
+    }
+    Ok(())
+}
+
 async fn serve(
-    svc: std::sync::Arc<handoff_server::service::Service>,
+    svc: std::sync::Arc<Service>,
     config: &Config,
     addr: SocketAddr,
 ) -> Result<(), Box<dyn std::error::Error>> {

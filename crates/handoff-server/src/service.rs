@@ -14,8 +14,8 @@ use handoff_protocol::api::{
 use handoff_protocol::channel::{ConversationOwner, Principal};
 use handoff_protocol::event::{
     AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary, Author, AuthorKind, ConversationAssigned,
-    ConversationResolved, ConversationStatus, ConversationTransferred, Event, Message, MessageNew, Note,
-    NoteNew, OfflineMessage, OfflineMessageNew, PresenceState, PresenceUpdated, QueueEntry,
+    ConversationResolved, ConversationStatus, ConversationTransferred, Event, EventType, Message, MessageNew,
+    Note, NoteNew, OfflineMessage, OfflineMessageNew, PresenceState, PresenceUpdated, QueueEntry,
     QueuePositionUpdated, QueueUpdated, StatusChanged, TransferTarget, Typing,
 };
 use handoff_protocol::ids::{
@@ -30,6 +30,7 @@ use crate::crypto;
 use crate::error::{AppError, AppResult};
 use crate::realtime::{Hub, RealtimeBackend};
 use crate::store::{AgentRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow};
+use crate::webhook::{self, Webhooks};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -95,6 +96,7 @@ pub struct Service {
     store: Store,
     hub: Arc<Hub>,
     waiters: Mutex<HashMap<ConversationId, Arc<Notify>>>,
+    webhooks: Webhooks,
 }
 
 const MAX_RETRIES: usize = 8;
@@ -102,7 +104,7 @@ const MAX_RETRIES: usize = 8;
 impl Service {
     /// A service over a store and a hub.
     pub fn new(store: Store, hub: Arc<Hub>) -> Self {
-        Service { store, hub, waiters: Mutex::new(HashMap::new()) }
+        Service { store, hub, waiters: Mutex::new(HashMap::new()), webhooks: Webhooks::new() }
     }
 
     /// The store.
@@ -200,6 +202,7 @@ impl Service {
             theme: api::Theme::default(),
             webhook_url: None,
             webhook_secret: None,
+            business_hours: None,
         };
         self.store
             .insert_project(&project, &crypto::token_hash(&secret), now_ms())
@@ -305,10 +308,11 @@ impl Service {
         let agents = self.store.agents(&project.id).await.map_err(AppError::from)?;
         let online = u32::try_from(agents.iter().filter(|a| a.status == AgentStatus::Online).count())
             .unwrap_or(u32::MAX);
+        let within_business_hours = project.business_hours.as_ref().is_none_or(|h| h.is_open(now_ms()));
         Ok(WidgetConfig {
             agents_online: online,
-            within_business_hours: true,
-            show_offline_form: online == 0,
+            within_business_hours,
+            show_offline_form: online == 0 || !within_business_hours,
             identity_required: project.enforce_identity,
             theme: project.theme.clone(),
         })
@@ -589,16 +593,18 @@ impl Service {
         Ok((agents, loads))
     }
 
-    /// Offers the queue head to free agents until nobody is free or the queue is empty.
-    /// `declined` keeps a conversation away from the agent who just declined it.
-    async fn drain_queue(&self, project: &ProjectId, declined: Option<(&ConversationId, &AgentId)>) {
+    /// Offers the queue head to free agents until nobody is free or the queue is empty. Nobody
+    /// gets a conversation they declined; `released` also keeps a conversation away from the
+    /// agent who just gave it up (transfer to the queue).
+    async fn drain_queue(&self, project: &ProjectId, released: Option<(&ConversationId, &AgentId)>) {
         for _ in 0..64 {
             let Ok(queue) = self.store.queue(project).await else { return };
             let Ok((agents, loads)) = self.loads(project).await else { return };
             let mut assigned = false;
             for head in &queue {
-                let exclude = declined.filter(|(c, _)| *c == &head.id).map(|(_, a)| a);
-                let Some(agent_id) = pick_agent(&loads, exclude) else { continue };
+                let Ok(mut exclude) = self.store.decliners(&head.id).await else { return };
+                exclude.extend(released.filter(|(c, _)| *c == &head.id).map(|(_, a)| a.clone()));
+                let Some(agent_id) = pick_agent(&loads, &exclude) else { continue };
                 let Some(agent) = agents.iter().find(|a| a.id == agent_id) else { continue };
                 if self
                     .assign(&head.id, agent, Command::Assign { agent: agent_id.clone() }, false)
@@ -716,7 +722,7 @@ impl Service {
                 },
             )
             .await;
-        let (_, _, events) = match result {
+        let (_, t, events) = match result {
             Ok(r) => r,
             Err(e) => {
                 // A concurrent replay of the same client_msg_id won the race.
@@ -736,10 +742,61 @@ impl Service {
             _ => None,
         });
         let message = message.ok_or_else(|| AppError::internal(&"message event missing"))?;
+        if let Caller::Customer { project, .. } = caller {
+            if t.to == ConversationStatus::Bot {
+                self.notify_bot(project, &message);
+            }
+        }
         if c.status == ConversationStatus::Queued && is_customer {
             self.broadcast_queue(&c.project_id).await; // the preview changed
         }
         Ok(SendMessageResponse { message, duplicate: false })
+    }
+
+    /// Sends a customer message of a conversation in `bot` state to the project's webhook.
+    fn notify_bot(&self, project: &Project, message: &Message) {
+        let (Some(url), Some(secret)) = (&project.webhook_url, &project.webhook_secret) else { return };
+        let delivery = api::WebhookDelivery {
+            id: crypto::random_id("whd_"),
+            event: EventType::MessageNew.as_str().to_owned(),
+            project_id: project.id.clone(),
+            conversation_id: message.conversation_id.clone(),
+            message: message.clone(),
+            sent_at: Timestamp(now_ms()),
+        };
+        self.webhooks.send(url.clone(), secret.clone(), &delivery);
+    }
+
+    /// `PUT /api/project/webhook` (secret key) and the CLI: sets or removes the bot webhook and
+    /// returns a new signing secret.
+    ///
+    /// # Errors
+    /// 403 for callers other than the project's secret key; 422 for a URL that is not http(s).
+    pub async fn set_webhook(&self, caller: &Caller, url: Option<String>) -> AppResult<api::WebhookSettings> {
+        let Caller::Server(project) = caller else {
+            return Err(AppError::forbidden("only the project's secret key sets the webhook"));
+        };
+        self.set_webhook_of(&project.id, url).await
+    }
+
+    /// Sets or removes a project's bot webhook (no authorization: the CLI's entry point).
+    ///
+    /// # Errors
+    /// 422 for a URL that is not http(s).
+    pub async fn set_webhook_of(
+        &self,
+        project: &ProjectId,
+        url: Option<String>,
+    ) -> AppResult<api::WebhookSettings> {
+        let url = url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
+        if let Some(u) = &url {
+            if !webhook::is_valid_url(u) {
+                return Err(AppError::validation("webhook url must be an absolute http:// or https:// URL"));
+            }
+        }
+        let secret = url.as_ref().map(|_| crypto::random_token("whsec_"));
+        self.store.set_webhook(project, url.as_deref(), secret.as_deref()).await.map_err(AppError::from)?;
+        Ok(api::WebhookSettings { url, secret })
     }
 
     async fn duplicate(&self, id: &ConversationId, seq: Seq) -> AppResult<SendMessageResponse> {
@@ -759,7 +816,7 @@ impl Service {
         }
         let c = self.visible(caller, id).await?;
         let (agents, loads) = self.loads(&c.project_id).await?;
-        let picked = pick_agent(&loads, None);
+        let picked = pick_agent(&loads, &[]);
         let agent = picked.as_ref().and_then(|id| agents.iter().find(|a| &a.id == id)).map(summary);
         let (c, t, events) = self
             .transition(
@@ -890,8 +947,12 @@ impl Service {
     pub async fn decline(&self, caller: &Caller, id: &ConversationId) -> AppResult<Conversation> {
         let me = caller.agent()?;
         let c = self.visible(caller, id).await?;
+        // Whoever declined it before is not asked again (the state machine checks that `me` is
+        // the assignee; the decline is recorded once it went through).
+        let mut declined = self.store.decliners(id).await.map_err(AppError::from)?;
+        declined.push(me.id.clone());
         let (agents, loads) = self.loads(&c.project_id).await?;
-        let next = pick_agent(&loads, Some(&me.id));
+        let next = pick_agent(&loads, &declined);
         let next_row = next.as_ref().and_then(|n| agents.iter().find(|a| &a.id == n));
         let (_, t, events) = self
             .transition(
@@ -911,6 +972,9 @@ impl Service {
                 },
             )
             .await?;
+        if let Err(e) = self.store.add_decline(id, &me.id, now_ms()).await {
+            tracing::warn!(error = %e, "cannot record a decline");
+        }
         let assignee: Vec<&AgentId> = next.iter().collect();
         for e in &events {
             self.publish(&c.project_id, e, &assignee);

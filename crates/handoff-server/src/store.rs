@@ -8,9 +8,13 @@ use handoff_protocol::ids::{
     AgentId, ConversationId, MessageId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
+
+use crate::hours::BusinessHours;
 use sqlx::{AnyPool, Row};
 
-const MIGRATIONS: &[&str] = &[
+/// The first schema. Its statements are idempotent (`IF NOT EXISTS`) because databases created
+/// before versioned migrations have these tables but no `schema_migrations` row.
+const SCHEMA_V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS projects (
         id TEXT PRIMARY KEY, name TEXT NOT NULL, public_key TEXT NOT NULL UNIQUE,
         secret_key_hash TEXT NOT NULL UNIQUE, allowed_origins TEXT NOT NULL,
@@ -46,6 +50,21 @@ const MIGRATIONS: &[&str] = &[
         message TEXT NOT NULL, created_at BIGINT NOT NULL, handled_at BIGINT)",
 ];
 
+/// Versioned migrations, applied in order, each once, each in a transaction, recorded in
+/// `schema_migrations`. Append new versions; never edit an applied one. The SQL is the portable
+/// subset both SQLite and PostgreSQL run.
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (1, SCHEMA_V1),
+    (
+        2,
+        &[
+            "ALTER TABLE projects ADD COLUMN business_hours TEXT",
+            "CREATE TABLE declines (conversation_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+                created_at BIGINT NOT NULL, PRIMARY KEY (conversation_id, agent_id))",
+        ],
+    ),
+];
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -79,6 +98,8 @@ pub struct Project {
     pub webhook_url: Option<String>,
     /// Bot webhook signing secret.
     pub webhook_secret: Option<String>,
+    /// Opening hours; `None`: always open.
+    pub business_hours: Option<BusinessHours>,
 }
 
 impl Project {
@@ -233,7 +254,7 @@ fn agent(row: &AnyRow) -> Result<AgentRow, sqlx::Error> {
 }
 
 const PROJECT_COLUMNS: &str =
-    "id, name, public_key, allowed_origins, identity_secret, enforce_identity, theme, webhook_url, webhook_secret";
+    "id, name, public_key, allowed_origins, identity_secret, enforce_identity, theme, webhook_url, webhook_secret, business_hours";
 
 fn project(row: &AnyRow) -> Result<Project, sqlx::Error> {
     let origins: String = row.try_get(3)?;
@@ -248,8 +269,38 @@ fn project(row: &AnyRow) -> Result<Project, sqlx::Error> {
         theme: serde_json::from_str(&theme).unwrap_or_default(),
         webhook_url: row.try_get(7)?,
         webhook_secret: row.try_get(8)?,
+        business_hours: row.try_get::<Option<String>, _>(9)?.and_then(|h| serde_json::from_str(&h).ok()),
     })
 }
+
+/// Applies the migrations the database has not seen yet.
+async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .execute(pool)
+        .await?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(pool).await?;
+    for (version, statements) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        let mut tx = pool.begin().await?;
+        for sql in *statements {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+            .bind(version)
+            .bind(to_i64(crate::service::now_ms()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version, "database migrated");
+    }
+    Ok(())
+}
+
+/// The schema version this build migrates to.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 impl Store {
     /// Connects and migrates. `sqlite://path` (created if missing, WAL mode) or `postgres://...`.
@@ -274,9 +325,7 @@ impl Store {
             })
             .connect(&url)
             .await?;
-        for m in MIGRATIONS {
-            sqlx::query(m).execute(&pool).await?;
-        }
+        migrate(&pool).await?;
         Ok(Store { pool })
     }
 
@@ -376,6 +425,40 @@ impl Store {
         sqlx::query("UPDATE projects SET identity_secret = $1, enforce_identity = $2 WHERE id = $3")
             .bind(secret.map(str::to_owned))
             .bind(i64::from(enforce))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets a project's theme.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_theme(
+        &self,
+        id: &ProjectId,
+        theme: &handoff_protocol::api::Theme,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE projects SET theme = $1 WHERE id = $2")
+            .bind(serde_json::to_string(theme).unwrap_or_default())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets (or with `None` removes) a project's business hours.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_business_hours(
+        &self,
+        id: &ProjectId,
+        hours: Option<&BusinessHours>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE projects SET business_hours = $1 WHERE id = $2")
+            .bind(hours.map(|h| serde_json::to_string(h).unwrap_or_default()))
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
@@ -857,6 +940,44 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Records that `agent` declined conversation `id` (routing skips them for it from now on).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn add_decline(
+        &self,
+        id: &ConversationId,
+        agent: &AgentId,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let seen = sqlx::query("SELECT 1 FROM declines WHERE conversation_id = $1 AND agent_id = $2")
+            .bind(id.as_str())
+            .bind(agent.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        if seen.is_none() {
+            sqlx::query("INSERT INTO declines (conversation_id, agent_id, created_at) VALUES ($1, $2, $3)")
+                .bind(id.as_str())
+                .bind(agent.as_str())
+                .bind(to_i64(now))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The agents who declined conversation `id`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn decliners(&self, id: &ConversationId) -> Result<Vec<AgentId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT agent_id FROM declines WHERE conversation_id = $1")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().map(AgentId::new).collect())
     }
 
     /// Records a customer presence report.

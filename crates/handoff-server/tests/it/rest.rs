@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use handoff_protocol::event::PresenceState;
 use handoff_protocol::phoenix::Vsn;
 use handoff_protocol::Event;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::both_dbs;
 use crate::harness::{Db, Socket, TestServer};
@@ -448,7 +448,8 @@ both_dbs!(notes, |s: TestServer| async move {
     assert_eq!(reply.reply().unwrap().reason(), Some("not allowed to join this channel"));
 });
 
-// 7.5: decline goes to another free agent, else back to the queue (not back to the decliner).
+// 7.5: decline goes to another free agent, else back to the queue; routing never offers a
+// conversation to an agent who declined it.
 both_dbs!(decline, |s: TestServer| async move {
     s.set_status(&s.agent1.0, "online").await;
     let (vt, c) = s.conversation().await;
@@ -471,10 +472,27 @@ both_dbs!(decline, |s: TestServer| async move {
     s.set_status(&s.agent2.0, "online").await;
     let (_, v) = s.call("GET", &format!("/api/conversations/{c}"), Some(&vt), None).await;
     assert_eq!(v["agent"]["name"], "Bo");
-    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent2.0), None).await;
-    assert_eq!((st, v["agent"]["name"].as_str()), (200, Some("Ann")), "Ann is free again");
-    let (st, _) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent2.0), None).await;
+    let (st, _) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent1.0), None).await;
     assert_eq!(st, 409, "only the assigned agent declines");
+    // Ann is free but declined it already: Bo's decline sends it back to the queue, and it stays
+    // there while Ann frees more slots.
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent2.0), None).await;
+    assert_eq!((st, v["status"].as_str(), &v["agent"]), (200, Some("queued"), &Value::Null), "{v}");
+    s.set_status(&s.agent1.0, "away").await;
+    s.set_status(&s.agent1.0, "online").await;
+    let (_, v) = s.call("GET", &format!("/api/conversations/{c}"), Some(&vt), None).await;
+    assert_eq!(v["status"], "queued", "{v}");
+    // Cy, who never declined it, comes online and gets it.
+    s.svc.create_agent(&s.project, "cy@test.dev", "Cy", "pw-cy-123").await.unwrap();
+    let (cy, _) = s.login("cy@test.dev", "pw-cy-123").await;
+    s.set_status(&cy, "online").await;
+    let (_, v) = s.call("GET", &format!("/api/conversations/{c}"), Some(&vt), None).await;
+    assert_eq!(v["agent"]["name"], "Cy", "{v}");
+    // A decliner can still claim it by hand when it is queued again.
+    let (st, _) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&cy), None).await;
+    assert_eq!(st, 200);
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/claim"), Some(&s.agent1.0), None).await;
+    assert_eq!((st, v["agent"]["name"].as_str()), (200, Some("Ann")), "{v}");
 });
 
 // Authorization matrix.
