@@ -20,6 +20,7 @@ pub const MAX_WAIT_SECS: u64 = 30;
 
 /// The machine-readable code of an API error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -71,6 +72,7 @@ impl ErrorCode {
 
 /// The error half of every failed response: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ApiError,
@@ -78,6 +80,7 @@ pub struct ErrorBody {
 
 /// An API error: a code for programs and a message for people.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     /// Machine-readable code.
     pub code: ErrorCode,
@@ -119,6 +122,7 @@ pub fn validate_body(body: &str) -> Result<(), &'static str> {
 
 /// `POST /api/widget/session`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WidgetSessionRequest {
     /// The project's public key (`pk_...`), from the script tag.
     pub project_key: String,
@@ -129,6 +133,7 @@ pub struct WidgetSessionRequest {
 
 /// Answer to `POST /api/widget/session`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WidgetSession {
     /// The project.
     pub project_id: ProjectId,
@@ -145,6 +150,7 @@ pub struct WidgetSession {
 
 /// What the widget needs to know about the project.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WidgetConfig {
     /// How many agents are online now.
     pub agents_online: u32,
@@ -160,6 +166,7 @@ pub struct WidgetConfig {
 
 /// The widget's look, set per project.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Theme {
     /// Accent colour as `#rrggbb`.
     pub color: String,
@@ -185,6 +192,7 @@ impl Default for Theme {
 /// `POST /api/widget/identify`: binds a signed-in user of the site to the visitor.
 /// `hmac` is the hex HMAC-SHA256 of `user_id` with the project's identity secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IdentifyRequest {
     /// The site's user id.
     pub user_id: String,
@@ -200,6 +208,7 @@ pub struct IdentifyRequest {
 
 /// A conversation as REST returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Conversation {
     /// Id.
     pub id: ConversationId,
@@ -225,6 +234,7 @@ pub struct Conversation {
 
 /// `POST /api/conversations`: starts a conversation, optionally with a first message.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateConversationRequest {
     /// The customer's first message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,6 +246,7 @@ pub struct CreateConversationRequest {
 
 /// Answer to `GET /api/conversations/{id}/events?after=&wait=`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventsPage {
     /// Persisted events with `seq > after`, in `seq` order.
     pub events: Vec<Event>,
@@ -247,6 +258,7 @@ pub struct EventsPage {
 
 /// `POST /api/conversations/{id}/messages`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendMessageRequest {
     /// Plain text.
     pub body: String,
@@ -257,6 +269,7 @@ pub struct SendMessageRequest {
 
 /// Answer to sending a message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendMessageResponse {
     /// The stored message.
     pub message: Message,
@@ -266,6 +279,7 @@ pub struct SendMessageResponse {
 
 /// `POST /api/conversations/{id}/handoff`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HandoffRequest {
     /// Why (shown to agents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -274,6 +288,7 @@ pub struct HandoffRequest {
 
 /// `POST /api/conversations/{id}/transfer`. `to` is `"queue"` or an agent id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransferRequest {
     /// `"queue"` or an agent id.
     pub to: String,
@@ -284,6 +299,7 @@ pub struct TransferRequest {
 
 /// `POST /api/conversations/{id}/typing`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TypingRequest {
     /// Started or stopped.
     pub is_typing: bool,
@@ -292,6 +308,7 @@ pub struct TypingRequest {
 /// `POST /api/conversations/{id}/presence`. Sent by `navigator.sendBeacon` as `text/plain`
 /// JSON, which cannot carry headers: the visitor token may come in the body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PresenceRequest {
     /// Online, idle or offline.
     pub state: PresenceState,
@@ -302,6 +319,7 @@ pub struct PresenceRequest {
 
 /// `POST /api/conversations/{id}/read`: the agent has read up to `seq`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadRequest {
     /// Last read event.
     pub seq: Seq,
@@ -309,6 +327,7 @@ pub struct ReadRequest {
 
 /// `POST /api/conversations/{id}/notes`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NoteRequest {
     /// Plain text.
     pub body: String,
@@ -316,6 +335,7 @@ pub struct NoteRequest {
 
 /// `POST /api/agents/login`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     /// Email.
     pub email: String,
@@ -325,6 +345,7 @@ pub struct LoginRequest {
 
 /// Answer to a login.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     /// The agent token, sent as `Authorization: Bearer` and as the realtime `access_token`.
     pub token: String,
@@ -334,6 +355,7 @@ pub struct LoginResponse {
 
 /// An agent as REST returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agent {
     /// Id.
     pub id: AgentId,
@@ -353,6 +375,7 @@ pub struct Agent {
 
 /// `PUT /api/agents/me/status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusRequest {
     /// The new status.
     pub status: AgentStatus,
@@ -360,6 +383,7 @@ pub struct StatusRequest {
 
 /// One row of `GET /api/inbox`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InboxItem {
     /// The conversation.
     pub conversation: Conversation,
@@ -372,6 +396,7 @@ pub struct InboxItem {
 
 /// `POST /api/projects/{id}/offline-messages`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OfflineMessageRequest {
     /// Name.
     pub name: String,
@@ -391,6 +416,7 @@ pub const WEBHOOK_SIGNATURE_PREFIX: &str = "sha256=";
 /// `PUT /api/project/webhook` (project secret key): where the bot backend wants customer messages.
 /// `url: null` removes the webhook.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookRequest {
     /// An `http://` or `https://` URL.
     pub url: Option<String>,
@@ -398,6 +424,7 @@ pub struct WebhookRequest {
 
 /// Answer to `PUT /api/project/webhook`: the URL and a new signing secret (shown this once).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookSettings {
     /// The URL, or `None` when removed.
     pub url: Option<String>,
@@ -409,6 +436,7 @@ pub struct WebhookSettings {
 /// `bot` state. The bot answers with `POST /api/conversations/{id}/messages` and hands over with
 /// `POST /api/conversations/{id}/handoff`, both with the project's secret key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookDelivery {
     /// A unique id per delivery (retries of one delivery repeat it), for deduplication.
     pub id: String,

@@ -9,13 +9,15 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::Router;
 use handoff_protocol::api::{self, ErrorCode, MAX_REQUEST_BYTES};
 use handoff_protocol::ids::{ConversationId, OfflineMessageId, ProjectId, Seq};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{AppError, AppResult};
 use crate::service::{Caller, Service};
@@ -76,36 +78,13 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// The REST routes (without the realtime socket and static files).
+/// The REST routes (without the realtime socket and static files), and `/api/openapi.json`
+/// generated from the same handlers.
 pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/api/openapi.json", get(openapi))
-        .route("/api/widget/session", post(widget_session))
-        .route("/api/widget/identify", post(identify))
-        .route("/api/conversations", post(create_conversation))
-        .route("/api/conversations/{id}", get(get_conversation))
-        .route("/api/conversations/{id}/events", get(events))
-        .route("/api/conversations/{id}/messages", post(send_message))
-        .route("/api/conversations/{id}/handoff", post(handoff))
-        .route("/api/conversations/{id}/claim", post(claim))
-        .route("/api/conversations/{id}/transfer", post(transfer))
-        .route("/api/conversations/{id}/decline", post(decline))
-        .route("/api/conversations/{id}/resolve", post(resolve))
-        .route("/api/conversations/{id}/typing", post(typing))
-        .route("/api/conversations/{id}/presence", post(presence))
-        .route("/api/conversations/{id}/read", post(read))
-        .route("/api/conversations/{id}/notes", get(notes).post(add_note))
-        .route("/api/agents/login", post(login))
-        .route("/api/agents/me", get(me))
-        .route("/api/agents/me/status", put(set_status))
-        .route("/api/agents", get(agents))
-        .route("/api/inbox", get(inbox))
-        .route("/api/queue", get(queue))
-        .route("/api/projects/{id}/offline-messages", post(offline_message))
-        .route("/api/offline-messages", get(offline_messages))
-        .route("/api/project/webhook", put(set_webhook))
-        .route("/api/offline-messages/{id}/handled", post(offline_handled))
+    let (router, doc) = api().split_for_parts();
+    let doc = Arc::new(doc);
+    router
+        .route("/api/openapi.json", get(move || async move { axum::Json(doc) }))
         .fallback(|| async { AppError::not_found("route") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(
@@ -119,62 +98,90 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Every route of the API: method, path, summary. The OpenAPI document is generated from this
-/// table, and a test checks that each entry is served.
-pub const ROUTES: &[(&str, &str, &str)] = &[
-    ("get", "/healthz", "Liveness"),
-    ("post", "/api/widget/session", "Start or resume a widget session"),
-    ("post", "/api/widget/identify", "Bind a verified user to the visitor (HMAC)"),
-    ("post", "/api/conversations", "Start a conversation"),
-    ("get", "/api/conversations/{id}", "A conversation"),
-    ("get", "/api/conversations/{id}/events", "History, catch-up and long-poll (?after=&wait=)"),
-    ("post", "/api/conversations/{id}/messages", "Send a message (idempotent by client_msg_id)"),
-    ("post", "/api/conversations/{id}/handoff", "Ask for a human"),
-    ("post", "/api/conversations/{id}/claim", "Claim a queued conversation"),
-    ("post", "/api/conversations/{id}/transfer", "Transfer to the queue or an agent"),
-    ("post", "/api/conversations/{id}/decline", "Decline an assignment"),
-    ("post", "/api/conversations/{id}/resolve", "Resolve"),
-    ("post", "/api/conversations/{id}/typing", "Typing indicator"),
-    ("post", "/api/conversations/{id}/presence", "Customer presence (sendBeacon-friendly)"),
-    ("post", "/api/conversations/{id}/read", "Agent read marker"),
-    ("get", "/api/conversations/{id}/notes", "Internal notes"),
-    ("post", "/api/conversations/{id}/notes", "Add an internal note"),
-    ("post", "/api/agents/login", "Agent login"),
-    ("get", "/api/agents/me", "The signed-in agent"),
-    ("put", "/api/agents/me/status", "Set my status"),
-    ("get", "/api/agents", "Agents of my project"),
-    ("get", "/api/inbox", "My conversations and the queue, with unread counts"),
-    ("get", "/api/queue", "The waiting list"),
-    ("post", "/api/projects/{id}/offline-messages", "Leave an offline message"),
-    ("get", "/api/offline-messages", "Offline messages (?handled=)"),
-    ("put", "/api/project/webhook", "Set or remove the bot webhook (secret key)"),
-    ("post", "/api/offline-messages/{id}/handled", "Mark an offline message handled"),
-];
-
-async fn openapi() -> axum::Json<serde_json::Value> {
-    let mut paths = serde_json::Map::new();
-    for (method, path, summary) in ROUTES {
-        let entry = paths.entry((*path).to_owned()).or_insert_with(|| serde_json::json!({}));
-        entry[*method] = serde_json::json!({
-            "summary": summary,
-            "responses": {
-                "200": {"description": "OK"},
-                "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
-    }
-    axum::Json(serde_json::json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Handoff", "version": env!("CARGO_PKG_VERSION")},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                "type": "object", "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}}},
-        "security": [{"bearer": []}],
-        "paths": paths,
-    }))
+/// The OpenAPI document of the REST API (what `/api/openapi.json` serves).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Handoff", description = "Live chat with AI-to-human handoff: the REST API (DESIGN section 5). \
+        Errors are `{\"error\": {\"code\", \"message\"}}` with a fitting status."),
+    modifiers(&BearerAuth),
+    components(schemas(api::ErrorBody)),
+    tags(
+        (name = "widget", description = "Customer calls (visitor token; the project's origin allow-list applies)"),
+        (name = "conversations", description = "Conversations: customers, agents and bot backends"),
+        (name = "agents", description = "Agent sign-in, status, inbox and queue"),
+        (name = "offline", description = "The offline form and the agents' offline inbox"),
+        (name = "project", description = "Project settings (secret key)"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("visitor token, agent token or project secret key"))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(widget_session))
+        .routes(routes!(identify))
+        .routes(routes!(create_conversation))
+        .routes(routes!(get_conversation))
+        .routes(routes!(events))
+        .routes(routes!(send_message))
+        .routes(routes!(handoff))
+        .routes(routes!(claim))
+        .routes(routes!(transfer))
+        .routes(routes!(decline))
+        .routes(routes!(resolve))
+        .routes(routes!(typing))
+        .routes(routes!(presence))
+        .routes(routes!(read))
+        .routes(routes!(notes, add_note))
+        .routes(routes!(login))
+        .routes(routes!(me))
+        .routes(routes!(set_status))
+        .routes(routes!(agents))
+        .routes(routes!(inbox))
+        .routes(routes!(queue))
+        .routes(routes!(offline_message))
+        .routes(routes!(offline_messages))
+        .routes(routes!(offline_handled))
+        .routes(routes!(set_webhook))
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Alive", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Start or resume a widget session (the project key comes from the script tag).
+#[utoipa::path(
+    post,
+    path = "/api/widget/session",
+    tag = "widget",
+    request_body = api::WidgetSessionRequest,
+    responses((status = 200, description = "OK", body = api::WidgetSession), (status = "4XX", description = "Error", body = api::ErrorBody))
+)]
 async fn widget_session(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -183,6 +190,15 @@ async fn widget_session(
     s.widget_session(req, origin(&headers)).await.map(Json)
 }
 
+/// Bind a verified user to the visitor: `hmac` is HMAC-SHA256 of the user id with the project's identity secret.
+#[utoipa::path(
+    post,
+    path = "/api/widget/identify",
+    tag = "widget",
+    request_body = api::IdentifyRequest,
+    responses((status = 204, description = "Done"), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn identify(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -195,6 +211,15 @@ async fn identify(
     s.identify(&caller, req).await.map(|()| StatusCode::NO_CONTENT)
 }
 
+/// Start a conversation (the body, with a first message, is optional).
+#[utoipa::path(
+    post,
+    path = "/api/conversations",
+    tag = "conversations",
+    request_body = Option<api::CreateConversationRequest>,
+    responses((status = 201, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn create_conversation(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -209,6 +234,15 @@ async fn create_conversation(
     s.create_conversation(&c, req).await.map(|v| (StatusCode::CREATED, Json(v)))
 }
 
+/// A conversation.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 200, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn get_conversation(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -217,14 +251,26 @@ async fn get_conversation(
     s.get_conversation(&c, &id).await.map(Json)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// Only events after this `seq` (0: the whole history).
     #[serde(default)]
     after: u64,
+    /// Seconds to wait for a first new event when there is none yet (long-poll, at most 30).
     #[serde(default)]
     wait: u64,
 }
 
+/// History, catch-up after `after`, and long-poll for up to `wait` seconds.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}/events",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id"), EventsQuery),
+    responses((status = 200, description = "OK", body = api::EventsPage), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn events(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -235,6 +281,16 @@ async fn events(
     s.events(&c, &id, Seq(q.after), q.wait).await.map(Json)
 }
 
+/// Send a message; a replayed `client_msg_id` answers 200 with the stored message.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/messages",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    request_body = api::SendMessageRequest,
+    responses((status = 201, description = "OK", body = api::SendMessageResponse), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn send_message(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -246,6 +302,15 @@ async fn send_message(
     Ok((status, Json(r)).into_response())
 }
 
+/// Ask for a human: assigned to a free agent, else queued.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/handoff",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 200, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn handoff(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -254,6 +319,15 @@ async fn handoff(
     s.handoff(&c, &id).await.map(Json)
 }
 
+/// Claim a queued conversation.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/claim",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 200, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn claim(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -262,6 +336,16 @@ async fn claim(
     s.claim(&c, &id).await.map(Json)
 }
 
+/// Transfer to the queue (`"to": "queue"`) or to an agent id.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/transfer",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    request_body = api::TransferRequest,
+    responses((status = 200, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn transfer(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -271,6 +355,15 @@ async fn transfer(
     s.transfer(&c, &id, req).await.map(Json)
 }
 
+/// Decline an assignment: to another free agent who has not declined it, else the queue.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/decline",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 200, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn decline(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -279,6 +372,15 @@ async fn decline(
     s.decline(&c, &id).await.map(Json)
 }
 
+/// Resolve.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/resolve",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 200, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn resolve(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -287,6 +389,16 @@ async fn resolve(
     s.resolve(&c, &id).await.map(Json)
 }
 
+/// Typing indicator.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/typing",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    request_body = api::TypingRequest,
+    responses((status = 204, description = "Done"), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn typing(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -296,7 +408,17 @@ async fn typing(
     s.typing(&c, &id, req.is_typing).await.map(|()| StatusCode::NO_CONTENT)
 }
 
+/// Customer presence.
 /// Presence takes `navigator.sendBeacon` bodies: `text/plain` JSON with the token inside.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/presence",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    request_body = api::PresenceRequest,
+    responses((status = 204, description = "Done"), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn presence(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -314,6 +436,16 @@ async fn presence(
     s.presence(&caller, &id, req.state).await.map(|()| StatusCode::NO_CONTENT)
 }
 
+/// Agent read marker (unread counts).
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/read",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    request_body = api::ReadRequest,
+    responses((status = 204, description = "Done"), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn read(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -323,6 +455,15 @@ async fn read(
     s.mark_read(&c, &id, req.seq).await.map(|()| StatusCode::NO_CONTENT)
 }
 
+/// Internal notes (agents only).
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}/notes",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 200, description = "OK", body = Vec<handoff_protocol::event::Note>), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn notes(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -331,6 +472,16 @@ async fn notes(
     s.notes(&c, &id).await.map(Json)
 }
 
+/// Add an internal note (agents only; never reaches the customer).
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/notes",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    request_body = api::NoteRequest,
+    responses((status = 201, description = "OK", body = handoff_protocol::event::Note), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn add_note(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -340,6 +491,14 @@ async fn add_note(
     s.add_note(&c, &id, req.body).await.map(|n| (StatusCode::CREATED, Json(n)))
 }
 
+/// Agent login.
+#[utoipa::path(
+    post,
+    path = "/api/agents/login",
+    tag = "agents",
+    request_body = api::LoginRequest,
+    responses((status = 200, description = "OK", body = api::LoginResponse), (status = "4XX", description = "Error", body = api::ErrorBody))
+)]
 async fn login(
     State(s): State<AppState>,
     Json(req): Json<api::LoginRequest>,
@@ -347,10 +506,27 @@ async fn login(
     s.login(&req).await.map(Json)
 }
 
+/// The signed-in agent.
+#[utoipa::path(
+    get,
+    path = "/api/agents/me",
+    tag = "agents",
+    responses((status = 200, description = "OK", body = api::Agent), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn me(Auth(c): Auth) -> AppResult<Json<api::Agent>> {
     Service::me(&c).map(Json)
 }
 
+/// Set my status (online, away, offline).
+#[utoipa::path(
+    put,
+    path = "/api/agents/me/status",
+    tag = "agents",
+    request_body = api::StatusRequest,
+    responses((status = 200, description = "OK", body = api::Agent), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn set_status(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -359,14 +535,38 @@ async fn set_status(
     s.set_status(&c, req.status).await.map(Json)
 }
 
+/// Agents of my project with their status.
+#[utoipa::path(
+    get,
+    path = "/api/agents",
+    tag = "agents",
+    responses((status = 200, description = "OK", body = Vec<api::Agent>), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn agents(State(s): State<AppState>, Auth(c): Auth) -> AppResult<Json<Vec<api::Agent>>> {
     s.agents(&c).await.map(Json)
 }
 
+/// My conversations and the queue, with unread counts.
+#[utoipa::path(
+    get,
+    path = "/api/inbox",
+    tag = "agents",
+    responses((status = 200, description = "OK", body = Vec<api::InboxItem>), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn inbox(State(s): State<AppState>, Auth(c): Auth) -> AppResult<Json<Vec<api::InboxItem>>> {
     s.inbox(&c).await.map(Json)
 }
 
+/// The waiting list.
+#[utoipa::path(
+    get,
+    path = "/api/queue",
+    tag = "agents",
+    responses((status = 200, description = "OK", body = handoff_protocol::event::QueueUpdated), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn queue(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -374,6 +574,16 @@ async fn queue(
     s.queue(&c).await.map(Json)
 }
 
+/// Leave an offline message (the offline form).
+#[utoipa::path(
+    post,
+    path = "/api/projects/{id}/offline-messages",
+    tag = "offline",
+    params(("id" = String, Path, description = "Project id")),
+    request_body = api::OfflineMessageRequest,
+    responses((status = 201, description = "OK", body = handoff_protocol::event::OfflineMessage), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn offline_message(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -383,11 +593,22 @@ async fn offline_message(
     s.offline_message(&c, &project, req).await.map(|m| (StatusCode::CREATED, Json(m)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HandledQuery {
+    /// `false`: open ones only; `true`: handled ones only; absent: all.
     handled: Option<bool>,
 }
 
+/// Offline messages of my project (`handled=false` for the open ones).
+#[utoipa::path(
+    get,
+    path = "/api/offline-messages",
+    tag = "offline",
+    params(HandledQuery),
+    responses((status = 200, description = "OK", body = Vec<handoff_protocol::event::OfflineMessage>), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn offline_messages(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -396,6 +617,15 @@ async fn offline_messages(
     s.offline_messages(&c, q.handled).await.map(Json)
 }
 
+/// Mark an offline message handled.
+#[utoipa::path(
+    post,
+    path = "/api/offline-messages/{id}/handled",
+    tag = "offline",
+    params(("id" = String, Path, description = "Offline message id")),
+    responses((status = 204, description = "Done"), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn offline_handled(
     State(s): State<AppState>,
     Auth(c): Auth,
@@ -404,6 +634,15 @@ async fn offline_handled(
     s.mark_offline_handled(&c, &id).await.map(|()| StatusCode::NO_CONTENT)
 }
 
+/// Set (or with `url: null` remove) the bot webhook; answers a new signing secret.
+#[utoipa::path(
+    put,
+    path = "/api/project/webhook",
+    tag = "project",
+    request_body = api::WebhookRequest,
+    responses((status = 200, description = "OK", body = api::WebhookSettings), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
 async fn set_webhook(
     State(s): State<AppState>,
     Auth(c): Auth,

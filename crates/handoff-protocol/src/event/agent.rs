@@ -6,6 +6,7 @@ use crate::ids::{AgentId, ConversationId, Seq};
 
 /// An agent as shown to others: id and display name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentSummary {
     /// The agent's id.
     pub id: AgentId,
@@ -15,6 +16,7 @@ pub struct AgentSummary {
 
 /// An agent's availability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AgentStatus {
@@ -54,6 +56,7 @@ impl AgentStatus {
 /// `agent:claimed`: an agent took a conversation from the queue. Sent on the project queue
 /// and the conversation channels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentClaimed {
     /// The claimed conversation.
     pub conversation_id: ConversationId,
@@ -66,6 +69,7 @@ pub struct AgentClaimed {
 /// `agent:status_changed`: an agent went online, away or offline. Sent on the project queue
 /// channel. Not persisted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentStatusChanged {
     /// The agent.
     pub agent_id: AgentId,

@@ -9,6 +9,7 @@ use crate::ids::{ConversationId, Seq};
 
 /// Where a conversation stands (see [`crate::state`] for the allowed transitions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ConversationStatus {
@@ -51,6 +52,7 @@ impl ConversationStatus {
 
 /// `conversation:status_changed`. Sent on the conversation and project queue channels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusChanged {
     /// The conversation.
     pub conversation_id: ConversationId,
@@ -65,6 +67,7 @@ pub struct StatusChanged {
 /// `conversation:assigned`: an agent now has the conversation (routing, claim, transfer or
 /// decline). Sent on the conversation, `agent:{id}` and project queue channels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationAssigned {
     /// The conversation.
     pub conversation_id: ConversationId,
@@ -76,6 +79,7 @@ pub struct ConversationAssigned {
 
 /// Where a transfer sends a conversation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum TransferTarget {
@@ -88,6 +92,7 @@ pub enum TransferTarget {
 /// `conversation:transferred`. Sent on the conversation, `agent:{from}`, `agent:{to}` and
 /// project queue channels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationTransferred {
     /// The conversation.
     pub conversation_id: ConversationId,
@@ -104,6 +109,7 @@ pub struct ConversationTransferred {
 
 /// `conversation:resolved`. Sent on the conversation, project queue and `agent:{id}` channels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationResolved {
     /// The conversation.
     pub conversation_id: ConversationId,

@@ -6,6 +6,7 @@ use crate::ids::{ClientMsgId, ConversationId, MessageId, Seq, Timestamp};
 
 /// Who wrote a message, typed, or resolved a conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AuthorKind {
@@ -37,6 +38,7 @@ impl AuthorKind {
 
 /// The author of a message or the actor of a typing indicator.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Author {
     /// Customer, agent, bot or system.
     pub kind: AuthorKind,
@@ -56,6 +58,7 @@ impl Author {
 
 /// A persisted chat message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     /// Server-assigned id.
     pub id: MessageId,
@@ -77,6 +80,7 @@ pub struct Message {
 /// `message:new`: a message was stored. Sent on the conversation channel and, as an inbox
 /// preview, on the project queue channel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageNew {
     /// The stored message.
     pub message: Message,

@@ -249,6 +249,30 @@ impl<'de> Deserialize<'de> for Event {
     }
 }
 
+/// On the wire an event is `{"event": "<name>", "payload": {...}}`; the payload's shape follows
+/// the name (the catalog in DESIGN section 2).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Event {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .description(Some("A catalog event: its name and a payload whose shape follows the name."))
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(EventType::ALL.iter().map(|t| t.as_str()))),
+            )
+            .required("event")
+            .property("payload", ObjectBuilder::new().schema_type(Type::Object))
+            .required("payload")
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Event {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

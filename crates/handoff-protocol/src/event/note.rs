@@ -7,6 +7,7 @@ use crate::ids::{ConversationId, NoteId, Timestamp};
 
 /// An internal note. Never reaches a customer channel or endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Note {
     /// Server-assigned id.
     pub id: NoteId,
@@ -22,6 +23,7 @@ pub struct Note {
 
 /// `note:new`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NoteNew {
     /// The stored note.
     pub note: Note,

@@ -6,6 +6,7 @@ use crate::ids::{OfflineMessageId, Timestamp};
 
 /// A message left through the offline form, for agent follow-up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OfflineMessage {
     /// Server-assigned id.
     pub id: OfflineMessageId,
@@ -24,6 +25,7 @@ pub struct OfflineMessage {
 
 /// `offline_message:new`, on the project queue channel (agents only).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OfflineMessageNew {
     /// The stored message.
     pub offline_message: OfflineMessage,

@@ -6,6 +6,7 @@ use crate::ids::{ConversationId, Timestamp};
 
 /// A customer's presence as agents see it (green, yellow and grey dots).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PresenceState {
@@ -34,6 +35,7 @@ impl PresenceState {
 
 /// `presence:updated`, on the conversation channel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PresenceUpdated {
     /// The conversation.
     pub conversation_id: ConversationId,

@@ -7,6 +7,7 @@ use crate::ids::{ConversationId, Timestamp};
 
 /// `queue:position_updated`: sent on a waiting conversation's channel whenever the queue changes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueuePositionUpdated {
     /// The waiting conversation.
     pub conversation_id: ConversationId,
@@ -18,6 +19,7 @@ pub struct QueuePositionUpdated {
 
 /// One waiting conversation, as an agent's inbox shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueEntry {
     /// The waiting conversation.
     pub conversation_id: ConversationId,
@@ -35,6 +37,7 @@ pub struct QueueEntry {
 
 /// `queue:updated`: the whole waiting list, sent on the project queue channel on every change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueUpdated {
     /// The waiting conversations, head first.
     pub queue: Vec<QueueEntry>,
