@@ -19,7 +19,7 @@ use axum::Router;
 
 use crate::realtime::{Hub, RealtimeConfig};
 use crate::service::Service;
-use crate::store::Store;
+use crate::store::SqlStore;
 
 /// Server settings.
 #[derive(Clone, Debug)]
@@ -53,7 +53,7 @@ impl Default for Config {
 /// # Errors
 /// When the database cannot be opened or migrated.
 pub async fn service(config: &Config) -> Result<Arc<Service>, StartError> {
-    let store = Store::connect(&config.database_url).await?;
+    let store = Arc::new(SqlStore::connect(&config.database_url).await?);
     let hub = match &config.redis_url {
         Some(url) => Hub::with_redis(url, "handoff:realtime").await?,
         None => Hub::new(),

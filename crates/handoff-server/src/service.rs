@@ -29,7 +29,9 @@ use tokio::sync::Notify;
 use crate::crypto;
 use crate::error::{AppError, AppResult};
 use crate::realtime::{Hub, RealtimeBackend};
-use crate::store::{AgentRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow};
+use crate::store::{
+    self, AgentRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow,
+};
 use crate::webhook::{self, Webhooks};
 
 /// Milliseconds since the Unix epoch.
@@ -93,7 +95,7 @@ fn summary(a: &AgentRow) -> AgentSummary {
 /// The server's shared state and operations.
 #[derive(Debug)]
 pub struct Service {
-    store: Store,
+    store: Arc<dyn Store>,
     hub: Arc<Hub>,
     waiters: Mutex<HashMap<ConversationId, Arc<Notify>>>,
     webhooks: Webhooks,
@@ -103,13 +105,13 @@ const MAX_RETRIES: usize = 8;
 
 impl Service {
     /// A service over a store and a hub.
-    pub fn new(store: Store, hub: Arc<Hub>) -> Self {
+    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
         Service { store, hub, waiters: Mutex::new(HashMap::new()), webhooks: Webhooks::new() }
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
     }
 
     /// The hub.
@@ -239,9 +241,7 @@ impl Service {
             open: 0,
         };
         match self.store.insert_agent(&agent).await {
-            Err(StoreError::Db(sqlx::Error::Database(d))) if d.is_unique_violation() => {
-                Err(AppError::validation("an agent with this email exists"))
-            }
+            Err(StoreError::Duplicate) => Err(AppError::validation("an agent with this email exists")),
             r => r.map_err(AppError::from).map(|()| agent),
         }
     }
@@ -709,7 +709,7 @@ impl Service {
                     let mut out: Vec<Event> = Self::status_event(c, t, seq).into_iter().collect();
                     out.push(Event::MessageNew(MessageNew {
                         message: Message {
-                            id: Store::new_message_id(),
+                            id: store::new_message_id(),
                             conversation_id: c.id.clone(),
                             seq: seq(),
                             author: author.clone(),

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use handoff_protocol::api::{WebhookDelivery, WEBHOOK_SIGNATURE_HEADER};
 use handoff_server::hours::BusinessHours;
-use handoff_server::store::Store;
+use handoff_server::store::{SqlStore, Store};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -199,7 +199,7 @@ async fn migrations_upgrade_an_unversioned_database() {
         pool.close().await;
     }
     for _ in 0..2 {
-        let store = Store::connect(&url).await.unwrap();
+        let store = SqlStore::connect(&url).await.unwrap();
         let p = store.project(&handoff_protocol::ProjectId::new("prj_old")).await.unwrap().unwrap();
         assert_eq!((p.name.as_str(), &p.business_hours), ("Old", &None));
         let hours = BusinessHours::parse("mon 09:00-10:00", 60).unwrap();
@@ -213,4 +213,32 @@ async fn migrations_upgrade_an_unversioned_database() {
         store.close().await;
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// Server nodes starting together on one fresh PostgreSQL database all come up: the migrations
+// run once, behind an advisory lock, instead of colliding.
+#[tokio::test]
+async fn concurrent_migrations_on_postgres() {
+    if std::env::var_os("HANDOFF_SKIP_PG").is_some() {
+        return;
+    }
+    let name = format!("handoff_migrate_{}", handoff_server::crypto::random_id(""));
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect("postgres://postgres@127.0.0.1:5432/test").await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let nodes = futures_util::future::join_all((0..4).map(|_| SqlStore::connect(&url))).await;
+    for node in &nodes {
+        assert!(node.is_ok(), "{node:?}");
+    }
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+        .fetch_all(&sqlx::AnyPool::connect(&url).await.unwrap())
+        .await
+        .unwrap();
+    let expected: Vec<i64> = handoff_server::store::MIGRATIONS.iter().map(|m| m.0).collect();
+    assert_eq!(versions, expected);
+    for node in nodes {
+        node.unwrap().close().await;
+    }
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await;
 }

@@ -1,14 +1,18 @@
-//! Storage: one implementation over `sqlx::Any`, with portable SQL, so the same code and the
-//! same test suite run on SQLite (the default: a file in WAL mode) and PostgreSQL
-//! (`DATABASE_URL=postgres://...`). Booleans are stored as 0/1 integers and times as
-//! milliseconds since the epoch, the subset both databases read the same way through `Any`.
+//! [`SqlStore`]: the [`Store`] on SQLite (the default: a file in WAL mode) and PostgreSQL
+//! (`DATABASE_URL=postgres://...`), through `sqlx::Any` with portable SQL, so the same queries and
+//! the same test suite run on both. Booleans are stored as 0/1 integers and times as milliseconds
+//! since the epoch, the subset both databases read the same way through `Any`. The schema is
+//! versioned ([`MIGRATIONS`], recorded in `schema_migrations`).
 
 use handoff_protocol::event::{AgentStatus, ConversationStatus, Event, OfflineMessage, PresenceState};
 use handoff_protocol::ids::{
-    AgentId, ConversationId, MessageId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
+    AgentId, ConversationId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 
+use async_trait::async_trait;
+
+use super::{AgentRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow};
 use crate::hours::BusinessHours;
 use sqlx::{AnyPool, Row};
 
@@ -50,10 +54,10 @@ const SCHEMA_V1: &[&str] = &[
         message TEXT NOT NULL, created_at BIGINT NOT NULL, handled_at BIGINT)",
 ];
 
-/// Versioned migrations, applied in order, each once, each in a transaction, recorded in
+/// Versioned migrations, applied in order, each once, in one transaction, recorded in
 /// `schema_migrations`. Append new versions; never edit an applied one. The SQL is the portable
 /// subset both SQLite and PostgreSQL run.
-const MIGRATIONS: &[(i64, &[&str])] = &[
+pub const MIGRATIONS: &[(i64, &[&str])] = &[
     (1, SCHEMA_V1),
     (
         2,
@@ -64,128 +68,6 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         ],
     ),
 ];
-
-/// A storage failure.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The database failed.
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-    /// The conversation changed since it was read (optimistic concurrency): read again, retry.
-    #[error("conversation changed concurrently")]
-    Conflict,
-}
-
-/// A project row.
-#[derive(Clone, Debug)]
-pub struct Project {
-    /// Id.
-    pub id: ProjectId,
-    /// Name.
-    pub name: String,
-    /// Public key, for the script tag.
-    pub public_key: String,
-    /// Origins allowed to call the customer API (`*` allows any).
-    pub allowed_origins: Vec<String>,
-    /// Secret for identity HMACs.
-    pub identity_secret: Option<String>,
-    /// Whether unverified visitors are refused.
-    pub enforce_identity: bool,
-    /// Widget theme, JSON.
-    pub theme: handoff_protocol::api::Theme,
-    /// Bot webhook URL.
-    pub webhook_url: Option<String>,
-    /// Bot webhook signing secret.
-    pub webhook_secret: Option<String>,
-    /// Opening hours; `None`: always open.
-    pub business_hours: Option<BusinessHours>,
-}
-
-impl Project {
-    /// Whether a browser origin may use the customer API.
-    pub fn allows_origin(&self, origin: &str) -> bool {
-        self.allowed_origins.iter().any(|o| o == "*" || o == origin)
-    }
-}
-
-/// An agent row.
-#[derive(Clone, Debug)]
-pub struct AgentRow {
-    /// Id.
-    pub id: AgentId,
-    /// Project.
-    pub project_id: ProjectId,
-    /// Email.
-    pub email: String,
-    /// Name.
-    pub name: String,
-    /// argon2 hash.
-    pub password_hash: String,
-    /// Status.
-    pub status: AgentStatus,
-    /// Capacity.
-    pub capacity: u32,
-    /// Last activity (ms).
-    pub last_activity: u64,
-    /// Idle since (ms), for routing ties.
-    pub idle_since: u64,
-    /// Open assigned conversations (filled by listing queries).
-    pub open: u32,
-}
-
-/// A visitor row.
-#[derive(Clone, Debug)]
-pub struct VisitorRow {
-    /// Id.
-    pub id: VisitorId,
-    /// Project.
-    pub project_id: ProjectId,
-    /// Name, once identified.
-    pub name: Option<String>,
-    /// Email, once identified.
-    pub email: Option<String>,
-    /// Whether identity was verified by HMAC.
-    pub verified: bool,
-}
-
-/// A conversation row.
-#[derive(Clone, Debug)]
-pub struct ConversationRow {
-    /// Id.
-    pub id: ConversationId,
-    /// Project.
-    pub project_id: ProjectId,
-    /// Customer.
-    pub visitor_id: VisitorId,
-    /// Status.
-    pub status: ConversationStatus,
-    /// Assigned agent.
-    pub agent_id: Option<AgentId>,
-    /// Last event seq.
-    pub last_seq: Seq,
-    /// When it entered the queue.
-    pub queued_at: Option<u64>,
-    /// Customer presence.
-    pub presence: PresenceState,
-    /// Last presence heartbeat (ms).
-    pub last_heartbeat: Option<u64>,
-    /// Created (ms).
-    pub created_at: u64,
-    /// Updated (ms).
-    pub updated_at: u64,
-}
-
-/// The new state of a conversation written with its events.
-#[derive(Clone, Debug)]
-pub struct ConversationUpdate {
-    /// New status.
-    pub status: ConversationStatus,
-    /// New agent.
-    pub agent_id: Option<AgentId>,
-    /// New queue time.
-    pub queued_at: Option<u64>,
-}
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -212,9 +94,19 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
-/// The database.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unique_violation(&e) {
+            StoreError::Duplicate
+        } else {
+            StoreError::Backend(Box::new(e))
+        }
+    }
+}
+
+/// The SQL store: SQLite or PostgreSQL, chosen by the URL.
 #[derive(Clone, Debug)]
-pub struct Store {
+pub struct SqlStore {
     pool: AnyPool,
 }
 
@@ -274,17 +166,22 @@ fn project(row: &AnyRow) -> Result<Project, sqlx::Error> {
 }
 
 /// Applies the migrations the database has not seen yet.
-async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
+async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
+    // One transaction for all of it. On PostgreSQL, server nodes starting together take turns on
+    // an advisory lock, so the second finds the work done instead of failing half-way.
+    let mut tx = pool.begin().await?;
+    if postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(7361626001)").execute(&mut *tx).await?;
+    }
     sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
     let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(pool).await?;
+        sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await?;
     for (version, statements) in MIGRATIONS {
         if applied.contains(version) {
             continue;
         }
-        let mut tx = pool.begin().await?;
         for sql in *statements {
             sqlx::query(sql).execute(&mut *tx).await?;
         }
@@ -293,21 +190,19 @@ async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
             .bind(to_i64(crate::service::now_ms()))
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
         tracing::info!(version, "database migrated");
     }
-    Ok(())
+    tx.commit().await
 }
 
 /// The schema version this build migrates to.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
-
-impl Store {
+impl SqlStore {
     /// Connects and migrates. `sqlite://path` (created if missing, WAL mode) or `postgres://...`.
     ///
     /// # Errors
     /// When the database cannot be reached or migrated.
-    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+    pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         let url = if sqlite && !url.contains('?') { format!("{url}?mode=rwc") } else { url.to_owned() };
@@ -325,27 +220,32 @@ impl Store {
             })
             .connect(&url)
             .await?;
-        migrate(&pool).await?;
-        Ok(Store { pool })
+        migrate(&pool, url.starts_with("postgres")).await?;
+        Ok(SqlStore { pool })
     }
 
-    /// Closes the pool.
-    pub async fn close(&self) {
+    async fn project_where(&self, column: &str, value: &str) -> Result<Option<Project>, StoreError> {
+        let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE {column} = $1");
+        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(project).transpose()?)
+    }
+
+    async fn agents_where(&self, clause: &str, value: &str) -> Result<Vec<AgentRow>, StoreError> {
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents a WHERE {clause} = $1 ORDER BY a.name");
+        let rows = sqlx::query(&sql).bind(value).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(agent).collect::<Result<_, _>>()?)
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn close(&self) {
         self.pool.close().await;
     }
 
     // ---- projects ----
 
-    /// Creates a project.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn insert_project(
-        &self,
-        p: &Project,
-        secret_key_hash: &str,
-        now: u64,
-    ) -> Result<(), StoreError> {
+    async fn insert_project(&self, p: &Project, secret_key_hash: &str, now: u64) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO projects (id, name, public_key, secret_key_hash, allowed_origins, identity_secret, enforce_identity, theme, webhook_url, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
             .bind(p.id.as_str())
             .bind(&p.name)
@@ -363,41 +263,19 @@ impl Store {
         Ok(())
     }
 
-    async fn project_where(&self, column: &str, value: &str) -> Result<Option<Project>, StoreError> {
-        let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE {column} = $1");
-        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await?;
-        Ok(row.as_ref().map(project).transpose()?)
-    }
-
-    /// A project by id.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn project(&self, id: &ProjectId) -> Result<Option<Project>, StoreError> {
+    async fn project(&self, id: &ProjectId) -> Result<Option<Project>, StoreError> {
         self.project_where("id", id.as_str()).await
     }
 
-    /// A project by public key.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn project_by_public_key(&self, key: &str) -> Result<Option<Project>, StoreError> {
+    async fn project_by_public_key(&self, key: &str) -> Result<Option<Project>, StoreError> {
         self.project_where("public_key", key).await
     }
 
-    /// A project by the hash of its secret key.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn project_by_secret_hash(&self, hash: &str) -> Result<Option<Project>, StoreError> {
+    async fn project_by_secret_hash(&self, hash: &str) -> Result<Option<Project>, StoreError> {
         self.project_where("secret_key_hash", hash).await
     }
 
-    /// Sets a project's bot webhook.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn set_webhook(
+    async fn set_webhook(
         &self,
         id: &ProjectId,
         url: Option<&str>,
@@ -412,11 +290,7 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a project's identity verification.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn set_identity(
+    async fn set_identity(
         &self,
         id: &ProjectId,
         secret: Option<&str>,
@@ -431,11 +305,7 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a project's theme.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn set_theme(
+    async fn set_theme(
         &self,
         id: &ProjectId,
         theme: &handoff_protocol::api::Theme,
@@ -448,11 +318,7 @@ impl Store {
         Ok(())
     }
 
-    /// Sets (or with `None` removes) a project's business hours.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn set_business_hours(
+    async fn set_business_hours(
         &self,
         id: &ProjectId,
         hours: Option<&BusinessHours>,
@@ -467,11 +333,7 @@ impl Store {
 
     // ---- agents ----
 
-    /// Creates an agent.
-    ///
-    /// # Errors
-    /// Database errors (a duplicate email is a unique violation).
-    pub async fn insert_agent(&self, a: &AgentRow) -> Result<(), StoreError> {
+    async fn insert_agent(&self, a: &AgentRow) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO agents (id, project_id, email, name, password_hash, status, capacity, last_activity, idle_since) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(a.id.as_str())
             .bind(a.project_id.as_str())
@@ -487,46 +349,19 @@ impl Store {
         Ok(())
     }
 
-    async fn agents_where(&self, clause: &str, value: &str) -> Result<Vec<AgentRow>, StoreError> {
-        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents a WHERE {clause} = $1 ORDER BY a.name");
-        let rows = sqlx::query(&sql).bind(value).fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(agent).collect::<Result<_, _>>()?)
-    }
-
-    /// An agent by id.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn agent(&self, id: &AgentId) -> Result<Option<AgentRow>, StoreError> {
+    async fn agent(&self, id: &AgentId) -> Result<Option<AgentRow>, StoreError> {
         Ok(self.agents_where("a.id", id.as_str()).await?.pop())
     }
 
-    /// An agent by email.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn agent_by_email(&self, email: &str) -> Result<Option<AgentRow>, StoreError> {
+    async fn agent_by_email(&self, email: &str) -> Result<Option<AgentRow>, StoreError> {
         Ok(self.agents_where("a.email", email).await?.pop())
     }
 
-    /// The agents of a project, with their open conversation counts.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn agents(&self, project: &ProjectId) -> Result<Vec<AgentRow>, StoreError> {
+    async fn agents(&self, project: &ProjectId) -> Result<Vec<AgentRow>, StoreError> {
         self.agents_where("a.project_id", project.as_str()).await
     }
 
-    /// Sets an agent's status (and activity time).
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn set_agent_status(
-        &self,
-        id: &AgentId,
-        status: AgentStatus,
-        now: u64,
-    ) -> Result<(), StoreError> {
+    async fn set_agent_status(&self, id: &AgentId, status: AgentStatus, now: u64) -> Result<(), StoreError> {
         sqlx::query("UPDATE agents SET status = $1, last_activity = $2 WHERE id = $3")
             .bind(status.as_str())
             .bind(to_i64(now))
@@ -536,11 +371,7 @@ impl Store {
         Ok(())
     }
 
-    /// Records agent activity.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn touch_agent(&self, id: &AgentId, now: u64) -> Result<(), StoreError> {
+    async fn touch_agent(&self, id: &AgentId, now: u64) -> Result<(), StoreError> {
         sqlx::query("UPDATE agents SET last_activity = $1 WHERE id = $2")
             .bind(to_i64(now))
             .bind(id.as_str())
@@ -549,11 +380,7 @@ impl Store {
         Ok(())
     }
 
-    /// Records that an agent got or finished a conversation (routing ties go to the longest idle).
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn set_idle_since(&self, id: &AgentId, now: u64) -> Result<(), StoreError> {
+    async fn set_idle_since(&self, id: &AgentId, now: u64) -> Result<(), StoreError> {
         sqlx::query("UPDATE agents SET idle_since = $1 WHERE id = $2")
             .bind(to_i64(now))
             .bind(id.as_str())
@@ -562,11 +389,7 @@ impl Store {
         Ok(())
     }
 
-    /// Online agents inactive since before `before`.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn inactive_agents(&self, before: u64) -> Result<Vec<AgentRow>, StoreError> {
+    async fn inactive_agents(&self, before: u64) -> Result<Vec<AgentRow>, StoreError> {
         let sql = format!(
             "SELECT {AGENT_COLUMNS} FROM agents a WHERE a.status <> 'offline' AND a.last_activity < $1"
         );
@@ -574,11 +397,7 @@ impl Store {
         Ok(rows.iter().map(agent).collect::<Result<_, _>>()?)
     }
 
-    /// Stores an agent token (hashed).
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn insert_agent_token(&self, hash: &str, agent: &AgentId, now: u64) -> Result<(), StoreError> {
+    async fn insert_agent_token(&self, hash: &str, agent: &AgentId, now: u64) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO agent_tokens (token_hash, agent_id, created_at) VALUES ($1, $2, $3)")
             .bind(hash)
             .bind(agent.as_str())
@@ -588,11 +407,7 @@ impl Store {
         Ok(())
     }
 
-    /// The agent a token hash belongs to.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn agent_by_token_hash(&self, hash: &str) -> Result<Option<AgentRow>, StoreError> {
+    async fn agent_by_token_hash(&self, hash: &str) -> Result<Option<AgentRow>, StoreError> {
         let sql = format!("SELECT {AGENT_COLUMNS} FROM agents a JOIN agent_tokens t ON t.agent_id = a.id WHERE t.token_hash = $1");
         let row = sqlx::query(&sql).bind(hash).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(agent).transpose()?)
@@ -600,11 +415,7 @@ impl Store {
 
     // ---- visitors ----
 
-    /// Creates a visitor.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn insert_visitor(
+    async fn insert_visitor(
         &self,
         id: &VisitorId,
         project: &ProjectId,
@@ -621,11 +432,7 @@ impl Store {
         Ok(())
     }
 
-    /// The visitor a token hash belongs to.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn visitor_by_token_hash(&self, hash: &str) -> Result<Option<VisitorRow>, StoreError> {
+    async fn visitor_by_token_hash(&self, hash: &str) -> Result<Option<VisitorRow>, StoreError> {
         let row =
             sqlx::query("SELECT id, project_id, name, email, verified FROM visitors WHERE token_hash = $1")
                 .bind(hash)
@@ -644,11 +451,7 @@ impl Store {
             .transpose()?)
     }
 
-    /// A visitor's name.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn visitor_name(&self, id: &VisitorId) -> Result<Option<String>, StoreError> {
+    async fn visitor_name(&self, id: &VisitorId) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT name FROM visitors WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -656,11 +459,7 @@ impl Store {
         Ok(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten())
     }
 
-    /// Binds a verified identity to a visitor.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn identify_visitor(
+    async fn identify_visitor(
         &self,
         id: &VisitorId,
         user_id: &str,
@@ -679,11 +478,7 @@ impl Store {
 
     // ---- conversations ----
 
-    /// Creates a conversation in `bot` status.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn insert_conversation(&self, c: &ConversationRow) -> Result<(), StoreError> {
+    async fn insert_conversation(&self, c: &ConversationRow) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO conversations (id, project_id, visitor_id, status, agent_id, last_seq, queued_at, presence, last_heartbeat, created_at, updated_at) VALUES ($1, $2, $3, $4, NULL, 0, NULL, $5, $6, $7, $8)")
             .bind(c.id.as_str())
             .bind(c.project_id.as_str())
@@ -698,62 +493,32 @@ impl Store {
         Ok(())
     }
 
-    /// A conversation by id.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn conversation(&self, id: &ConversationId) -> Result<Option<ConversationRow>, StoreError> {
+    async fn conversation(&self, id: &ConversationId) -> Result<Option<ConversationRow>, StoreError> {
         let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1");
         let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(conversation).transpose()?)
     }
 
-    /// The visitor's latest conversation that is not resolved.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn open_conversation_of(
-        &self,
-        visitor: &VisitorId,
-    ) -> Result<Option<ConversationRow>, StoreError> {
+    async fn open_conversation_of(&self, visitor: &VisitorId) -> Result<Option<ConversationRow>, StoreError> {
         let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE visitor_id = $1 AND status <> 'resolved' ORDER BY created_at DESC LIMIT 1");
         let row = sqlx::query(&sql).bind(visitor.as_str()).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(conversation).transpose()?)
     }
 
-    /// The project's queue, head first.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn queue(&self, project: &ProjectId) -> Result<Vec<ConversationRow>, StoreError> {
+    async fn queue(&self, project: &ProjectId) -> Result<Vec<ConversationRow>, StoreError> {
         let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 AND status = 'queued' ORDER BY queued_at, id");
         let rows = sqlx::query(&sql).bind(project.as_str()).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(conversation).collect::<Result<_, _>>()?)
     }
 
-    /// An agent's inbox: their assigned conversations, then the queue, newest activity first.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn inbox(
-        &self,
-        project: &ProjectId,
-        agent: &AgentId,
-    ) -> Result<Vec<ConversationRow>, StoreError> {
+    async fn inbox(&self, project: &ProjectId, agent: &AgentId) -> Result<Vec<ConversationRow>, StoreError> {
         let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 AND ((status = 'assigned' AND agent_id = $2) OR status = 'queued') ORDER BY updated_at DESC");
         let rows =
             sqlx::query(&sql).bind(project.as_str()).bind(agent.as_str()).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(conversation).collect::<Result<_, _>>()?)
     }
 
-    /// Writes a conversation's new state and its events atomically, if nobody changed it since
-    /// it was read at `expected` (the events carry seqs `expected + 1 ..`). Messages inside
-    /// `message:new` events are indexed for idempotency.
-    ///
-    /// # Errors
-    /// [`StoreError::Conflict`] when the conversation changed (or a `client_msg_id` was taken)
-    /// meanwhile; database errors.
-    pub async fn append(
+    async fn append(
         &self,
         id: &ConversationId,
         expected: Seq,
@@ -811,11 +576,7 @@ impl Store {
         Ok(())
     }
 
-    /// The seq of the message stored with this `client_msg_id`, if any.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn message_seq_by_client_id(
+    async fn message_seq_by_client_id(
         &self,
         id: &ConversationId,
         client_msg_id: &str,
@@ -828,11 +589,7 @@ impl Store {
         Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.map(|s| Seq(to_u64(s))))
     }
 
-    /// Persisted events with `seq > after`, in order, at most `limit`.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn events_after(
+    async fn events_after(
         &self,
         id: &ConversationId,
         after: Seq,
@@ -854,11 +611,7 @@ impl Store {
         Ok(out)
     }
 
-    /// The event at one seq.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn event_at(&self, id: &ConversationId, seq: Seq) -> Result<Option<Event>, StoreError> {
+    async fn event_at(&self, id: &ConversationId, seq: Seq) -> Result<Option<Event>, StoreError> {
         Ok(self
             .events_after(id, Seq(seq.0.saturating_sub(1)), 1)
             .await?
@@ -866,11 +619,7 @@ impl Store {
             .find(|e| e.seq() == Some(seq)))
     }
 
-    /// The latest message of a conversation.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn last_message(&self, id: &ConversationId) -> Result<Option<Event>, StoreError> {
+    async fn last_message(&self, id: &ConversationId) -> Result<Option<Event>, StoreError> {
         let row =
             sqlx::query("SELECT seq FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT 1")
                 .bind(id.as_str())
@@ -882,11 +631,7 @@ impl Store {
         }
     }
 
-    /// The latest customer message body (queue previews).
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn last_customer_body(&self, id: &ConversationId) -> Result<Option<String>, StoreError> {
+    async fn last_customer_body(&self, id: &ConversationId) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT body FROM messages WHERE conversation_id = $1 AND author_kind = 'customer' ORDER BY seq DESC LIMIT 1")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -894,11 +639,7 @@ impl Store {
         Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
     }
 
-    /// Customer messages after the agent's read marker.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn unread(&self, agent: &AgentId, id: &ConversationId) -> Result<u32, StoreError> {
+    async fn unread(&self, agent: &AgentId, id: &ConversationId) -> Result<u32, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) FROM messages m WHERE m.conversation_id = $1 AND m.author_kind = 'customer' AND m.seq > COALESCE((SELECT r.seq FROM read_markers r WHERE r.agent_id = $2 AND r.conversation_id = $1), 0)")
             .bind(id.as_str())
             .bind(agent.as_str())
@@ -907,11 +648,7 @@ impl Store {
         Ok(u32::try_from(row.try_get::<i64, _>(0)?).unwrap_or(u32::MAX))
     }
 
-    /// Moves an agent's read marker forward (never back).
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn mark_read(&self, agent: &AgentId, id: &ConversationId, seq: Seq) -> Result<(), StoreError> {
+    async fn mark_read(&self, agent: &AgentId, id: &ConversationId, seq: Seq) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let current =
             sqlx::query("SELECT seq FROM read_markers WHERE agent_id = $1 AND conversation_id = $2")
@@ -942,16 +679,7 @@ impl Store {
         Ok(())
     }
 
-    /// Records that `agent` declined conversation `id` (routing skips them for it from now on).
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn add_decline(
-        &self,
-        id: &ConversationId,
-        agent: &AgentId,
-        now: u64,
-    ) -> Result<(), StoreError> {
+    async fn add_decline(&self, id: &ConversationId, agent: &AgentId, now: u64) -> Result<(), StoreError> {
         let seen = sqlx::query("SELECT 1 FROM declines WHERE conversation_id = $1 AND agent_id = $2")
             .bind(id.as_str())
             .bind(agent.as_str())
@@ -968,11 +696,7 @@ impl Store {
         Ok(())
     }
 
-    /// The agents who declined conversation `id`.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn decliners(&self, id: &ConversationId) -> Result<Vec<AgentId>, StoreError> {
+    async fn decliners(&self, id: &ConversationId) -> Result<Vec<AgentId>, StoreError> {
         let ids: Vec<String> = sqlx::query_scalar("SELECT agent_id FROM declines WHERE conversation_id = $1")
             .bind(id.as_str())
             .fetch_all(&self.pool)
@@ -980,11 +704,7 @@ impl Store {
         Ok(ids.into_iter().map(AgentId::new).collect())
     }
 
-    /// Records a customer presence report.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn set_presence(
+    async fn set_presence(
         &self,
         id: &ConversationId,
         state: PresenceState,
@@ -999,11 +719,7 @@ impl Store {
         Ok(())
     }
 
-    /// Conversations whose customer is not offline but sent no heartbeat since `before`.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn stale_presence(&self, before: u64) -> Result<Vec<ConversationRow>, StoreError> {
+    async fn stale_presence(&self, before: u64) -> Result<Vec<ConversationRow>, StoreError> {
         let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE presence <> 'offline' AND last_heartbeat < $1");
         let rows = sqlx::query(&sql).bind(to_i64(before)).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(conversation).collect::<Result<_, _>>()?)
@@ -1011,11 +727,7 @@ impl Store {
 
     // ---- notes ----
 
-    /// Stores a note (the `note:new` event as JSON).
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn insert_note(&self, note: &handoff_protocol::event::Note) -> Result<(), StoreError> {
+    async fn insert_note(&self, note: &handoff_protocol::event::Note) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO notes (id, conversation_id, payload, created_at) VALUES ($1, $2, $3, $4)")
             .bind(note.id.as_str())
             .bind(note.conversation_id.as_str())
@@ -1026,11 +738,7 @@ impl Store {
         Ok(())
     }
 
-    /// A conversation's notes, oldest first.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn notes(&self, id: &ConversationId) -> Result<Vec<handoff_protocol::event::Note>, StoreError> {
+    async fn notes(&self, id: &ConversationId) -> Result<Vec<handoff_protocol::event::Note>, StoreError> {
         let rows =
             sqlx::query("SELECT payload FROM notes WHERE conversation_id = $1 ORDER BY created_at, id")
                 .bind(id.as_str())
@@ -1039,18 +747,14 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let s: String = r.try_get(0)?;
-                serde_json::from_str(&s).map_err(|e| StoreError::Db(sqlx::Error::Protocol(e.to_string())))
+                serde_json::from_str(&s).map_err(|e| StoreError::Backend(Box::new(e)))
             })
             .collect()
     }
 
     // ---- offline messages ----
 
-    /// Stores an offline message.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn insert_offline(&self, project: &ProjectId, m: &OfflineMessage) -> Result<(), StoreError> {
+    async fn insert_offline(&self, project: &ProjectId, m: &OfflineMessage) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO offline_messages (id, project_id, name, email, message, created_at, handled_at) VALUES ($1, $2, $3, $4, $5, $6, NULL)")
             .bind(m.id.as_str())
             .bind(project.as_str())
@@ -1063,11 +767,7 @@ impl Store {
         Ok(())
     }
 
-    /// A project's offline messages, newest first; `handled` filters.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn offline_messages(
+    async fn offline_messages(
         &self,
         project: &ProjectId,
         handled: Option<bool>,
@@ -1094,11 +794,7 @@ impl Store {
             .map_err(StoreError::from)
     }
 
-    /// Marks an offline message handled; false when it is not in the project.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn mark_offline_handled(
+    async fn mark_offline_handled(
         &self,
         project: &ProjectId,
         id: &OfflineMessageId,
@@ -1111,10 +807,5 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() > 0)
-    }
-
-    /// A message id for a new message.
-    pub fn new_message_id() -> MessageId {
-        MessageId::new(crate::crypto::random_id("msg_"))
     }
 }

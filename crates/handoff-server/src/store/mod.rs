@@ -1,0 +1,481 @@
+//! Storage: the [`Store`] trait the service is written against, its row types, and its
+//! implementation on SQL databases ([`SqlStore`]: SQLite by default, PostgreSQL by URL).
+//!
+//! A store persists and reads; it never decides. Authorization, the state machine and routing
+//! live in the service. The one rule a store enforces is optimistic concurrency in
+//! [`Store::append`]: events are written only if the conversation is still at the `seq` it was
+//! read at, so concurrent writers retry instead of interleaving.
+
+use async_trait::async_trait;
+use handoff_protocol::event::{AgentStatus, ConversationStatus, Event, OfflineMessage, PresenceState};
+use handoff_protocol::ids::{
+    AgentId, ConversationId, MessageId, OfflineMessageId, ProjectId, Seq, VisitorId,
+};
+
+use crate::hours::BusinessHours;
+
+mod sql;
+
+pub use sql::{SqlStore, MIGRATIONS, SCHEMA_VERSION};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed (unreachable, a broken row, ...).
+    #[error("database: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A unique key is taken (an agent's email, ...).
+    #[error("already exists")]
+    Duplicate,
+    /// The conversation changed since it was read (optimistic concurrency): read again, retry.
+    #[error("conversation changed concurrently")]
+    Conflict,
+}
+
+/// A project row.
+#[derive(Clone, Debug)]
+pub struct Project {
+    /// Id.
+    pub id: ProjectId,
+    /// Name.
+    pub name: String,
+    /// Public key, for the script tag.
+    pub public_key: String,
+    /// Origins allowed to call the customer API (`*` allows any).
+    pub allowed_origins: Vec<String>,
+    /// Secret for identity HMACs.
+    pub identity_secret: Option<String>,
+    /// Whether unverified visitors are refused.
+    pub enforce_identity: bool,
+    /// Widget theme, JSON.
+    pub theme: handoff_protocol::api::Theme,
+    /// Bot webhook URL.
+    pub webhook_url: Option<String>,
+    /// Bot webhook signing secret.
+    pub webhook_secret: Option<String>,
+    /// Opening hours; `None`: always open.
+    pub business_hours: Option<BusinessHours>,
+}
+
+impl Project {
+    /// Whether a browser origin may use the customer API.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == "*" || o == origin)
+    }
+}
+
+/// An agent row.
+#[derive(Clone, Debug)]
+pub struct AgentRow {
+    /// Id.
+    pub id: AgentId,
+    /// Project.
+    pub project_id: ProjectId,
+    /// Email.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// argon2 hash.
+    pub password_hash: String,
+    /// Status.
+    pub status: AgentStatus,
+    /// Capacity.
+    pub capacity: u32,
+    /// Last activity (ms).
+    pub last_activity: u64,
+    /// Idle since (ms), for routing ties.
+    pub idle_since: u64,
+    /// Open assigned conversations (filled by listing queries).
+    pub open: u32,
+}
+
+/// A visitor row.
+#[derive(Clone, Debug)]
+pub struct VisitorRow {
+    /// Id.
+    pub id: VisitorId,
+    /// Project.
+    pub project_id: ProjectId,
+    /// Name, once identified.
+    pub name: Option<String>,
+    /// Email, once identified.
+    pub email: Option<String>,
+    /// Whether identity was verified by HMAC.
+    pub verified: bool,
+}
+
+/// A conversation row.
+#[derive(Clone, Debug)]
+pub struct ConversationRow {
+    /// Id.
+    pub id: ConversationId,
+    /// Project.
+    pub project_id: ProjectId,
+    /// Customer.
+    pub visitor_id: VisitorId,
+    /// Status.
+    pub status: ConversationStatus,
+    /// Assigned agent.
+    pub agent_id: Option<AgentId>,
+    /// Last event seq.
+    pub last_seq: Seq,
+    /// When it entered the queue.
+    pub queued_at: Option<u64>,
+    /// Customer presence.
+    pub presence: PresenceState,
+    /// Last presence heartbeat (ms).
+    pub last_heartbeat: Option<u64>,
+    /// Created (ms).
+    pub created_at: u64,
+    /// Updated (ms).
+    pub updated_at: u64,
+}
+
+/// The new state of a conversation written with its events.
+#[derive(Clone, Debug)]
+pub struct ConversationUpdate {
+    /// New status.
+    pub status: ConversationStatus,
+    /// New agent.
+    pub agent_id: Option<AgentId>,
+    /// New queue time.
+    pub queued_at: Option<u64>,
+}
+
+/// A message id for a new message.
+pub fn new_message_id() -> MessageId {
+    MessageId::new(crate::crypto::random_id("msg_"))
+}
+
+/// What the server needs from a database. Implementations must be safe to share between
+/// tasks; every method is one short transaction at most.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Closes the connections (at shutdown).
+    async fn close(&self);
+
+    /// Creates a project.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn insert_project(&self, p: &Project, secret_key_hash: &str, now: u64) -> Result<(), StoreError>;
+
+    /// A project by id.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn project(&self, id: &ProjectId) -> Result<Option<Project>, StoreError>;
+
+    /// A project by public key.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn project_by_public_key(&self, key: &str) -> Result<Option<Project>, StoreError>;
+
+    /// A project by the hash of its secret key.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn project_by_secret_hash(&self, hash: &str) -> Result<Option<Project>, StoreError>;
+
+    /// Sets a project's bot webhook.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_webhook(
+        &self,
+        id: &ProjectId,
+        url: Option<&str>,
+        secret: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Sets a project's identity verification.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_identity(
+        &self,
+        id: &ProjectId,
+        secret: Option<&str>,
+        enforce: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Sets a project's theme.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_theme(&self, id: &ProjectId, theme: &handoff_protocol::api::Theme)
+        -> Result<(), StoreError>;
+
+    /// Sets (or with `None` removes) a project's business hours.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_business_hours(
+        &self,
+        id: &ProjectId,
+        hours: Option<&BusinessHours>,
+    ) -> Result<(), StoreError>;
+
+    /// Creates an agent.
+    ///
+    /// # Errors
+    /// Database errors (a duplicate email is a unique violation).
+    async fn insert_agent(&self, a: &AgentRow) -> Result<(), StoreError>;
+
+    /// An agent by id.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn agent(&self, id: &AgentId) -> Result<Option<AgentRow>, StoreError>;
+
+    /// An agent by email.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn agent_by_email(&self, email: &str) -> Result<Option<AgentRow>, StoreError>;
+
+    /// The agents of a project, with their open conversation counts.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn agents(&self, project: &ProjectId) -> Result<Vec<AgentRow>, StoreError>;
+
+    /// Sets an agent's status (and activity time).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_agent_status(&self, id: &AgentId, status: AgentStatus, now: u64) -> Result<(), StoreError>;
+
+    /// Records agent activity.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn touch_agent(&self, id: &AgentId, now: u64) -> Result<(), StoreError>;
+
+    /// Records that an agent got or finished a conversation (routing ties go to the longest idle).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_idle_since(&self, id: &AgentId, now: u64) -> Result<(), StoreError>;
+
+    /// Online agents inactive since before `before`.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn inactive_agents(&self, before: u64) -> Result<Vec<AgentRow>, StoreError>;
+
+    /// Stores an agent token (hashed).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn insert_agent_token(&self, hash: &str, agent: &AgentId, now: u64) -> Result<(), StoreError>;
+
+    /// The agent a token hash belongs to.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn agent_by_token_hash(&self, hash: &str) -> Result<Option<AgentRow>, StoreError>;
+
+    /// Creates a visitor.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn insert_visitor(
+        &self,
+        id: &VisitorId,
+        project: &ProjectId,
+        token_hash: &str,
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The visitor a token hash belongs to.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn visitor_by_token_hash(&self, hash: &str) -> Result<Option<VisitorRow>, StoreError>;
+
+    /// A visitor's name.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn visitor_name(&self, id: &VisitorId) -> Result<Option<String>, StoreError>;
+
+    /// Binds a verified identity to a visitor.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn identify_visitor(
+        &self,
+        id: &VisitorId,
+        user_id: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Creates a conversation in `bot` status.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn insert_conversation(&self, c: &ConversationRow) -> Result<(), StoreError>;
+
+    /// A conversation by id.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn conversation(&self, id: &ConversationId) -> Result<Option<ConversationRow>, StoreError>;
+
+    /// The visitor's latest conversation that is not resolved.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn open_conversation_of(&self, visitor: &VisitorId) -> Result<Option<ConversationRow>, StoreError>;
+
+    /// The project's queue, head first.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn queue(&self, project: &ProjectId) -> Result<Vec<ConversationRow>, StoreError>;
+
+    /// An agent's inbox: their assigned conversations, then the queue, newest activity first.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn inbox(&self, project: &ProjectId, agent: &AgentId) -> Result<Vec<ConversationRow>, StoreError>;
+
+    /// Writes a conversation's new state and its events atomically, if nobody changed it since
+    /// it was read at `expected` (the events carry seqs `expected + 1 ..`). Messages inside
+    /// `message:new` events are indexed for idempotency.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the conversation changed (or a `client_msg_id` was taken)
+    /// meanwhile; database errors.
+    async fn append(
+        &self,
+        id: &ConversationId,
+        expected: Seq,
+        update: &ConversationUpdate,
+        events: &[Event],
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The seq of the message stored with this `client_msg_id`, if any.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn message_seq_by_client_id(
+        &self,
+        id: &ConversationId,
+        client_msg_id: &str,
+    ) -> Result<Option<Seq>, StoreError>;
+
+    /// Persisted events with `seq > after`, in order, at most `limit`.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn events_after(
+        &self,
+        id: &ConversationId,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// The event at one seq.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn event_at(&self, id: &ConversationId, seq: Seq) -> Result<Option<Event>, StoreError>;
+
+    /// The latest message of a conversation.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn last_message(&self, id: &ConversationId) -> Result<Option<Event>, StoreError>;
+
+    /// The latest customer message body (queue previews).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn last_customer_body(&self, id: &ConversationId) -> Result<Option<String>, StoreError>;
+
+    /// Customer messages after the agent's read marker.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn unread(&self, agent: &AgentId, id: &ConversationId) -> Result<u32, StoreError>;
+
+    /// Moves an agent's read marker forward (never back).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn mark_read(&self, agent: &AgentId, id: &ConversationId, seq: Seq) -> Result<(), StoreError>;
+
+    /// Records that `agent` declined conversation `id` (routing skips them for it from now on).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn add_decline(&self, id: &ConversationId, agent: &AgentId, now: u64) -> Result<(), StoreError>;
+
+    /// The agents who declined conversation `id`.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn decliners(&self, id: &ConversationId) -> Result<Vec<AgentId>, StoreError>;
+
+    /// Records a customer presence report.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_presence(
+        &self,
+        id: &ConversationId,
+        state: PresenceState,
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Conversations whose customer is not offline but sent no heartbeat since `before`.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn stale_presence(&self, before: u64) -> Result<Vec<ConversationRow>, StoreError>;
+
+    /// Stores a note (the `note:new` event as JSON).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn insert_note(&self, note: &handoff_protocol::event::Note) -> Result<(), StoreError>;
+
+    /// A conversation's notes, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn notes(&self, id: &ConversationId) -> Result<Vec<handoff_protocol::event::Note>, StoreError>;
+
+    /// Stores an offline message.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn insert_offline(&self, project: &ProjectId, m: &OfflineMessage) -> Result<(), StoreError>;
+
+    /// A project's offline messages, newest first; `handled` filters.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn offline_messages(
+        &self,
+        project: &ProjectId,
+        handled: Option<bool>,
+    ) -> Result<Vec<OfflineMessage>, StoreError>;
+
+    /// Marks an offline message handled; false when it is not in the project.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn mark_offline_handled(
+        &self,
+        project: &ProjectId,
+        id: &OfflineMessageId,
+        now: u64,
+    ) -> Result<bool, StoreError>;
+}
