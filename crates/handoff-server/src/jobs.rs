@@ -6,7 +6,7 @@ use std::time::Duration;
 use handoff_protocol::timing::presence::{AGENT_OFFLINE_AFTER_MS, CUSTOMER_OFFLINE_AFTER_MS};
 use tokio::sync::watch;
 
-use crate::service::Service;
+use crate::service::{now_ms, Service};
 
 /// Runs the expiry jobs every `interval` until `shutdown` turns true.
 pub async fn run(service: Arc<Service>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
@@ -14,8 +14,8 @@ pub async fn run(service: Arc<Service>, interval: Duration, mut shutdown: watch:
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let customers = service.expire_presence(CUSTOMER_OFFLINE_AFTER_MS).await;
-                let agents = service.expire_agents(AGENT_OFFLINE_AFTER_MS).await;
+                let customers = service.expire_presence(now_ms(), CUSTOMER_OFFLINE_AFTER_MS).await;
+                let agents = service.expire_agents(now_ms(), AGENT_OFFLINE_AFTER_MS).await;
                 if customers + agents > 0 {
                     tracing::info!(customers, agents, "marked offline");
                 }

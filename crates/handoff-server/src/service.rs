@@ -124,6 +124,12 @@ impl Service {
         w.entry(id.clone()).or_default().clone()
     }
 
+    /// How many long-polls wait on conversation `id` now (for tests and metrics).
+    pub fn long_polls_waiting(&self, id: &ConversationId) -> usize {
+        let w = self.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.get(id).map_or(0, |n| Arc::strong_count(n) - 1)
+    }
+
     fn wake(&self, id: &ConversationId) {
         let w = self.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
         if let Some(n) = w {
@@ -516,6 +522,28 @@ impl Service {
         })
     }
 
+    /// The events of a conversation passed on (transfer, decline): assigned to `to` when it went
+    /// to an agent, and the status change when there was one.
+    fn handed_to(
+        c: &ConversationRow,
+        t: &Transition,
+        seq: &mut dyn FnMut() -> Seq,
+        to: Option<&AgentRow>,
+    ) -> Vec<Event> {
+        let mut out: Vec<Event> = to
+            .map(|a| {
+                Event::ConversationAssigned(ConversationAssigned {
+                    conversation_id: c.id.clone(),
+                    seq: seq(),
+                    agent: summary(a),
+                })
+            })
+            .into_iter()
+            .collect();
+        out.extend(Self::status_event(c, t, seq));
+        out
+    }
+
     /// Publishes an event on the catalog's channels. `agents` are the agents whose personal
     /// channel it goes to (assignee, transfer source and target, resolver).
     fn publish(&self, project: &ProjectId, event: &Event, agents: &[&AgentId]) {
@@ -902,14 +930,7 @@ impl Service {
                             .map_or(TransferTarget::Queue, |a| TransferTarget::Agent(summary(a))),
                         note: note.clone(),
                     })];
-                    if let Some(a) = &target {
-                        out.push(Event::ConversationAssigned(ConversationAssigned {
-                            conversation_id: c.id.clone(),
-                            seq: seq(),
-                            agent: summary(a),
-                        }));
-                    }
-                    out.extend(Self::status_event(c, t, seq));
+                    out.extend(Self::handed_to(c, t, seq, target.as_ref()));
                     out
                 },
             )
@@ -958,18 +979,7 @@ impl Service {
             .transition(
                 id,
                 |_| Ok(Command::Decline { by: me.id.clone(), next: next.clone() }),
-                |c, t, seq| {
-                    let mut out = Vec::new();
-                    if let Some(a) = next_row {
-                        out.push(Event::ConversationAssigned(ConversationAssigned {
-                            conversation_id: c.id.clone(),
-                            seq: seq(),
-                            agent: summary(a),
-                        }));
-                    }
-                    out.extend(Self::status_event(c, t, seq));
-                    out
-                },
+                |c, t, seq| Self::handed_to(c, t, seq, next_row),
             )
             .await?;
         if let Err(e) = self.store.add_decline(id, &me.id, now_ms()).await {
@@ -1074,8 +1084,7 @@ impl Service {
     }
 
     /// Marks customers offline whose heartbeats stopped `after_ms` ago; returns how many.
-    pub async fn expire_presence(&self, after_ms: u64) -> usize {
-        let now = now_ms();
+    pub async fn expire_presence(&self, now: u64, after_ms: u64) -> usize {
         let Ok(stale) = self.store.stale_presence(now.saturating_sub(after_ms)).await else { return 0 };
         for c in &stale {
             if self.store.set_presence(&c.id, PresenceState::Offline, now).await.is_ok() {
@@ -1094,8 +1103,7 @@ impl Service {
     }
 
     /// Sets agents offline who were inactive for `after_ms`; returns how many.
-    pub async fn expire_agents(&self, after_ms: u64) -> usize {
-        let now = now_ms();
+    pub async fn expire_agents(&self, now: u64, after_ms: u64) -> usize {
         let Ok(agents) = self.store.inactive_agents(now.saturating_sub(after_ms)).await else { return 0 };
         for a in &agents {
             if self.store.set_agent_status(&a.id, AgentStatus::Offline, a.last_activity).await.is_ok() {

@@ -198,13 +198,11 @@ impl TestServer {
     }
 
     pub async fn socket(&self, vsn: Vsn) -> Socket {
-        let url = format!("{}&vsn={}", self.ws, vsn.as_str());
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        Socket { ws, vsn, next_ref: 1 }
+        Socket::connect(&self.ws, vsn).await
     }
 }
 
-/// A Phoenix client socket for tests.
+/// A Phoenix client socket for tests (against a `TestServer` or a bare realtime node).
 pub struct Socket {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub vsn: Vsn,
@@ -212,9 +210,17 @@ pub struct Socket {
 }
 
 impl Socket {
-    fn r#ref(&mut self) -> String {
-        self.next_ref += 1;
-        self.next_ref.to_string()
+    /// Connects to a realtime URL (with its `apikey` query) in serializer `vsn`.
+    pub async fn connect(url: &str, vsn: Vsn) -> Socket {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("{url}&vsn={}", vsn.as_str())).await.unwrap();
+        // Refs are arbitrary strings: start somewhere odd and use a prefix.
+        Socket { ws, vsn, next_ref: 40 }
+    }
+
+    /// A fresh message ref.
+    pub fn r#ref(&mut self) -> String {
+        self.next_ref += 3;
+        format!("r-{}", self.next_ref)
     }
 
     pub async fn send(&mut self, frame: &Frame) {
@@ -228,8 +234,13 @@ impl Socket {
 
     /// The next frame, or None on close or after 5 s.
     pub async fn recv(&mut self) -> Option<Frame> {
+        self.recv_within(Duration::from_secs(5)).await
+    }
+
+    /// The next frame, or None on close or after `wait`.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Frame> {
         loop {
-            let msg = tokio::time::timeout(Duration::from_secs(5), self.ws.next()).await.ok()??.ok()?;
+            let msg = tokio::time::timeout(wait, self.ws.next()).await.ok()??.ok()?;
             match msg {
                 Message::Text(t) => return Some(codec::decode_text(self.vsn, t.as_str()).unwrap()),
                 Message::Binary(b) => return Some(codec::decode_binary(&b).unwrap()),
@@ -239,7 +250,17 @@ impl Socket {
         }
     }
 
-    /// Joins a topic; returns the reply frame.
+    /// Skips frames until the reply to `ref`.
+    pub async fn reply_to(&mut self, r#ref: &str) -> Frame {
+        loop {
+            let f = self.recv().await.expect("a reply");
+            if f.kind() == FrameKind::Reply && f.r#ref.as_deref() == Some(r#ref) {
+                return f;
+            }
+        }
+    }
+
+    /// Joins a topic; returns the join ref and the reply frame.
     pub async fn join(&mut self, topic: &str, token: Option<&str>, ack: bool) -> (String, Frame) {
         let join_ref = self.r#ref();
         let payload = JoinPayload {
@@ -251,12 +272,8 @@ impl Socket {
             access_token: token.map(str::to_owned),
         };
         self.send(&Frame::join(&join_ref, topic, &payload)).await;
-        loop {
-            let f = self.recv().await.expect("join reply");
-            if f.kind() == FrameKind::Reply && f.r#ref.as_deref() == Some(join_ref.as_str()) {
-                return (join_ref, f);
-            }
-        }
+        let reply = self.reply_to(&join_ref).await;
+        (join_ref, reply)
     }
 
     /// Joins and asserts ok.
@@ -266,10 +283,9 @@ impl Socket {
         join_ref
     }
 
-    /// Sends a heartbeat and collects every broadcast (topic, event name) that arrives before
-    /// its reply: since a socket's frames are delivered in order, this is everything published
-    /// before the call.
-    pub async fn drain(&mut self) -> Vec<(String, Event)> {
+    /// Sends a heartbeat and returns every frame that arrives before its reply: since a
+    /// socket's frames are delivered in order, this is everything sent to it before the call.
+    pub async fn drain_frames(&mut self) -> Vec<Frame> {
         let r = self.r#ref();
         self.send(&Frame::heartbeat(&r)).await;
         let mut out = Vec::new();
@@ -279,10 +295,23 @@ impl Socket {
             {
                 return out;
             }
-            if f.kind() == FrameKind::Broadcast {
-                out.push((f.topic.clone(), f.broadcast_event().unwrap()));
-            }
+            out.push(f);
         }
+    }
+
+    /// The broadcasts among [`Socket::drain_frames`], as (topic, event).
+    pub async fn drain(&mut self) -> Vec<(String, Event)> {
+        let frames = self.drain_frames().await;
+        frames
+            .into_iter()
+            .filter(|f| f.kind() == FrameKind::Broadcast)
+            .map(|f| (f.topic.clone(), f.broadcast_event().unwrap()))
+            .collect()
+    }
+
+    /// The broadcast events among [`Socket::drain_frames`].
+    pub async fn events(&mut self) -> Vec<Event> {
+        self.drain().await.into_iter().map(|(_, e)| e).collect()
     }
 }
 

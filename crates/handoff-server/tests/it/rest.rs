@@ -618,7 +618,11 @@ both_dbs!(events_long_poll, |s: TestServer| async move {
             http.get(url).bearer_auth(vt).send().await.unwrap().json::<serde_json::Value>().await.unwrap()
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The write comes while the long-poll is waiting (not before it started reading).
+    let id = handoff_protocol::ConversationId::new(c.as_str());
+    while s.svc.long_polls_waiting(&id) == 0 {
+        tokio::task::yield_now().await;
+    }
     let started = std::time::Instant::now();
     s.call(
         "POST",
@@ -756,12 +760,14 @@ both_dbs!(expiry_jobs, |s: TestServer| async move {
     s.set_status(&s.agent2.0, "online").await;
     let (vt, c) = s.conversation().await;
     let mut w = Watch::new(&s, &c, &vt).await;
-    assert_eq!(s.svc.expire_presence(60_000).await, 0, "a fresh heartbeat is not stale");
-    assert_eq!(s.svc.expire_agents(60_000).await, 0);
+    // Before and after the deadline, on the service's clock argument (no sleeping): the
+    // heartbeat and the agent's activity are from before `t0`.
+    let t0 = handoff_server::service::now_ms();
+    assert_eq!(s.svc.expire_presence(t0, 60_000).await, 0, "a fresh heartbeat is not stale");
+    assert_eq!(s.svc.expire_agents(t0, 60_000).await, 0);
     assert!(w.seen(&s, &c).await.0.is_empty());
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert!(s.svc.expire_presence(10).await >= 1);
-    assert_eq!(s.svc.expire_agents(10).await, 1);
+    assert_eq!(s.svc.expire_presence(t0 + 60_001, 60_000).await, 1);
+    assert_eq!(s.svc.expire_agents(t0 + 60_001, 60_000).await, 1);
     let (agents, _) = w.seen(&s, &c).await;
     assert_eq!(
         agents,

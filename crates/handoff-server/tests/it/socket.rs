@@ -9,16 +9,14 @@ use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use handoff_protocol::channel::{ConversationOwner, Principal};
 use handoff_protocol::event::{Author, AuthorKind, Message, MessageNew, Typing};
-use handoff_protocol::phoenix::{
-    codec, BroadcastConfig, Frame, FrameKind, JoinConfig, JoinPayload, ReplyStatus, Vsn,
-};
+use handoff_protocol::phoenix::{codec, Frame, FrameKind, JoinPayload, ReplyStatus, Vsn};
 use handoff_protocol::{
     AgentId, Channel, ConversationId, Event, MessageId, ProjectId, Seq, Timestamp, VisitorId,
 };
 use handoff_server::realtime::{routes, Hub, RealtimeBackend, RealtimeConfig};
-use tokio::net::TcpStream;
+
+use crate::harness::Socket;
 use tokio_tungstenite::tungstenite::Message as Ws;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Tokens: `tok_v1` (customer v1 of p1, owner of c1), `tok_v2` (customer v2 of p1), `tok_a1`
 /// (agent a1 of p1), `tok_b1` (agent b1 of p2), `tok_srv` (server of p1). Conversations: `c1`.
@@ -117,103 +115,6 @@ fn typing() -> Event {
     })
 }
 
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    vsn: Vsn,
-    next: u64,
-}
-
-impl Client {
-    async fn connect(node: &Node, vsn: Vsn) -> Client {
-        let (ws, _) =
-            tokio_tungstenite::connect_async(format!("{}&vsn={}", node.url, vsn.as_str())).await.unwrap();
-        // Refs are arbitrary strings: start somewhere odd and use a prefix.
-        Client { ws, vsn, next: 40 }
-    }
-
-    fn r#ref(&mut self) -> String {
-        self.next += 3;
-        format!("r-{}", self.next)
-    }
-
-    async fn send(&mut self, frame: &Frame) {
-        let text = codec::encode_text(self.vsn, frame).unwrap();
-        self.ws.send(Ws::Text(text.into())).await.unwrap();
-    }
-
-    /// The next frame; `None` when the socket closes or nothing comes for 3 s.
-    async fn recv(&mut self) -> Option<Frame> {
-        self.recv_within(Duration::from_secs(3)).await
-    }
-
-    async fn recv_within(&mut self, wait: Duration) -> Option<Frame> {
-        loop {
-            let msg = tokio::time::timeout(wait, self.ws.next()).await.ok()??.ok()?;
-            match msg {
-                Ws::Text(t) => return Some(codec::decode_text(self.vsn, t.as_str()).unwrap()),
-                Ws::Binary(b) => return Some(codec::decode_binary(&b).unwrap()),
-                Ws::Close(_) => return None,
-                _ => {}
-            }
-        }
-    }
-
-    async fn join_with(&mut self, topic: &str, token: Option<&str>, ack: bool) -> (String, Frame) {
-        let join_ref = self.r#ref();
-        let payload = JoinPayload {
-            config: JoinConfig {
-                broadcast: BroadcastConfig { self_: false, ack },
-                private: true,
-                ..JoinConfig::default()
-            },
-            access_token: token.map(str::to_owned),
-        };
-        self.send(&Frame::join(&join_ref, topic, &payload)).await;
-        let reply = self.reply_to(&join_ref).await;
-        (join_ref, reply)
-    }
-
-    async fn join_ok(&mut self, topic: &str, token: &str) -> String {
-        let (join_ref, reply) = self.join_with(topic, Some(token), false).await;
-        assert_eq!(reply.reply().unwrap().status, ReplyStatus::Ok, "{reply:?}");
-        join_ref
-    }
-
-    async fn reply_to(&mut self, r#ref: &str) -> Frame {
-        loop {
-            let f = self.recv().await.expect("a reply");
-            if f.kind() == FrameKind::Reply && f.r#ref.as_deref() == Some(r#ref) {
-                return f;
-            }
-        }
-    }
-
-    /// Everything that arrives before the reply to a fresh heartbeat (frames of one socket are
-    /// delivered in order, so this is everything sent to it before the call).
-    async fn drain(&mut self) -> Vec<Frame> {
-        let r = self.r#ref();
-        self.send(&Frame::heartbeat(&r)).await;
-        let mut out = Vec::new();
-        loop {
-            let f = self.recv().await.expect("heartbeat reply");
-            if f.kind() == FrameKind::Reply && f.topic == "phoenix" && f.r#ref.as_deref() == Some(r.as_str())
-            {
-                return out;
-            }
-            out.push(f);
-        }
-    }
-
-    async fn events(&mut self) -> Vec<Event> {
-        self.drain()
-            .await
-            .into_iter()
-            .filter(|f| f.kind() == FrameKind::Broadcast)
-            .map(|f| f.broadcast_event().unwrap())
-            .collect()
-    }
-}
-
 fn bodies(events: &[Event]) -> Vec<String> {
     events
         .iter()
@@ -252,9 +153,9 @@ async fn joins_follow_the_may_join_matrix_in_both_serializers() {
         ("conversation:c1", Some("tok_v1"), Some("topic `conversation:c1` does not start with `realtime:`")),
     ];
     for vsn in BOTH {
-        let mut s = Client::connect(&n, vsn).await;
+        let mut s = Socket::connect(&n.url, vsn).await;
         for (topic, token, expected) in cases {
-            let (_, reply) = s.join_with(topic, *token, false).await;
+            let (_, reply) = s.join(topic, *token, false).await;
             let reply = reply.reply().unwrap();
             match expected {
                 None => {
@@ -274,7 +175,7 @@ async fn joins_follow_the_may_join_matrix_in_both_serializers() {
 async fn heartbeats_are_answered_with_their_own_ref() {
     let n = node().await;
     for vsn in BOTH {
-        let mut s = Client::connect(&n, vsn).await;
+        let mut s = Socket::connect(&n.url, vsn).await;
         for r in ["1", "hb-α", "999999999999"] {
             s.send(&Frame::heartbeat(r)).await;
             let reply = s.recv().await.unwrap();
@@ -292,8 +193,8 @@ async fn heartbeats_are_answered_with_their_own_ref() {
 async fn a_tokenless_join_is_upgraded_by_its_access_token_and_the_token_is_cached() {
     let n = node().await;
     for vsn in BOTH {
-        let mut s = Client::connect(&n, vsn).await;
-        let (join_ref, reply) = s.join_with(C1, None, false).await;
+        let mut s = Socket::connect(&n.url, vsn).await;
+        let (join_ref, reply) = s.join(C1, None, false).await;
         assert_eq!(reply.reply().unwrap().status, ReplyStatus::Ok);
         n.hub.publish(&c1(), &message(1, "before the token"));
         assert!(s.events().await.is_empty(), "nothing is delivered without a token");
@@ -318,8 +219,8 @@ async fn an_access_token_that_does_not_authorize_closes_the_channel() {
     let n = node().await;
     for vsn in BOTH {
         // Tokenless, then a stranger's token.
-        let mut s = Client::connect(&n, vsn).await;
-        let (join_ref, _) = s.join_with(C1, None, false).await;
+        let mut s = Socket::connect(&n.url, vsn).await;
+        let (join_ref, _) = s.join(C1, None, false).await;
         s.send(&Frame::access_token(&join_ref, "5", C1, "tok_v2")).await;
         let close = s.recv().await.unwrap();
         assert_eq!((close.kind(), close.join_ref.as_deref()), (FrameKind::Close, Some(join_ref.as_str())));
@@ -339,8 +240,8 @@ async fn a_tokenless_join_without_access_token_gets_phx_error_after_the_grace() 
     let config = RealtimeConfig { token_grace: Duration::from_millis(300), ..RealtimeConfig::default() };
     let n = node_with(Hub::new(), config).await;
     for vsn in BOTH {
-        let mut s = Client::connect(&n, vsn).await;
-        let (join_ref, _) = s.join_with(C1, None, false).await;
+        let mut s = Socket::connect(&n.url, vsn).await;
+        let (join_ref, _) = s.join(C1, None, false).await;
         let started = std::time::Instant::now();
         let err = s.recv().await.unwrap();
         assert_eq!(
@@ -359,7 +260,7 @@ async fn a_tokenless_join_without_access_token_gets_phx_error_after_the_grace() 
 async fn the_last_join_wins_and_leave_closes() {
     let n = node().await;
     for vsn in BOTH {
-        let mut s = Client::connect(&n, vsn).await;
+        let mut s = Socket::connect(&n.url, vsn).await;
         let first = s.join_ok(C1, "tok_v1").await;
         let second = s.r#ref();
         let payload = JoinPayload { access_token: Some("tok_v1".into()), ..JoinPayload::default() };
@@ -374,7 +275,7 @@ async fn the_last_join_wins_and_leave_closes() {
             frames.push(f);
         }
         n.hub.publish(&c1(), &message(1, "once"));
-        frames.extend(s.drain().await);
+        frames.extend(s.drain_frames().await);
         let closes: Vec<_> =
             frames.iter().filter(|f| f.kind() == FrameKind::Close).map(|f| f.join_ref.clone()).collect();
         assert_eq!(closes, [Some(first)], "the old join is closed");
@@ -400,7 +301,7 @@ async fn one_publish_reaches_every_socket_once() {
     let mut clients = Vec::new();
     for i in 0..200 {
         let vsn = BOTH[i % 2];
-        let mut s = Client::connect(&n, vsn).await;
+        let mut s = Socket::connect(&n.url, vsn).await;
         s.join_ok(C1, if i % 3 == 0 { "tok_a1" } else { "tok_v1" }).await;
         clients.push(s);
     }
@@ -414,11 +315,11 @@ async fn one_publish_reaches_every_socket_once() {
 #[tokio::test]
 async fn client_typing_is_acked_fanned_out_and_not_echoed() {
     let n = node().await;
-    let mut agent = Client::connect(&n, Vsn::V1).await;
+    let mut agent = Socket::connect(&n.url, Vsn::V1).await;
     agent.join_ok(C1, "tok_a1").await;
     for vsn in BOTH {
-        let mut customer = Client::connect(&n, vsn).await;
-        let (join_ref, _) = customer.join_with(C1, Some("tok_v1"), true).await;
+        let mut customer = Socket::connect(&n.url, vsn).await;
+        let (join_ref, _) = customer.join(C1, Some("tok_v1"), true).await;
         // As text (vsn 1.0.0 and phoenix.js) ...
         let r = customer.r#ref();
         customer.send(&Frame::push_broadcast(&join_ref, &r, C1, &typing())).await;
@@ -457,9 +358,9 @@ async fn client_typing_is_acked_fanned_out_and_not_echoed() {
 async fn a_socket_that_cannot_keep_up_is_closed() {
     let config = RealtimeConfig { queue_capacity: 16, ..RealtimeConfig::default() };
     let n = node_with(Hub::new(), config).await;
-    let mut slow = Client::connect(&n, Vsn::V2).await;
+    let mut slow = Socket::connect(&n.url, Vsn::V2).await;
     slow.join_ok(C1, "tok_v1").await;
-    let mut fast = Client::connect(&n, Vsn::V2).await;
+    let mut fast = Socket::connect(&n.url, Vsn::V2).await;
     fast.join_ok(C1, "tok_a1").await;
     let body = "x".repeat(16 * 1024);
     // The slow client reads nothing: TCP buffers fill, then its queue, then it is dropped.
@@ -487,7 +388,7 @@ async fn a_socket_that_cannot_keep_up_is_closed() {
 async fn a_silent_socket_is_closed() {
     let config = RealtimeConfig { idle_timeout: Duration::from_millis(400), ..RealtimeConfig::default() };
     let n = node_with(Hub::new(), config).await;
-    let mut s = Client::connect(&n, Vsn::V2).await;
+    let mut s = Socket::connect(&n.url, Vsn::V2).await;
     s.join_ok(C1, "tok_v1").await;
     // Beating keeps it open ...
     for _ in 0..4 {
@@ -505,7 +406,7 @@ async fn a_silent_socket_is_closed() {
 #[tokio::test]
 async fn unknown_events_and_presence_do_not_break_the_socket() {
     let n = node().await;
-    let mut s = Client::connect(&n, Vsn::V2).await;
+    let mut s = Socket::connect(&n.url, Vsn::V2).await;
     let join_ref = s.join_ok(C1, "tok_v1").await;
     s.ws.send(Ws::Text(r#"["1","2","realtime:conversation:c1","postgres_changes",{}]"#.into()))
         .await
@@ -551,11 +452,11 @@ async fn two_hubs_on_redis_deliver_every_event_exactly_once() {
     assert!(a.is_distributed());
     let (a, b) =
         (node_with(a, RealtimeConfig::default()).await, node_with(b, RealtimeConfig::default()).await);
-    let mut on_a = Client::connect(&a, Vsn::V2).await;
+    let mut on_a = Socket::connect(&a.url, Vsn::V2).await;
     on_a.join_ok(C1, "tok_v1").await;
-    let mut on_b = Client::connect(&b, Vsn::V1).await;
+    let mut on_b = Socket::connect(&b.url, Vsn::V1).await;
     on_b.join_ok(C1, "tok_a1").await;
-    let mut also_on_b = Client::connect(&b, Vsn::V2).await;
+    let mut also_on_b = Socket::connect(&b.url, Vsn::V2).await;
     also_on_b.join_ok(C1, "tok_a1").await;
 
     for i in 0..3 {
