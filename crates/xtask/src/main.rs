@@ -13,8 +13,9 @@
 //! - `cargo xtask bench`: runs the benchmarks and prints their figures.
 
 use std::env;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 
 mod setup;
 mod web;
@@ -77,14 +78,63 @@ fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
+/// Builds everything, starts `handoff-server demo` and, once it serves, the example bot on the
+/// demo project (so the widget's bot state answers until the visitor asks for a human).
 fn demo(extra: &[String]) -> Result {
     let root = root();
     setup::wasm(&root)?;
     let web = web::build(&root)?;
-    let web = web.to_string_lossy().into_owned();
-    let mut args = vec!["run", "--release", "-p", "handoff-server", "--", "demo", "--static-dir", &web];
-    args.extend(extra.iter().map(String::as_str));
-    run(&root, &cargo(), &args)
+    run(&root, &cargo(), &["build", "--release", "-p", "handoff-server", "-p", "handoff-example-bot"])?;
+    let release = web::target_dir(&root).join("release");
+    let mut server = Command::new(release.join("handoff-server"))
+        .arg("demo")
+        .arg("--static-dir")
+        .arg(&web)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start handoff-server: {e}"))?;
+    let stdout = server.stdout.take().ok_or("no server stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut home, mut secret) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.map_err(|e| e.to_string())?;
+        println!("{line}");
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("home") => home = words.next().map(|u| u.trim_end_matches('/').to_owned()),
+            Some("project") => secret = words.find_map(|w| w.strip_prefix("secret_key=")).map(str::to_owned),
+            _ => {}
+        }
+        if home.is_some() && secret.is_some() {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.map_while(std::result::Result::ok).for_each(|l| println!("{l}")));
+    let (Some(home), Some(secret)) = (home, secret) else {
+        let status = server.wait().map_err(|e| e.to_string())?;
+        return Err(format!("handoff-server demo stopped ({status})"));
+    };
+    let addr = home.trim_start_matches("http://").parse().map_err(|e| format!("{home}: {e}"))?;
+    web::wait_healthy(addr)?;
+    let bot = Command::new(release.join("handoff-example-bot"))
+        .envs([("HANDOFF_URL", home.as_str()), ("HANDOFF_SECRET_KEY", &secret), ("BOT_ADDR", "127.0.0.1:0")])
+        .env("RUST_LOG", "warn")
+        .spawn();
+    match &bot {
+        Ok(_) => println!("  bot           examples/bot answers until the visitor asks for a human"),
+        Err(e) => eprintln!("xtask: the demo bot did not start ({e}); conversations wait for a human"),
+    }
+    let status = server.wait().map_err(|e| e.to_string())?;
+    if let Ok(mut bot) = bot {
+        let _ = bot.kill();
+        let _ = bot.wait();
+    }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("handoff-server demo stopped ({status})"))
+    }
 }
 
 fn test() -> Result {

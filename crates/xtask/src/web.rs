@@ -222,7 +222,8 @@ fn field<'a>(out: &'a str, key: &str) -> Result<&'a str> {
         .ok_or_else(|| format!("no {key} in `{out}`"))
 }
 
-fn wait_healthy(addr: SocketAddr) -> Result {
+/// Waits (up to 30 s) until the server at `addr` answers `GET /healthz`.
+pub fn wait_healthy(addr: SocketAddr) -> Result {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(30) {
         if let Ok(mut s) = TcpStream::connect(addr) {
