@@ -22,6 +22,20 @@ fn copy(from: &Path, to: &Path) -> Result {
         .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
 }
 
+/// Copies the files of `from` (not its subfolders, not README.md) into `to`; nothing when `from`
+/// does not exist.
+fn copy_dir(from: &Path, to: &Path) -> Result {
+    let Ok(entries) = std::fs::read_dir(from) else { return Ok(()) };
+    mkdir(to)?;
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_file() && e.file_name() != "README.md" {
+            copy(&path, &to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
 fn mkdir(dir: &Path) -> Result {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
 }
@@ -42,6 +56,8 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     for f in ["index.html", "app.js", "style.css"] {
         copy(&example.join(f), &dest.join(f))?;
     }
+    // The agent console: plain ES modules on /sdk/index.js, no build step.
+    copy_dir(&root.join("examples/agent-console"), &out.join("console"))?;
     mkdir(&out.join("bench"))?;
     copy(
         &root.join("crates/handoff-client/bench/import-to-joined.html"),
