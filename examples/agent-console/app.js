@@ -1,0 +1,769 @@
+// The Handoff agent console: plain ES modules on the SDK, no build step. Served by the server
+// at /console/ from target/handoff-web/console/ (`cargo xtask web`), so the SDK is at
+// /sdk/index.js; in an npm app, import from "@handoff/sdk" instead.
+//
+// User data (names, messages, notes, offline messages) is always rendered with textContent,
+// never as HTML.
+import { createAgentClient } from "/sdk/index.js";
+
+const TOKEN_KEY = "handoff.console.token";
+const $ = (id) => document.getElementById(id);
+
+/** `el("li", { class: "x", dataset: { id } }, "text", child)`; strings become text nodes. */
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k === "dataset") Object.assign(e.dataset, v);
+    else if (k === "text") e.textContent = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+
+const time = (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
+/** "waiting 2 min" from a `waiting_since` in ms. */
+export function waitingText(since, now = Date.now()) {
+  const s = Math.max(0, Math.floor((now - since) / 1000));
+  if (s < 60) return "waiting <1 min";
+  const m = Math.floor(s / 60);
+  if (m < 60) return `waiting ${m} min`;
+  return `waiting ${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+const customerName = (c) => c?.customer_name || "Visitor";
+
+// ----- state -----
+
+let client = null;
+let me = null;
+const offs = [];
+const state = {
+  queue: [],
+  /** id -> { conversation, unread, last_message } (my assigned conversations). */
+  inbox: new Map(),
+  /** id -> the highest seq already accounted for (inbox load, history, events). */
+  known: new Map(),
+  presence: new Map(),
+  agents: [],
+  offline: [],
+  /** Events already handled for conversations we do not follow (they come on several channels). */
+  seen: new Set(),
+  /** Claims I started: their assignment is no news to me. */
+  claiming: new Set(),
+  selected: null,
+  /** The selected conversation's state. */
+  conv: null,
+  unfollow: null,
+  messages: new Set(),
+  notes: new Set(),
+  lastSeq: 0,
+};
+
+// ----- small helpers -----
+
+function toast(text, { action, onAction, kind = "info" } = {}) {
+  const t = el("div", { class: `toast ${kind}`, "data-testid": "toast", dataset: { kind } },
+    el("span", { text }));
+  if (action) {
+    t.append(el("button", {
+      type: "button", class: "link", text: action,
+      onclick: () => { t.remove(); onAction?.(); },
+    }));
+  }
+  t.append(el("button", { type: "button", class: "close", "aria-label": "Dismiss", text: "×", onclick: () => t.remove() }));
+  $("toasts").append(t);
+  setTimeout(() => t.remove(), 8000);
+  return t;
+}
+
+function fail(what) {
+  return (e) => {
+    console.warn(what, e);
+    toast(`${what}: ${e?.message ?? e}`, { kind: "error" });
+  };
+}
+
+/** Runs `fn` once per `ms` at most, after the last call (for refreshes that events trigger). */
+function debounce(fn, ms) {
+  let t = null;
+  return (...args) => {
+    clearTimeout(t);
+    t = setTimeout(() => fn(...args), ms);
+  };
+}
+
+function isNew(conversationId, seq) {
+  if (seq === undefined) return true;
+  const known = state.known.get(conversationId) ?? 0;
+  if (seq <= known) return false;
+  state.known.set(conversationId, seq);
+  return true;
+}
+
+function once(event, p) {
+  const key = `${event}:${p.conversation_id ?? p.message?.conversation_id}:${p.seq ?? p.message?.seq}`;
+  if (state.seen.has(key)) return false;
+  if (state.seen.size > 5000) state.seen.clear();
+  state.seen.add(key);
+  return true;
+}
+
+const mine = (c) => c && c.status === "assigned" && c.agent?.id === me?.id;
+
+// ----- login -----
+
+function showLogin(message) {
+  $("app").hidden = true;
+  $("login-view").hidden = false;
+  $("login-submit").disabled = false;
+  $("login-error").hidden = !message;
+  $("login-error").textContent = message ?? "";
+  $("login-email").focus();
+}
+
+/**
+ * Logs the client in with a token kept from an earlier login. The SDK can only log in with a
+ * password, so the login request is answered here from `GET /api/agents/me` (the token never
+ * leaves this page, and no password is stored).
+ */
+async function resume(c, token) {
+  const r = await fetch("/api/agents/me", { headers: { authorization: `Bearer ${token}` } });
+  if (!r.ok) throw Object.assign(new Error("session expired"), { code: "unauthorized", status: r.status });
+  const agent = await r.json();
+  const real = window.fetch;
+  window.fetch = function (input, init) {
+    const url = new URL(typeof input === "string" ? input : input.url, location.href);
+    if (url.pathname === "/api/agents/login") {
+      return Promise.resolve(new Response(JSON.stringify({ token, agent }), {
+        status: 200, headers: { "content-type": "application/json" },
+      }));
+    }
+    return real.call(this, input, init);
+  };
+  try {
+    return await c.login(agent.email, "");
+  } finally {
+    window.fetch = real;
+  }
+}
+
+async function signIn({ email, password, token }) {
+  const c = await createAgentClient({ baseUrl: location.origin });
+  let r;
+  try {
+    r = token ? await resume(c, token) : await c.login(email, password);
+  } catch (e) {
+    c.close();
+    throw e;
+  }
+  sessionStorage.setItem(TOKEN_KEY, r.token);
+  client = c;
+  me = r.agent;
+  wire(c);
+  offs.push(c.subscribeQueue(), c.subscribeAgent());
+  $("login-view").hidden = true;
+  $("app").hidden = false;
+  $("me-name").textContent = me.name;
+  showStatus(me.status);
+  showConnection(c.connectionState);
+  await Promise.all([loadQueue(), loadInbox(), loadAgents(), loadOffline()]);
+  if (me.status !== "offline") noticeOffline(true);
+}
+
+function teardown() {
+  closeConversation();
+  for (const off of offs.splice(0)) {
+    try { off(); } catch { /* already gone */ }
+  }
+  client?.close();
+  client = null;
+  me = null;
+  state.queue = [];
+  state.inbox.clear();
+  state.known.clear();
+  state.presence.clear();
+  state.seen.clear();
+  state.offline = [];
+  renderQueue();
+  renderInbox();
+  renderOffline();
+  $("toasts").replaceChildren();
+}
+
+async function signOut(message) {
+  const c = client;
+  // Signing out makes me unavailable, so nothing is routed to a console nobody watches.
+  if (c && !message) await c.setStatus("offline").catch(() => {});
+  sessionStorage.removeItem(TOKEN_KEY);
+  teardown();
+  $("login-form").reset();
+  showLogin(message);
+}
+
+$("login-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const email = $("login-email").value.trim();
+  const password = $("login-password").value;
+  if (!email || !password) {
+    showLogin("Enter your email and password.");
+    return;
+  }
+  $("login-submit").disabled = true;
+  $("login-error").hidden = true;
+  try {
+    await signIn({ email, password });
+  } catch (err) {
+    const bad = err?.status === 401 || err?.code === "unauthorized" || err?.code === "invalid_credentials";
+    showLogin(bad ? "Wrong email or password." : `Cannot sign in: ${err?.message ?? err}`);
+  }
+});
+
+$("logout").addEventListener("click", () => signOut());
+
+// ----- connection and my status -----
+
+function showConnection(s) {
+  $("connection").textContent = s;
+  $("connection").dataset.state = s;
+}
+
+function showStatus(status) {
+  if (me) me.status = status;
+  $("status-select").value = status;
+  $("status-dot").dataset.state = status;
+}
+
+$("status-select").addEventListener("change", async (e) => {
+  const status = e.target.value;
+  const before = me.status;
+  try {
+    const a = await client.setStatus(status);
+    showStatus(a.status ?? status);
+    if (status === "online" && before !== "online") noticeOffline(true);
+    // Coming online may have brought queued work.
+    loadInbox();
+  } catch (err) {
+    showStatus(before);
+    fail("Cannot change the status")(err);
+  }
+});
+
+// ----- events -----
+
+function wire(c) {
+  const on = (name, fn) => offs.push(c.on(name, (p) => {
+    try {
+      fn(p);
+    } catch (e) {
+      console.error(name, e);
+    }
+  }));
+  on("connection", showConnection);
+  on("error", (e) => {
+    console.warn("handoff error", e?.code, e?.message, e?.channel ?? "");
+    if (e?.code === "unauthorized") signOut("Your session has expired. Please sign in again.");
+  });
+  on("queue:updated", ({ queue }) => {
+    state.queue = queue;
+    renderQueue();
+  });
+  on("message:new", onMessage);
+  on("conversation:assigned", (p) => {
+    if (!once("conversation:assigned", p)) return;
+    const fresh = isNewEvent(p);
+    if (p.agent?.id === me.id) {
+      if (fresh && !state.claiming.delete(p.conversation_id)) assignedToast(p.conversation_id);
+    }
+    changed(p.conversation_id);
+  });
+  on("agent:claimed", (p) => {
+    if (!once("agent:claimed", p)) return;
+    changed(p.conversation_id);
+  });
+  on("conversation:transferred", (p) => {
+    if (!once("conversation:transferred", p)) return;
+    if (p.conversation_id === state.selected) systemLine(transferText(p), p.seq);
+    changed(p.conversation_id);
+  });
+  on("conversation:resolved", (p) => {
+    if (!once("conversation:resolved", p)) return;
+    if (p.conversation_id === state.selected) {
+      const by = p.resolved_by?.id === me.id ? "you" : (p.resolved_by?.name ?? p.resolved_by?.kind);
+      systemLine(`Resolved by ${by}`, p.seq);
+    }
+    changed(p.conversation_id);
+  });
+  on("conversation:status_changed", (p) => {
+    if (!once("conversation:status_changed", p)) return;
+    changed(p.conversation_id);
+  });
+  on("agent:status_changed", ({ agent_id, status }) => {
+    const a = state.agents.find((x) => x.id === agent_id);
+    if (a) a.status = status;
+    else loadAgents();
+    if (agent_id === me.id) showStatus(status);
+    renderTransferOptions();
+  });
+  on("typing", ({ conversation_id, actor, is_typing }) => {
+    if (conversation_id !== state.selected || actor?.kind !== "customer") return;
+    $("typing").hidden = !is_typing;
+  });
+  on("presence:updated", ({ conversation_id, state: s }) => {
+    state.presence.set(conversation_id, s);
+    if (conversation_id === state.selected) showPresence(s);
+    renderInbox();
+  });
+  on("note:new", ({ note }) => {
+    if (note.conversation_id === state.selected) addNote(note);
+  });
+  on("offline_message:new", ({ offline_message: m }) => {
+    if (state.offline.some((x) => x.id === m.id)) return;
+    state.offline.unshift(m);
+    renderOffline();
+    toast(`New offline message from ${m.name}`, { action: "Show", onAction: showOffline });
+  });
+}
+
+/** Whether an event of a conversation is news (not history being replayed). */
+function isNewEvent(p) {
+  const known = state.known.get(p.conversation_id);
+  return known === undefined || p.seq > known;
+}
+
+/** Assignment, transfer, resolve, status: reload what depends on them. */
+const refreshSelected = debounce(() => state.selected && loadConversation(state.selected), 100);
+function changed(id) {
+  refreshInbox();
+  if (id === state.selected) refreshSelected();
+}
+
+function onMessage({ message: m }) {
+  const id = m.conversation_id;
+  const item = state.inbox.get(id);
+  if (item && (!item.last_message || m.seq > item.last_message.seq)) {
+    const fromOther = !(m.author.kind === "agent" && m.author.id === me.id);
+    if (fromOther && id !== state.selected && isNewEvent({ conversation_id: id, seq: m.seq })) item.unread += 1;
+    item.last_message = m;
+    renderInbox();
+  }
+  if (id === state.selected) {
+    if (state.messages.has(m.id)) return;
+    state.messages.add(m.id);
+    renderMessage(m);
+    if (m.author.kind === "customer") $("typing").hidden = true;
+    if (m.seq > state.lastSeq) {
+      state.lastSeq = m.seq;
+      markRead();
+    }
+  }
+  if (m.seq > (state.known.get(id) ?? 0)) state.known.set(id, m.seq);
+}
+
+function assignedToast(id) {
+  const name = customerName(state.inbox.get(id)?.conversation ?? state.queue.find((q) => q.conversation_id === id));
+  toast(`A conversation with ${name} was assigned to you`, { action: "Open", onAction: () => select(id) });
+}
+
+function transferText(p) {
+  const from = p.from_agent?.id === me.id ? "you" : p.from_agent?.name ?? "an agent";
+  const to = p.to?.type === "queue" ? "the queue" : p.to?.id === me.id ? "you" : p.to?.name ?? "an agent";
+  return `Transferred by ${from} to ${to}`;
+}
+
+// ----- loading -----
+
+async function loadQueue() {
+  const { queue } = await client.queue();
+  state.queue = queue;
+  renderQueue();
+}
+
+async function loadInbox() {
+  if (!client) return;
+  const items = await client.inbox();
+  const next = new Map();
+  for (const it of items) {
+    const c = it.conversation;
+    if (!mine(c)) continue;
+    const local = state.inbox.get(c.id);
+    // A message that came live after the server answered stays.
+    if (local?.last_message && (!it.last_message || local.last_message.seq > it.last_message.seq)) {
+      it.last_message = local.last_message;
+      it.unread = local.unread;
+    }
+    if (c.id === state.selected) it.unread = 0;
+    if (!state.known.has(c.id) || state.known.get(c.id) < c.last_seq) state.known.set(c.id, c.last_seq);
+    next.set(c.id, it);
+  }
+  state.inbox = next;
+  renderInbox();
+}
+const refreshInbox = debounce(() => loadInbox().catch((e) => console.warn("inbox", e)), 100);
+
+async function loadAgents() {
+  state.agents = await client.agents();
+  renderTransferOptions();
+}
+
+async function loadOffline() {
+  state.offline = await client.offlineMessages(false);
+  renderOffline();
+}
+
+// ----- queue -----
+
+function renderQueue() {
+  const list = $("queue-list");
+  list.replaceChildren(...state.queue.map((q) => el("li", {
+    class: "item", "data-testid": "queue-item", dataset: { conversationId: q.conversation_id },
+  },
+  el("button", {
+    type: "button", class: "item-main", "aria-label": `Open the conversation with ${customerName(q)}`,
+    onclick: () => select(q.conversation_id),
+  },
+  el("span", { class: "name", text: customerName(q) }),
+  el("span", { class: "preview", "data-testid": "queue-preview", text: q.preview ?? "" }),
+  el("span", { class: "wait", "data-testid": "queue-wait", dataset: { since: q.waiting_since }, text: waitingText(q.waiting_since) })),
+  el("button", {
+    type: "button", class: "primary small", "data-testid": "queue-claim",
+    "aria-label": `Claim the conversation with ${customerName(q)}`, text: "Claim",
+    onclick: () => claim(q.conversation_id),
+  }))));
+  $("queue-count").textContent = String(state.queue.length);
+  $("queue-empty").hidden = state.queue.length > 0;
+}
+
+setInterval(() => {
+  for (const w of document.querySelectorAll("[data-testid=queue-wait]")) {
+    w.textContent = waitingText(Number(w.dataset.since));
+  }
+}, 5000);
+
+async function claim(id) {
+  state.claiming.add(id);
+  try {
+    await client.claim(id);
+    await loadInbox();
+    await select(id);
+  } catch (e) {
+    state.claiming.delete(id);
+    fail("Cannot claim")(e);
+  }
+}
+
+// ----- inbox -----
+
+function renderInbox() {
+  const items = [...state.inbox.values()].sort((a, b) =>
+    (b.last_message?.created_at ?? b.conversation.updated_at) - (a.last_message?.created_at ?? a.conversation.updated_at));
+  $("inbox-list").replaceChildren(...items.map(({ conversation: c, unread, last_message: m }) => {
+    const presence = state.presence.get(c.id) ?? "unknown";
+    const preview = m ? `${m.author.kind === "customer" ? "" : m.author.id === me?.id ? "You: " : `${m.author.name ?? m.author.kind}: `}${m.body}` : "";
+    return el("li", {
+      class: `item${c.id === state.selected ? " selected" : ""}`, "data-testid": "inbox-item",
+      dataset: { conversationId: c.id },
+    },
+    el("button", {
+      type: "button", class: "item-main", "aria-current": c.id === state.selected ? "true" : null,
+      "aria-label": `Open the conversation with ${customerName(c)}${unread ? `, ${unread} unread` : ""}`,
+      onclick: () => select(c.id),
+    },
+    el("span", { class: "name" },
+      el("span", { class: "dot small", dataset: { state: presence }, "aria-hidden": "true" }),
+      customerName(c)),
+    el("span", { class: "preview", "data-testid": "inbox-preview", text: preview }),
+    unread ? el("span", { class: "unread", "data-testid": "inbox-unread", text: String(unread) }) : null));
+  }));
+  $("inbox-count").textContent = String(items.length);
+  $("inbox-empty").hidden = items.length > 0;
+}
+
+// ----- offline messages -----
+
+function renderOffline() {
+  $("offline-list").replaceChildren(...state.offline.map((m) => el("li", {
+    class: "item offline", "data-testid": "offline-item", dataset: { id: m.id },
+  },
+  el("div", { class: "name" }, m.name, el("span", { class: "muted", text: ` <${m.email}>` })),
+  el("p", { class: "offline-body", text: m.message }),
+  el("div", { class: "row" },
+    el("time", { class: "muted", text: new Date(m.created_at).toLocaleString() }),
+    el("button", {
+      type: "button", class: "small", "data-testid": "offline-handled",
+      "aria-label": `Mark the message from ${m.name} handled`, text: "Mark handled",
+      onclick: async (e) => {
+        e.target.disabled = true;
+        try {
+          await client.markOfflineHandled(m.id);
+          state.offline = state.offline.filter((x) => x.id !== m.id);
+          renderOffline();
+        } catch (err) {
+          e.target.disabled = false;
+          fail("Cannot mark it handled")(err);
+        }
+      },
+    })))));
+  const n = state.offline.length;
+  $("offline-count").textContent = String(n);
+  $("offline-empty").hidden = n > 0;
+  if (n === 0) $("offline-notice").hidden = true;
+  else if (!$("offline-notice").hidden) $("offline-notice-text").textContent = offlineText(n);
+}
+
+const offlineText = (n) => `${n} unhandled offline message${n === 1 ? "" : "s"} while nobody was online.`;
+
+/** The notice when I come online (or sign in) with unhandled offline messages. */
+function noticeOffline(withToast) {
+  const n = state.offline.length;
+  if (n === 0) return;
+  $("offline-notice-text").textContent = offlineText(n);
+  $("offline-notice").hidden = false;
+  if (withToast) toast(`You have ${offlineText(n)}`, { action: "Show", onAction: showOffline });
+}
+
+function showOffline() {
+  closeConversation();
+  $("offline-section").scrollIntoView({ block: "start" });
+  $("offline-list").querySelector("button")?.focus();
+}
+$("offline-notice-show").addEventListener("click", showOffline);
+
+// ----- the conversation -----
+
+function closeConversation() {
+  state.unfollow?.();
+  state.unfollow = null;
+  if (state.selected && client) client.stopTyping(state.selected);
+  state.selected = null;
+  state.conv = null;
+  document.body.classList.remove("has-selection");
+  $("conversation-body").hidden = true;
+  $("conversation-empty").hidden = false;
+  renderInbox();
+}
+
+async function select(id) {
+  if (state.selected === id) {
+    document.body.classList.add("has-selection");
+    return;
+  }
+  closeConversation();
+  state.selected = id;
+  state.messages = new Set();
+  state.notes = new Set();
+  state.lastSeq = 0;
+  $("messages").replaceChildren();
+  $("notes").replaceChildren();
+  $("typing").hidden = true;
+  $("conversation-title").textContent = "";
+  $("conversation-status").textContent = "";
+  showPresence(state.presence.get(id) ?? "unknown");
+  $("conversation-empty").hidden = true;
+  $("conversation-body").hidden = false;
+  document.body.classList.add("has-selection");
+  const item = state.inbox.get(id);
+  if (item) {
+    item.unread = 0;
+    renderInbox();
+  }
+  renderInbox();
+  try {
+    const c = await loadConversation(id);
+    if (state.selected !== id) return;
+    // History up to here is no news (no toasts, no unread counts).
+    if ((state.known.get(id) ?? 0) < c.last_seq) state.known.set(id, c.last_seq);
+    state.unfollow = client.subscribeConversation(id);
+    const notes = await client.notes(id);
+    if (state.selected !== id) return;
+    for (const n of notes) addNote(n);
+    markRead(c.last_seq);
+  } catch (e) {
+    fail("Cannot open the conversation")(e);
+  }
+}
+
+async function loadConversation(id) {
+  const c = await client.conversation(id);
+  if (state.selected !== id) return c;
+  state.conv = c;
+  $("conversation-title").textContent = customerName(c);
+  $("conversation-status").textContent = c.status === "assigned" && c.agent ? `assigned to ${c.agent.id === me.id ? "you" : c.agent.name}` : c.status;
+  $("conversation-status").dataset.status = c.status;
+  const own = mine(c);
+  $("claim").hidden = c.status !== "queued";
+  for (const b of ["transfer", "transfer-select", "transfer-note", "decline", "resolve", "compose-input", "compose-send"]) {
+    $(b).disabled = !own;
+  }
+  $("transfer-form").hidden = !own;
+  $("decline").hidden = !own;
+  $("resolve").hidden = !own;
+  $("compose-input").placeholder = own ? "Reply to the customer"
+    : c.status === "resolved" ? "This conversation is resolved" : "Claim the conversation to reply";
+  return c;
+}
+
+function showPresence(s) {
+  const label = { online: "online", idle: "idle", offline: "offline" }[s] ?? "unknown";
+  const dot = $("presence-dot");
+  dot.dataset.state = label;
+  dot.title = `Customer is ${label}`;
+  dot.setAttribute("aria-label", `Customer presence: ${label}`);
+}
+
+function renderMessage(m) {
+  const kind = m.author.kind;
+  const who = kind === "customer" ? (m.author.name || customerName(state.conv))
+    : m.author.id === me.id ? "You" : m.author.name ?? kind;
+  const li = el("li", {
+    class: `msg ${kind}${m.author.id === me.id ? " own" : ""}`, "data-testid": "message",
+    dataset: { kind, seq: m.seq, id: m.id },
+  },
+  el("span", { class: "meta", text: `${who} · ${time(m.created_at)}` }),
+  el("p", { class: "body", text: m.body }));
+  insertBySeq($("messages"), li, m.seq);
+}
+
+function systemLine(text, seq) {
+  insertBySeq($("messages"), el("li", { class: "msg system", "data-testid": "system-line", dataset: { seq }, text }), seq);
+}
+
+function insertBySeq(list, li, seq) {
+  const after = [...list.children].find((x) => Number(x.dataset.seq) > seq);
+  list.insertBefore(li, after ?? null);
+  list.scrollTop = list.scrollHeight;
+}
+
+function addNote(n) {
+  if (state.notes.has(n.id)) return;
+  state.notes.add(n.id);
+  $("notes").append(el("li", { class: "note", "data-testid": "note", dataset: { id: n.id } },
+    el("span", { class: "meta", text: `${n.author.id === me.id ? "You" : n.author.name} · ${time(n.created_at)}` }),
+    el("p", { class: "body", text: n.body })));
+}
+
+const markRead = (() => {
+  const send = debounce(() => {
+    const id = state.selected;
+    if (!id || !mine(state.conv) || !state.lastSeq) return;
+    client.markRead(id, state.lastSeq).catch((e) => console.warn("markRead", e));
+  }, 250);
+  return (seq) => {
+    if (seq && seq > state.lastSeq) state.lastSeq = seq;
+    send();
+  };
+})();
+
+function renderTransferOptions() {
+  const sel = $("transfer-select");
+  const current = sel.value;
+  const others = state.agents.filter((a) => a.id !== me?.id);
+  sel.replaceChildren(el("option", { value: "queue", text: "Queue" }), ...others.map((a) => el("option", {
+    value: a.id, disabled: a.status !== "online",
+    text: `${a.name} (${a.status})`,
+  })));
+  if ([...sel.options].some((o) => o.value === current && !o.disabled)) sel.value = current;
+}
+$("transfer-select").addEventListener("focus", () => loadAgents().catch(() => {}));
+
+// compose and typing
+$("compose-input").addEventListener("input", () => {
+  if (state.selected && $("compose-input").value) client.typing(state.selected);
+});
+$("compose-input").addEventListener("blur", () => state.selected && client?.stopTyping(state.selected));
+$("compose").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const id = state.selected;
+  const body = $("compose-input").value.trim();
+  if (!id || !body) return;
+  $("compose-input").value = "";
+  client.stopTyping(id);
+  try {
+    const m = await client.send(id, body);
+    if (state.selected === id) onMessage({ message: m });
+  } catch (err) {
+    if (state.selected === id && !$("compose-input").value) $("compose-input").value = body;
+    fail("Not sent")(err);
+  }
+});
+
+$("note-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const id = state.selected;
+  const body = $("note-input").value.trim();
+  if (!id || !body) return;
+  $("note-add").disabled = true;
+  try {
+    const n = await client.addNote(id, body);
+    $("note-input").value = "";
+    if (state.selected === id) addNote(n);
+  } catch (err) {
+    fail("Note not added")(err);
+  } finally {
+    $("note-add").disabled = false;
+  }
+});
+
+async function giveUp(action, label) {
+  const id = state.selected;
+  if (!id) return;
+  try {
+    await action(id);
+    state.inbox.delete(id);
+    closeConversation();
+    toast(label);
+    refreshInbox();
+  } catch (e) {
+    fail("Not done")(e);
+  }
+}
+
+$("transfer-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const to = $("transfer-select").value;
+  const note = $("transfer-note").value.trim() || undefined;
+  const name = to === "queue" ? "the queue" : state.agents.find((a) => a.id === to)?.name ?? "an agent";
+  giveUp((id) => client.transfer(id, to, note), `Transferred to ${name}`).then(() => {
+    $("transfer-note").value = "";
+  });
+});
+$("decline").addEventListener("click", () => giveUp((id) => client.decline(id), "Declined"));
+$("resolve").addEventListener("click", async () => {
+  const id = state.selected;
+  try {
+    await client.resolve(id);
+    state.inbox.delete(id);
+    renderInbox();
+    if (state.selected === id) await loadConversation(id);
+  } catch (e) {
+    fail("Cannot resolve")(e);
+  }
+});
+$("claim").addEventListener("click", () => state.selected && claim(state.selected));
+$("back").addEventListener("click", () => closeConversation());
+
+// ----- start -----
+
+async function boot() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) {
+    showLogin();
+    return;
+  }
+  $("login-submit").disabled = true;
+  try {
+    await signIn({ token });
+  } catch (e) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showLogin(e?.code === "unauthorized" ? "Your session has expired. Please sign in again." : undefined);
+  }
+}
+
+// For tests and debugging: the live client and my agent.
+Object.defineProperty(window, "handoffConsole", { value: { get client() { return client; }, get me() { return me; }, state } });
+
+boot();
