@@ -172,7 +172,7 @@ async function signIn({ email, password, token }) {
   showStatus(me.status);
   showConnection(c.connectionState);
   await Promise.all([loadQueue(), loadInbox(), loadAgents(), loadOffline()]);
-  if (me.status !== "offline") noticeOffline(true);
+  noticeOffline(true);
 }
 
 function teardown() {

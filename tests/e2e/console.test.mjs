@@ -1,0 +1,334 @@
+// The agent console (/console/, examples/agent-console) in Chromium against a real server, with
+// customers on a host page of another origin that drives the SDK's HandoffClient directly (the
+// widget is tested in its own suite). Each agent has their own browser context.
+
+import { test, after, before } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { artifacts, eventually, launchBrowser, serveHostPage, startServer } from "./harness.mjs";
+
+let server;
+let browser;
+let host;
+
+before(async () => {
+  server = await startServer();
+  // The customer's page: the SDK from the server (CORS), a HandoffClient on `window` and every
+  // event it emits in `window.events`.
+  host = await serveHostPage(`<!doctype html><meta charset="utf-8"><title>Customer</title>
+<script type="module">
+import { createClient } from "${server.base}/sdk/index.js";
+window.events = [];
+window.startCustomer = async (projectKey) => {
+  const c = await createClient({ baseUrl: "${server.base}", projectKey });
+  window.customer = c;
+  c.on("*", (payload, name) => window.events.push({ name, payload }));
+  return c.start();
+};
+</script>`);
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  await host?.close();
+});
+
+// ----- helpers -----
+
+const WIDE = { width: 1280, height: 800 };
+const NARROW = { width: 390, height: 844 };
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(artifacts, `console-${name}.png`), fullPage: false });
+}
+
+/** A console in a fresh context, signed in as `agent`. */
+async function openConsole(agent, { viewport = WIDE } = {}) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error(`console page error (${agent.email}):`, e));
+  await page.goto(`${server.base}/console/`);
+  await page.fill("#login-email", agent.email);
+  await page.fill("#login-password", agent.password);
+  await page.click("#login-submit");
+  await page.waitForSelector("#app:not([hidden])");
+  await eventually(async () => (await page.textContent("#connection")) === "connected", { what: "console connected" });
+  return { context, page };
+}
+
+async function setStatus(page, status) {
+  await page.selectOption("#status-select", status);
+  await eventually(() => page.evaluate((s) => window.handoffConsole.me?.status === s, status), { what: `status ${status}` });
+}
+
+/** A customer on the host page with a started session. */
+async function openCustomer() {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("customer page error:", e));
+  await page.goto(host.url);
+  await page.waitForFunction(() => typeof window.startCustomer === "function");
+  const session = await page.evaluate((key) => window.startCustomer(key), server.projectKey);
+  return { context, page, session };
+}
+
+/** The customer starts a conversation with `body` and asks for a human; resolves to its id. */
+async function handOff(customer, body) {
+  return customer.page.evaluate(async (body) => {
+    const c = await window.customer.startConversation(body);
+    await window.customer.requestHandoff();
+    return c.id;
+  }, body);
+}
+
+const customerEvents = (customer, name) =>
+  customer.page.evaluate((name) => window.events.filter((e) => e.name === name).map((e) => e.payload), name);
+
+const queueItem = (page, id) => page.locator(`[data-testid=queue-item][data-conversation-id="${id}"]`);
+const inboxItem = (page, id) => page.locator(`[data-testid=inbox-item][data-conversation-id="${id}"]`);
+const messageTexts = (page) => page.locator("[data-testid=message] .body").allTextContents();
+
+async function shown(locator, what) {
+  await eventually(() => locator.isVisible(), { what });
+}
+async function gone(locator, what) {
+  await eventually(async () => (await locator.count()) === 0, { what });
+}
+
+/** Makes the customer's page hidden or visible (the SDK reports a hidden page as idle). */
+async function setVisible(customer, visible) {
+  await customer.page.evaluate((visible) => {
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => (visible ? "visible" : "hidden") });
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => !visible });
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, visible);
+}
+
+// ----- tests -----
+
+test("login: a wrong password shows an error; the session survives a reload; sign out", async () => {
+  const context = await browser.newContext({ viewport: WIDE });
+  const page = await context.newPage();
+  await page.goto(`${server.base}/console/`);
+  await shot(page, "login");
+
+  await page.fill("#login-email", server.agent.email);
+  await page.fill("#login-password", "not-the-password");
+  await page.click("#login-submit");
+  await shown(page.locator("#login-error"), "login error");
+  assert.match(await page.textContent("#login-error"), /wrong email or password/i);
+  assert.ok(await page.locator("#app").isHidden());
+
+  await page.fill("#login-password", server.agent.password);
+  await page.click("#login-submit");
+  await page.waitForSelector("#app:not([hidden])");
+  assert.equal(await page.textContent("#me-name"), server.agent.name);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem("handoff.console.token")?.length > 0), true);
+
+  await page.reload();
+  await page.waitForSelector("#app:not([hidden])");
+  assert.equal(await page.textContent("#me-name"), server.agent.name);
+  await eventually(async () => (await page.textContent("#connection")) === "connected", { what: "connected after reload" });
+
+  await page.click("#logout");
+  await page.waitForSelector("#login-view:not([hidden])");
+  assert.equal(await page.evaluate(() => sessionStorage.getItem("handoff.console.token")), null);
+  await page.reload();
+  await page.waitForSelector("#login-view:not([hidden])");
+  assert.ok(await page.locator("#app").isHidden());
+  await context.close();
+});
+
+test("handoff, live queue and claim; messages, typing, presence, unread counts; notes stay internal", async () => {
+  const ada = await openConsole(server.agent);
+  const { page } = ada;
+  // Away: a handoff goes to the queue instead of straight to me.
+  await setStatus(page, "away");
+
+  const customer = await openCustomer();
+  const id = await handOff(customer, "Hi, my order 42 never arrived");
+
+  // The queue updates live, with a waiting time.
+  const item = queueItem(page, id);
+  await shown(item, "queue entry");
+  assert.match(await item.locator("[data-testid=queue-wait]").textContent(), /^waiting /);
+  assert.match(await item.locator("[data-testid=queue-preview]").textContent(), /order 42/);
+
+  await item.locator("[data-testid=queue-claim]").click();
+  await gone(item, "queue entry gone after the claim");
+  await shown(inboxItem(page, id), "inbox entry");
+  await eventually(async () => (await messageTexts(page)).includes("Hi, my order 42 never arrived"), { what: "history shown" });
+  await eventually(async () => /assigned to you/.test(await page.textContent("#conversation-status")), { what: "assigned badge" });
+  await eventually(async () => (await customerEvents(customer, "conversation:assigned")).some((e) => e.agent.id === server.agent.id),
+    { what: "customer told of the assignment" });
+
+  // Agent typing reaches the customer; the reply arrives without a reload.
+  await page.focus("#compose-input");
+  await page.keyboard.type("Let me check");
+  await eventually(async () => (await customerEvents(customer, "typing")).some((t) => t.actor.kind === "agent" && t.is_typing),
+    { what: "agent typing at the customer" });
+  await page.fill("#compose-input", "Hello, I am looking into it");
+  await page.click("#compose-send");
+  await eventually(async () => (await customerEvents(customer, "message:new")).some((e) => e.message.body === "Hello, I am looking into it"),
+    { what: "agent message at the customer" });
+  await eventually(async () => (await customerEvents(customer, "typing")).some((t) => t.actor.kind === "agent" && !t.is_typing),
+    { what: "agent typing stopped at the customer" });
+  assert.equal((await messageTexts(page)).filter((t) => t === "Hello, I am looking into it").length, 1);
+
+  // Customer typing shows in the console; their message hides it.
+  await customer.page.evaluate(() => window.customer.typing());
+  await shown(page.locator("#typing"), "customer typing indicator");
+  await customer.page.evaluate(() => window.customer.send("It was order 42, the blue one"));
+  await eventually(async () => (await messageTexts(page)).includes("It was order 42, the blue one"), { what: "customer message live" });
+  await eventually(() => page.locator("#typing").isHidden(), { what: "typing indicator hidden" });
+
+  // An internal note: shown to agents, never to the customer.
+  const secret = "VIP: refund approved by finance, do not tell yet";
+  await page.fill("#note-input", secret);
+  await page.click("#note-add");
+  await eventually(async () => (await page.locator("[data-testid=note] .body").allTextContents()).includes(secret), { what: "note shown" });
+
+  // Presence: hidden page -> idle (yellow), visible -> online (green).
+  await setVisible(customer, false);
+  await eventually(async () => (await page.getAttribute("#presence-dot", "data-state")) === "idle", { what: "presence idle" });
+  await setVisible(customer, true);
+  await eventually(async () => (await page.getAttribute("#presence-dot", "data-state")) === "online", { what: "presence online" });
+
+  await shot(page, "inbox-conversation");
+
+  // Unread count: a message while another view is open, read when the conversation is opened.
+  await page.setViewportSize(NARROW);
+  await shot(page, "narrow-conversation");
+  await page.click("#back");
+  await eventually(() => page.locator("#sidebar").isVisible(), { what: "list shown when narrow" });
+  await customer.page.evaluate(() => window.customer.send("Are you still there?"));
+  const unread = inboxItem(page, id).locator("[data-testid=inbox-unread]");
+  await eventually(async () => (await unread.count()) === 1 && (await unread.textContent()) === "1", { what: "unread 1" });
+  assert.match(await inboxItem(page, id).locator("[data-testid=inbox-preview]").textContent(), /Are you still there\?/);
+  await shot(page, "narrow-list");
+  await inboxItem(page, id).locator("button").first().click();
+  await eventually(() => page.locator("#conversation-body").isVisible(), { what: "conversation shown when narrow" });
+  await gone(unread, "unread cleared");
+  // The read marker reached the server: a fresh inbox says 0.
+  await eventually(() => page.evaluate(async (id) => {
+    const items = await window.handoffConsole.client.inbox();
+    return items.find((i) => i.conversation.id === id)?.unread === 0;
+  }, id), { what: "server unread 0" });
+  await page.setViewportSize(WIDE);
+
+  // The note never reached the customer: not live, not in their history, not on their page.
+  const everything = JSON.stringify(await customer.page.evaluate(async () => ({
+    events: window.events,
+    history: await window.customer.history(),
+    page: document.documentElement.outerHTML,
+  })));
+  assert.ok(!everything.includes(secret), "the internal note leaked to the customer");
+  assert.ok(everything.includes("It was order 42, the blue one"));
+
+  // The customer leaves: offline (grey).
+  await customer.page.close();
+  await eventually(async () => (await page.getAttribute("#presence-dot", "data-state")) === "offline", { what: "presence offline" });
+
+  await page.click("#resolve");
+  await eventually(async () => (await page.textContent("#conversation-status")) === "resolved", { what: "resolved" });
+  await gone(inboxItem(page, id), "resolved conversation leaves the inbox");
+  await customer.context.close();
+  await ada.context.close();
+});
+
+test("transfer to a second agent's console; decline returns it to the queue; resolve reaches the customer", async () => {
+  const bo = server.createAgent({ name: "Bo Second" });
+  const ada = await openConsole(server.agent);
+  const boc = await openConsole(bo);
+  await setStatus(ada.page, "away");
+  await setStatus(boc.page, "away");
+
+  const customer = await openCustomer();
+  const id = await handOff(customer, "Can someone help with billing?");
+  // Both consoles see the queue; Ada claims.
+  await shown(queueItem(boc.page, id), "queue entry at Bo");
+  await queueItem(ada.page, id).locator("[data-testid=queue-claim]").click();
+  await gone(queueItem(boc.page, id), "queue entry gone at Bo");
+  await shown(inboxItem(ada.page, id), "inbox entry at Ada");
+
+  // Bo comes online; Ada's transfer list shows it live.
+  await setStatus(boc.page, "online");
+  const option = ada.page.locator(`#transfer-select option[value="${bo.id}"]`);
+  await eventually(async () => (await option.count()) === 1 && !(await option.isDisabled()), { what: "Bo selectable" });
+  assert.match(await option.textContent(), /Bo Second \(online\)/);
+  await ada.page.selectOption("#transfer-select", bo.id);
+  await ada.page.fill("#transfer-note", "Billing question, over to you");
+  await ada.page.click("#transfer");
+
+  // Bo gets a toast and the conversation; Ada's inbox lets go of it.
+  await eventually(async () => (await boc.page.locator("[data-testid=toast]").allTextContents()).some((t) => /assigned to you/.test(t)),
+    { what: "toast at Bo" });
+  await shown(inboxItem(boc.page, id), "inbox entry at Bo");
+  await gone(inboxItem(ada.page, id), "inbox entry gone at Ada");
+  await eventually(async () => (await customerEvents(customer, "conversation:assigned")).some((e) => e.agent.id === bo.id),
+    { what: "customer told of Bo" });
+
+  await inboxItem(boc.page, id).locator("button").first().click();
+  await eventually(async () => (await messageTexts(boc.page)).includes("Can someone help with billing?"), { what: "history at Bo" });
+  await eventually(async () => !(await boc.page.isDisabled("#decline")), { what: "decline enabled" });
+
+  // Bo declines: nobody else is online, so it is back in the queue (live at both consoles).
+  await boc.page.click("#decline");
+  await shown(queueItem(ada.page, id), "back in the queue at Ada");
+  await shown(queueItem(boc.page, id), "back in the queue at Bo");
+  await gone(inboxItem(boc.page, id), "gone from Bo's inbox");
+
+  // Ada claims it again and resolves; the customer sees the resolution.
+  await queueItem(ada.page, id).locator("[data-testid=queue-claim]").click();
+  await eventually(async () => /assigned to you/.test(await ada.page.textContent("#conversation-status")), { what: "Ada has it" });
+  await ada.page.click("#resolve");
+  await eventually(async () => (await customerEvents(customer, "conversation:resolved")).length > 0, { what: "customer sees resolved" });
+  const statuses = await customerEvents(customer, "conversation:status_changed");
+  assert.equal(statuses.at(-1).status, "resolved");
+
+  await setStatus(boc.page, "offline");
+  await customer.context.close();
+  await ada.context.close();
+  await boc.context.close();
+});
+
+test("an offline message left while no agent was online shows on the next login with a notice", async () => {
+  // Nobody is online (the earlier consoles went away or offline).
+  const customer = await openCustomer();
+  assert.equal(customer.session.config.agents_online, 0, JSON.stringify(customer.session.config));
+  await customer.page.evaluate(() => window.customer.sendOfflineMessage({
+    name: "Olga Offline", email: "olga@example.com", message: "Please call me back <b>tomorrow</b>",
+  }));
+
+  const ada = await openConsole(server.agent);
+  const { page } = ada;
+  await shown(page.locator("#offline-notice"), "offline notice");
+  assert.match(await page.textContent("#offline-notice"), /1 unhandled offline message/);
+  await eventually(async () => (await page.locator("[data-testid=toast]").allTextContents()).some((t) => /offline message/.test(t)),
+    { what: "offline toast" });
+  const item = page.locator("[data-testid=offline-item]");
+  assert.equal(await item.count(), 1);
+  // Text, never HTML.
+  assert.match(await item.locator(".offline-body").textContent(), /<b>tomorrow<\/b>/);
+  assert.equal(await item.locator("b").count(), 0);
+
+  // Coming online repeats the notice.
+  await page.evaluate(() => document.querySelector("#toasts").replaceChildren());
+  await setStatus(page, "online");
+  await eventually(async () => (await page.locator("[data-testid=toast]").allTextContents()).some((t) => /offline message/.test(t)),
+    { what: "offline toast when coming online" });
+
+  // A new one arrives live.
+  await customer.page.evaluate(() => window.customer.sendOfflineMessage({
+    name: "Pat Late", email: "pat@example.com", message: "One more thing",
+  }));
+  await eventually(async () => (await item.count()) === 2, { what: "live offline message" });
+
+  await item.filter({ hasText: "Olga Offline" }).locator("[data-testid=offline-handled]").click();
+  await eventually(async () => (await item.count()) === 1, { what: "handled one gone" });
+  assert.equal(await page.textContent("#offline-count"), "1");
+  await customer.context.close();
+  await ada.context.close();
+});
