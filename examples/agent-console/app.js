@@ -61,6 +61,8 @@ const state = {
   unfollow: null,
   messages: new Set(),
   notes: new Set(),
+  /** Seqs of the open conversation's system lines. */
+  lines: new Set(),
   lastSeq: 0,
 };
 
@@ -95,14 +97,6 @@ function debounce(fn, ms) {
     clearTimeout(t);
     t = setTimeout(() => fn(...args), ms);
   };
-}
-
-function isNew(conversationId, seq) {
-  if (seq === undefined) return true;
-  const known = state.known.get(conversationId) ?? 0;
-  if (seq <= known) return false;
-  state.known.set(conversationId, seq);
-  return true;
 }
 
 function once(event, p) {
@@ -274,10 +268,10 @@ function wire(c) {
   });
   on("message:new", onMessage);
   on("conversation:assigned", (p) => {
+    line(p, `${who(p.agent)} joined the conversation`);
     if (!once("conversation:assigned", p)) return;
-    const fresh = isNewEvent(p);
-    if (p.agent?.id === me.id) {
-      if (fresh && !state.claiming.delete(p.conversation_id)) assignedToast(p.conversation_id);
+    if (p.agent?.id === me.id && isNewEvent(p) && !state.claiming.delete(p.conversation_id)) {
+      assignedToast(p.conversation_id);
     }
     changed(p.conversation_id);
   });
@@ -286,19 +280,17 @@ function wire(c) {
     changed(p.conversation_id);
   });
   on("conversation:transferred", (p) => {
+    line(p, transferText(p));
     if (!once("conversation:transferred", p)) return;
-    if (p.conversation_id === state.selected) systemLine(transferText(p), p.seq);
     changed(p.conversation_id);
   });
   on("conversation:resolved", (p) => {
+    line(p, `Resolved by ${who(p.resolved_by)}`);
     if (!once("conversation:resolved", p)) return;
-    if (p.conversation_id === state.selected) {
-      const by = p.resolved_by?.id === me.id ? "you" : (p.resolved_by?.name ?? p.resolved_by?.kind);
-      systemLine(`Resolved by ${by}`, p.seq);
-    }
     changed(p.conversation_id);
   });
   on("conversation:status_changed", (p) => {
+    if (p.status === "queued") line(p, "Waiting in the queue");
     if (!once("conversation:status_changed", p)) return;
     changed(p.conversation_id);
   });
@@ -369,10 +361,18 @@ function assignedToast(id) {
   toast(`A conversation with ${name} was assigned to you`, { action: "Open", onAction: () => select(id) });
 }
 
+const who = (a) => (a?.id === me.id ? "you" : a?.name ?? a?.kind ?? "an agent");
+
 function transferText(p) {
-  const from = p.from_agent?.id === me.id ? "you" : p.from_agent?.name ?? "an agent";
-  const to = p.to?.type === "queue" ? "the queue" : p.to?.id === me.id ? "you" : p.to?.name ?? "an agent";
-  return `Transferred by ${from} to ${to}`;
+  const to = p.to?.type === "queue" ? "the queue" : who(p.to);
+  return `Transferred by ${who(p.from_agent)} to ${to}${p.note ? `: ${p.note}` : ""}`;
+}
+
+/** A system line in the open conversation's thread (once per event, history included). */
+function line(p, text) {
+  if (p.conversation_id !== state.selected || state.lines.has(p.seq)) return;
+  state.lines.add(p.seq);
+  systemLine(text.charAt(0).toUpperCase() + text.slice(1), p.seq);
 }
 
 // ----- loading -----
@@ -556,6 +556,7 @@ async function select(id) {
   state.selected = id;
   state.messages = new Set();
   state.notes = new Set();
+  state.lines = new Set();
   state.lastSeq = 0;
   $("messages").replaceChildren();
   $("notes").replaceChildren();
@@ -650,7 +651,16 @@ const markRead = (() => {
   const send = debounce(() => {
     const id = state.selected;
     if (!id || !mine(state.conv) || !state.lastSeq) return;
-    client.markRead(id, state.lastSeq).catch((e) => console.warn("markRead", e));
+    const seq = state.lastSeq;
+    // Retried: the SQLite store can answer a read marker racing another write with a 500.
+    const attempt = (n) => client?.markRead(id, seq).catch((e) => {
+      if (n < 3 && e?.code !== "unauthorized" && e?.status !== 403 && e?.status !== 404) {
+        setTimeout(() => attempt(n + 1), 300 * (n + 1));
+      } else {
+        console.warn("markRead", e);
+      }
+    });
+    attempt(0);
   }, 250);
   return (seq) => {
     if (seq && seq > state.lastSeq) state.lastSeq = seq;
@@ -725,9 +735,15 @@ async function giveUp(action, label) {
 $("transfer-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const to = $("transfer-select").value;
-  const note = $("transfer-note").value.trim() || undefined;
+  const note = $("transfer-note").value.trim();
   const name = to === "queue" ? "the queue" : state.agents.find((a) => a.id === to)?.name ?? "an agent";
-  giveUp((id) => client.transfer(id, to, note), `Transferred to ${name}`).then(() => {
+  giveUp(async (id) => {
+    // The server puts transfer()'s note in conversation:transferred, which the customer's
+    // channel and history carry too; so the note goes in as an internal note instead.
+    const c = await client.transfer(id, to);
+    if (note) await client.addNote(id, `Transfer note (to ${name}): ${note}`).catch(fail("The transfer note was not saved"));
+    return c;
+  }, `Transferred to ${name}`).then(() => {
     $("transfer-note").value = "";
   });
 });

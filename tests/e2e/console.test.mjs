@@ -49,6 +49,7 @@ async function openConsole(agent, { viewport = WIDE } = {}) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`console page error (${agent.email}):`, e));
+  if (process.env.CONSOLE_LOG) page.on("console", (m) => console.error(`[${agent.email}] ${m.type()}: ${m.text()}`));
   await page.goto(`${server.base}/console/`);
   await page.fill("#login-email", agent.email);
   await page.fill("#login-password", agent.password);
@@ -273,6 +274,11 @@ test("transfer to a second agent's console; decline returns it to the queue; res
   await inboxItem(boc.page, id).locator("button").first().click();
   await eventually(async () => (await messageTexts(boc.page)).includes("Can someone help with billing?"), { what: "history at Bo" });
   await eventually(async () => !(await boc.page.isDisabled("#decline")), { what: "decline enabled" });
+  // The transfer note is an internal note for Bo; the thread says who transferred it.
+  await eventually(async () => (await boc.page.locator("[data-testid=note] .body").allTextContents())
+    .some((t) => t.includes("Billing question, over to you")), { what: "transfer note at Bo" });
+  await eventually(async () => (await boc.page.locator("[data-testid=system-line]").allTextContents())
+    .some((t) => t === "Transferred by Ada Agent to you"), { what: "transfer line at Bo" });
 
   // Bo declines: nobody else is online, so it is back in the queue (live at both consoles).
   await boc.page.click("#decline");
@@ -287,6 +293,8 @@ test("transfer to a second agent's console; decline returns it to the queue; res
   await eventually(async () => (await customerEvents(customer, "conversation:resolved")).length > 0, { what: "customer sees resolved" });
   const statuses = await customerEvents(customer, "conversation:status_changed");
   assert.equal(statuses.at(-1).status, "resolved");
+  const seen = JSON.stringify(await customer.page.evaluate(async () => [window.events, await window.customer.history()]));
+  assert.ok(!seen.includes("Billing question"), "the transfer note reached the customer");
 
   await setStatus(boc.page, "offline");
   await customer.context.close();
@@ -330,5 +338,18 @@ test("an offline message left while no agent was online shows on the next login 
   await eventually(async () => (await item.count()) === 1, { what: "handled one gone" });
   assert.equal(await page.textContent("#offline-count"), "1");
   await customer.context.close();
+
+  // Now that Ada is online, a handoff is routed straight to her: a toast, and it opens from there.
+  const next = await openCustomer();
+  const id = await handOff(next, "Routed to whoever is online");
+  const toast = page.locator("[data-testid=toast]").filter({ hasText: "assigned to you" });
+  await shown(toast, "assignment toast");
+  await shown(inboxItem(page, id), "routed conversation in the inbox");
+  await toast.getByRole("button", { name: "Open" }).click();
+  await eventually(async () => (await messageTexts(page)).includes("Routed to whoever is online"), { what: "opened from the toast" });
+  await page.click("#resolve");
+  await eventually(async () => (await page.textContent("#conversation-status")) === "resolved", { what: "resolved" });
+  await setStatus(page, "offline");
+  await next.context.close();
   await ada.context.close();
 });
