@@ -191,7 +191,9 @@ test("handoff, live queue and claim; messages, typing, presence, unread counts; 
   await page.click("#note-add");
   await eventually(async () => (await page.locator("[data-testid=note] .body").allTextContents()).includes(secret), { what: "note shown" });
 
-  // Presence: hidden page -> idle (yellow), visible -> online (green).
+  // Presence: hidden page -> idle (yellow), visible -> online (green). The other way to idle, two
+  // minutes without input, is the same PresenceTracker transition and is covered by the unit
+  // tests of crates/handoff-protocol/src/timing/presence.rs (no clock to speed up here).
   await setVisible(customer, false);
   await eventually(async () => (await page.getAttribute("#presence-dot", "data-state")) === "idle", { what: "presence idle" });
   await setVisible(customer, true);
