@@ -7,8 +7,12 @@ pub mod url;
 
 #[cfg(target_arch = "wasm32")]
 mod browser;
+#[cfg(all(target_arch = "wasm32", feature = "agent"))]
+pub use browser::AgentClient;
 #[cfg(target_arch = "wasm32")]
-pub use browser::{connect_supabase, AgentClient, HandoffClient, RealtimeChannel, RealtimeClient};
+pub use browser::HandoffClient;
+#[cfg(all(target_arch = "wasm32", feature = "supabase"))]
+pub use browser::{connect_supabase, RealtimeChannel, RealtimeClient};
 
 pub use error::ClientError;
 pub use handoff_protocol;

@@ -34,6 +34,8 @@ pub struct Config {
     pub job_interval: Duration,
     /// `redis://...` to fan realtime events out across server nodes; `None`: in-process.
     pub redis_url: Option<String>,
+    /// The demo project's public key: `/` then serves a demo page with the widget's script tag.
+    pub demo_key: Option<String>,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             realtime: RealtimeConfig::default(),
             job_interval: Duration::from_secs(5),
             redis_url: None,
+            demo_key: None,
         }
     }
 }
@@ -78,16 +81,28 @@ pub fn app(service: Arc<Service>, config: &Config) -> Router {
     let realtime = realtime::routes(service.hub().clone(), service.clone(), config.realtime.clone());
     let mut router = http::routes(service).merge(realtime);
     let has_index = config.static_dir.as_ref().is_some_and(|d| d.join("index.html").exists());
-    if !has_index {
+    if let Some(key) = &config.demo_key {
+        let page = DEMO.replace("{project_key}", key);
+        router = router.route("/", axum::routing::get(|| async { axum::response::Html(page) }));
+    } else if !has_index {
         router = router.route("/", axum::routing::get(|| async { axum::response::Html(HOME) }));
     }
     if let Some(dir) = &config.static_dir {
-        router = router.fallback_service(
+        // Any site may load the widget and the SDK (module scripts and wasm are fetched with CORS).
+        let assets = tower::Layer::layer(
+            &tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods([axum::http::Method::GET, axum::http::Method::HEAD]),
             tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true),
         );
+        router = router.fallback_service(assets);
     }
     router
 }
+
+/// The demo page at `/` in `handoff-server demo`: a shop page with the widget's script tag pasted,
+/// as a site owner would.
+const DEMO: &str = include_str!("demo.html");
 
 /// The page at `/` when no web assets are installed.
 const HOME: &str = "<!doctype html><meta charset=utf-8><title>Handoff</title>\

@@ -171,9 +171,11 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let (p, secret) = svc.create_project("Demo", vec!["*".to_owned()]).await?;
             let password = "handoff-demo";
             svc.create_agent(&p.id, "agent@demo.test", "Ada (demo agent)", password).await?;
+            config.demo_key = Some(p.public_key.clone());
             let base = format!("http://{}", args.addr);
             println!("Handoff demo is running.");
-            println!("  home          {base}/");
+            println!("  home          {base}/   (a shop page with the chat widget)");
+            println!("  console       {base}/console/");
             println!("  agent login   agent@demo.test / {password}  (POST {base}/api/agents/login)");
             println!("  API           {base}/api/openapi.json");
             println!(

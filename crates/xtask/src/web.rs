@@ -42,14 +42,17 @@ fn mkdir(dir: &Path) -> Result {
 
 /// Builds the web assets into `target/handoff-web/` and returns that directory.
 ///
-/// The SDK: `handoff-client` for wasm32 with `--profile wasm-release`, `wasm-bindgen --target
+/// The widget (`widget/`, loaded by `widget/loader/widget.js` at `/widget.js`) and the SDK
+/// (`handoff-client`): each for wasm32 with `--profile wasm-release`, `wasm-bindgen --target
 /// web`, `wasm-opt -Oz` when binaryen is installed; laid out in `target/handoff-web/sdk/` (served
-/// by the server at `/sdk/`) and in `sdk-js/dist/` (the npm package).
+/// by the server at `/sdk/`) and in `sdk-js/dist/` (the npm package), the widget in
+/// `target/handoff-web/widget/`.
 pub fn build(root: &Path) -> Result<PathBuf> {
     let out = root.join("target/handoff-web");
     mkdir(&out)?;
     build_sdk(root, &out.join("sdk"))?;
-    report_sizes(&out.join("sdk"));
+    build_widget(root, &out)?;
+    report_sizes(&out);
     let example = root.join("examples/custom-chat");
     let dest = out.join("examples/custom-chat");
     mkdir(&dest)?;
@@ -66,25 +69,19 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-fn build_sdk(root: &Path, sdk: &Path) -> Result {
+/// Builds `package`'s cdylib for wasm32 with `--profile wasm-release`, runs `wasm-bindgen --target
+/// web` into `out`, then `wasm-opt -Oz` when binaryen is installed.
+fn build_wasm(root: &Path, package: &str, out: &Path) -> Result {
     setup::wasm(root)?;
     run(
         root,
         &cargo(),
-        &[
-            "build",
-            "-p",
-            "handoff-client",
-            "--lib",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--profile",
-            "wasm-release",
-        ],
+        &["build", "-p", package, "--lib", "--target", "wasm32-unknown-unknown", "--profile", "wasm-release"],
     )?;
-    let wasm = target_dir(root).join("wasm32-unknown-unknown/wasm-release/handoff_client.wasm");
-    mkdir(sdk)?;
-    let sdk_str = sdk.to_string_lossy().into_owned();
+    let stem = package.replace('-', "_");
+    let wasm = target_dir(root).join("wasm32-unknown-unknown/wasm-release").join(format!("{stem}.wasm"));
+    mkdir(out)?;
+    let out_str = out.to_string_lossy().into_owned();
     run(
         root,
         "wasm-bindgen",
@@ -95,18 +92,18 @@ fn build_sdk(root: &Path, sdk: &Path) -> Result {
             "--remove-name-section",
             "--remove-producers-section",
             "--out-dir",
-            &sdk_str,
+            &out_str,
             &wasm.to_string_lossy(),
         ],
     )?;
-    let bg = sdk.join("handoff_client_bg.wasm");
+    let bg = out.join(format!("{stem}_bg.wasm"));
     if Path::new("/usr/bin/wasm-opt").exists() {
         let bg = bg.to_string_lossy().into_owned();
         // The features rustc enables by default for wasm32-unknown-unknown (binaryen does not
         // read them from the module); every current browser has them. Debian's binaryen 108
         // cannot parse `table.fill`, which wasm-bindgen emits with reference types: then the
-        // SDK ships as wasm-bindgen wrote it (rustc's `opt-level = "z"` still applies).
-        let tmp = sdk.join("handoff_client_opt.wasm").to_string_lossy().into_owned();
+        // module ships as wasm-bindgen wrote it (rustc's `opt-level = "z"` still applies).
+        let tmp = out.join(format!("{stem}_opt.wasm")).to_string_lossy().into_owned();
         let args = [
             "-Oz",
             "--enable-reference-types",
@@ -123,10 +120,21 @@ fn build_sdk(root: &Path, sdk: &Path) -> Result {
             Ok(()) => std::fs::rename(&tmp, &bg).map_err(|e| format!("cannot move {tmp}: {e}"))?,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                eprintln!("xtask: wasm-opt skipped ({e}); a newer binaryen would shrink the SDK further");
+                eprintln!("xtask: wasm-opt skipped ({e}); a newer binaryen would shrink {package} further");
             }
         }
     }
+    Ok(())
+}
+
+/// The widget: its wasm in `target/handoff-web/widget/`, the loader at `/widget.js`.
+fn build_widget(root: &Path, out: &Path) -> Result {
+    build_wasm(root, "handoff-widget", &out.join("widget"))?;
+    copy(&root.join("widget/loader/widget.js"), &out.join("widget.js"))
+}
+
+fn build_sdk(root: &Path, sdk: &Path) -> Result {
+    build_wasm(root, "handoff-client", sdk)?;
     let js = root.join("sdk-js");
     let dist = js.join("dist");
     mkdir(&dist)?;
@@ -151,17 +159,23 @@ fn gzip_len(path: &Path) -> Option<u64> {
     out.status.success().then_some(out.stdout.len() as u64)
 }
 
-/// Prints the SDK's wasm + JS sizes, raw and gzipped.
-pub fn report_sizes(sdk: &Path) {
-    let mut total = (0, 0);
-    for f in ["handoff_client_bg.wasm", "handoff_client.js", "index.js"] {
-        let p = sdk.join(f);
-        let raw = std::fs::metadata(&p).map_or(0, |m| m.len());
-        let gz = gzip_len(&p).unwrap_or(0);
-        total = (total.0 + raw, total.1 + gz);
-        eprintln!("xtask: sdk {f:<24} {raw:>8} B raw {gz:>7} B gzip");
+/// Prints the sizes of what a page downloads for the widget and for the SDK, raw and gzipped.
+pub fn report_sizes(web: &Path) {
+    let parts: [(&str, &[&str]); 2] = [
+        ("widget", &["widget.js", "widget/handoff_widget.js", "widget/handoff_widget_bg.wasm"]),
+        ("sdk", &["sdk/handoff_client_bg.wasm", "sdk/handoff_client.js", "sdk/index.js"]),
+    ];
+    for (name, files) in parts {
+        let mut total = (0, 0);
+        for f in files {
+            let p = web.join(f);
+            let raw = std::fs::metadata(&p).map_or(0, |m| m.len());
+            let gz = gzip_len(&p).unwrap_or(0);
+            total = (total.0 + raw, total.1 + gz);
+            eprintln!("xtask: {f:<32} {raw:>8} B raw {gz:>7} B gzip");
+        }
+        eprintln!("xtask: {name} total{:>27} {:>8} B raw {:>7} B gzip", "", total.0, total.1);
     }
-    eprintln!("xtask: sdk total                    {:>8} B raw {:>7} B gzip", total.0, total.1);
 }
 
 /// wasm tests in headless Chromium against a real server, and the SDK's hook tests in Node.

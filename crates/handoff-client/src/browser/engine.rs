@@ -506,6 +506,7 @@ impl Inner {
     }
 
     /// Sends a client broadcast on a joined channel (Supabase channels).
+    #[cfg(feature = "supabase")]
     pub(crate) fn broadcast(&mut self, channel: &str, event: &Event) -> bool {
         let Some(frame) = self.subs.broadcast(channel, event) else { return false };
         self.socket.as_ref().filter(|_| self.socket_open).is_some_and(|s| s.send(self.vsn, &frame))

@@ -1,15 +1,19 @@
 //! The browser half: RAII handles, `fetch`, the engine, and the JS classes. Compiled for
 //! `wasm32` only.
 
+#[cfg(feature = "agent")]
 mod agent;
 mod customer;
 mod engine;
 mod handles;
 mod http;
+#[cfg(feature = "supabase")]
 mod supabase;
 
+#[cfg(feature = "agent")]
 pub use agent::AgentClient;
 pub use customer::HandoffClient;
+#[cfg(feature = "supabase")]
 pub use supabase::{connect_supabase, RealtimeChannel, RealtimeClient};
 
 use js_sys::{Promise, Reflect, JSON};

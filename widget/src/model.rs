@@ -1,0 +1,240 @@
+//! The widget's view model: what the chat window shows, from the events the client emits. Pure
+//! (no DOM, no clock), so it is tested natively; `ui.rs` renders it.
+
+use handoff_protocol::event::ConversationStatus;
+
+/// Which body the chat window shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Screen {
+    /// The session is not there yet (the launcher stays hidden).
+    Loading,
+    /// The chat: greeting, messages, composer.
+    Chat,
+    /// The offline form: no agent online, or outside business hours.
+    OfflineForm,
+    /// The offline form was sent.
+    OfflineSent,
+}
+
+/// The widget's state.
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// Which body is shown.
+    pub screen: Screen,
+    /// Whether the chat window is open (else only the launcher shows).
+    pub open: bool,
+    /// The conversation's status, once there is one.
+    pub status: Option<ConversationStatus>,
+    /// The assigned agent's name.
+    pub agent: Option<String>,
+    /// `(position, queue_length)` while queued.
+    pub position: Option<(u32, u32)>,
+    /// The highest `seq` the visitor has seen with the window open.
+    pub seen_seq: u64,
+    /// Agent and bot messages that arrived after `seen_seq`, while the window was closed.
+    pub unread: u32,
+    /// The connection state name the client reports.
+    pub connection: String,
+    /// Who is typing (agent or bot), if anyone.
+    pub typing: Option<String>,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model {
+            screen: Screen::Loading,
+            open: false,
+            status: None,
+            agent: None,
+            position: None,
+            seen_seq: 0,
+            unread: 0,
+            connection: "idle".to_owned(),
+            typing: None,
+        }
+    }
+}
+
+impl Model {
+    /// The session started: `offline` when the project shows the offline form and there is no
+    /// conversation to continue.
+    pub fn started(&mut self, status: Option<ConversationStatus>, agent: Option<String>, offline: bool) {
+        self.status = status;
+        self.agent = agent;
+        self.screen = if offline && status.is_none() { Screen::OfflineForm } else { Screen::Chat };
+    }
+
+    /// A message arrived (live or from the history). Returns whether the badge changed.
+    pub fn message(&mut self, seq: u64, from_customer: bool) -> bool {
+        if self.open {
+            self.seen_seq = self.seen_seq.max(seq);
+            return false;
+        }
+        if from_customer || seq <= self.seen_seq {
+            return false;
+        }
+        self.unread += 1;
+        true
+    }
+
+    /// The window opened: everything so far is seen. Returns the `seq` to remember.
+    pub fn opened(&mut self, last_seq: u64) -> u64 {
+        self.open = true;
+        self.unread = 0;
+        self.seen_seq = self.seen_seq.max(last_seq);
+        self.seen_seq
+    }
+
+    /// The conversation's status changed.
+    pub fn status_changed(&mut self, status: ConversationStatus) {
+        self.status = Some(status);
+        if status != ConversationStatus::Queued {
+            self.position = None;
+        }
+        if matches!(
+            status,
+            ConversationStatus::Bot | ConversationStatus::Queued | ConversationStatus::Resolved
+        ) {
+            self.agent = None;
+        }
+        if status != ConversationStatus::Assigned {
+            self.typing = None;
+        }
+    }
+
+    /// Whether the "talk to a human" action is offered.
+    pub fn offers_human(&self) -> bool {
+        self.screen == Screen::Chat && matches!(self.status, None | Some(ConversationStatus::Bot))
+    }
+
+    /// The line under the title.
+    pub fn status_line(&self) -> String {
+        match (self.status, &self.agent, self.position) {
+            (Some(ConversationStatus::Assigned), Some(name), _) => join(&["You are chatting with ", name]),
+            (Some(ConversationStatus::Assigned), None, _) => "An agent has joined".to_owned(),
+            (Some(ConversationStatus::Queued), _, Some((pos, len))) => {
+                let (pos, len) = (pos.to_string(), len.to_string());
+                join(&["Waiting for an agent: you are number ", &pos, " of ", &len, " in the queue"])
+            }
+            (Some(ConversationStatus::Queued), _, None) => "Waiting for an agent".to_owned(),
+            (Some(ConversationStatus::Resolved), _, _) => {
+                "This conversation is resolved. Write again to reopen it.".to_owned()
+            }
+            _ if self.screen == Screen::OfflineForm || self.screen == Screen::OfflineSent => {
+                "We are away right now. Leave a message and we will email you.".to_owned()
+            }
+            _ => "Our assistant answers right away; a human is one click away.".to_owned(),
+        }
+    }
+
+    /// The connection notice, if one should show: nothing while connecting or connected.
+    pub fn connection_notice(&self) -> Option<&'static str> {
+        match self.connection.as_str() {
+            "reconnecting" => Some("Reconnecting…"),
+            "polling" => Some("Live updates are slow on this network; messages still arrive."),
+            _ => None,
+        }
+    }
+
+    /// The badge text: empty for none, `9+` above nine.
+    pub fn badge(&self) -> String {
+        match self.unread {
+            0 => String::new(),
+            n @ 1..=9 => n.to_string(),
+            _ => "9+".to_owned(),
+        }
+    }
+}
+
+fn join(parts: &[&str]) -> String {
+    parts.concat()
+}
+
+/// An accent colour from the project config if it is `#rgb` or `#rrggbb`, else the default: the
+/// value goes into a stylesheet, so nothing else may pass.
+pub fn safe_color(color: &str) -> &str {
+    let hex = color.strip_prefix('#').unwrap_or("");
+    if matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        color
+    } else {
+        "#2563eb"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unread_counts_only_agent_messages_after_the_last_seen_while_closed() {
+        let mut m = Model { seen_seq: 3, ..Model::default() };
+        assert!(!m.message(2, false), "history already seen");
+        assert!(!m.message(4, true), "own message");
+        assert!(m.message(5, false));
+        assert!(m.message(6, false));
+        assert_eq!(m.badge(), "2");
+        assert_eq!(m.opened(6), 6);
+        assert_eq!(m.badge(), "");
+        assert!(!m.message(7, false), "seen while open");
+        assert_eq!(m.seen_seq, 7);
+        m.open = false;
+        for seq in 8..20 {
+            m.message(seq, false);
+        }
+        assert_eq!(m.badge(), "9+");
+    }
+
+    #[test]
+    fn offline_form_only_without_a_conversation_to_continue() {
+        let mut m = Model::default();
+        m.started(None, None, true);
+        assert_eq!(m.screen, Screen::OfflineForm);
+        assert!(!m.offers_human());
+        let mut m = Model::default();
+        m.started(Some(ConversationStatus::Queued), None, true);
+        assert_eq!(m.screen, Screen::Chat);
+        let mut m = Model::default();
+        m.started(None, None, false);
+        assert!(m.offers_human());
+    }
+
+    #[test]
+    fn status_line_follows_the_conversation() {
+        let mut m = Model::default();
+        m.started(Some(ConversationStatus::Bot), None, false);
+        assert!(m.offers_human());
+        m.status_changed(ConversationStatus::Queued);
+        assert_eq!(m.status_line(), "Waiting for an agent");
+        m.position = Some((2, 3));
+        assert_eq!(m.status_line(), "Waiting for an agent: you are number 2 of 3 in the queue");
+        assert!(!m.offers_human());
+        m.agent = Some("Ada".into());
+        m.status_changed(ConversationStatus::Assigned);
+        assert_eq!(m.position, None);
+        assert_eq!(m.status_line(), "You are chatting with Ada");
+        m.typing = Some("Ada".into());
+        m.status_changed(ConversationStatus::Resolved);
+        assert_eq!((m.agent.as_deref(), m.typing.as_deref()), (None, None));
+        assert!(m.status_line().starts_with("This conversation is resolved"));
+    }
+
+    #[test]
+    fn connection_notice_only_when_it_matters() {
+        let mut m = Model { connection: "connecting".into(), ..Model::default() };
+        assert_eq!(m.connection_notice(), None, "the first connect is not news");
+        m.connection = "reconnecting".into();
+        assert_eq!(m.connection_notice(), Some("Reconnecting…"));
+        m.connection = "connected".into();
+        assert_eq!(m.connection_notice(), None);
+        m.connection = "polling".into();
+        assert!(m.connection_notice().is_some());
+    }
+
+    #[test]
+    fn only_hex_colours_reach_the_stylesheet() {
+        assert_eq!(safe_color("#0b6bcb"), "#0b6bcb");
+        assert_eq!(safe_color("#abc"), "#abc");
+        assert_eq!(safe_color("red;}body{display:none"), "#2563eb");
+        assert_eq!(safe_color("#12345g"), "#2563eb");
+    }
+}

@@ -1,0 +1,822 @@
+//! The chat window: a Shadow DOM built once, updated from the [`Model`] on every client event.
+//!
+//! Borrow discipline: the client may call back synchronously (an event emitted while a call
+//! runs), so `Ui` is never borrowed across a client call; handlers take what they need, drop the
+//! borrow, then call the client.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use handoff_client::HandoffClient;
+use handoff_protocol::api::{is_valid_email, validate_body};
+use handoff_protocol::event::ConversationStatus;
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{
+    CssStyleSheet, Document, Element, HtmlElement, HtmlInputElement, HtmlTextAreaElement, ShadowRootInit,
+    ShadowRootMode, Storage,
+};
+
+use crate::dom::{append, attrs, el, show, text_el, Listeners};
+use crate::model::{safe_color, Model, Screen};
+
+const CSS: &str = include_str!("widget.css");
+const SVG_NS: &str = "http://www.w3.org/2000/svg";
+const OPEN_KEY: &str = "handoff.open";
+
+/// The elements the widget updates.
+struct Els {
+    root: Element,
+    launcher: Element,
+    badge: Element,
+    panel: Element,
+    title: Element,
+    sub: Element,
+    conn: Element,
+    log: Element,
+    typing: Element,
+    actions: Element,
+    composer: Element,
+    input: HtmlTextAreaElement,
+    error: Element,
+    offline: Element,
+    off_name: HtmlInputElement,
+    off_email: HtmlInputElement,
+    off_message: HtmlTextAreaElement,
+    off_error: Element,
+    off_submit: Element,
+    sent: Element,
+    sent_text: Element,
+}
+
+struct Ui {
+    doc: Document,
+    els: Els,
+    sheet: CssStyleSheet,
+    model: Model,
+    /// Rendered message ids (live events and send answers both carry the message).
+    shown: HashSet<String>,
+    /// The highest persisted `seq` rendered: replays of older events are skipped.
+    last_seq: u64,
+    /// Own messages on their way: `(body, bubble)`, oldest first.
+    pending: Vec<(String, Element)>,
+    conversation: Option<String>,
+    position_left: bool,
+    local: Option<Storage>,
+    session: Option<Storage>,
+    listeners: Listeners,
+    on_event: Option<Closure<dyn FnMut(JsValue, JsValue)>>,
+}
+
+/// What `handoff_widget.mount` returns: `window.Handoff` calls these once the widget is up.
+#[wasm_bindgen]
+#[derive(Clone)]
+pub struct Widget {
+    client: Rc<HandoffClient>,
+    ui: Rc<RefCell<Ui>>,
+}
+
+impl std::fmt::Debug for Widget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Widget")
+    }
+}
+
+/// Builds the widget for `projectKey` on the server at `baseUrl` and starts its session (retried
+/// quietly while the server is unreachable). The launcher shows once the session is up.
+///
+/// # Errors
+/// When the page has no `document.body` or the client options are invalid.
+#[wasm_bindgen]
+pub fn mount(base_url: String, project_key: String) -> Result<Widget, JsValue> {
+    let window = web_sys::window().ok_or("no window")?;
+    let doc = window.document().ok_or("no document")?;
+    let body = doc.body().ok_or("no document.body")?;
+    let options = Object::new();
+    Reflect::set(&options, &"baseUrl".into(), &base_url.into())?;
+    Reflect::set(&options, &"projectKey".into(), &project_key.into())?;
+    let client = Rc::new(HandoffClient::new(&options)?);
+
+    let host = doc.create_element("handoff-widget")?;
+    let shadow = host.attach_shadow(&ShadowRootInit::new(ShadowRootMode::Open))?;
+    let sheet = CssStyleSheet::new()?;
+    sheet.replace_sync(&stylesheet("#2563eb"))?;
+    shadow.set_adopted_style_sheets(&Array::of1(&sheet));
+    let els = build(&doc);
+    let _ = shadow.append_child(&els.root);
+    let _ = body.append_child(&host);
+
+    let ui = Rc::new(RefCell::new(Ui {
+        doc,
+        els,
+        sheet,
+        model: Model::default(),
+        shown: HashSet::new(),
+        last_seq: 0,
+        pending: Vec::new(),
+        conversation: None,
+        position_left: false,
+        local: window.local_storage().ok().flatten(),
+        session: window.session_storage().ok().flatten(),
+        listeners: Listeners::default(),
+        on_event: None,
+    }));
+    let w = Widget { client, ui };
+    w.wire();
+    let started = w.clone();
+    spawn_local(async move { started.start().await });
+    Ok(w)
+}
+
+#[wasm_bindgen]
+impl Widget {
+    /// Opens the chat window.
+    pub fn open(&self) {
+        let mut ui = self.ui.borrow_mut();
+        if ui.model.screen == Screen::Loading {
+            return;
+        }
+        let last = ui.last_seq;
+        let seen = ui.model.opened(last);
+        ui.remember_seen(seen);
+        if let Some(s) = &ui.session {
+            let _ = s.set_item(OPEN_KEY, "1");
+        }
+        ui.render();
+        let target: Option<HtmlElement> = match ui.model.screen {
+            Screen::OfflineForm => ui.els.off_name.clone().dyn_into().ok(),
+            _ => ui.els.input.clone().dyn_into().ok(),
+        };
+        if let Some(t) = target {
+            let _ = t.focus();
+        }
+    }
+
+    /// Minimizes the chat window to the launcher.
+    pub fn close(&self) {
+        let mut ui = self.ui.borrow_mut();
+        ui.model.open = false;
+        if let Some(s) = &ui.session {
+            let _ = s.remove_item(OPEN_KEY);
+        }
+        ui.render();
+    }
+
+    /// Binds a signed-in user of the site: `{user_id, name?, email?, hmac}`.
+    pub fn identify(&self, user: &JsValue) -> Promise {
+        self.client.identify(user)
+    }
+
+    /// `fn(payload, name)` for the client's events (`"*"`: all); returns an unsubscribe function.
+    pub fn on(&self, event: String, f: Function) -> Function {
+        self.client.on(event, f)
+    }
+}
+
+impl Widget {
+    /// Starts the session, retrying with backoff while the server is unreachable (one console
+    /// warning); a refusal (bad key, origin not allowed) is final.
+    async fn start(self) {
+        let mut delay = 1_000;
+        let mut warned = false;
+        loop {
+            match JsFuture::from(self.client.start()).await {
+                Ok(session) => {
+                    self.started(&session);
+                    return;
+                }
+                Err(e) => {
+                    let status = count(&e, &["status"]).unwrap_or(0);
+                    if (400..500).contains(&status) && status != 429 {
+                        web_sys::console::warn_2(&"Handoff: the chat widget was refused".into(), &e);
+                        return;
+                    }
+                    if !warned {
+                        warned = true;
+                        web_sys::console::warn_2(
+                            &"Handoff: the chat server is unreachable; retrying".into(),
+                            &e,
+                        );
+                    }
+                    gloo_timers::future::TimeoutFuture::new(delay).await;
+                    delay = (delay * 2).min(30_000);
+                }
+            }
+        }
+    }
+
+    fn started(&self, session: &JsValue) {
+        let reopen = {
+            let mut ui = self.ui.borrow_mut();
+            let theme = |k: &str| text(session, &["config", "theme", k]).unwrap_or_default();
+            let color = theme("color");
+            let _ = ui.sheet.replace_sync(&stylesheet(safe_color(&color)));
+            ui.position_left = theme("position") == "left";
+            let title = theme("title");
+            ui.els.title.set_text_content(Some(&title));
+            ui.els.panel.set_attribute("aria-label", &title).ok();
+            let greeting = theme("greeting");
+            if !greeting.is_empty() {
+                let bubble = bubble(&ui.doc, "msg greeting", &title, &greeting);
+                let _ = ui.els.log.append_child(&bubble);
+            }
+            let status =
+                text(session, &["conversation", "status"]).and_then(|s| ConversationStatus::parse(&s));
+            let agent = text(session, &["conversation", "agent", "name"]);
+            let offline = Reflect::get(session, &"config".into())
+                .and_then(|c| Reflect::get(&c, &"show_offline_form".into()))
+                .ok()
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            if let Some(id) = text(session, &["conversation", "id"]) {
+                ui.model.seen_seq = ui.seen_of(&id);
+                ui.conversation = Some(id);
+            }
+            ui.model.started(status, agent, offline);
+            ui.render();
+            show(&ui.els.root, true);
+            ui.session.as_ref().and_then(|s| s.get_item(OPEN_KEY).ok().flatten()).is_some()
+        };
+        if reopen {
+            self.open();
+        }
+    }
+
+    /// Listens to the client and the DOM.
+    fn wire(&self) {
+        let w = self.clone();
+        let on_event = Closure::<dyn FnMut(JsValue, JsValue)>::new(move |payload: JsValue, name: JsValue| {
+            w.event(&name.as_string().unwrap_or_default(), &payload);
+        });
+        let _ = self.client.on("*".to_owned(), on_event.as_ref().unchecked_ref::<Function>().clone());
+        let mut l = Listeners::default();
+        {
+            let ui = self.ui.borrow();
+            let e = &ui.els;
+            let w = self.clone();
+            l.on(&e.launcher, "click", move |_| {
+                let open = w.ui.borrow().model.open;
+                if open {
+                    w.close();
+                } else {
+                    w.open();
+                }
+            });
+            let w = self.clone();
+            let min = e.panel.query_selector(".min").ok().flatten().expect("built");
+            l.on(&min, "click", move |_| w.close());
+            let w = self.clone();
+            l.on(&e.panel, "keydown", move |ev| {
+                if ev.dyn_ref::<web_sys::KeyboardEvent>().is_some_and(|k| k.key() == "Escape") {
+                    w.close();
+                    let launcher: Option<HtmlElement> = w.ui.borrow().els.launcher.clone().dyn_into().ok();
+                    if let Some(l) = launcher {
+                        let _ = l.focus();
+                    }
+                }
+            });
+            let w = self.clone();
+            l.on(&e.composer, "submit", move |ev| {
+                ev.prevent_default();
+                w.submit();
+            });
+            let w = self.clone();
+            l.on(&e.input, "keydown", move |ev| {
+                let Some(k) = ev.dyn_ref::<web_sys::KeyboardEvent>() else { return };
+                if k.key() == "Enter" && !k.shift_key() && !k.is_composing() {
+                    ev.prevent_default();
+                    w.submit();
+                }
+            });
+            let w = self.clone();
+            l.on(&e.input, "input", move |_| {
+                let empty = w.ui.borrow().els.input.value().is_empty();
+                if empty {
+                    w.client.stop_typing();
+                } else {
+                    w.client.typing();
+                }
+            });
+            let w = self.clone();
+            l.on(&e.input, "blur", move |_| w.client.stop_typing());
+            let w = self.clone();
+            let human = e.actions.query_selector("button").ok().flatten().expect("built");
+            l.on(&human, "click", move |_| {
+                let w = w.clone();
+                spawn_local(async move { w.handoff().await });
+            });
+            let w = self.clone();
+            l.on(&e.offline, "submit", move |ev| {
+                ev.prevent_default();
+                let w = w.clone();
+                spawn_local(async move { w.submit_offline().await });
+            });
+            let w = self.clone();
+            let again = e.sent.query_selector("button").ok().flatten().expect("built");
+            l.on(&again, "click", move |_| {
+                let mut ui = w.ui.borrow_mut();
+                ui.model.screen = Screen::OfflineForm;
+                ui.render();
+            });
+        }
+        let mut ui = self.ui.borrow_mut();
+        ui.listeners = l;
+        ui.on_event = Some(on_event);
+    }
+
+    /// One client event.
+    fn event(&self, name: &str, p: &JsValue) {
+        let mut ui = self.ui.borrow_mut();
+        // Persisted events come in `seq` order; an older one is a replay already rendered.
+        let seq = count(p, &["seq"]).or_else(|| count(p, &["message", "seq"]));
+        if let Some(seq) = seq {
+            if name != "message:new" && seq <= ui.last_seq {
+                return;
+            }
+        }
+        match name {
+            "message:new" => {
+                let m = Reflect::get(p, &"message".into()).unwrap_or(JsValue::NULL);
+                ui.message(&m);
+            }
+            "conversation:status_changed" => {
+                if let Some(status) = text(p, &["status"]).and_then(|s| ConversationStatus::parse(&s)) {
+                    ui.model.status_changed(status);
+                    let line = match status {
+                        ConversationStatus::Queued => Some("Waiting for a human agent…"),
+                        ConversationStatus::Resolved => Some("The conversation was resolved."),
+                        _ => None,
+                    };
+                    if let Some(line) = line {
+                        ui.system(line);
+                    }
+                }
+            }
+            "conversation:assigned" => {
+                if let Some(name) = text(p, &["agent", "name"]) {
+                    ui.system(&[name.as_str(), " joined the conversation"].concat());
+                    ui.model.agent = Some(name);
+                }
+            }
+            "queue:position_updated" => {
+                if let (Some(pos), Some(len)) = (count(p, &["position"]), count(p, &["queue_length"])) {
+                    let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+                    ui.model.position = Some((small(pos), small(len)));
+                }
+            }
+            "typing" if text(p, &["actor", "kind"]).as_deref() != Some("customer") => {
+                let typing =
+                    Reflect::get(p, &"is_typing".into()).ok().and_then(|v| v.as_bool()) == Some(true);
+                ui.model.typing =
+                    typing.then(|| text(p, &["actor", "name"]).unwrap_or_else(|| "Someone".to_owned()));
+            }
+            "connection" => ui.model.connection = p.as_string().unwrap_or_default(),
+            _ => {}
+        }
+        if let Some(seq) = seq {
+            ui.last_seq = ui.last_seq.max(seq);
+        }
+        ui.render();
+    }
+
+    /// Sends the composer's text (starting the conversation with it the first time).
+    fn submit(&self) {
+        let (body, has_conversation, bubble) = {
+            let mut ui = self.ui.borrow_mut();
+            let body = ui.els.input.value().trim().to_owned();
+            if body.is_empty() {
+                return;
+            }
+            if let Err(m) = validate_body(&body) {
+                ui.error(Some(m));
+                return;
+            }
+            ui.error(None);
+            ui.els.input.set_value("");
+            let bubble = bubble(&ui.doc, "msg me sending", "", &body);
+            let _ = ui.els.log.append_child(&bubble);
+            ui.scroll();
+            ui.pending.push((body.clone(), bubble.clone()));
+            (body, ui.conversation.is_some() || self.client.conversation_id().is_some(), bubble)
+        };
+        self.client.stop_typing();
+        let w = self.clone();
+        spawn_local(async move {
+            let r = if has_conversation {
+                JsFuture::from(w.client.send(body.clone())).await
+            } else {
+                JsFuture::from(w.client.start_conversation(Some(body.clone()))).await
+            };
+            match r {
+                Ok(v) if has_conversation => {
+                    let mut ui = w.ui.borrow_mut();
+                    ui.message(&v);
+                    ui.render();
+                }
+                Ok(conversation) => w.conversation_started(&conversation),
+                Err(e) => {
+                    let mut ui = w.ui.borrow_mut();
+                    ui.pending.retain(|(_, b)| b != &bubble);
+                    bubble.set_class_name("msg me failed");
+                    if ui.els.input.value().is_empty() {
+                        ui.els.input.set_value(&body);
+                    }
+                    let why = text(&e, &["message"]).unwrap_or_default();
+                    ui.error(Some(
+                        &["Not sent (", why.as_str(), "). Your text is back in the box: try again."].concat(),
+                    ));
+                }
+            }
+        });
+    }
+
+    fn conversation_started(&self, conversation: &JsValue) {
+        let mut ui = self.ui.borrow_mut();
+        ui.conversation = text(conversation, &["id"]);
+        if ui.model.status.is_none() {
+            ui.model.status = text(conversation, &["status"]).and_then(|s| ConversationStatus::parse(&s));
+        }
+        ui.render();
+    }
+
+    /// "Talk to a human": starts a conversation if there is none, then asks for the handoff.
+    async fn handoff(&self) {
+        self.ui.borrow_mut().error(None);
+        if self.client.conversation_id().is_none() {
+            match JsFuture::from(self.client.start_conversation(None)).await {
+                Ok(c) => self.conversation_started(&c),
+                Err(e) => return self.failed(&e),
+            }
+        }
+        match JsFuture::from(self.client.request_handoff()).await {
+            Ok(c) => {
+                let mut ui = self.ui.borrow_mut();
+                if let Some(status) = text(&c, &["status"]).and_then(|s| ConversationStatus::parse(&s)) {
+                    if ui.model.status != Some(status) {
+                        ui.model.status_changed(status);
+                    }
+                }
+                if let Some(name) = text(&c, &["agent", "name"]) {
+                    ui.model.agent = Some(name);
+                }
+                ui.render();
+            }
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    fn failed(&self, e: &JsValue) {
+        let why = text(e, &["message"]).unwrap_or_else(|| "network error".to_owned());
+        self.ui
+            .borrow_mut()
+            .error(Some(&["Something went wrong (", why.as_str(), "). Please try again."].concat()));
+    }
+
+    /// The offline form: checked here first, sent, and kept as typed when the send fails.
+    async fn submit_offline(&self) {
+        let (name, email, message) = {
+            let ui = self.ui.borrow();
+            let e = &ui.els;
+            let name = e.off_name.value().trim().to_owned();
+            let email = e.off_email.value().trim().to_owned();
+            let message = e.off_message.value().trim().to_owned();
+            let checks: [(&Element, bool, &str); 3] = [
+                (e.off_name.as_ref(), !name.is_empty(), "Please enter your name."),
+                (
+                    e.off_email.as_ref(),
+                    is_valid_email(&email),
+                    "Please enter a valid email address, like you@example.com.",
+                ),
+                (e.off_message.as_ref(), validate_body(&message).is_ok(), "Please write a message."),
+            ];
+            let mut first_error = None;
+            for (field, ok, why) in checks {
+                let _ = field.set_attribute("aria-invalid", if ok { "false" } else { "true" });
+                if !ok && first_error.is_none() {
+                    first_error = Some((field.clone(), why));
+                }
+            }
+            if let Some((field, why)) = first_error {
+                e.off_error.set_text_content(Some(why));
+                show(&e.off_error, true);
+                if let Ok(h) = field.dyn_into::<HtmlElement>() {
+                    let _ = h.focus();
+                }
+                return;
+            }
+            show(&e.off_error, false);
+            let _ = e.off_submit.set_attribute("disabled", "");
+            e.off_submit.set_text_content(Some("Sending…"));
+            (name, email, message)
+        };
+        let form = Object::new();
+        for (k, v) in [("name", &name), ("email", &email), ("message", &message)] {
+            let _ = Reflect::set(&form, &k.into(), &JsValue::from_str(v));
+        }
+        let r = JsFuture::from(self.client.send_offline_message(&form)).await;
+        let mut ui = self.ui.borrow_mut();
+        let _ = ui.els.off_submit.remove_attribute("disabled");
+        ui.els.off_submit.set_text_content(Some("Send message"));
+        match r {
+            Ok(_) => {
+                let thanks = [
+                    "Thanks, ",
+                    name.as_str(),
+                    "! We got your message and will reply to ",
+                    email.as_str(),
+                    ".",
+                ]
+                .concat();
+                ui.els.sent_text.set_text_content(Some(&thanks));
+                ui.els.off_message.set_value("");
+                ui.model.screen = Screen::OfflineSent;
+                ui.render();
+            }
+            Err(e) => {
+                let why = text(&e, &["message"]).unwrap_or_else(|| "network error".to_owned());
+                let msg =
+                    ["Your message was not sent (", why.as_str(), "). Nothing is lost: try again."].concat();
+                ui.els.off_error.set_text_content(Some(&msg));
+                show(&ui.els.off_error, true);
+            }
+        }
+    }
+}
+
+impl Ui {
+    /// Renders a message once (by id); an own message replaces its "sending" bubble.
+    fn message(&mut self, m: &JsValue) {
+        let Some(id) = text(m, &["id"]) else { return };
+        if !self.shown.insert(id) {
+            return;
+        }
+        let body = text(m, &["body"]).unwrap_or_default();
+        let kind = text(m, &["author", "kind"]).unwrap_or_default();
+        let seq = count(m, &["seq"]).unwrap_or(0);
+        let mine = kind == "customer";
+        let bubble = if mine {
+            let class = "msg me";
+            if let Some(i) = self.pending.iter().position(|(b, _)| *b == body) {
+                let (_, el) = self.pending.remove(i);
+                el.set_class_name(class);
+                // Keep the log in server order: the confirmed message goes to the end.
+                el
+            } else {
+                bubble(&self.doc, class, "", &body)
+            }
+        } else {
+            let who = text(m, &["author", "name"])
+                .unwrap_or_else(|| if kind == "bot" { "Assistant" } else { "Agent" }.to_owned());
+            self.model.typing = None;
+            bubble(&self.doc, if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body)
+        };
+        let _ = self.els.log.append_child(&bubble);
+        self.scroll();
+        self.model.message(seq, mine);
+        if self.model.open {
+            let seen = self.model.seen_seq;
+            self.remember_seen(seen);
+        }
+        self.last_seq = self.last_seq.max(seq);
+    }
+
+    fn system(&self, line: &str) {
+        let li = text_el(&self.doc, "li", "sys", line);
+        let _ = self.els.log.append_child(&li);
+        self.scroll();
+    }
+
+    fn scroll(&self) {
+        self.els.log.set_scroll_top(self.els.log.scroll_height());
+    }
+
+    fn error(&self, message: Option<&str>) {
+        self.els.error.set_text_content(message);
+        show(&self.els.error, message.is_some());
+    }
+
+    fn seen_key(id: &str) -> String {
+        ["handoff.seen.", id].concat()
+    }
+
+    fn seen_of(&self, id: &str) -> u64 {
+        let v = self.local.as_ref().and_then(|s| s.get_item(&Self::seen_key(id)).ok().flatten());
+        v.and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    fn remember_seen(&self, seq: u64) {
+        if let (Some(s), Some(id)) = (&self.local, &self.conversation) {
+            let _ = s.set_item(&Self::seen_key(id), &seq.to_string());
+        }
+    }
+
+    /// Puts the model on the page.
+    fn render(&self) {
+        let m = &self.model;
+        let e = &self.els;
+        let mut class = String::from("root");
+        if self.position_left {
+            class.push_str(" left");
+        }
+        if m.open {
+            class.push_str(" open");
+        }
+        e.root.set_class_name(&class);
+        show(&e.panel, m.open);
+        let badge = m.badge();
+        e.badge.set_text_content(Some(&badge));
+        show(&e.badge, !badge.is_empty());
+        let label = match (m.open, badge.as_str()) {
+            (true, _) => "Minimize chat".to_owned(),
+            (false, "") => "Open chat".to_owned(),
+            (false, n) => ["Open chat, ", n, " unread"].concat(),
+        };
+        attrs(
+            &e.launcher,
+            &[("aria-label", &label), ("aria-expanded", if m.open { "true" } else { "false" })],
+        );
+        e.sub.set_text_content(Some(&m.status_line()));
+        let notice = m.connection_notice();
+        e.conn.set_text_content(notice);
+        show(&e.conn, notice.is_some());
+        let chat = m.screen == Screen::Chat;
+        show(&e.log, chat);
+        show(&e.composer, chat);
+        let typing = m.typing.as_ref().filter(|_| chat).map(|n| [n.as_str(), " is typing…"].concat());
+        e.typing.set_text_content(typing.as_deref());
+        show(&e.typing, typing.is_some());
+        show(&e.actions, m.offers_human());
+        show(&e.offline, m.screen == Screen::OfflineForm);
+        show(&e.sent, m.screen == Screen::OfflineSent);
+    }
+}
+
+/// The stylesheet with the project's accent colour (already checked by [`safe_color`]).
+fn stylesheet(color: &str) -> String {
+    [":host{--hf-accent:", color, "}\n", CSS].concat()
+}
+
+/// A message bubble: `<li class><span class=who>who</span><p class=body>body</p></li>`, as text.
+fn bubble(doc: &Document, class: &str, who: &str, body: &str) -> Element {
+    let li = el(doc, "li", class);
+    if !who.is_empty() {
+        let _ = li.append_child(&text_el(doc, "span", "who", who));
+    }
+    let _ = li.append_child(&text_el(doc, "p", "body", body));
+    li
+}
+
+/// The chat window's elements (hidden until the session is up).
+#[allow(clippy::too_many_lines)] // one element after the other, in page order
+fn build(doc: &Document) -> Els {
+    let root = el(doc, "div", "root");
+    show(&root, false);
+
+    let panel = el(doc, "section", "panel");
+    attrs(&panel, &[("role", "dialog"), ("aria-label", "Chat")]);
+    let header = el(doc, "header", "");
+    let titles = el(doc, "div", "titles");
+    let title = text_el(doc, "h2", "", "Chat with us");
+    let sub = el(doc, "p", "sub");
+    attrs(&sub, &[("aria-live", "polite")]);
+    append(&titles, &[&title, &sub]);
+    let min = text_el(doc, "button", "min", "×");
+    attrs(&min, &[("type", "button"), ("aria-label", "Minimize chat")]);
+    append(&header, &[&titles, &min]);
+    let conn = el(doc, "p", "conn");
+    attrs(&conn, &[("role", "status")]);
+
+    let log = el(doc, "ol", "log");
+    attrs(&log, &[("role", "log"), ("aria-live", "polite"), ("aria-label", "Messages")]);
+    let typing = el(doc, "p", "typing");
+    attrs(&typing, &[("aria-live", "polite")]);
+    let actions = el(doc, "div", "actions");
+    let human = text_el(doc, "button", "human", "Talk to a human");
+    attrs(&human, &[("type", "button")]);
+    append(&actions, &[&human]);
+    let error = el(doc, "p", "error");
+    attrs(&error, &[("role", "alert")]);
+    show(&error, false);
+    let composer = el(doc, "form", "composer");
+    let input = el(doc, "textarea", "");
+    attrs(
+        &input,
+        &[
+            ("aria-label", "Message"),
+            ("placeholder", "Write a message…"),
+            ("rows", "1"),
+            ("maxlength", "4000"),
+        ],
+    );
+    let send_button = text_el(doc, "button", "send", "Send");
+    attrs(&send_button, &[("type", "submit")]);
+    append(&composer, &[&input, &send_button]);
+
+    let offline = el(doc, "form", "offline");
+    attrs(&offline, &[("novalidate", ""), ("aria-label", "Leave a message")]);
+    let intro = text_el(
+        doc,
+        "p",
+        "",
+        "No one is available right now. Leave a message and we will get back to you by email.",
+    );
+    let field = |label: &str, tag: &str, attrs_: &[(&str, &str)]| {
+        let l = text_el(doc, "label", "", label);
+        let input = el(doc, tag, "");
+        attrs(&input, attrs_);
+        let _ = l.append_child(&input);
+        (l, input)
+    };
+    let (name_l, off_name) =
+        field("Name", "input", &[("name", "name"), ("autocomplete", "name"), ("required", "")]);
+    let (email_l, off_email) = field(
+        "Email",
+        "input",
+        &[("name", "email"), ("type", "email"), ("autocomplete", "email"), ("required", "")],
+    );
+    let (msg_l, off_message) =
+        field("Message", "textarea", &[("name", "message"), ("required", ""), ("maxlength", "4000")]);
+    let off_error = el(doc, "p", "error");
+    attrs(&off_error, &[("role", "alert")]);
+    show(&off_error, false);
+    let off_submit = text_el(doc, "button", "", "Send message");
+    attrs(&off_submit, &[("type", "submit")]);
+    append(&offline, &[&intro, &name_l, &email_l, &msg_l, &off_error, &off_submit]);
+
+    let sent = el(doc, "div", "sent");
+    attrs(&sent, &[("role", "status")]);
+    let sent_text = el(doc, "p", "");
+    let again = text_el(doc, "button", "", "Send another message");
+    attrs(&again, &[("type", "button")]);
+    append(&sent, &[&sent_text, &again]);
+
+    append(&panel, &[&header, &conn, &log, &typing, &offline, &sent, &actions, &error, &composer]);
+
+    let launcher = el(doc, "button", "launcher");
+    attrs(&launcher, &[("type", "button"), ("aria-label", "Open chat"), ("aria-expanded", "false")]);
+    if let (Ok(svg), Ok(path)) =
+        (doc.create_element_ns(Some(SVG_NS), "svg"), doc.create_element_ns(Some(SVG_NS), "path"))
+    {
+        attrs(&svg, &[("viewBox", "0 0 24 24"), ("aria-hidden", "true")]);
+        attrs(
+            &path,
+            &[("d", "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z")],
+        );
+        let _ = svg.append_child(&path);
+        let _ = launcher.append_child(&svg);
+    }
+    let badge = el(doc, "span", "badge");
+    attrs(&badge, &[("aria-hidden", "true")]);
+    show(&badge, false);
+    let _ = launcher.append_child(&badge);
+    append(&root, &[&panel, &launcher]);
+
+    Els {
+        root,
+        launcher,
+        badge,
+        panel,
+        title,
+        sub,
+        conn,
+        log,
+        typing,
+        actions,
+        composer,
+        input: input.unchecked_into(),
+        error,
+        offline,
+        off_name: off_name.unchecked_into(),
+        off_email: off_email.unchecked_into(),
+        off_message: off_message.unchecked_into(),
+        off_error,
+        off_submit,
+        sent,
+        sent_text,
+    }
+}
+
+/// A string at `path` in a JS object.
+fn text(v: &JsValue, path: &[&str]) -> Option<String> {
+    get(v, path)?.as_string()
+}
+
+/// A non-negative integer at `path` in a JS object (a `seq`, a status, a queue position).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn count(v: &JsValue, path: &[&str]) -> Option<u64> {
+    get(v, path)?.as_f64().filter(|n| *n >= 0.0).map(|n| n as u64)
+}
+
+fn get(v: &JsValue, path: &[&str]) -> Option<JsValue> {
+    let mut cur = v.clone();
+    for key in path {
+        if !cur.is_object() {
+            return None;
+        }
+        cur = Reflect::get(&cur, &JsValue::from_str(key)).ok()?;
+    }
+    Some(cur)
+}
