@@ -1,0 +1,403 @@
+// The chat widget as site owners embed it: one script tag on a host page served from another
+// origin than the server (so CORS and the project's origin allow-list are in play), a real
+// server, Debian's Chromium. The agent side is the REST API, and the SDK's `AgentClient` in a
+// page on the server's origin where the test needs live agent events (the customer's typing).
+
+import { test, after, before } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { AgentApi, artifacts, eventually, launchBrowser, root, startServer } from "./harness.mjs";
+
+const W = "handoff-widget";
+let server;
+let browser;
+let host;
+let api;
+
+const hostPage = (server, { head = "", body = "", src } = {}) => `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Shop</title>${head}</head>
+<body><h1>Acme shop</h1><p>Tents and packs.</p>${body}
+<script src="${src ?? `${server.base}/widget.js`}" data-project-key="${server.projectKey}"${src ? ` data-server="${server.base}"` : ""} async></script>
+</body></html>`;
+
+const AGGRESSIVE_CSS = `<style>
+  * { font: italic 700 22px/3 "DejaVu Serif", serif !important; color: #c00 !important;
+      letter-spacing: 3px !important; text-transform: uppercase !important; box-sizing: content-box !important; }
+  button, textarea, input { background: #ff0 !important; border: 6px dashed #0f0 !important; padding: 20px !important; }
+  ol, li, p, section, header, form, div { margin: 30px !important; padding: 10px !important; display: block !important; }
+  h2 { font-size: 60px !important; }
+</style>`;
+
+before(async () => {
+  // The allow-list needs the host page's origin, and the page needs the server's key: serve a
+  // page that is filled in once the server runs.
+  let html = "";
+  const pages = {};
+  host = await serveDynamic(() => html, pages);
+  server = await startServer({ origins: [host.origin] });
+  html = hostPage(server);
+  pages["/aggressive"] = hostPage(server, { head: AGGRESSIVE_CSS });
+  pages["/self-hosted-loader"] = hostPage(server, { src: "/widget.js" });
+  pages["/widget.js"] = readFileSync(join(root, "widget/loader/widget.js"), "utf8");
+  browser = await launchBrowser();
+  api = await AgentApi.login(server.base, server.agent);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  await host?.close();
+});
+
+/** A host server whose `/` is produced on each request, plus fixed extra paths (and CSP pages). */
+async function serveDynamic(index, files) {
+  const { createServer } = await import("node:http");
+  const csp = new Map();
+  const s = createServer((req, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    const body = path === "/" ? index() : path.startsWith("/csp") ? index() : files[path];
+    if (body === undefined) {
+      res.writeHead(404).end();
+      return;
+    }
+    const headers = { "content-type": path.endsWith(".js") ? "text/javascript" : "text/html; charset=utf-8", "cache-control": "no-store" };
+    if (csp.has(path)) headers["content-security-policy"] = csp.get(path);
+    res.writeHead(200, headers).end(body);
+  });
+  await new Promise((ok) => s.listen(0, "127.0.0.1", ok));
+  const origin = `http://localhost:${s.address().port}`;
+  return {
+    origin,
+    url: `${origin}/`,
+    csp,
+    close: () => new Promise((ok) => { s.closeAllConnections(); s.close(ok); }),
+  };
+}
+
+async function setStatus(status) {
+  await api.call("PUT", "/api/agents/me/status", { status });
+}
+
+/** A fresh visitor (own storage) on the host page, with errors and warnings collected. */
+async function visitor({ path = "/", contextOptions = {}, wait = true } = {}) {
+  const context = await browser.newContext(contextOptions);
+  const page = await context.newPage();
+  const problems = [];
+  const warnings = [];
+  page.on("pageerror", (e) => problems.push(String(e)));
+  page.on("console", (m) => {
+    if (m.type() === "warning" && m.text().startsWith("Handoff")) warnings.push(m.text());
+  });
+  await page.goto(`${host.origin}${path}`);
+  if (wait) await page.locator(`${W} .launcher`).waitFor();
+  return { context, page, problems, warnings };
+}
+
+async function openChat(page) {
+  await page.locator(`${W} .launcher`).click();
+  await page.locator(`${W} .panel`).waitFor();
+}
+
+async function say(page, text) {
+  await page.locator(`${W} .composer textarea`).fill(text);
+  await page.keyboard.press("Enter");
+}
+
+const logText = (page) => page.locator(`${W} .log`).innerText();
+const subText = (page) => page.locator(`${W} .sub`).innerText();
+
+async function until(page, fn, what) {
+  return eventually(async () => fn(await logText(page), await subText(page)), { what, timeout: 15_000 });
+}
+
+/** The conversation the agent was just given (newest in the inbox). */
+async function assignedConversation() {
+  const inbox = await eventually(async () => {
+    const i = await api.call("GET", "/api/inbox");
+    return i.length ? i : null;
+  }, { what: "an inbox entry" });
+  return inbox.map((e) => e.conversation).sort((a, b) => b.created_at - a.created_at)[0];
+}
+
+async function messages(id) {
+  const page = await api.call("GET", `/api/conversations/${id}/events?after=0`);
+  return page.events.filter((e) => e.event === "message:new").map((e) => e.payload.message);
+}
+
+test("chat: customer writes, the agent answers live, typing both ways, text never HTML, unread badge, reload keeps it", async () => {
+  await setStatus("online");
+  const { context, page, problems } = await visitor();
+  await page.evaluate(() => {
+    window.seen = [];
+    window.Handoff.on("message:new", (p) => window.seen.push(p.message.body));
+  });
+  await openChat(page);
+  assert.equal(await page.locator(`${W} .panel`).getAttribute("role"), "dialog");
+  const hostile = `<img src=x onerror="window.pwned=1">Hi, is the tent waterproof?`;
+  await say(page, hostile);
+  await until(page, (log) => log.includes(hostile), "the message as text");
+  await page.locator(`${W} .human`).click();
+  await until(page, (_, sub) => sub.includes("You are chatting with Ada Agent"), "assignment");
+  const conv = await assignedConversation();
+  assert.deepEqual((await messages(conv.id)).map((m) => m.body), [hostile]);
+  assert.equal(await page.locator(`${W} .log img`).count(), 0, "no element was made from the body");
+  assert.equal(await page.evaluate(() => window.pwned), undefined);
+
+  // The agent watches the conversation with the SDK (from a page on the server's origin).
+  const agentPage = await context.newPage();
+  await agentPage.goto(`${server.base}/healthz`);
+  await agentPage.evaluate(async ([email, password, id]) => {
+    const { createAgentClient } = await import("/sdk/index.js");
+    const agent = await createAgentClient({ baseUrl: location.origin });
+    await agent.login(email, password);
+    window.typing = [];
+    agent.on("typing", (p) => window.typing.push(p));
+    agent.subscribeConversation(id);
+  }, [server.agent.email, server.agent.password, conv.id]);
+  await agentPage.waitForTimeout(300); // let the join land before typing
+  await page.locator(`${W} .composer textarea`).pressSequentially("Also the", { delay: 40 });
+  await eventually(() => agentPage.evaluate(() => window.typing.some((t) => t.is_typing && t.actor.kind === "customer")), { what: "customer typing at the agent" });
+
+  // Agent typing shows, and goes by the 3 s rule when no message follows.
+  await api.call("POST", `/api/conversations/${conv.id}/typing`, { is_typing: true });
+  const typing = page.locator(`${W} .typing`);
+  await eventually(async () => (await typing.isVisible()) && (await typing.innerText()) === "Ada Agent is typing…", { what: "agent typing" });
+  await eventually(async () => !(await typing.isVisible()), { what: "typing cleared after 3 s", timeout: 6_000 });
+  await api.call("POST", `/api/conversations/${conv.id}/typing`, { is_typing: true });
+  await eventually(() => typing.isVisible(), { what: "agent typing again" });
+  await api.call("POST", `/api/conversations/${conv.id}/messages`, { body: "Yes, 3000 mm. <b>bold?</b>", client_msg_id: "e2e-1" });
+  await until(page, (log) => log.includes("Yes, 3000 mm. <b>bold?</b>"), "the agent's answer");
+  assert.equal(await typing.isVisible(), false, "a message clears the typing indicator");
+  assert.ok((await page.evaluate(() => window.seen)).includes("Yes, 3000 mm. <b>bold?</b>"), "Handoff.on sees events");
+
+  // Minimized: the badge counts what arrives, opening clears it.
+  await page.locator(`${W} .min`).click();
+  await api.call("POST", `/api/conversations/${conv.id}/messages`, { body: "Anything else?", client_msg_id: "e2e-2" });
+  await api.call("POST", `/api/conversations/${conv.id}/messages`, { body: "I am here if you need me.", client_msg_id: "e2e-3" });
+  const badge = page.locator(`${W} .badge`);
+  await eventually(async () => (await badge.isVisible()) && (await badge.innerText()) === "2", { what: "badge 2" });
+  assert.match(await page.locator(`${W} .launcher`).getAttribute("aria-label"), /2 unread/);
+  await page.screenshot({ path: join(artifacts, "widget-badge.png") });
+  await openChat(page);
+  assert.equal(await badge.isVisible(), false);
+  await page.screenshot({ path: join(artifacts, "widget-chat.png") });
+
+  // A reload continues the same conversation, nothing unread.
+  await page.reload();
+  await page.locator(`${W} .panel`).waitFor(); // it was open: it opens again
+  await until(page, (log, sub) => log.includes("I am here if you need me.") && log.includes(hostile) && sub.includes("Ada Agent"), "history after reload");
+  assert.equal((await logText(page)).split("Anything else?").length, 2, "each message once");
+  assert.equal(await badge.isVisible(), false);
+  await say(page, "Thanks, that is all");
+  await eventually(async () => (await messages(conv.id)).some((m) => m.body === "Thanks, that is all"), { what: "the message after reload" });
+
+  await api.call("POST", `/api/conversations/${conv.id}/resolve`, {});
+  await until(page, (log, sub) => log.includes("The conversation was resolved.") && sub.includes("resolved"), "resolved");
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("handoff to the queue: live positions for everyone waiting, claim, resolve", async () => {
+  await setStatus("online"); // agents online: the chat (not the offline form) is offered
+  const a = await visitor();
+  const b = await visitor();
+  await setStatus("away"); // ...but nobody takes new chats: handoffs queue
+  for (const [v, text] of [[a, "I need a person (A)"], [b, "Me too (B)"]]) {
+    await openChat(v.page);
+    await say(v.page, text);
+    await until(v.page, (log) => log.includes(text), "own message");
+  }
+  await a.page.locator(`${W} .human`).click();
+  await until(a.page, (_, sub) => sub.includes("number 1 of 1"), "A first in the queue");
+  await b.page.locator(`${W} .human`).click();
+  await until(b.page, (_, sub) => sub.includes("number 2 of 2"), "B second");
+  await until(a.page, (_, sub) => sub.includes("number 1 of 2"), "A sees the queue grow");
+  assert.equal(await a.page.locator(`${W} .human`).isVisible(), false, "no second handoff");
+  await a.page.screenshot({ path: join(artifacts, "widget-queued.png") });
+
+  const { queue } = await api.call("GET", "/api/queue");
+  assert.equal(queue.length, 2);
+  await api.call("POST", `/api/conversations/${queue[0].conversation_id}/claim`, {});
+  await until(a.page, (log, sub) => sub.includes("You are chatting with Ada Agent") && log.includes("Ada Agent joined"), "A claimed");
+  await until(b.page, (_, sub) => sub.includes("number 1 of 1"), "B moves up");
+  await api.call("POST", `/api/conversations/${queue[0].conversation_id}/resolve`, {});
+  await until(a.page, (_, sub) => sub.includes("resolved"), "A resolved");
+  await api.call("POST", `/api/conversations/${queue[1].conversation_id}/claim`, {});
+  await api.call("POST", `/api/conversations/${queue[1].conversation_id}/resolve`, {});
+  await a.context.close();
+  await b.context.close();
+});
+
+test("offline form when nobody is online: validated, a failed submit loses nothing, stored for agents", async () => {
+  await setStatus("offline");
+  const { context, page, problems } = await visitor();
+  await openChat(page);
+  const form = page.locator(`${W} form.offline`);
+  await form.waitFor();
+  assert.equal(await page.locator(`${W} .composer`).isVisible(), false);
+  await form.locator("input[name=name]").fill("Zoe");
+  await form.locator("input[name=email]").fill("zoe@example");
+  await form.locator("textarea[name=message]").fill("Do you ship to Norway?");
+  await form.locator("button[type=submit]").click();
+  const error = form.locator(".error");
+  await eventually(async () => (await error.isVisible()) && /valid email/.test(await error.innerText()), { what: "email error" });
+  assert.equal(await form.locator("input[name=email]").getAttribute("aria-invalid"), "true");
+
+  await form.locator("input[name=email]").fill("zoe@example.no");
+  await page.route("**/offline-messages", (r) => r.abort("failed"), { times: 1 });
+  await form.locator("button[type=submit]").click();
+  await eventually(async () => /not sent/.test(await error.innerText()), { what: "failure shown" });
+  assert.equal(await form.locator("textarea[name=message]").inputValue(), "Do you ship to Norway?", "nothing lost");
+  await form.locator("button[type=submit]").click();
+  const sent = page.locator(`${W} .sent`);
+  await eventually(async () => (await sent.isVisible()) && /Thanks, Zoe!/.test(await sent.innerText()), { what: "confirmation" });
+  await page.screenshot({ path: join(artifacts, "widget-offline-sent.png") });
+  const stored = await api.call("GET", "/api/offline-messages");
+  const mine = stored.filter((m) => m.email === "zoe@example.no");
+  assert.equal(mine.length, 1, JSON.stringify(stored));
+  assert.equal(mine[0].message, "Do you ship to Norway?");
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("bad networks: the server goes away and comes back; a blocked WebSocket falls back to long-polling", async () => {
+  await setStatus("online");
+  const { context, page } = await visitor();
+  await openChat(page);
+  await say(page, "Hello before the outage");
+  await page.locator(`${W} .human`).click();
+  await until(page, (_, sub) => sub.includes("Ada Agent"), "assigned");
+  const conv = await assignedConversation();
+
+  await server.kill();
+  const conn = page.locator(`${W} .conn`);
+  await eventually(async () => (await conn.isVisible()) && /Reconnecting/.test(await conn.innerText()), { what: "reconnecting shown" });
+  await say(page, "Written while the server was down");
+  await server.restart();
+  await api.call("POST", `/api/conversations/${conv.id}/messages`, { body: "Sent while you were away", client_msg_id: "e2e-net-1" });
+  await until(page, (log) => log.includes("Sent while you were away"), "the message sent meanwhile");
+  await eventually(async () => (await messages(conv.id)).some((m) => m.body === "Written while the server was down"), { what: "the outbox delivered" });
+  await eventually(async () => !(await conn.isVisible()), { what: "notice gone once connected" });
+  assert.equal(await page.locator(`${W} .msg.failed`).count(), 0);
+  await context.close();
+
+  // A network that blocks WebSockets: the widget polls instead, both ways keep working.
+  await setStatus("online");
+  const blocked = await browser.newContext();
+  await blocked.routeWebSocket(/\/realtime\//, (ws) => ws.close());
+  const page2 = await blocked.newPage();
+  await page2.goto(host.url);
+  await openChat(page2);
+  await say(page2, "Behind a strict proxy");
+  await page2.locator(`${W} .human`).click();
+  await until(page2, (_, sub) => sub.includes("Ada Agent"), "assigned over REST");
+  const conv2 = await assignedConversation();
+  const conn2 = page2.locator(`${W} .conn`);
+  await eventually(async () => (await conn2.isVisible()) && /slow/.test(await conn2.innerText()), { what: "fallback shown", timeout: 20_000 });
+  await api.call("POST", `/api/conversations/${conv2.id}/messages`, { body: "Arrives by long-poll", client_msg_id: "e2e-net-2" });
+  await until(page2, (log) => log.includes("Arrives by long-poll"), "message by long-poll");
+  await say(page2, "And my answer goes out");
+  await eventually(async () => (await messages(conv2.id)).some((m) => m.body === "And my answer goes out"), { what: "customer message while polling" });
+  await blocked.close();
+});
+
+test("a strict Content-Security-Policy page runs the widget with no violation", async () => {
+  await setStatus("online");
+  const ws = server.base.replace(/^http/, "ws");
+  host.csp.set("/csp", `default-src 'none'; script-src 'self' ${server.base} 'wasm-unsafe-eval'; connect-src ${server.base} ${ws}; style-src 'self'; img-src 'self'`);
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    window.violations = [];
+    document.addEventListener("securitypolicyviolation", (e) => window.violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  const page = await context.newPage();
+  const consoleErrors = [];
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  await page.goto(`${host.origin}/csp`);
+  await page.locator(`${W} .launcher`).waitFor();
+  await openChat(page);
+  await say(page, "Hello from a locked-down page");
+  await page.locator(`${W} .msg.me:not(.sending)`).waitFor();
+  const color = await page.locator(`${W} .launcher`).evaluate((e) => getComputedStyle(e).backgroundColor);
+  assert.equal(color, "rgb(37, 99, 235)", "the constructed stylesheet applies");
+  assert.deepEqual(await page.evaluate(() => window.violations), []);
+  assert.deepEqual(consoleErrors.filter((e) => /Content Security Policy/i.test(e)), []);
+  await context.close();
+});
+
+test("aggressive host CSS does not change the widget (screenshots compared)", async () => {
+  await setStatus("online");
+  const shots = [];
+  for (const path of ["/", "/aggressive"]) {
+    const { context, page } = await visitor({ path, contextOptions: { viewport: { width: 1000, height: 760 } } });
+    await openChat(page);
+    await page.locator(`${W} .panel`).evaluate((p) => p.querySelector(".log").lastElementChild?.scrollIntoView());
+    const panel = page.locator(`${W} .panel`);
+    shots.push({ png: await panel.screenshot({ animations: "disabled", caret: "hide" }), box: await panel.boundingBox() });
+    await page.screenshot({ path: join(artifacts, `widget-host${path === "/" ? "-plain" : "-aggressive"}.png`) });
+    await context.close();
+  }
+  assert.deepEqual(shots[1].box, shots[0].box, "same size and place");
+  // Compare pixels in a browser canvas (no image library needed).
+  const page = await browser.newPage();
+  const diff = await page.evaluate(async ([a, b]) => {
+    const load = async (b64) => {
+      const img = new Image();
+      img.src = `data:image/png;base64,${b64}`;
+      await img.decode();
+      const c = new OffscreenCanvas(img.width, img.height);
+      const ctx = c.getContext("2d");
+      ctx.drawImage(img, 0, 0);
+      return ctx.getImageData(0, 0, img.width, img.height).data;
+    };
+    const [x, y] = await Promise.all([load(a), load(b)]);
+    let differing = 0;
+    for (let i = 0; i < x.length; i += 4) {
+      if (Math.abs(x[i] - y[i]) + Math.abs(x[i + 1] - y[i + 1]) + Math.abs(x[i + 2] - y[i + 2]) > 24) differing += 1;
+    }
+    return differing / (x.length / 4);
+  }, [shots[0].png.toString("base64"), shots[1].png.toString("base64")]);
+  await page.close();
+  // Only the rounded corners may show the (different) page behind them.
+  assert.ok(diff < 0.002, `${(diff * 100).toFixed(2)} % of the panel's pixels differ`);
+});
+
+test("mobile viewport (390 px): the chat fills the screen and works", async () => {
+  await setStatus("online");
+  const { context, page } = await visitor({ contextOptions: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true } });
+  await openChat(page);
+  const box = await page.locator(`${W} .panel`).boundingBox();
+  assert.deepEqual([box.x, box.y, box.width, box.height], [0, 0, 390, 844]);
+  const input = await page.locator(`${W} .composer textarea`).boundingBox();
+  assert.ok(input.y + input.height <= 844 && input.width > 200, JSON.stringify(input));
+  await say(page, "Typed on a phone");
+  await page.locator(`${W} .msg.me:not(.sending)`).waitFor();
+  await page.screenshot({ path: join(artifacts, "widget-mobile.png") });
+  await page.locator(`${W} .min`).tap();
+  await page.locator(`${W} .launcher`).waitFor();
+  assert.equal(await page.locator(`${W} .panel`).isVisible(), false);
+  await context.close();
+});
+
+test("server down: the loader never breaks the page, warns once, and the widget comes up when the server returns", async () => {
+  await server.kill();
+  let v;
+  try {
+    v = await visitor({ path: "/self-hosted-loader", wait: false });
+    assert.equal(await v.page.locator("h1").innerText(), "Acme shop", "the page renders");
+    await v.page.waitForTimeout(2_500); // the loader's first retries happen meanwhile
+    assert.equal(await v.page.locator(`${W} .launcher`).count(), 0);
+    assert.equal(await v.page.evaluate(() => typeof window.Handoff.open), "function", "window.Handoff at once");
+    assert.equal(v.warnings.length, 1, JSON.stringify(v.warnings));
+  } finally {
+    await server.restart();
+  }
+  await v.page.locator(`${W} .launcher`).waitFor({ timeout: 20_000 });
+  await v.page.evaluate(() => window.Handoff.open());
+  await v.page.locator(`${W} .panel`).waitFor();
+  assert.equal(v.warnings.length, 1, JSON.stringify(v.warnings));
+  assert.deepEqual(v.problems, []);
+  await v.context.close();
+});
