@@ -93,7 +93,10 @@ pub fn app(service: Arc<Service>, config: &Config) -> Router {
             &tower_http::cors::CorsLayer::new()
                 .allow_origin(tower_http::cors::Any)
                 .allow_methods([axum::http::Method::GET, axum::http::Method::HEAD]),
-            tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true),
+            // `cargo xtask web` writes `.gz` files beside the wasm and JS: served when accepted.
+            tower_http::services::ServeDir::new(dir)
+                .append_index_html_on_directories(true)
+                .precompressed_gzip(),
         );
         router = router.fallback_service(assets);
     }

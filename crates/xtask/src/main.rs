@@ -164,5 +164,11 @@ fn bench() -> Result {
             run(&root, &cargo(), &["run", "--release", "-p", "handoff-server", "--example", example])?;
         }
     }
-    Ok(())
+    // The widget's download size and its time to a visible launcher, in headless Chromium.
+    let e2e = root.join("tests/e2e");
+    setup::chromium()?;
+    setup::npm(&e2e)?;
+    run(&root, &cargo(), &["build", "--release", "-p", "handoff-server"])?;
+    let bin = web::target_dir(&root).join("release/handoff-server");
+    run_env(&e2e, "node", &["bench/widget-budget.mjs"], &[("HANDOFF_SERVER_BIN", &bin.to_string_lossy())])
 }

@@ -52,6 +52,10 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     mkdir(&out)?;
     build_sdk(root, &out.join("sdk"))?;
     build_widget(root, &out)?;
+    for dir in ["widget", "sdk"] {
+        precompress(&out.join(dir))?;
+    }
+    precompress(&out)?;
     report_sizes(&out);
     let example = root.join("examples/custom-chat");
     let dest = out.join("examples/custom-chat");
@@ -150,6 +154,19 @@ fn build_sdk(root: &Path, sdk: &Path) -> Result {
     if let Ok(index) = std::fs::read_to_string(sdk.join("index.js")) {
         let flat = index.replace("./dist/handoff_client", "./handoff_client");
         std::fs::write(sdk.join("index.js"), flat).map_err(|e| format!("cannot write index.js: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Writes `f.gz` beside each `.js` and `.wasm` file of `dir` (the server sends it to browsers
+/// that accept gzip), with `gzip -9`.
+fn precompress(dir: &Path) -> Result {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "js" || x == "wasm") {
+            run(dir, "gzip", &["-9", "-k", "-f", "-n", &path.to_string_lossy()])?;
+        }
     }
     Ok(())
 }
