@@ -26,11 +26,16 @@ use crate::model::{safe_color, Model, Screen};
 const CSS: &str = include_str!("widget.css");
 const SVG_NS: &str = "http://www.w3.org/2000/svg";
 const OPEN_KEY: &str = "handoff.open";
+/// The launcher's icon: a speech bubble while minimized, a chevron while open.
+const ICON_CHAT: &str = "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z";
+const ICON_CLOSE: &str =
+    "M5.3 8.3a1 1 0 0 1 1.4 0L12 13.6l5.3-5.3a1 1 0 1 1 1.4 1.4l-6 6a1 1 0 0 1-1.4 0l-6-6a1 1 0 0 1 0-1.4z";
 
 /// The elements the widget updates.
 struct Els {
     root: Element,
     launcher: Element,
+    icon: Element,
     badge: Element,
     panel: Element,
     title: Element,
@@ -638,6 +643,7 @@ impl Ui {
             &e.launcher,
             &[("aria-label", &label), ("aria-expanded", if m.open { "true" } else { "false" })],
         );
+        attrs(&e.icon, &[("d", if m.open { ICON_CLOSE } else { ICON_CHAT })]);
         e.sub.set_text_content(Some(&m.status_line()));
         let notice = m.connection_notice();
         e.conn.set_text_content(notice);
@@ -757,17 +763,12 @@ fn build(doc: &Document) -> Els {
 
     let launcher = el(doc, "button", "launcher");
     attrs(&launcher, &[("type", "button"), ("aria-label", "Open chat"), ("aria-expanded", "false")]);
-    if let (Ok(svg), Ok(path)) =
-        (doc.create_element_ns(Some(SVG_NS), "svg"), doc.create_element_ns(Some(SVG_NS), "path"))
-    {
-        attrs(&svg, &[("viewBox", "0 0 24 24"), ("aria-hidden", "true")]);
-        attrs(
-            &path,
-            &[("d", "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z")],
-        );
-        let _ = svg.append_child(&path);
-        let _ = launcher.append_child(&svg);
-    }
+    let svg = doc.create_element_ns(Some(SVG_NS), "svg").expect("SVG is supported");
+    let icon = doc.create_element_ns(Some(SVG_NS), "path").expect("SVG is supported");
+    attrs(&svg, &[("viewBox", "0 0 24 24"), ("aria-hidden", "true")]);
+    attrs(&icon, &[("d", ICON_CHAT)]);
+    let _ = svg.append_child(&icon);
+    let _ = launcher.append_child(&svg);
     let badge = el(doc, "span", "badge");
     attrs(&badge, &[("aria-hidden", "true")]);
     show(&badge, false);
@@ -777,6 +778,7 @@ fn build(doc: &Document) -> Els {
     Els {
         root,
         launcher,
+        icon,
         badge,
         panel,
         title,

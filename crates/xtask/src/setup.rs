@@ -12,7 +12,6 @@ pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
 pub fn all(root: &Path) -> Result {
     wasm(root)?;
     chromium()?;
-    binaryen()?;
     npm(&root.join("tests/interop"))?;
     Ok(())
 }
@@ -47,22 +46,6 @@ pub fn chromium() -> Result {
         run(root, "apt-get", &["install", "-y", "-qq", "chromium", "chromium-driver"])
     } else {
         Err("Chromium is missing: run `sudo apt-get install chromium chromium-driver`".to_owned())
-    }
-}
-
-/// Debian's `binaryen`, for `wasm-opt -Oz` on the SDK and widget (optional: the build skips the
-/// step without it).
-pub fn binaryen() -> Result {
-    if Path::new("/usr/bin/wasm-opt").exists() {
-        return Ok(());
-    }
-    let root = Path::new("/");
-    if output("id", &["-u"]).is_some_and(|u| u.trim() == "0") {
-        run(root, "apt-get", &["update", "-qq"])?;
-        run(root, "apt-get", &["install", "-y", "-qq", "binaryen"])
-    } else {
-        eprintln!("xtask: wasm-opt is missing (`sudo apt-get install binaryen`); the wasm stays unoptimized");
-        Ok(())
     }
 }
 
