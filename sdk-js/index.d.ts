@@ -101,6 +101,8 @@ export interface WidgetConfig {
   agents_online: number;
   within_business_hours: boolean;
   show_offline_form: boolean;
+  /** A bot answers new conversations: chat first, the offline form when a human is asked for. */
+  bot: boolean;
   identity_required: boolean;
   theme: Theme;
 }

@@ -224,6 +224,13 @@ test("handoff to the queue: live positions for everyone waiting, claim, resolve"
   await until(b.page, (_, sub) => sub.includes("number 1 of 1"), "B moves up");
   await api.call("POST", `/api/conversations/${queue[0].conversation_id}/resolve`, {});
   await until(a.page, (_, sub) => sub.includes("resolved"), "A resolved");
+  // Keyboard: Escape minimizes and gives the focus back to the launcher.
+  await a.page.locator(`${W} .composer textarea`).focus();
+  await a.page.keyboard.press("Escape");
+  await eventually(async () => !(await a.page.locator(`${W} .panel`).isVisible()), { what: "minimized by Escape" });
+  assert.equal(await a.page.evaluate(() => document.querySelector("handoff-widget").shadowRoot.activeElement?.className), "launcher");
+  await a.page.keyboard.press("Enter");
+  await a.page.locator(`${W} .panel`).waitFor();
   await api.call("POST", `/api/conversations/${queue[1].conversation_id}/claim`, {});
   await api.call("POST", `/api/conversations/${queue[1].conversation_id}/resolve`, {});
   await a.context.close();
@@ -400,4 +407,32 @@ test("server down: the loader never breaks the page, warns once, and the widget 
   assert.equal(v.warnings.length, 1, JSON.stringify(v.warnings));
   assert.deepEqual(v.problems, []);
   await v.context.close();
+});
+
+test("with a bot and nobody online: the chat opens with the bot; asking for a human offers the offline form", async () => {
+  await setStatus("offline");
+  const bot = await serveDynamic(() => "accepted", {}); // a bot backend that takes every delivery
+  const setWebhook = (url) => fetch(`${server.base}/api/project/webhook`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${server.secretKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ url }),
+  }).then((r) => assert.equal(r.status, 200));
+  await setWebhook(bot.url);
+  try {
+    const { context, page } = await visitor();
+    await openChat(page);
+    await say(page, "Hi bot, where is my order?");
+    await page.locator(`${W} .msg.me:not(.sending)`).waitFor();
+    await page.locator(`${W} .human`).click();
+    const form = page.locator(`${W} form.offline`);
+    await form.waitFor();
+    assert.match(await subText(page), /away/);
+    await form.locator(".back").click();
+    await page.locator(`${W} .composer`).waitFor();
+    assert.match(await logText(page), /where is my order/);
+    await context.close();
+  } finally {
+    await setWebhook(null);
+    await bot.close();
+  }
 });

@@ -37,6 +37,10 @@ pub struct Model {
     pub connection: String,
     /// Who is typing (agent or bot), if anyone.
     pub typing: Option<String>,
+    /// No agent can take a chat now (none online, or outside business hours).
+    pub agents_away: bool,
+    /// A bot answers new conversations.
+    pub bot: bool,
 }
 
 impl Default for Model {
@@ -51,17 +55,43 @@ impl Default for Model {
             unread: 0,
             connection: "idle".to_owned(),
             typing: None,
+            agents_away: false,
+            bot: false,
         }
     }
 }
 
 impl Model {
-    /// The session started: `offline` when the project shows the offline form and there is no
-    /// conversation to continue.
-    pub fn started(&mut self, status: Option<ConversationStatus>, agent: Option<String>, offline: bool) {
+    /// The session started. With no agent available (`agents_away`), a new visitor gets the
+    /// offline form, unless a `bot` answers: then the chat opens, and the form comes when the
+    /// visitor asks for a human. A conversation to continue always opens the chat.
+    pub fn started(
+        &mut self,
+        status: Option<ConversationStatus>,
+        agent: Option<String>,
+        agents_away: bool,
+        bot: bool,
+    ) {
         self.status = status;
         self.agent = agent;
-        self.screen = if offline && status.is_none() { Screen::OfflineForm } else { Screen::Chat };
+        self.agents_away = agents_away;
+        self.bot = bot;
+        self.screen = if self.can_chat() { Screen::Chat } else { Screen::OfflineForm };
+    }
+
+    /// Whether the chat is on offer (else only the offline form).
+    pub fn can_chat(&self) -> bool {
+        !self.agents_away || self.bot || self.status.is_some()
+    }
+
+    /// "Talk to a human": `true` when the server should be asked; `false` when nobody is there
+    /// and the offline form is shown instead.
+    pub fn human_requested(&mut self) -> bool {
+        if self.agents_away {
+            self.screen = Screen::OfflineForm;
+            return false;
+        }
+        true
     }
 
     /// A message arrived (live or from the history). Returns whether the badge changed.
@@ -187,21 +217,34 @@ mod tests {
     #[test]
     fn offline_form_only_without_a_conversation_to_continue() {
         let mut m = Model::default();
-        m.started(None, None, true);
+        m.started(None, None, true, false);
         assert_eq!(m.screen, Screen::OfflineForm);
         assert!(!m.offers_human());
+        assert!(!m.can_chat());
         let mut m = Model::default();
-        m.started(Some(ConversationStatus::Queued), None, true);
+        m.started(Some(ConversationStatus::Queued), None, true, false);
         assert_eq!(m.screen, Screen::Chat);
         let mut m = Model::default();
-        m.started(None, None, false);
+        m.started(None, None, false, false);
         assert!(m.offers_human());
+        assert!(m.human_requested(), "agents are there: ask the server");
+    }
+
+    #[test]
+    fn with_a_bot_the_chat_opens_and_the_form_comes_when_a_human_is_asked_for() {
+        let mut m = Model::default();
+        m.started(None, None, true, true);
+        assert_eq!(m.screen, Screen::Chat);
+        assert!(m.offers_human());
+        assert!(!m.human_requested(), "nobody to hand over to");
+        assert_eq!(m.screen, Screen::OfflineForm);
+        assert!(m.can_chat(), "the form offers the way back to the bot");
     }
 
     #[test]
     fn status_line_follows_the_conversation() {
         let mut m = Model::default();
-        m.started(Some(ConversationStatus::Bot), None, false);
+        m.started(Some(ConversationStatus::Bot), None, false, false);
         assert!(m.offers_human());
         m.status_changed(ConversationStatus::Queued);
         assert_eq!(m.status_line(), "Waiting for an agent");

@@ -53,6 +53,7 @@ struct Els {
     off_message: HtmlTextAreaElement,
     off_error: Element,
     off_submit: Element,
+    back: Element,
     sent: Element,
     sent_text: Element,
 }
@@ -69,6 +70,8 @@ struct Ui {
     /// Own messages on their way: `(body, bubble)`, oldest first.
     pending: Vec<(String, Element)>,
     conversation: Option<String>,
+    /// The conversation's start while it is on its way.
+    starting: Option<Promise>,
     position_left: bool,
     local: Option<Storage>,
     session: Option<Storage>,
@@ -123,6 +126,7 @@ pub fn mount(base_url: String, project_key: String) -> Result<Widget, JsValue> {
         last_seq: 0,
         pending: Vec::new(),
         conversation: None,
+        starting: None,
         position_left: false,
         local: window.local_storage().ok().flatten(),
         session: window.session_storage().ok().flatten(),
@@ -231,16 +235,13 @@ impl Widget {
             let status =
                 text(session, &["conversation", "status"]).and_then(|s| ConversationStatus::parse(&s));
             let agent = text(session, &["conversation", "agent", "name"]);
-            let offline = Reflect::get(session, &"config".into())
-                .and_then(|c| Reflect::get(&c, &"show_offline_form".into()))
-                .ok()
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false);
+            let flag = |k: &str| get(session, &["config", k]).and_then(|v| v.as_bool()).unwrap_or(false);
+            let (away, bot) = (flag("show_offline_form"), flag("bot"));
             if let Some(id) = text(session, &["conversation", "id"]) {
                 ui.model.seen_seq = ui.seen_of(&id);
                 ui.conversation = Some(id);
             }
-            ui.model.started(status, agent, offline);
+            ui.model.started(status, agent, away, bot);
             ui.render();
             show(&ui.els.root, true);
             ui.session.as_ref().and_then(|s| s.get_item(OPEN_KEY).ok().flatten()).is_some()
@@ -320,6 +321,12 @@ impl Widget {
                 spawn_local(async move { w.submit_offline().await });
             });
             let w = self.clone();
+            l.on(&e.back, "click", move |_| {
+                let mut ui = w.ui.borrow_mut();
+                ui.model.screen = Screen::Chat;
+                ui.render();
+            });
+            let w = self.clone();
             let again = e.sent.query_selector("button").ok().flatten().expect("built");
             l.on(&again, "click", move |_| {
                 let mut ui = w.ui.borrow_mut();
@@ -389,7 +396,7 @@ impl Widget {
 
     /// Sends the composer's text (starting the conversation with it the first time).
     fn submit(&self) {
-        let (body, has_conversation, bubble) = {
+        let (body, bubble) = {
             let mut ui = self.ui.borrow_mut();
             let body = ui.els.input.value().trim().to_owned();
             if body.is_empty() {
@@ -405,23 +412,24 @@ impl Widget {
             let _ = ui.els.log.append_child(&bubble);
             ui.scroll();
             ui.pending.push((body.clone(), bubble.clone()));
-            (body, ui.conversation.is_some() || self.client.conversation_id().is_some(), bubble)
+            (body, bubble)
         };
         self.client.stop_typing();
         let w = self.clone();
         spawn_local(async move {
-            let r = if has_conversation {
-                JsFuture::from(w.client.send(body.clone())).await
-            } else {
-                JsFuture::from(w.client.start_conversation(Some(body.clone()))).await
+            let sent = match w.conversation(Some(body.clone())).await {
+                // The first message went with the start; it arrives with the history.
+                Ok(true) => Ok(None),
+                Ok(false) => JsFuture::from(w.client.send(body.clone())).await.map(Some),
+                Err(e) => Err(e),
             };
-            match r {
-                Ok(v) if has_conversation => {
+            match sent {
+                Ok(Some(message)) => {
                     let mut ui = w.ui.borrow_mut();
-                    ui.message(&v);
+                    ui.message(&message);
                     ui.render();
                 }
-                Ok(conversation) => w.conversation_started(&conversation),
+                Ok(None) => {}
                 Err(e) => {
                     let mut ui = w.ui.borrow_mut();
                     ui.pending.retain(|(_, b)| b != &bubble);
@@ -438,6 +446,27 @@ impl Widget {
         });
     }
 
+    /// Makes sure there is a conversation, starting it (with `first` as its first message) at
+    /// most once: a second message or "talk to a human" while the start is on its way waits for
+    /// it instead of starting another. `Ok(true)` when `first` went with the start.
+    async fn conversation(&self, first: Option<String>) -> Result<bool, JsValue> {
+        if self.client.conversation_id().is_some() {
+            return Ok(false);
+        }
+        let in_flight = self.ui.borrow().starting.clone();
+        if let Some(start) = in_flight {
+            JsFuture::from(start).await?;
+            return Ok(false);
+        }
+        let with_first = first.is_some();
+        let start = self.client.start_conversation(first);
+        self.ui.borrow_mut().starting = Some(start.clone());
+        let r = JsFuture::from(start).await;
+        self.ui.borrow_mut().starting = None;
+        self.conversation_started(&r?);
+        Ok(with_first)
+    }
+
     fn conversation_started(&self, conversation: &JsValue) {
         let mut ui = self.ui.borrow_mut();
         ui.conversation = text(conversation, &["id"]);
@@ -449,12 +478,16 @@ impl Widget {
 
     /// "Talk to a human": starts a conversation if there is none, then asks for the handoff.
     async fn handoff(&self) {
-        self.ui.borrow_mut().error(None);
-        if self.client.conversation_id().is_none() {
-            match JsFuture::from(self.client.start_conversation(None)).await {
-                Ok(c) => self.conversation_started(&c),
-                Err(e) => return self.failed(&e),
+        {
+            let mut ui = self.ui.borrow_mut();
+            ui.error(None);
+            if !ui.model.human_requested() {
+                ui.render(); // nobody to hand over to: the offline form
+                return;
             }
+        }
+        if let Err(e) = self.conversation(None).await {
+            return self.failed(&e);
         }
         match JsFuture::from(self.client.request_handoff()).await {
             Ok(c) => {
@@ -656,6 +689,7 @@ impl Ui {
         show(&e.typing, typing.is_some());
         show(&e.actions, m.offers_human());
         show(&e.offline, m.screen == Screen::OfflineForm);
+        show(&e.back, m.can_chat());
         show(&e.sent, m.screen == Screen::OfflineSent);
     }
 }
@@ -750,7 +784,9 @@ fn build(doc: &Document) -> Els {
     show(&off_error, false);
     let off_submit = text_el(doc, "button", "", "Send message");
     attrs(&off_submit, &[("type", "submit")]);
-    append(&offline, &[&intro, &name_l, &email_l, &msg_l, &off_error, &off_submit]);
+    let back = text_el(doc, "button", "back", "Back to the chat");
+    attrs(&back, &[("type", "button")]);
+    append(&offline, &[&intro, &name_l, &email_l, &msg_l, &off_error, &off_submit, &back]);
 
     let sent = el(doc, "div", "sent");
     attrs(&sent, &[("role", "status")]);
@@ -796,6 +832,7 @@ fn build(doc: &Document) -> Els {
         off_message: off_message.unchecked_into(),
         off_error,
         off_submit,
+        back,
         sent,
         sent_text,
     }

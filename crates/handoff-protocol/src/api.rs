@@ -151,6 +151,7 @@ pub struct WidgetSession {
 /// What the widget needs to know about the project.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[allow(clippy::struct_excessive_bools)] // independent wire flags, each read on its own
 pub struct WidgetConfig {
     /// How many agents are online now.
     pub agents_online: u32,
@@ -158,6 +159,11 @@ pub struct WidgetConfig {
     pub within_business_hours: bool,
     /// Show the offline form instead of the chat (no agent online, or outside hours).
     pub show_offline_form: bool,
+    /// Whether a bot answers new conversations (the project has a bot webhook): then the chat
+    /// opens with the bot even when no agent is available, and the offline form comes when the
+    /// visitor asks for a human.
+    #[serde(default)]
+    pub bot: bool,
     /// Whether customer calls need a verified identity (`identify`) first.
     pub identity_required: bool,
     /// Theme: colours, position, texts.

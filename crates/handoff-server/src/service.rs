@@ -319,6 +319,7 @@ impl Service {
             agents_online: online,
             within_business_hours,
             show_offline_form: online == 0 || !within_business_hours,
+            bot: project.webhook_url.is_some(),
             identity_required: project.enforce_identity,
             theme: project.theme.clone(),
         })

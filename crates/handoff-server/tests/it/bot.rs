@@ -55,6 +55,13 @@ both_dbs!(webhook_signed_deliveries_in_bot_state_only, |s: TestServer| async mov
     assert_eq!(st, 200, "{v}");
     let secret = v["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"));
+    // The widget learns that a bot answers (it then opens the chat even with no agent online).
+    let bot_in_config = || async {
+        let (_, v) =
+            s.call("POST", "/api/widget/session", None, Some(json!({"project_key": s.public_key}))).await;
+        v["config"]["bot"].as_bool()
+    };
+    assert_eq!(bot_in_config().await, Some(true));
 
     // The first message (conversation start) and a later one both reach the bot, signed.
     let (vt, c) = s.conversation().await;
@@ -105,6 +112,7 @@ both_dbs!(webhook_signed_deliveries_in_bot_state_only, |s: TestServer| async mov
     let (st, v) =
         s.call("PUT", "/api/project/webhook", Some(&s.secret_key), Some(json!({"url": null}))).await;
     assert_eq!((st, &v["secret"]), (200, &serde_json::Value::Null), "{v}");
+    assert_eq!(bot_in_config().await, Some(false));
     let _ = s.conversation().await;
     // Put it back: the next delivery is the new conversation's first message, nothing earlier.
     let (_, v) = s.call("PUT", "/api/project/webhook", Some(&s.secret_key), Some(json!({"url": url}))).await;
