@@ -5,9 +5,11 @@
 
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AgentApi, artifacts, eventually, launchBrowser, root, startServer } from "./harness.mjs";
+import { AgentApi, artifacts, eventually, launchBrowser, root, serverBin, startServer } from "./harness.mjs";
 
 const W = "handoff-widget";
 let server;
@@ -434,5 +436,35 @@ test("with a bot and nobody online: the chat opens with the bot; asking for a hu
   } finally {
     await setWebhook(null);
     await bot.close();
+  }
+});
+
+test("identity required: Handoff.identify() (even before the widget is up) verifies the visitor; others are refused", async () => {
+  await setStatus("online");
+  const out = execFileSync(serverBin, ["project", "set", "--project", server.projectId, "--identity", "required"], {
+    env: { ...process.env, DATABASE_URL: server.db, RUST_LOG: "warn" },
+    encoding: "utf8",
+  });
+  const secret = /identity_secret=(\S+)/.exec(out)[1];
+  try {
+    const verified = await visitor({ wait: false });
+    const hmac = createHmac("sha256", secret).update("user-42").digest("hex");
+    await verified.page.evaluate((hmac) => window.Handoff.identify({ user_id: "user-42", name: "Ann Lee", hmac }), hmac);
+    await openChat(verified.page);
+    await say(verified.page, "Signed in and verified");
+    await verified.page.locator(`${W} .msg.me:not(.sending)`).waitFor();
+
+    const stranger = await visitor();
+    await openChat(stranger.page);
+    await say(stranger.page, "Not signed in");
+    await stranger.page.locator(`${W} .msg.me.failed`).waitFor();
+    assert.match(await stranger.page.locator(`${W} .panel > .error`).innerText(), /Not sent/);
+    assert.equal(await stranger.page.locator(`${W} .composer textarea`).inputValue(), "Not signed in", "text kept");
+    await verified.context.close();
+    await stranger.context.close();
+  } finally {
+    execFileSync(serverBin, ["project", "set", "--project", server.projectId, "--identity", "off"], {
+      env: { ...process.env, DATABASE_URL: server.db, RUST_LOG: "warn" },
+    });
   }
 });

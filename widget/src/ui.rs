@@ -146,6 +146,7 @@ impl Widget {
     pub fn open(&self) {
         let mut ui = self.ui.borrow_mut();
         if ui.model.screen == Screen::Loading {
+            ui.model.open = true; // opens once the session is up
             return;
         }
         let last = ui.last_seq;
@@ -174,9 +175,16 @@ impl Widget {
         ui.render();
     }
 
-    /// Binds a signed-in user of the site: `{user_id, name?, email?, hmac}`.
-    pub fn identify(&self, user: &JsValue) -> Promise {
-        self.client.identify(user)
+    /// Binds a signed-in user of the site: `{user_id, name?, email?, hmac}` (once the session is
+    /// up: a call made earlier waits for it).
+    pub fn identify(&self, user: JsValue) -> Promise {
+        let w = self.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            while w.ui.borrow().model.screen == Screen::Loading {
+                gloo_timers::future::TimeoutFuture::new(50).await;
+            }
+            JsFuture::from(w.client.identify(&user)).await
+        })
     }
 
     /// `fn(payload, name)` for the client's events (`"*"`: all); returns an unsubscribe function.
@@ -242,9 +250,10 @@ impl Widget {
                 ui.conversation = Some(id);
             }
             ui.model.started(status, agent, away, bot);
+            let asked = std::mem::take(&mut ui.model.open); // `Handoff.open()` before the session
             ui.render();
             show(&ui.els.root, true);
-            ui.session.as_ref().and_then(|s| s.get_item(OPEN_KEY).ok().flatten()).is_some()
+            asked || ui.session.as_ref().and_then(|s| s.get_item(OPEN_KEY).ok().flatten()).is_some()
         };
         if reopen {
             self.open();

@@ -92,6 +92,11 @@ struct ProjectSet {
     /// First line of a new chat.
     #[arg(long)]
     greeting: Option<String>,
+    /// Identity verification: `off`; `optional` (the widget's `identify` works; prints the
+    /// secret your server signs user ids with); `required` (every customer call of an unverified
+    /// visitor is refused). A secret, once made, is kept until `off`.
+    #[arg(long, value_parser = ["off", "optional", "required"])]
+    identity: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -209,6 +214,18 @@ async fn project_set(svc: &Service, set: ProjectSet) -> Result<(), Box<dyn std::
         };
         svc.store().set_business_hours(&id, hours.as_ref()).await?;
         println!("business_hours={spec}");
+    }
+    if let Some(mode) = set.identity {
+        let secret = match (mode.as_str(), &project.identity_secret) {
+            ("off", _) => None,
+            (_, Some(secret)) => Some(secret.clone()),
+            (_, None) => Some(handoff_server::crypto::random_token("idsec_")),
+        };
+        svc.store().set_identity(&id, secret.as_deref(), mode == "required").await?;
+        println!("identity={mode}");
+        if let Some(secret) = secret {
+            println!("identity_secret={secret}");
+        }
     }
     let mut theme = project.theme;
     let changed =
