@@ -99,14 +99,32 @@ pub struct Service {
     hub: Arc<Hub>,
     waiters: Mutex<HashMap<ConversationId, Arc<Notify>>>,
     webhooks: Webhooks,
+    /// Writes to one conversation take turns on this node (striped by id: bounded memory), so
+    /// they do not spin on the store's `last_seq` check; across nodes that check and a retry
+    /// with backoff keep the order.
+    write_locks: Box<[tokio::sync::Mutex<()>]>,
 }
 
-const MAX_RETRIES: usize = 8;
+const MAX_RETRIES: u32 = 8;
+const WRITE_LOCK_STRIPES: usize = 64;
 
 impl Service {
     /// A service over a store and a hub.
     pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
-        Service { store, hub, waiters: Mutex::new(HashMap::new()), webhooks: Webhooks::new() }
+        Service {
+            store,
+            hub,
+            waiters: Mutex::new(HashMap::new()),
+            webhooks: Webhooks::new(),
+            write_locks: (0..WRITE_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+
+    fn write_lock(&self, id: &ConversationId) -> &tokio::sync::Mutex<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(id.as_str());
+        #[allow(clippy::cast_possible_truncation)] // only the low bits pick a stripe
+        &self.write_locks[h as usize % self.write_locks.len()]
     }
 
     /// The store.
@@ -478,7 +496,15 @@ impl Service {
     where
         F: Fn(&ConversationRow, &Transition, &mut dyn FnMut() -> Seq) -> Vec<Event>,
     {
-        for _ in 0..MAX_RETRIES {
+        let _turn = self.write_lock(id).lock().await;
+        for attempt in 0..MAX_RETRIES {
+            if attempt > 0 {
+                // Another node wrote first: back off a little, more each time.
+                let jitter = u64::from(
+                    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().subsec_nanos() % 5,
+                );
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 5 + jitter)).await;
+            }
             let c = self
                 .store
                 .conversation(id)
@@ -916,7 +942,12 @@ impl Service {
         };
         let to = target.as_ref().map_or(TransferTo::Queue, |a| TransferTo::Agent(a.id.clone()));
         let from = summary(me);
+        // The hand-over note is internal: it becomes a note (agents only), never part of
+        // `conversation:transferred`, which the customer's channel and history carry too.
         let note = req.note.filter(|n| !n.trim().is_empty());
+        if let Some(n) = &note {
+            api::validate_body(n).map_err(AppError::validation)?;
+        }
         let (_, t, events) = self
             .transition(
                 id,
@@ -929,7 +960,7 @@ impl Service {
                         to: target
                             .as_ref()
                             .map_or(TransferTarget::Queue, |a| TransferTarget::Agent(summary(a))),
-                        note: note.clone(),
+                        note: None,
                     })];
                     out.extend(Self::handed_to(c, t, seq, target.as_ref()));
                     out
@@ -945,6 +976,9 @@ impl Service {
                 Event::ConversationAssigned(_) => self.publish(&c.project_id, e, &agents[1..]),
                 _ => self.publish(&c.project_id, e, &agents),
             }
+        }
+        if let Some(body) = note {
+            self.insert_note(&c.project_id, id, me, body).await?;
         }
         self.released(&c.project_id, id, &me.id, &t).await;
         self.get_conversation(caller, id).await
@@ -1149,15 +1183,26 @@ impl Service {
         let me = caller.agent()?;
         api::validate_body(&body).map_err(AppError::validation)?;
         let c = self.visible(caller, id).await?;
+        self.insert_note(&c.project_id, id, me, body).await
+    }
+
+    /// Stores an internal note and announces it on the conversation's agents-only channel.
+    async fn insert_note(
+        &self,
+        project: &ProjectId,
+        id: &ConversationId,
+        author: &AgentRow,
+        body: String,
+    ) -> AppResult<Note> {
         let note = Note {
             id: NoteId::new(crypto::random_id("note_")),
             conversation_id: id.clone(),
-            author: summary(me),
+            author: summary(author),
             body,
             created_at: Timestamp(now_ms()),
         };
         self.store.insert_note(&note).await.map_err(AppError::from)?;
-        self.publish(&c.project_id, &Event::NoteNew(NoteNew { note: note.clone() }), &[]);
+        self.publish(project, &Event::NoteNew(NoteNew { note: note.clone() }), &[]);
         Ok(note)
     }
 

@@ -102,7 +102,9 @@ pub struct ConversationTransferred {
     pub from_agent: AgentSummary,
     /// The queue or the agent who has it now.
     pub to: TransferTarget,
-    /// An optional hand-over note for the next agent.
+    /// A hand-over note. The Handoff server never fills it in: this event also reaches the
+    /// customer, so the note of `POST .../transfer` becomes an internal note (`note:new`, agents
+    /// only). Kept for peers that send it between agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

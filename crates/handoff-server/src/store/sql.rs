@@ -649,50 +649,33 @@ impl Store for SqlStore {
     }
 
     async fn mark_read(&self, agent: &AgentId, id: &ConversationId, seq: Seq) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let current =
-            sqlx::query("SELECT seq FROM read_markers WHERE agent_id = $1 AND conversation_id = $2")
-                .bind(agent.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        match current {
-            None => {
-                sqlx::query("INSERT INTO read_markers (agent_id, conversation_id, seq) VALUES ($1, $2, $3)")
-                    .bind(agent.as_str())
-                    .bind(id.as_str())
-                    .bind(to_i64(seq.0))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Some(row) if to_u64(row.try_get(0)?) < seq.0 => {
-                sqlx::query("UPDATE read_markers SET seq = $1 WHERE agent_id = $2 AND conversation_id = $3")
-                    .bind(to_i64(seq.0))
-                    .bind(agent.as_str())
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Some(_) => {}
-        }
-        tx.commit().await?;
+        // One statement: a read-then-write transaction fails on SQLite in WAL mode when another
+        // connection writes in between (SQLITE_BUSY_SNAPSHOT, which busy_timeout does not retry).
+        // Markers only move forward.
+        sqlx::query(
+            "INSERT INTO read_markers (agent_id, conversation_id, seq) VALUES ($1, $2, $3) \
+             ON CONFLICT (agent_id, conversation_id) DO UPDATE SET seq = excluded.seq \
+             WHERE read_markers.seq < excluded.seq",
+        )
+        .bind(agent.as_str())
+        .bind(id.as_str())
+        .bind(to_i64(seq.0))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     async fn add_decline(&self, id: &ConversationId, agent: &AgentId, now: u64) -> Result<(), StoreError> {
-        let seen = sqlx::query("SELECT 1 FROM declines WHERE conversation_id = $1 AND agent_id = $2")
-            .bind(id.as_str())
-            .bind(agent.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        if seen.is_none() {
-            sqlx::query("INSERT INTO declines (conversation_id, agent_id, created_at) VALUES ($1, $2, $3)")
-                .bind(id.as_str())
-                .bind(agent.as_str())
-                .bind(to_i64(now))
-                .execute(&self.pool)
-                .await?;
-        }
+        // One statement, so two declines at once cannot both insert.
+        sqlx::query(
+            "INSERT INTO declines (conversation_id, agent_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (conversation_id, agent_id) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(agent.as_str())
+        .bind(to_i64(now))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -170,6 +170,7 @@ both_dbs!(transfer, |s: TestServer| async move {
         set(&[
             ("conversation:c", "conversation:transferred"),
             ("conversation:c", "conversation:assigned"),
+            ("conversation:c:agents", "note:new"),
             ("project:p:queue", "conversation:transferred"),
             ("project:p:queue", "conversation:assigned"),
             ("agent:a1", "conversation:transferred"),
@@ -178,6 +179,17 @@ both_dbs!(transfer, |s: TestServer| async move {
         ])
     );
     assert_eq!(customer, ["conversation:transferred", "conversation:assigned"]);
+    // The hand-over note is internal: a note for agents, in no event the customer can read.
+    let (_, history) =
+        s.call("GET", &format!("/api/conversations/{c}/events?after=0"), Some(&vt), None).await;
+    assert!(!history.to_string().contains("billing"), "{history}");
+    let (_, history) =
+        s.call("GET", &format!("/api/conversations/{c}/events?after=0"), Some(&s.agent2.0), None).await;
+    assert!(!history.to_string().contains("billing"), "not in the shared event either: {history}");
+    let (st, notes) = s.call("GET", &format!("/api/conversations/{c}/notes"), Some(&s.agent2.0), None).await;
+    assert_eq!(st, 200, "{notes}");
+    assert_eq!(notes[0]["body"], "billing", "{notes}");
+    assert_eq!(notes[0]["author"]["name"], "Ann", "{notes}");
     // Ann no longer has it.
     let (st, _) = s
         .call(
@@ -419,6 +431,31 @@ both_dbs!(unread_counts, |s: TestServer| async move {
         .await;
     let (_, inbox) = s.call("GET", "/api/inbox", Some(&s.agent1.0), None).await;
     assert_eq!(inbox[0]["unread"], 1);
+    // Markers only move forward, and hold up under concurrent writes (on SQLite a read-then-write
+    // transaction failed here with "database is locked").
+    let s = &s;
+    let read = |seq: u64| {
+        let path = format!("/api/conversations/{c}/read");
+        let token = s.agent1.0.clone();
+        async move { s.call("POST", &path, Some(&token), Some(json!({"seq": seq}))).await.0 }
+    };
+    let send = |i: u64| {
+        let path = format!("/api/conversations/{c}/messages");
+        let vt = vt.clone();
+        async move { s.call("POST", &path, Some(&vt), Some(json!({"body": format!("ping {i}")}))).await.0 }
+    };
+    let (reads, sends) = tokio::join!(
+        futures_util::future::join_all((1..=20).map(read)),
+        futures_util::future::join_all((1..=20).map(send)),
+    );
+    assert!(reads.iter().all(|&st| st == 204), "{reads:?}");
+    assert!(sends.iter().all(|&st| st == 201), "{sends:?}");
+    let (_, inbox) = s.call("GET", "/api/inbox", Some(&s.agent1.0), None).await;
+    let last = inbox[0]["conversation"]["last_seq"].as_u64().unwrap();
+    assert_eq!(read(last).await, 204);
+    assert_eq!(read(1).await, 204, "an older marker is accepted and ignored");
+    let (_, inbox) = s.call("GET", "/api/inbox", Some(&s.agent1.0), None).await;
+    assert_eq!(inbox[0]["unread"], 0);
 });
 
 // 7.3: internal notes are agent-only.
