@@ -113,6 +113,8 @@ export interface Conversation {
   customer_name?: string;
   status: ConversationStatus;
   agent?: AgentSummary;
+  /** The customer's presence now; later changes come as `presence:updated`. */
+  presence: PresenceState;
   last_seq: number;
   created_at: number;
   updated_at: number;
@@ -210,6 +212,10 @@ export interface AgentClientOptions {
 export class AgentClient implements Events {
   constructor(options: AgentClientOptions);
   login(email: string, password: string): Promise<{ token: string; agent: Agent }>;
+  /** Continues with a token from an earlier `login` (rejects with `unauthorized` when revoked). */
+  resume(token: string): Promise<{ token: string; agent: Agent }>;
+  /** Revokes the token on the server, then closes the client. */
+  logout(): Promise<void>;
   readonly agent: Agent | null;
   setStatus(status: AgentStatus): Promise<Agent>;
   inbox(): Promise<InboxItem[]>;

@@ -125,32 +125,11 @@ function showLogin(message) {
  * password, so the login request is answered here from `GET /api/agents/me` (the token never
  * leaves this page, and no password is stored).
  */
-async function resume(c, token) {
-  const r = await fetch("/api/agents/me", { headers: { authorization: `Bearer ${token}` } });
-  if (!r.ok) throw Object.assign(new Error("session expired"), { code: "unauthorized", status: r.status });
-  const agent = await r.json();
-  const real = window.fetch;
-  window.fetch = function (input, init) {
-    const url = new URL(typeof input === "string" ? input : input.url, location.href);
-    if (url.pathname === "/api/agents/login") {
-      return Promise.resolve(new Response(JSON.stringify({ token, agent }), {
-        status: 200, headers: { "content-type": "application/json" },
-      }));
-    }
-    return real.call(this, input, init);
-  };
-  try {
-    return await c.login(agent.email, "");
-  } finally {
-    window.fetch = real;
-  }
-}
-
 async function signIn({ email, password, token }) {
   const c = await createAgentClient({ baseUrl: location.origin });
   let r;
   try {
-    r = token ? await resume(c, token) : await c.login(email, password);
+    r = token ? await c.resume(token) : await c.login(email, password);
   } catch (e) {
     c.close();
     throw e;
@@ -192,7 +171,10 @@ function teardown() {
 async function signOut(message) {
   const c = client;
   // Signing out makes me unavailable, so nothing is routed to a console nobody watches.
-  if (c && !message) await c.setStatus("offline").catch(() => {});
+  if (c && !message) {
+    await c.setStatus("offline").catch(() => {});
+    await c.logout().catch(() => {}); // the token stops working on the server too
+  }
   sessionStorage.removeItem(TOKEN_KEY);
   teardown();
   $("login-form").reset();
@@ -390,6 +372,8 @@ async function loadInbox() {
   for (const it of items) {
     const c = it.conversation;
     if (!mine(c)) continue;
+    // The REST answer carries the presence now; a live presence:updated already seen wins.
+    if (c.presence && c.presence !== "unknown" && !state.presence.has(c.id)) state.presence.set(c.id, c.presence);
     const local = state.inbox.get(c.id);
     // A message that came live after the server answered stays.
     if (local?.last_message && (!it.last_message || local.last_message.seq > it.last_message.seq)) {
@@ -592,6 +576,10 @@ async function loadConversation(id) {
   const c = await client.conversation(id);
   if (state.selected !== id) return c;
   state.conv = c;
+  if (c.presence && c.presence !== "unknown") {
+    state.presence.set(id, c.presence);
+    showPresence(c.presence);
+  }
   $("conversation-title").textContent = customerName(c);
   $("conversation-status").textContent = c.status === "assigned" && c.agent ? `assigned to ${c.agent.id === me.id ? "you" : c.agent.name}` : c.status;
   $("conversation-status").dataset.status = c.status;
@@ -652,15 +640,7 @@ const markRead = (() => {
     const id = state.selected;
     if (!id || !mine(state.conv) || !state.lastSeq) return;
     const seq = state.lastSeq;
-    // Retried: the SQLite store can answer a read marker racing another write with a 500.
-    const attempt = (n) => client?.markRead(id, seq).catch((e) => {
-      if (n < 3 && e?.code !== "unauthorized" && e?.status !== 403 && e?.status !== 404) {
-        setTimeout(() => attempt(n + 1), 300 * (n + 1));
-      } else {
-        console.warn("markRead", e);
-      }
-    });
-    attempt(0);
+    client?.markRead(id, seq).catch((e) => console.warn("markRead", e));
   }, 250);
   return (seq) => {
     if (seq && seq > state.lastSeq) state.lastSeq = seq;
@@ -737,13 +717,8 @@ $("transfer-form").addEventListener("submit", (e) => {
   const to = $("transfer-select").value;
   const note = $("transfer-note").value.trim();
   const name = to === "queue" ? "the queue" : state.agents.find((a) => a.id === to)?.name ?? "an agent";
-  giveUp(async (id) => {
-    // The server puts transfer()'s note in conversation:transferred, which the customer's
-    // channel and history carry too; so the note goes in as an internal note instead.
-    const c = await client.transfer(id, to);
-    if (note) await client.addNote(id, `Transfer note (to ${name}): ${note}`).catch(fail("The transfer note was not saved"));
-    return c;
-  }, `Transferred to ${name}`).then(() => {
+  // The server keeps the hand-over note as an internal note (agents only).
+  giveUp((id) => client.transfer(id, to, note || undefined), `Transferred to ${name}`).then(() => {
     $("transfer-note").value = "";
   });
 });

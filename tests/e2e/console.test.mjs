@@ -133,9 +133,12 @@ test("login: a wrong password shows an error; the session survives a reload; sig
   assert.equal(await page.textContent("#me-name"), server.agent.name);
   await eventually(async () => (await page.textContent("#connection")) === "connected", { what: "connected after reload" });
 
+  const token = await page.evaluate(() => sessionStorage.getItem("handoff.console.token"));
   await page.click("#logout");
   await page.waitForSelector("#login-view:not([hidden])");
   assert.equal(await page.evaluate(() => sessionStorage.getItem("handoff.console.token")), null);
+  const me = await fetch(`${server.base}/api/agents/me`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(me.status, 401, "signing out revokes the token on the server");
   await page.reload();
   await page.waitForSelector("#login-view:not([hidden])");
   assert.ok(await page.locator("#app").isHidden());

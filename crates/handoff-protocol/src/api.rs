@@ -212,6 +212,10 @@ pub struct IdentifyRequest {
     pub hmac: String,
 }
 
+fn unknown_presence() -> PresenceState {
+    PresenceState::Unknown
+}
+
 /// A conversation as REST returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -230,6 +234,10 @@ pub struct Conversation {
     /// The agent who has it, when assigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentSummary>,
+    /// The customer's presence now (later changes come as `presence:updated`); `unknown` from
+    /// servers that do not say.
+    #[serde(default = "unknown_presence")]
+    pub presence: PresenceState,
     /// The last persisted event's counter.
     pub last_seq: Seq,
     /// Created.

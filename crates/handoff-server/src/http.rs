@@ -158,6 +158,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(notes, add_note))
         .routes(routes!(login))
         .routes(routes!(me))
+        .routes(routes!(logout))
         .routes(routes!(set_status))
         .routes(routes!(agents))
         .routes(routes!(inbox))
@@ -504,6 +505,19 @@ async fn login(
     Json(req): Json<api::LoginRequest>,
 ) -> AppResult<Json<api::LoginResponse>> {
     s.login(&req).await.map(Json)
+}
+
+/// Sign out: the token of this call stops working.
+#[utoipa::path(
+    post,
+    path = "/api/agents/logout",
+    tag = "agents",
+    responses((status = 204, description = "Signed out"), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn logout(State(s): State<AppState>, headers: HeaderMap, Auth(c): Auth) -> AppResult<StatusCode> {
+    let token = bearer(&headers).unwrap_or_default();
+    s.logout(&c, token).await.map(|()| StatusCode::NO_CONTENT)
 }
 
 /// The signed-in agent.

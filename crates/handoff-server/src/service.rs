@@ -382,6 +382,7 @@ impl Service {
             customer_name: self.store.visitor_name(&c.visitor_id).await.map_err(AppError::from)?,
             status: c.status,
             agent,
+            presence: c.presence,
             last_seq: c.last_seq,
             created_at: Timestamp(c.created_at),
             updated_at: Timestamp(c.updated_at),
@@ -1230,6 +1231,15 @@ impl Service {
     /// 403 for non-agents.
     pub fn me(caller: &Caller) -> AppResult<api::Agent> {
         Ok(agent_dto(caller.agent()?))
+    }
+
+    /// `POST /api/agents/logout`: revokes the token the call was made with.
+    ///
+    /// # Errors
+    /// 403 for non-agents.
+    pub async fn logout(&self, caller: &Caller, token: &str) -> AppResult<()> {
+        caller.agent()?;
+        self.store.delete_agent_token(&crypto::token_hash(token)).await.map_err(AppError::from)
     }
 
     /// `PUT /api/agents/me/status`: publishes, and an agent who comes online gets queued work.

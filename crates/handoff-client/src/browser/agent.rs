@@ -38,6 +38,28 @@ impl std::fmt::Debug for AgentClient {
     }
 }
 
+fn incomplete() -> JsValue {
+    js_error(&ClientError::InvalidResponse(String::from("the sign-in answer is incomplete")))
+}
+
+/// After `login` or `resume`: the token goes on every call, the socket opens as this agent.
+fn signed_in(
+    engine: &Engine,
+    login: &RefCell<Option<(JsValue, String, String)>>,
+    token: String,
+    agent: JsValue,
+) -> Result<(), JsValue> {
+    let agent_id = super::path_str(&agent, &["id"]).ok_or_else(incomplete)?;
+    let project_id = super::path_str(&agent, &["project_id"]).ok_or_else(incomplete)?;
+    engine.with(|i| {
+        i.set_token(Some(token));
+        i.set_me(AuthorKind::Agent, agent_id.clone());
+        i.start();
+    });
+    *login.borrow_mut() = Some((agent, project_id, agent_id));
+    Ok(())
+}
+
 fn conv(id: &str) -> ConversationId {
     ConversationId::new(id)
 }
@@ -66,19 +88,44 @@ impl AgentClient {
             let text =
                 engine.rest("POST", engine.url("/api/agents/login"), body).await.map_err(|e| js_error(&e))?;
             let r = super::text_to_js(&text);
-            let bad =
-                || js_error(&ClientError::InvalidResponse(String::from("the login answer is incomplete")));
-            let token = super::path_str(&r, &["token"]).ok_or_else(bad)?;
-            let agent_id = super::path_str(&r, &["agent", "id"]).ok_or_else(bad)?;
-            let project_id = super::path_str(&r, &["agent", "project_id"]).ok_or_else(bad)?;
+            let token = super::path_str(&r, &["token"]).ok_or_else(incomplete)?;
             let agent = js_sys::Reflect::get(&r, &JsValue::from_str("agent")).unwrap_or(JsValue::NULL);
-            engine.with(|i| {
-                i.set_token(Some(token));
-                i.set_me(AuthorKind::Agent, agent_id.clone());
-                i.start();
-            });
-            *login.borrow_mut() = Some((agent, project_id, agent_id));
+            signed_in(&engine, &login, token, agent)?;
             Ok(r)
+        })
+    }
+
+    /// Continues a session with a token kept from an earlier `login` (after a page reload):
+    /// checks it with `GET /api/agents/me` and connects; resolves to `{token, agent}`, or rejects
+    /// with `unauthorized` when the token no longer works.
+    pub fn resume(&self, token: String) -> Promise {
+        let engine = self.engine.clone();
+        let login = self.login.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            engine.with(|i| i.set_token(Some(token.clone())));
+            let text = match engine.rest("GET", engine.url("/api/agents/me"), None).await {
+                Ok(text) => text,
+                Err(e) => {
+                    engine.with(|i| i.set_token(None));
+                    return Err(js_error(&e));
+                }
+            };
+            let agent = super::text_to_js(&text);
+            signed_in(&engine, &login, token.clone(), agent.clone())?;
+            let r = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(&r, &JsValue::from_str("token"), &JsValue::from_str(&token));
+            let _ = js_sys::Reflect::set(&r, &JsValue::from_str("agent"), &agent);
+            Ok(r.into())
+        })
+    }
+
+    /// Signs out: the server revokes the token, then the client closes.
+    pub fn logout(&self) -> Promise {
+        let engine = self.engine.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let r = engine.rest("POST", engine.url("/api/agents/logout"), Some("{}".into())).await;
+            engine.with(super::engine::Inner::close);
+            r.map(|_| JsValue::UNDEFINED).map_err(|e| js_error(&e))
         })
     }
 

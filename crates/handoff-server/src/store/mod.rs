@@ -272,6 +272,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database errors.
     async fn insert_agent_token(&self, hash: &str, agent: &AgentId, now: u64) -> Result<(), StoreError>;
 
+    /// Revokes an agent token (by hash); nothing when it is unknown.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn delete_agent_token(&self, hash: &str) -> Result<(), StoreError>;
+
     /// The agent a token hash belongs to.
     ///
     /// # Errors

@@ -407,6 +407,11 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn delete_agent_token(&self, hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM agent_tokens WHERE token_hash = $1").bind(hash).execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn agent_by_token_hash(&self, hash: &str) -> Result<Option<AgentRow>, StoreError> {
         let sql = format!("SELECT {AGENT_COLUMNS} FROM agents a JOIN agent_tokens t ON t.agent_id = a.id WHERE t.token_hash = $1");
         let row = sqlx::query(&sql).bind(hash).fetch_optional(&self.pool).await?;

@@ -336,6 +336,10 @@ both_dbs!(presence, |s: TestServer| async move {
         .call("POST", &format!("/api/conversations/{c}/presence"), Some(&vt), Some(json!({"state": "idle"})))
         .await;
     assert_eq!(st, 204);
+    // An agent opening the conversation now learns the current presence without waiting for
+    // the next change.
+    let (_, conv) = s.call("GET", &format!("/api/conversations/{c}"), Some(&s.agent1.0), None).await;
+    assert_eq!(conv["presence"], "idle", "{conv}");
     let resp = s
         .http
         .post(format!("{}/api/conversations/{c}/presence", s.base))
@@ -812,4 +816,17 @@ both_dbs!(expiry_jobs, |s: TestServer| async move {
     );
     let (_, list) = s.call("GET", "/api/agents", Some(&s.agent1.0), None).await;
     assert!(list.as_array().unwrap().iter().all(|a| a["status"] == "offline"));
+});
+
+// Sign out: the token stops working; other sessions of the same agent go on.
+both_dbs!(logout_revokes_the_token, |s: TestServer| async move {
+    let other = s.login("ann@test.dev", "pw-ann-123").await;
+    let (st, _) = s.call("POST", "/api/agents/logout", Some(&s.agent1.0), None).await;
+    assert_eq!(st, 204);
+    let (st, v) = s.call("GET", "/api/agents/me", Some(&s.agent1.0), None).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (401, Some("unauthorized")), "{v}");
+    let (st, v) = s.call("GET", "/api/agents/me", Some(&other.0), None).await;
+    assert_eq!((st, v["name"].as_str()), (200, Some("Ann")), "{v}");
+    let (st, _) = s.call("POST", "/api/agents/logout", None, None).await;
+    assert_eq!(st, 401);
 });
