@@ -233,8 +233,13 @@ test("handoff to the queue: live positions for everyone waiting, claim, resolve"
   assert.equal(await a.page.evaluate(() => document.querySelector("handoff-widget").shadowRoot.activeElement?.className), "launcher");
   await a.page.keyboard.press("Enter");
   await a.page.locator(`${W} .panel`).waitFor();
-  await api.call("POST", `/api/conversations/${queue[1].conversation_id}/claim`, {});
-  await api.call("POST", `/api/conversations/${queue[1].conversation_id}/resolve`, {});
+  // Presence: B's page is open (online); closing it says offline by beacon at once.
+  const bConv = queue[1].conversation_id;
+  assert.equal((await api.call("GET", `/api/conversations/${bConv}`)).presence, "online");
+  await b.page.close({ runBeforeUnload: true });
+  await eventually(async () => (await api.call("GET", `/api/conversations/${bConv}`)).presence === "offline", { what: "offline on close" });
+  await api.call("POST", `/api/conversations/${bConv}/claim`, {});
+  await api.call("POST", `/api/conversations/${bConv}/resolve`, {});
   await a.context.close();
   await b.context.close();
 });
