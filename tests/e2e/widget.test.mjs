@@ -88,13 +88,15 @@ async function visitor({ path = "/", contextOptions = {}, wait = true } = {}) {
   const page = await context.newPage();
   const problems = [];
   const warnings = [];
+  let failed = 0;
+  page.on("requestfailed", (r) => { if (r.url().includes("/widget/handoff_widget.js")) failed += 1; });
   page.on("pageerror", (e) => problems.push(String(e)));
   page.on("console", (m) => {
     if (m.type() === "warning" && m.text().startsWith("Handoff")) warnings.push(m.text());
   });
   await page.goto(`${host.origin}${path}`);
   if (wait) await page.locator(`${W} .launcher`).waitFor();
-  return { context, page, problems, warnings };
+  return { context, page, problems, warnings, failedImports: () => failed };
 }
 
 async function openChat(page) {
@@ -158,9 +160,14 @@ test("chat: customer writes, the agent answers live, typing both ways, text neve
     agent.on("typing", (p) => window.typing.push(p));
     agent.subscribeConversation(id);
   }, [server.agent.email, server.agent.password, conv.id]);
-  await agentPage.waitForTimeout(300); // let the join land before typing
-  await page.locator(`${W} .composer textarea`).pressSequentially("Also the", { delay: 40 });
-  await eventually(() => agentPage.evaluate(() => window.typing.some((t) => t.is_typing && t.actor.kind === "customer")), { what: "customer typing at the agent" });
+  // Keep typing until the agent (whose join may still be on its way) sees it: the widget sends
+  // `typing` at most every 300 ms while keys come.
+  const input = page.locator(`${W} .composer textarea`);
+  await eventually(async () => {
+    await input.press("a");
+    return agentPage.evaluate(() => window.typing.some((t) => t.is_typing && t.actor.kind === "customer"));
+  }, { what: "customer typing at the agent", interval: 350 });
+  await input.fill("");
 
   // Agent typing shows, and goes by the 3 s rule when no message follows.
   await api.call("POST", `/api/conversations/${conv.id}/typing`, { is_typing: true });
@@ -401,7 +408,8 @@ test("server down: the loader never breaks the page, warns once, and the widget 
   try {
     v = await visitor({ path: "/self-hosted-loader", wait: false });
     assert.equal(await v.page.locator("h1").innerText(), "Acme shop", "the page renders");
-    await v.page.waitForTimeout(2_500); // the loader's first retries happen meanwhile
+    // Let the loader try (and fail) twice: still no launcher, still one warning.
+    await eventually(() => v.failedImports() >= 2, { what: "two failed loads", timeout: 15_000 });
     assert.equal(await v.page.locator(`${W} .launcher`).count(), 0);
     assert.equal(await v.page.evaluate(() => typeof window.Handoff.open), "function", "window.Handoff at once");
     assert.equal(v.warnings.length, 1, JSON.stringify(v.warnings));

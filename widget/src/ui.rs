@@ -72,6 +72,9 @@ struct Ui {
     conversation: Option<String>,
     /// The conversation's start while it is on its way.
     starting: Option<Promise>,
+    /// Settles when the session is up (calls that need the visitor token wait for it).
+    ready: Promise,
+    ready_resolve: Option<Function>,
     position_left: bool,
     local: Option<Storage>,
     session: Option<Storage>,
@@ -117,6 +120,8 @@ pub fn mount(base_url: String, project_key: String) -> Result<Widget, JsValue> {
     let _ = shadow.append_child(&els.root);
     let _ = body.append_child(&host);
 
+    let mut ready_resolve = None;
+    let ready = Promise::new(&mut |resolve, _| ready_resolve = Some(resolve));
     let ui = Rc::new(RefCell::new(Ui {
         doc,
         els,
@@ -127,6 +132,8 @@ pub fn mount(base_url: String, project_key: String) -> Result<Widget, JsValue> {
         pending: Vec::new(),
         conversation: None,
         starting: None,
+        ready,
+        ready_resolve,
         position_left: false,
         local: window.local_storage().ok().flatten(),
         session: window.session_storage().ok().flatten(),
@@ -178,12 +185,10 @@ impl Widget {
     /// Binds a signed-in user of the site: `{user_id, name?, email?, hmac}` (once the session is
     /// up: a call made earlier waits for it).
     pub fn identify(&self, user: JsValue) -> Promise {
-        let w = self.clone();
+        let (client, ready) = (self.client.clone(), self.ui.borrow().ready.clone());
         wasm_bindgen_futures::future_to_promise(async move {
-            while w.ui.borrow().model.screen == Screen::Loading {
-                gloo_timers::future::TimeoutFuture::new(50).await;
-            }
-            JsFuture::from(w.client.identify(&user)).await
+            JsFuture::from(ready).await?;
+            JsFuture::from(client.identify(&user)).await
         })
     }
 
@@ -253,6 +258,9 @@ impl Widget {
             let asked = std::mem::take(&mut ui.model.open); // `Handoff.open()` before the session
             ui.render();
             show(&ui.els.root, true);
+            if let Some(resolve) = ui.ready_resolve.take() {
+                let _ = resolve.call0(&JsValue::UNDEFINED);
+            }
             asked || ui.session.as_ref().and_then(|s| s.get_item(OPEN_KEY).ok().flatten()).is_some()
         };
         if reopen {
