@@ -493,6 +493,20 @@ mod tests {
     }
 
     #[test]
+    fn conversation_presence_defaults_for_older_payloads() {
+        let mut v = serde_json::json!({
+            "id": "conv_1", "project_id": "proj_1", "visitor_id": "vis_1", "status": "assigned",
+            "last_seq": 3, "created_at": 1, "updated_at": 2,
+        });
+        let c: Conversation = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(c.presence, PresenceState::Unknown);
+        v["presence"] = "idle".into();
+        let c: Conversation = serde_json::from_value(v).unwrap();
+        assert_eq!(c.presence, PresenceState::Idle);
+        assert_eq!(serde_json::to_value(&c).unwrap()["presence"], "idle");
+    }
+
+    #[test]
     fn error_body_shape_and_statuses() {
         let body = ErrorBody { error: ApiError { code: ErrorCode::InvalidTransition, message: "no".into() } };
         assert_eq!(

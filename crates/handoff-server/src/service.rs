@@ -476,7 +476,15 @@ impl Service {
             let notified = notify.notified();
             let c = self.visible(caller, id).await?;
             if c.last_seq > after || wait_secs == 0 {
-                let events = self.store.events_after(id, after, 500).await.map_err(AppError::from)?;
+                let mut events = self.store.events_after(id, after, 500).await.map_err(AppError::from)?;
+                if matches!(caller, Caller::Customer { .. }) {
+                    // Transfers stored by versions that put the hand-over note in the event.
+                    for e in &mut events {
+                        if let Event::ConversationTransferred(t) = e {
+                            t.note = None;
+                        }
+                    }
+                }
                 let last_seq = events.last().and_then(Event::seq).unwrap_or(after);
                 return Ok(EventsPage { events, last_seq, status: c.status });
             }
@@ -978,10 +986,11 @@ impl Service {
                 _ => self.publish(&c.project_id, e, &agents),
             }
         }
+        // The transfer is done: its bookkeeping must not depend on the note being stored.
+        self.released(&c.project_id, id, &me.id, &t).await;
         if let Some(body) = note {
             self.insert_note(&c.project_id, id, me, body).await?;
         }
-        self.released(&c.project_id, id, &me.id, &t).await;
         self.get_conversation(caller, id).await
     }
 

@@ -111,6 +111,41 @@ async fn queued(s: &TestServer) -> (String, String) {
     (vt, c)
 }
 
+// A transfer stored with its hand-over note in the event (as versions before the note became an
+// internal note did) is served to the customer without it; agents still read it.
+both_dbs!(stored_transfer_notes_stay_with_agents, |s: TestServer| async move {
+    use handoff_protocol::event::{AgentSummary, ConversationTransferred, TransferTarget};
+    use handoff_protocol::{AgentId, ConversationId, Seq};
+    use handoff_server::store::ConversationUpdate;
+    let (vt, c) = queued(&s).await;
+    s.call("POST", &format!("/api/conversations/{c}/claim"), Some(&s.agent1.0), None).await;
+    let id = ConversationId::new(c.as_str());
+    let row = s.svc.store().conversation(&id).await.unwrap().unwrap();
+    let old = Event::ConversationTransferred(ConversationTransferred {
+        conversation_id: id.clone(),
+        seq: Seq(row.last_seq.0 + 1),
+        from_agent: AgentSummary { id: AgentId::new(s.agent1.1.as_str()), name: "Ann".into() },
+        to: TransferTarget::Queue,
+        note: Some("legacy secret".into()),
+    });
+    let update =
+        ConversationUpdate { status: row.status, agent_id: row.agent_id.clone(), queued_at: row.queued_at };
+    s.svc.store().append(&id, row.last_seq, &update, &[old], row.updated_at + 1).await.unwrap();
+    let after = row.last_seq.0;
+    for path in [
+        format!("/api/conversations/{c}/events?after=0"),
+        format!("/api/conversations/{c}/events?after={after}&wait=5"),
+    ] {
+        let (st, page) = s.call("GET", &path, Some(&vt), None).await;
+        assert_eq!(st, 200, "{page}");
+        assert!(page.to_string().contains("conversation:transferred"), "{page}");
+        assert!(!page.to_string().contains("legacy secret"), "{path}: {page}");
+    }
+    let (_, page) =
+        s.call("GET", &format!("/api/conversations/{c}/events?after={after}"), Some(&s.agent1.0), None).await;
+    assert_eq!(page["events"][0]["payload"]["note"], "legacy secret", "{page}");
+});
+
 // 1.3: claim.
 both_dbs!(claim, |s: TestServer| async move {
     let (vt, c) = queued(&s).await;
@@ -155,6 +190,9 @@ both_dbs!(transfer, |s: TestServer| async move {
     assert_eq!((st, v["error"]["code"].as_str()), (409, Some("agent_unavailable")), "{v}");
     s.set_status(&s.agent2.0, "online").await;
     w.seen(&s, &c).await;
+    // A second customer socket, to look at the payloads it gets live.
+    let mut customer = s.socket(Vsn::V1).await;
+    customer.join_ok(&format!("realtime:conversation:{c}"), &vt).await;
     let (st, v) = s
         .call(
             "POST",
@@ -164,6 +202,9 @@ both_dbs!(transfer, |s: TestServer| async move {
         )
         .await;
     assert_eq!((st, v["agent"]["name"].as_str()), (200, Some("Bo")), "{v}");
+    let live = customer.drain_frames().await;
+    assert!(live.iter().any(|f| format!("{f:?}").contains("conversation:transferred")), "{live:?}");
+    assert!(!format!("{live:?}").contains("billing"), "the note reached the customer live: {live:?}");
     let (agents, customer) = w.seen(&s, &c).await;
     assert_eq!(
         agents,
