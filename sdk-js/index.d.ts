@@ -214,7 +214,7 @@ export class AgentClient implements Events {
   login(email: string, password: string): Promise<{ token: string; agent: Agent }>;
   /** Continues with a token from an earlier `login` (rejects with `unauthorized` when revoked). */
   resume(token: string): Promise<{ token: string; agent: Agent }>;
-  /** Revokes the token on the server, then closes the client. */
+  /** Revokes the token on the server, then closes the client (`agent` is `null` after, also when the call failed). */
   logout(): Promise<void>;
   readonly agent: Agent | null;
   setStatus(status: AgentStatus): Promise<Agent>;

@@ -121,9 +121,9 @@ function showLogin(message) {
 }
 
 /**
- * Logs the client in with a token kept from an earlier login. The SDK can only log in with a
- * password, so the login request is answered here from `GET /api/agents/me` (the token never
- * leaves this page, and no password is stored).
+ * Signs in with a password, or resumes with the token kept in sessionStorage from an earlier
+ * login (`AgentClient.resume`, checked by the server with `GET /api/agents/me`). No password is
+ * stored.
  */
 async function signIn({ email, password, token }) {
   const c = await createAgentClient({ baseUrl: location.origin });

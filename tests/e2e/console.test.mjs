@@ -201,6 +201,14 @@ test("handoff, live queue and claim; messages, typing, presence, unread counts; 
   await eventually(async () => (await page.getAttribute("#presence-dot", "data-state")) === "idle", { what: "presence idle" });
   await setVisible(customer, true);
   await eventually(async () => (await page.getAttribute("#presence-dot", "data-state")) === "online", { what: "presence online" });
+  // A console that opens the conversation while the customer is steady (no presence:updated
+  // coming) shows the presence from the REST answer: reload (the session resumes) and reopen it.
+  await page.reload();
+  await page.waitForSelector("#app:not([hidden])");
+  await shown(inboxItem(page, id), "inbox entry after a reload");
+  await inboxItem(page, id).locator("button").first().click();
+  await eventually(async () => (await page.getAttribute("#presence-dot", "data-state")) === "online", { what: "presence online from REST" });
+  await eventually(async () => (await messageTexts(page)).includes("It was order 42, the blue one"), { what: "history after a reload" });
 
   await shot(page, "inbox-conversation");
 

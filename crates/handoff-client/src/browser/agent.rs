@@ -119,12 +119,18 @@ impl AgentClient {
         })
     }
 
-    /// Signs out: the server revokes the token, then the client closes.
+    /// Signs out: the server revokes the token, then the client closes and forgets the token
+    /// and the agent (`agent` is `null` again), also when the server could not be reached.
     pub fn logout(&self) -> Promise {
         let engine = self.engine.clone();
+        let login = self.login.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let r = engine.rest("POST", engine.url("/api/agents/logout"), Some("{}".into())).await;
-            engine.with(super::engine::Inner::close);
+            engine.with(|i| {
+                i.close();
+                i.set_token(None);
+            });
+            *login.borrow_mut() = None;
             r.map(|_| JsValue::UNDEFINED).map_err(|e| js_error(&e))
         })
     }
