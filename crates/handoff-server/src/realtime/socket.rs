@@ -38,6 +38,10 @@ pub struct RealtimeConfig {
     /// first join before the callback resolves and, when the token was there before the join
     /// reply, never pushes it for that join: such a client is served about 2 s after joining.
     pub token_grace: Duration,
+    /// How often a socket's tokens are checked again (on a heartbeat, once this long has passed
+    /// since the last check): a token revoked since the join (agent logout) stops receiving;
+    /// its channels get `phx_error`, and the client's rejoin is refused (60 s).
+    pub token_recheck: Duration,
 }
 
 impl Default for RealtimeConfig {
@@ -46,6 +50,7 @@ impl Default for RealtimeConfig {
             idle_timeout: Duration::from_secs(60),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             token_grace: Duration::from_secs(1),
+            token_recheck: Duration::from_secs(60),
         }
     }
 }
@@ -102,6 +107,8 @@ struct Conn {
     kill: Arc<Notify>,
     joined: HashMap<String, Joined>,
     principals: HashMap<String, Principal>,
+    /// When the tokens of the joined channels were last checked.
+    checked: Instant,
 }
 
 async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime) {
@@ -125,6 +132,7 @@ async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime) {
         kill: kill.clone(),
         joined: HashMap::new(),
         principals: HashMap::new(),
+        checked: Instant::now(),
     };
     let mut killed = false;
     loop {
@@ -219,6 +227,9 @@ impl Conn {
         match frame.kind() {
             FrameKind::Heartbeat if frame.topic == PHOENIX_TOPIC => {
                 self.send(&Frame::reply_ok(None, frame.r#ref, PHOENIX_TOPIC, json!({})));
+                if self.checked.elapsed() >= self.rt.config.token_recheck {
+                    self.recheck_tokens().await;
+                }
             }
             FrameKind::Join => self.join(frame).await,
             FrameKind::AccessToken => self.access_token(&frame).await,
@@ -246,6 +257,36 @@ impl Conn {
                 ));
             }
             _ => tracing::debug!(socket = self.id, event = frame.event, "ignored frame"),
+        }
+    }
+
+    /// Authorizes every joined channel again with fresh answers (not the per-socket cache).
+    /// A channel whose token no longer authorizes it (revoked by a logout, or the check
+    /// failed) stops receiving and gets `phx_error`: the client rejoins, which is refused for
+    /// a revoked token and accepted again after a passing database error.
+    async fn recheck_tokens(&mut self) {
+        self.checked = Instant::now();
+        self.principals.clear();
+        let joined: Vec<(String, Channel, String)> = self
+            .joined
+            .iter()
+            .filter_map(|(topic, j)| Some((topic.clone(), j.channel.clone(), j.token.clone()?)))
+            .collect();
+        for (topic, channel, token) in joined {
+            match self.authorize(&channel, &token).await {
+                Ok(principal) => {
+                    if let Some(j) = self.joined.get_mut(&topic) {
+                        j.principal = principal;
+                    }
+                }
+                Err(reason) => {
+                    tracing::debug!(socket = self.id, topic, reason, "token no longer authorizes; phx_error");
+                    if let Some(j) = self.joined.remove(&topic) {
+                        self.rt.hub.unsubscribe(&topic, self.id);
+                        self.send(&Frame::error(j.join_ref, &topic));
+                    }
+                }
+            }
         }
     }
 

@@ -871,3 +871,38 @@ both_dbs!(logout_revokes_the_token, |s: TestServer| async move {
     let (st, _) = s.call("POST", "/api/agents/logout", None, None).await;
     assert_eq!(st, 401);
 });
+
+// A socket joined with a token that is revoked later stops receiving: its tokens are checked
+// again on a heartbeat (here every 200 ms), and its channel gets phx_error; a rejoin with the
+// revoked token is refused. Other sessions go on.
+#[tokio::test]
+async fn a_revoked_token_loses_its_channels() {
+    use handoff_protocol::phoenix::{FrameKind, ReplyStatus};
+    use handoff_server::realtime::RealtimeConfig;
+    let config =
+        RealtimeConfig { token_recheck: std::time::Duration::from_millis(200), ..RealtimeConfig::default() };
+    let s = TestServer::start_with(Db::Sqlite, config).await.unwrap();
+    let (vt, c) = s.conversation().await;
+    let topic = format!("realtime:conversation:{c}");
+    let mut revoked = s.socket(Vsn::V2).await;
+    revoked.join_ok(&topic, &s.agent1.0).await;
+    let mut other = s.socket(Vsn::V1).await;
+    other.join_ok(&topic, &s.agent2.0).await;
+    let (st, _) = s.call("POST", "/api/agents/logout", Some(&s.agent1.0), None).await;
+    assert_eq!(st, 204);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // This heartbeat triggers the check; what it finds comes after the heartbeat's reply.
+    revoked.drain_frames().await;
+    let (st, _) = s
+        .call("POST", &format!("/api/conversations/{c}/messages"), Some(&vt), Some(json!({"body": "after"})))
+        .await;
+    assert_eq!(st, 201);
+    let frames = revoked.drain_frames().await;
+    assert!(frames.iter().any(|f| f.kind() == FrameKind::Error && f.topic == topic), "{frames:?}");
+    assert!(!frames.iter().any(|f| f.kind() == FrameKind::Broadcast), "{frames:?}");
+    let (_, reply) = revoked.join(&topic, Some(&s.agent1.0), false).await;
+    assert_eq!(reply.reply().unwrap().status, ReplyStatus::Error, "{reply:?}");
+    // Bo's session is untouched.
+    let seen = other.events().await;
+    assert!(seen.iter().any(|e| e.name() == "message:new"), "{seen:?}");
+}
