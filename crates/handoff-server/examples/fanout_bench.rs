@@ -51,7 +51,9 @@ async fn serve() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("READY {} {} {}", listener.local_addr().unwrap(), login.token, project.id);
-    axum::serve(listener, app(svc, &config)).await.unwrap();
+    axum::serve(listener, app(svc, &config).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await
+        .unwrap();
 }
 
 async fn connect(

@@ -6,6 +6,7 @@ pub mod error;
 pub mod hours;
 pub mod http;
 pub mod jobs;
+pub mod net;
 pub mod realtime;
 pub mod service;
 pub mod store;
@@ -36,6 +37,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// The demo project's public key: `/` then serves a demo page with the widget's script tag.
     pub demo_key: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits, sockets per IP).
+    pub trusted_proxies: net::TrustedProxies,
 }
 
 impl Default for Config {
@@ -47,6 +50,7 @@ impl Default for Config {
             job_interval: Duration::from_secs(5),
             redis_url: None,
             demo_key: None,
+            trusted_proxies: net::TrustedProxies::default(),
         }
     }
 }

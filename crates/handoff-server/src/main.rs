@@ -261,7 +261,9 @@ async fn serve(
     let jobs = tokio::spawn(jobs::run(svc.clone(), config.job_interval, stop_rx));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "listening");
-    axum::serve(listener, app(svc.clone(), config)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app(svc.clone(), config).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     let _ = stop_tx.send(true);
     let _ = jobs.await;
     svc.store().close().await;
