@@ -223,6 +223,12 @@ impl Hub {
         self.local.topics.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 
+    /// Cuts the sockets authorized by a revoked token (placeholder until the realtime branch
+    /// lands; replaced by its implementation at the merge).
+    pub fn revoke_token(&self, token_hash: &str) {
+        tracing::debug!(token_hash, "token revoked");
+    }
+
     /// Publishes an event on a channel, to every subscriber on every node. Fire-and-forget:
     /// never blocks, never fails the caller.
     pub fn publish(&self, channel: &Channel, event: &Event) {
