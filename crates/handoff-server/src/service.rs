@@ -599,27 +599,39 @@ impl Service {
             return Ok((self.get_conversation(caller, &open.id).await?, false));
         }
         let now = now_ms();
+        let id = ConversationId::new(crypto::random_id("conv_"));
+        // The first message is stored with the conversation, in one transaction (a customer
+        // message in `bot` state changes no state).
+        let first = req.body.map(|body| Message {
+            id: store::new_message_id(),
+            conversation_id: id.clone(),
+            seq: Seq::ZERO.next(),
+            author: caller.author(),
+            body,
+            client_msg_id: req.client_msg_id,
+            created_at: Timestamp(now),
+        });
+        let events: Vec<Event> =
+            first.iter().map(|m| Event::MessageNew(MessageNew { message: m.clone() })).collect();
         let row = ConversationRow {
-            id: ConversationId::new(crypto::random_id("conv_")),
+            id,
             project_id: project.id.clone(),
             visitor_id: visitor.id.clone(),
             status: ConversationStatus::Bot,
             agent_id: None,
-            last_seq: Seq::ZERO,
+            last_seq: events.last().and_then(Event::seq).unwrap_or(Seq::ZERO),
             queued_at: None,
             presence: PresenceState::Online,
             last_heartbeat: Some(now),
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_conversation(&row).await.map_err(AppError::from)?;
-        if let Some(body) = req.body {
-            self.send_message(
-                caller,
-                &row.id,
-                api::SendMessageRequest { body, client_msg_id: req.client_msg_id },
-            )
-            .await?;
+        self.store.insert_conversation(&row, &events).await.map_err(AppError::from)?;
+        for e in &events {
+            self.publish(&project.id, e, &[]);
+        }
+        if let Some(message) = &first {
+            self.notify_bot(project, message);
         }
         Ok((self.get_conversation(caller, &row.id).await?, true))
     }

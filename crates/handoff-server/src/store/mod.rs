@@ -370,11 +370,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         email: Option<&str>,
     ) -> Result<(), StoreError>;
 
-    /// Creates a conversation in `bot` status.
+    /// Creates a conversation with its first events (a first message), in one transaction:
+    /// both are stored or neither. `c.last_seq` is the last of `events`' seqs (0 without).
     ///
     /// # Errors
     /// Database errors.
-    async fn insert_conversation(&self, c: &ConversationRow) -> Result<(), StoreError>;
+    async fn insert_conversation(&self, c: &ConversationRow, events: &[Event]) -> Result<(), StoreError>;
 
     /// A conversation by id.
     ///

@@ -180,6 +180,49 @@ fn project(row: &AnyRow) -> Result<Project, sqlx::Error> {
     })
 }
 
+/// Inserts a conversation's events (and the messages among them) in a transaction; a
+/// `client_msg_id` already used in the conversation is a [`StoreError::Conflict`].
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &ConversationId,
+    last: Seq,
+    events: &[Event],
+    now: u64,
+) -> Result<(), StoreError> {
+    for event in events {
+        let seq = event.seq().unwrap_or(last);
+        let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        sqlx::query("INSERT INTO events (conversation_id, seq, event, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id.as_str())
+            .bind(to_i64(seq.0))
+            .bind(event.name())
+            .bind(payload)
+            .bind(to_i64(now))
+            .execute(&mut **tx)
+            .await?;
+        if let Event::MessageNew(m) = event {
+            let m = &m.message;
+            let r = sqlx::query("INSERT INTO messages (id, conversation_id, seq, author_kind, body, client_msg_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(m.id.as_str())
+                .bind(id.as_str())
+                .bind(to_i64(m.seq.0))
+                .bind(m.author.kind.as_str())
+                .bind(&m.body)
+                .bind(m.client_msg_id.as_ref().map(|c| c.as_str().to_owned()))
+                .bind(to_i64(m.created_at.0))
+                .execute(&mut **tx)
+                .await;
+            match r {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+                r => {
+                    r?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Applies the migrations the database has not seen yet.
 async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
     // One transaction for all of it. On PostgreSQL, server nodes starting together take turns on
@@ -603,18 +646,22 @@ impl Store for SqlStore {
 
     // ---- conversations ----
 
-    async fn insert_conversation(&self, c: &ConversationRow) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO conversations (id, project_id, visitor_id, status, agent_id, last_seq, queued_at, presence, last_heartbeat, created_at, updated_at) VALUES ($1, $2, $3, $4, NULL, 0, NULL, $5, $6, $7, $8)")
+    async fn insert_conversation(&self, c: &ConversationRow, events: &[Event]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO conversations (id, project_id, visitor_id, status, agent_id, last_seq, queued_at, presence, last_heartbeat, created_at, updated_at) VALUES ($1, $2, $3, $4, NULL, $5, NULL, $6, $7, $8, $9)")
             .bind(c.id.as_str())
             .bind(c.project_id.as_str())
             .bind(c.visitor_id.as_str())
             .bind(c.status.as_str())
+            .bind(to_i64(c.last_seq.0))
             .bind(c.presence.as_str())
             .bind(c.last_heartbeat.map(to_i64))
             .bind(to_i64(c.created_at))
             .bind(to_i64(c.updated_at))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        insert_events(&mut tx, &c.id, c.last_seq, events, c.created_at).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -693,37 +740,7 @@ impl Store for SqlStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict);
         }
-        for event in events {
-            let seq = event.seq().unwrap_or(last);
-            let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-            sqlx::query("INSERT INTO events (conversation_id, seq, event, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(id.as_str())
-                .bind(to_i64(seq.0))
-                .bind(event.name())
-                .bind(payload)
-                .bind(to_i64(now))
-                .execute(&mut *tx)
-                .await?;
-            if let Event::MessageNew(m) = event {
-                let m = &m.message;
-                let r = sqlx::query("INSERT INTO messages (id, conversation_id, seq, author_kind, body, client_msg_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(m.id.as_str())
-                    .bind(id.as_str())
-                    .bind(to_i64(m.seq.0))
-                    .bind(m.author.kind.as_str())
-                    .bind(&m.body)
-                    .bind(m.client_msg_id.as_ref().map(|c| c.as_str().to_owned()))
-                    .bind(to_i64(m.created_at.0))
-                    .execute(&mut *tx)
-                    .await;
-                match r {
-                    Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-                    r => {
-                        r?;
-                    }
-                }
-            }
-        }
+        insert_events(&mut tx, id, last, events, now).await?;
         tx.commit().await?;
         Ok(())
     }
