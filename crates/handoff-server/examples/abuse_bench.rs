@@ -7,7 +7,14 @@
 //! - server RSS per idle joined WebSocket (2,000 sockets).
 //!
 //! `cargo build --release -p handoff-server && cargo run --release -p handoff-server --example abuse_bench`
-#![allow(clippy::unwrap_used, clippy::cast_precision_loss, clippy::too_many_lines, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::too_many_lines,
+    missing_docs
+)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
