@@ -157,8 +157,10 @@ pub struct LimitsConfig {
     pub login_backoff: Duration,
     /// The longest backoff.
     pub login_max_backoff: Duration,
-    /// Argon2 verifications at once (each takes ~20 ms of a core and 19 MiB).
-    pub password_checks: usize,
+    /// Threads verifying passwords (each ~20 ms of a core per check, 19 MiB of memory kept).
+    pub password_threads: usize,
+    /// Password checks waiting beyond those; more are refused with 429.
+    pub password_queue: usize,
     /// Long-polls waiting on one conversation.
     pub long_polls_per_conversation: usize,
     /// Long-polls waiting in all.
@@ -198,7 +200,8 @@ impl Default for LimitsConfig {
             login_free_failures_account: 50,
             login_backoff: Duration::from_secs(1),
             login_max_backoff: Duration::from_secs(15 * 60),
-            password_checks: 2,
+            password_threads: 2,
+            password_queue: 64,
             long_polls_per_conversation: 16,
             long_polls_total: 10_000,
             agent_token_idle: Duration::from_secs(12 * 3_600),
@@ -283,7 +286,6 @@ pub struct Limits {
     clock: DefaultClock,
     epoch: std::time::Instant,
     login_failures: std::sync::Mutex<HashMap<Key, Failures>>,
-    password_checks: Arc<tokio::sync::Semaphore>,
     long_polls: AtomicUsize,
 }
 
@@ -303,14 +305,12 @@ impl Limits {
             .iter()
             .filter_map(|(k, rate)| Some((*k, RateLimiter::keyed(rate.quota()?))))
             .collect();
-        let password_checks = Arc::new(tokio::sync::Semaphore::new(config.password_checks.max(1)));
         Limits {
             config,
             buckets,
             clock: DefaultClock::default(),
             epoch: std::time::Instant::now(),
             login_failures: std::sync::Mutex::new(HashMap::new()),
-            password_checks,
             long_polls: AtomicUsize::new(0),
         }
     }
@@ -415,13 +415,6 @@ impl Limits {
         for key in keys.iter().filter(|k| matches!(k, Key::Caller(_))) {
             failures.remove(key);
         }
-    }
-
-    /// A permit to run one argon2 verification (bounded: a login flood queues here instead of
-    /// taking every core and hundreds of MiB).
-    pub async fn password_check(&self) -> tokio::sync::OwnedSemaphorePermit {
-        // The semaphore is never closed.
-        self.password_checks.clone().acquire_owned().await.expect("password semaphore is never closed")
     }
 
     /// Takes a long-poll slot of `per_conversation` (the number already waiting on that

@@ -118,6 +118,7 @@ pub struct Service {
     limits: Arc<Limits>,
     trusted_proxies: TrustedProxies,
     queue_broadcasts: Arc<QueueBroadcasts>,
+    passwords: crypto::PasswordChecker,
 }
 
 /// The shortest time between two queue broadcasts of one project.
@@ -218,12 +219,14 @@ impl Service {
             limits: Arc::new(Limits::new(LimitsConfig::default())),
             trusted_proxies: TrustedProxies::default(),
             queue_broadcasts,
+            passwords: crypto::PasswordChecker::new(2, 64),
         }
     }
 
     /// The same service with these abuse limits and trusted reverse proxies.
     #[must_use]
     pub fn with_limits(mut self, limits: LimitsConfig, trusted_proxies: TrustedProxies) -> Self {
+        self.passwords = crypto::PasswordChecker::new(limits.password_threads, limits.password_queue);
         self.limits = Arc::new(Limits::new(limits));
         self.trusted_proxies = trusted_proxies;
         self
@@ -1407,21 +1410,13 @@ impl Service {
         self.limits.login_allowed(&keys)?;
         let agent = self.store.agent_by_email(&email).await.map_err(AppError::from)?;
         // The same argon2 work for an unknown email as for a known one (no timing oracle), on
-        // the blocking pool, a bounded number at once.
-        let hash = agent.as_ref().map(|a| a.password_hash.clone());
-        let password = req.password.clone();
-        let permit = self.limits.password_check().await;
-        let verified = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            if let Some(hash) = hash {
-                crypto::verify_password(&password, &hash)
-            } else {
-                crypto::verify_password(&password, crypto::dummy_password_hash());
-                false
-            }
-        })
-        .await
-        .map_err(|e| AppError::internal(&e))?;
+        // the password threads, a bounded number at once.
+        let hash = agent.as_ref().map(|a| a.password_hash.as_str());
+        let verified = self.passwords.verify(&req.password, hash).await.ok_or_else(|| {
+            AppError::new(ErrorCode::RateLimited, "too many sign-ins at once; retry in a second")
+                .retry_after(1)
+        })?;
+        let verified = verified && agent.is_some();
         let Some(agent) = agent.filter(|a| verified && !a.disabled) else {
             self.limits.login_failed(&keys);
             return Err(AppError::new(ErrorCode::Unauthorized, "wrong email or password"));
