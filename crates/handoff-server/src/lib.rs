@@ -82,7 +82,9 @@ pub enum StartError {
 
 /// The whole application: REST, realtime socket, static assets.
 pub fn app(service: Arc<Service>, config: &Config) -> Router {
-    let realtime = realtime::routes(service.hub().clone(), service.clone(), config.realtime.clone());
+    let realtime_config =
+        RealtimeConfig { trusted_proxies: config.trusted_proxies.clone(), ..config.realtime.clone() };
+    let realtime = realtime::routes(service.hub().clone(), service.clone(), realtime_config);
     let mut router = http::routes(service).merge(realtime);
     let has_index = config.static_dir.as_ref().is_some_and(|d| d.join("index.html").exists());
     if let Some(key) = &config.demo_key {

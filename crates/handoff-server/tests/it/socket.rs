@@ -13,7 +13,7 @@ use handoff_protocol::phoenix::{codec, Frame, FrameKind, JoinPayload, ReplyStatu
 use handoff_protocol::{
     AgentId, Channel, ConversationId, Event, MessageId, ProjectId, Seq, Timestamp, VisitorId,
 };
-use handoff_server::realtime::{routes, Hub, RealtimeBackend, RealtimeConfig};
+use handoff_server::realtime::{routes, Hub, RealtimeBackend, RealtimeConfig, SocketProject};
 
 use crate::harness::Socket;
 use tokio_tungstenite::tungstenite::Message as Ws;
@@ -27,6 +27,16 @@ struct Fake {
 
 #[async_trait]
 impl RealtimeBackend for Fake {
+    /// `pk_test` is p1's key (`Origin: https://evil.example` is not allowed), `pk_other` p2's.
+    async fn project_by_key(&self, key: &str, origin: Option<&str>) -> Option<SocketProject> {
+        let project_id = match key {
+            "pk_test" => ProjectId::new("p1"),
+            "pk_other" => ProjectId::new("p2"),
+            _ => return None,
+        };
+        Some(SocketProject { project_id, origin_allowed: origin != Some("https://evil.example") })
+    }
+
     async fn authenticate(&self, token: &str) -> Principal {
         self.authentications.fetch_add(1, Ordering::SeqCst);
         let p1 = ProjectId::new("p1");
@@ -132,11 +142,12 @@ async fn joins_follow_the_may_join_matrix_in_both_serializers() {
     let n = node().await;
     let ok = None;
     let forbidden = Some("not allowed to join this channel");
+    let other_project = Some("project_mismatch");
     let cases: &[(&str, Option<&str>, Option<&str>)] = &[
         (C1, Some("tok_v1"), ok),
         (C1, Some("tok_v2"), forbidden),
         (C1, Some("tok_a1"), ok),
-        (C1, Some("tok_b1"), forbidden),
+        (C1, Some("tok_b1"), other_project),
         (C1, Some("tok_srv"), ok),
         (C1, Some("nonsense"), Some("an access token is required to join this channel")),
         ("realtime:conversation:nope", Some("tok_a1"), Some("conversation not found")),
@@ -146,9 +157,10 @@ async fn joins_follow_the_may_join_matrix_in_both_serializers() {
         ("realtime:project:p1:queue", Some("tok_a1"), ok),
         ("realtime:project:p1:queue", Some("tok_srv"), ok),
         ("realtime:project:p1:queue", Some("tok_v1"), forbidden),
-        ("realtime:project:p1:queue", Some("tok_b1"), forbidden),
+        ("realtime:project:p1:queue", Some("tok_b1"), other_project),
+        ("realtime:project:p2:queue", Some("tok_b1"), other_project),
         ("realtime:agent:a1", Some("tok_a1"), ok),
-        ("realtime:agent:a1", Some("tok_b1"), forbidden),
+        ("realtime:agent:a1", Some("tok_b1"), other_project),
         ("realtime:room:1", Some("tok_a1"), Some("unknown channel `room:1`")),
         ("conversation:c1", Some("tok_v1"), Some("topic `conversation:c1` does not start with `realtime:`")),
     ];
