@@ -80,8 +80,9 @@ pub struct RealtimeConfig {
     pub max_sockets_per_ip: usize,
     /// Frames a socket may send per second, sustained (50).
     pub frames_per_second: u32,
-    /// Frames a socket may send in one burst above the sustained rate (1,000). A socket over the
-    /// limit is closed with close code 1008, reason `rate_limited`.
+    /// Frames a socket may send in one burst (2,000: a client may send 1,000 heartbeats at once
+    /// and be served). A socket over the limit is closed with close code 1008, reason
+    /// `rate_limited`.
     pub frame_burst: u32,
     /// Reverse proxies whose `X-Forwarded-For` names the client (copied from the server's
     /// `Config::trusted_proxies`).
@@ -100,7 +101,7 @@ impl Default for RealtimeConfig {
             max_channels: 100,
             max_sockets_per_ip: 200,
             frames_per_second: 50,
-            frame_burst: 1_000,
+            frame_burst: 2_000,
             trusted_proxies: TrustedProxies::default(),
         }
     }
@@ -332,6 +333,17 @@ async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime, project: SocketProject, 
     if let Some((code, reason)) = close {
         let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
         let _ = tokio::time::timeout(Duration::from_secs(1), outbox.reply(frame)).await;
+        // The closing handshake: read (and drop) what the client still sends until its close,
+        // for a moment. Closing the connection with unread frames would reset it, and the
+        // client could lose the close frame with its reason.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     drop(conn);
     drop(outbox);

@@ -7,3 +7,4 @@ mod harness;
 mod realtime;
 mod rest;
 mod socket;
+mod socket_abuse;
