@@ -330,20 +330,8 @@ async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime, project: SocketProject, 
         conn.rt.hub.unsubscribe(topic, conn.id);
     }
     let killed = outbox.is_killed();
-    if let Some((code, reason)) = close {
-        let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-        let _ = tokio::time::timeout(Duration::from_secs(1), outbox.reply(frame)).await;
-        // The closing handshake: read (and drop) what the client still sends until its close,
-        // for a moment. Closing the connection with unread frames would reset it, and the
-        // client could lose the close frame with its reason.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(msg)) = stream.next().await {
-                if matches!(msg, Message::Close(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
+    if let Some(reason) = close {
+        close_handshake(&outbox, &mut stream, reason).await;
     }
     drop(conn);
     drop(outbox);
@@ -353,6 +341,26 @@ async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime, project: SocketProject, 
     if killed || tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
         writer.abort();
     }
+}
+
+/// Sends a close frame with a reason, then reads (and drops) what the client still sends until
+/// its close, for a moment: closing the connection with unread frames would reset it, and the
+/// client could lose the close frame with its reason.
+async fn close_handshake(
+    outbox: &Outbox,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    (code, reason): CloseReason,
+) {
+    let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+    let _ = tokio::time::timeout(Duration::from_secs(1), outbox.reply(frame)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(msg)) = stream.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Sleeps until `deadline`, or forever without one.
