@@ -487,6 +487,54 @@ async fn two_hubs_on_redis_deliver_every_event_exactly_once() {
     }
 }
 
+/// A token revoked on one node is cut on the other within a second: the channel it authorized
+/// gets `phx_error` and no further broadcast; another token's channel on the same node goes on.
+#[tokio::test]
+async fn a_revocation_reaches_the_sockets_of_another_node() {
+    let channel = format!("handoff-test:{}:{}", std::process::id(), rand_suffix());
+    let (a, b) = match (
+        Hub::with_redis(&redis_url(), &channel).await,
+        Hub::with_redis(&redis_url(), &channel).await,
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            assert!(std::env::var_os("HANDOFF_REQUIRE_REDIS").is_none(), "redis: {e}");
+            eprintln!("skipped: no redis at {} ({e})", redis_url());
+            return;
+        }
+    };
+    let (a, b) =
+        (node_with(a, RealtimeConfig::default()).await, node_with(b, RealtimeConfig::default()).await);
+    let mut agent = Socket::connect(&b.url, Vsn::V2).await;
+    agent.join_ok(C1, "tok_a1").await;
+    agent.join_ok("realtime:agent:a1", "tok_a1").await;
+    let mut customer = Socket::connect(&b.url, Vsn::V1).await;
+    customer.join_ok(C1, "tok_v1").await;
+    let started = std::time::Instant::now();
+    a.hub.revoke_token(&handoff_server::crypto::token_hash("tok_a1"));
+    let mut errors = Vec::new();
+    while errors.len() < 2 {
+        let f = agent.recv_within(Duration::from_secs(1)).await.expect("phx_error within 1 s");
+        if f.kind() == FrameKind::Error {
+            errors.push(f.topic.clone());
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    errors.sort();
+    assert_eq!(errors, ["realtime:agent:a1", C1]);
+    assert_eq!(b.hub.subscribers(C1), 1);
+    a.hub.publish(&c1(), &message(1, "after"));
+    let mut got = Vec::new();
+    while got.is_empty() {
+        let f = customer.recv_within(Duration::from_secs(2)).await.expect("the customer is served");
+        if f.kind() == FrameKind::Broadcast {
+            got.push(f.broadcast_event().unwrap());
+        }
+    }
+    assert_eq!(bodies(&got), ["after"]);
+    assert!(agent.events().await.is_empty());
+}
+
 fn rand_suffix() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
