@@ -274,6 +274,8 @@ async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime, project: SocketProject, 
         checked: Instant::now(),
     };
     let mut close: Option<CloseReason> = None;
+    // Only the client's own frames keep the socket open (not revocations or timers).
+    let mut silent_at = Instant::now() + idle;
     loop {
         let deadline = conn.next_deadline();
         let next = tokio::select! {
@@ -295,16 +297,14 @@ async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime, project: SocketProject, 
                 conn.expire_tokenless().await;
                 continue;
             }
-            next = tokio::time::timeout(idle, stream.next()) => next,
-        };
-        let msg = match next {
-            Err(_) => {
+            () = tokio::time::sleep_until(silent_at) => {
                 tracing::debug!(socket = conn.id, "closing a silent socket");
                 break;
             }
-            Ok(None | Some(Err(_))) => break,
-            Ok(Some(Ok(msg))) => msg,
+            next = stream.next() => next,
         };
+        let Some(Ok(msg)) = next else { break };
+        silent_at = Instant::now() + idle;
         if matches!(msg, Message::Close(_)) {
             break;
         }
