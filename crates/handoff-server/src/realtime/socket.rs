@@ -1,4 +1,17 @@
 //! The Phoenix WebSocket endpoint, as Supabase Realtime speaks it (DESIGN section 2).
+//!
+//! # Safe on the open internet
+//! - The upgrade needs `apikey` = a project's public key (else 401, the JSON error body) and a
+//!   place under the client IP's socket cap (else 429 `rate_limited` with `Retry-After`).
+//! - Joins are only for that project (`project_mismatch`); customer joins also need the
+//!   upgrade's `Origin` on the project's allow-list (`origin_not_allowed`); at most
+//!   `max_channels` channels (`too_many_channels`).
+//! - A socket without a channel joined with a valid token after `join_timeout`, or sending
+//!   frames beyond its rate (governor), is closed with code 1008 and a reason.
+//! - Replies to the client's own frames wait for room in the outgoing queue (the socket stops
+//!   reading meanwhile), so only fan-out can find a client too slow (see [`Outbox`]).
+//! - A token revoked through [`Hub::revoke_token`] loses its channels at once (`phx_error`),
+//!   and the socket forgets it, so a rejoin with it is refused.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
