@@ -17,6 +17,17 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Longest long-poll wait, in seconds.
 pub const MAX_WAIT_SECS: u64 = 30;
+/// Longest id on the wire (conversation, message, agent ids, `client_msg_id`, a user id of
+/// `identify`), in bytes.
+pub const MAX_ID_CHARS: usize = 128;
+/// Longest token, key or HMAC, in bytes.
+pub const MAX_TOKEN_CHARS: usize = 256;
+/// Longest password, in characters.
+pub const MAX_PASSWORD_CHARS: usize = 1_024;
+/// Longest transfer note, in characters.
+pub const MAX_NOTE_CHARS: usize = MAX_BODY_CHARS;
+/// Largest `seq` or `after` (the stores keep them as signed 64-bit integers).
+pub const MAX_SEQ: u64 = i64::MAX as u64;
 
 /// The machine-readable code of an API error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,6 +57,8 @@ pub enum ErrorCode {
     AgentUnavailable,
     /// Too many requests.
     RateLimited,
+    /// The request took longer than the server allows (a client sending too slowly).
+    RequestTimeout,
     /// The server failed.
     Internal,
     /// A code this version does not know.
@@ -65,6 +78,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::InvalidTransition | ErrorCode::AgentUnavailable => 409,
             ErrorCode::RateLimited => 429,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
         }
     }
@@ -91,7 +105,10 @@ pub struct ApiError {
 /// Whether `email` looks like a deliverable address: one `@`, a non-empty local part, a domain
 /// with a dot and no empty labels, no spaces, at most [`MAX_EMAIL_CHARS`].
 pub fn is_valid_email(email: &str) -> bool {
-    if email.is_empty() || email.chars().count() > MAX_EMAIL_CHARS || email.chars().any(char::is_whitespace) {
+    if email.is_empty()
+        || email.chars().count() > MAX_EMAIL_CHARS
+        || email.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return false;
     }
     let Some((local, domain)) = email.split_once('@') else { return false };
@@ -106,7 +123,8 @@ pub fn is_valid_email(email: &str) -> bool {
     })
 }
 
-/// Checks a message, note or offline-message body: not blank, at most [`MAX_BODY_CHARS`].
+/// Checks a message, note or offline-message body: not blank, at most [`MAX_BODY_CHARS`], no
+/// control characters but newlines and tabs.
 ///
 /// # Errors
 /// A message for the `validation_failed` error.
@@ -115,9 +133,55 @@ pub fn validate_body(body: &str) -> Result<(), &'static str> {
         Err("body must not be empty")
     } else if body.chars().count() > MAX_BODY_CHARS {
         Err("body is longer than 5000 characters")
+    } else if has_control_chars(body, true) {
+        Err("body contains control characters")
     } else {
         Ok(())
     }
+}
+
+/// Whether `text` holds a C0 control character (or DEL). Tab is always allowed; with
+/// `multiline`, so are line feeds and carriage returns.
+pub fn has_control_chars(text: &str, multiline: bool) -> bool {
+    text.chars().any(|c| match c {
+        '\t' => false,
+        '\n' | '\r' => !multiline,
+        c => c < ' ' || c == '\u{7f}',
+    })
+}
+
+/// Checks a one-line text field (a name, an email, a password): at most `max` characters, no
+/// control characters; `required` ones must not be blank. `field` names it in the message.
+///
+/// # Errors
+/// A message for the `validation_failed` error.
+pub fn validate_line(field: &str, text: &str, max: usize, required: bool) -> Result<(), String> {
+    if required && text.trim().is_empty() {
+        Err(format!("{field} must not be empty"))
+    } else if text.chars().count() > max {
+        Err(format!("{field} is longer than {max} characters"))
+    } else if has_control_chars(text, false) {
+        Err(format!("{field} contains control characters"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `id` is a well-formed id (of ours or a client's `client_msg_id`): 1 to
+/// [`MAX_ID_CHARS`] ASCII letters, digits, `_`, `-`, `.` or `:`. Ids are checked against this
+/// before any lookup.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_CHARS
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
+/// Whether `token` can be a token or key (visitor token, agent token, public or secret key):
+/// 1 to [`MAX_TOKEN_CHARS`] ASCII letters, digits, `_`, `-` or `.`.
+pub fn is_valid_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= MAX_TOKEN_CHARS
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// `POST /api/widget/session`.

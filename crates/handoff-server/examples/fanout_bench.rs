@@ -48,10 +48,13 @@ async fn serve() {
     let (project, _) = svc.create_project("Bench", vec!["*".into()]).await.unwrap();
     svc.create_agent(&project.id, "bench@bench.dev", "Bench", "bench-password").await.unwrap();
     let login = svc
-        .login(&handoff_protocol::api::LoginRequest {
-            email: "bench@bench.dev".into(),
-            password: "bench-password".into(),
-        })
+        .login(
+            &handoff_protocol::api::LoginRequest {
+                email: "bench@bench.dev".into(),
+                password: "bench-password".into(),
+            },
+            None,
+        )
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -17,18 +17,21 @@ async fn main() {
     let conversations = args.get(1).copied().unwrap_or(16);
     let dir = std::env::temp_dir().join(format!("handoff-msg-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config =
-        Config { database_url: format!("sqlite://{}", dir.join("bench.db").display()), ..Config::default() };
+    // The bench is one client sending as fast as it can: no rate limits.
+    let config = Config {
+        database_url: format!("sqlite://{}", dir.join("bench.db").display()),
+        limits: handoff_server::limits::LimitsConfig::unlimited(),
+        ..Config::default()
+    };
     let svc = service(&config).await.unwrap();
     let (project, _) = svc.create_project("Bench", vec!["*".into()]).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let router = app(svc, &config);
-    tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .await
-            .unwrap();
-    });
+    let serve = config.serve.clone();
+    tokio::spawn(
+        async move { handoff_server::serve(listener, router, &serve, std::future::pending()).await },
+    );
     let http = reqwest::Client::new();
     let mut clients = Vec::new();
     for _ in 0..conversations {

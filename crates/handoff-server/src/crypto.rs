@@ -42,6 +42,13 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// An argon2 hash of a password nobody has, made once: a login for an unknown email verifies
+/// against it, so that it costs what a known email costs.
+pub fn dummy_password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&random_token("")).expect("argon2 with default parameters"))
+}
+
 /// Hex HMAC-SHA256 of `message` with `key`.
 pub fn hmac_hex(key: &str, message: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");

@@ -14,12 +14,28 @@ pub struct AppError {
     pub code: ErrorCode,
     /// Human-readable message.
     pub message: String,
+    /// Seconds to wait before trying again (`Retry-After`), with 429.
+    pub retry_after: Option<u64>,
 }
 
 impl AppError {
     /// An error with a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        AppError { code, message: message.into() }
+        AppError { code, message: message.into(), retry_after: None }
+    }
+
+    /// The same error, with `Retry-After: secs`.
+    #[must_use]
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// The same error with another message.
+    #[must_use]
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
     }
 
     /// 400 `bad_request`.
@@ -76,8 +92,15 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(ErrorBody { error: ApiError { code: self.code, message: self.message } }))
-            .into_response()
+        let mut response =
+            (status, Json(ErrorBody { error: ApiError { code: self.code, message: self.message } }))
+                .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 

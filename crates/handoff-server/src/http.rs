@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -20,6 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{AppError, AppResult};
+use crate::limits::{Action, Key};
 use crate::service::{Caller, Service};
 
 /// Shared state of the handlers.
@@ -55,6 +59,80 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// A query string whose rejections are API errors (400 `bad_request`).
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(rejection) => Err(AppError::bad_request(rejection.body_text())),
+        }
+    }
+}
+
+/// An id in the path, checked by format and length before any lookup (400 `bad_request`
+/// otherwise: a 65,000-character id never reaches the store or a map).
+#[derive(Debug)]
+pub struct PathId<T>(pub T);
+
+impl<S: Send + Sync, T: From<String>> FromRequestParts<S> for PathId<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| AppError::bad_request(e.body_text()))?;
+        if !api::is_valid_id(&raw) {
+            return Err(AppError::bad_request(
+                "malformed id: 1 to 128 letters, digits, '_', '-', '.' or ':'",
+            ));
+        }
+        Ok(PathId(T::from(raw)))
+    }
+}
+
+/// The client's IP: the peer's, or from `X-Forwarded-For` when the peer is a trusted proxy
+/// (`None` when the server runs without connection info, as in some tests).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        Ok(ClientIp(peer.map(|p| crate::net::client_ip(&parts.headers, p, state.trusted_proxies()))))
+    }
+}
+
+/// Counts a request against the rate limits of `action`: per client IP and, for an
+/// authenticated call, per caller (visitor, agent or secret key) and per project.
+fn limit(s: &Service, action: Action, ip: ClientIp, caller: Option<&Caller>) -> AppResult<()> {
+    let mut keys = Vec::with_capacity(3);
+    keys.extend(ip.0.map(Key::ip));
+    if let Some(c) = caller {
+        keys.push(Key::Caller(c.limit_key()));
+        keys.push(Key::Project(c.project_id().to_string()));
+    }
+    s.limits().check(action, &keys)
+}
+
+/// The ceiling on API requests per client IP, before any handler runs.
+async fn api_limit(State(s): State<AppState>, ip: ClientIp, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/api/") {
+        if let Some(ip) = ip.0 {
+            if let Err(e) = s.limits().check(Action::Api, &[Key::ip(ip)]) {
+                return e.into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
 /// The authenticated caller, from `Authorization: Bearer <token>`.
 #[derive(Debug)]
 pub struct Auth(pub Caller);
@@ -86,6 +164,7 @@ pub fn routes(state: AppState) -> Router {
     router
         .route("/api/openapi.json", get(move || async move { axum::Json(doc) }))
         .fallback(|| async { AppError::not_found("route") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), api_limit))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(
             // Browsers may call from any origin; each project's allow-list is enforced per
@@ -185,9 +264,11 @@ async fn healthz() -> &'static str {
 )]
 async fn widget_session(
     State(s): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     Json(req): Json<api::WidgetSessionRequest>,
 ) -> AppResult<Json<api::WidgetSession>> {
+    limit(&s, Action::Session, ip, None)?;
     s.widget_session(req, origin(&headers)).await.map(Json)
 }
 
@@ -202,6 +283,7 @@ async fn widget_session(
 )]
 async fn identify(
     State(s): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     Json(req): Json<api::IdentifyRequest>,
 ) -> AppResult<StatusCode> {
@@ -209,6 +291,7 @@ async fn identify(
     let token = bearer(&headers).ok_or_else(AppError::unauthorized)?;
     let caller = s.authenticate(token).await?;
     Service::check_customer(&caller, origin(&headers), false)?;
+    limit(&s, Action::Session, ip, Some(&caller))?;
     s.identify(&caller, req).await.map(|()| StatusCode::NO_CONTENT)
 }
 
@@ -218,21 +301,28 @@ async fn identify(
     path = "/api/conversations",
     tag = "conversations",
     request_body = Option<api::CreateConversationRequest>,
-    responses((status = 201, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses(
+        (status = 201, description = "Started", body = api::Conversation),
+        (status = 200, description = "The visitor's open conversation, continued (one open conversation per visitor)", body = api::Conversation),
+        (status = "4XX", description = "Error", body = api::ErrorBody)
+    ),
     security(("bearer" = []))
 )]
 async fn create_conversation(
     State(s): State<AppState>,
+    ip: ClientIp,
     Auth(c): Auth,
     body: Bytes,
 ) -> AppResult<(StatusCode, Json<api::Conversation>)> {
+    limit(&s, Action::Conversation, ip, Some(&c))?;
     // The body is optional.
     let req = if body.is_empty() {
         api::CreateConversationRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| AppError::bad_request(format!("invalid JSON: {e}")))?
     };
-    s.create_conversation(&c, req).await.map(|v| (StatusCode::CREATED, Json(v)))
+    let (conversation, created) = s.create_conversation(&c, req).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(conversation)))
 }
 
 /// A conversation.
@@ -247,7 +337,7 @@ async fn create_conversation(
 async fn get_conversation(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<ConversationId>,
+    PathId(id): PathId<ConversationId>,
 ) -> AppResult<Json<api::Conversation>> {
     s.get_conversation(&c, &id).await.map(Json)
 }
@@ -275,10 +365,15 @@ struct EventsQuery {
 async fn events(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<ConversationId>,
-    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    PathId(id): PathId<ConversationId>,
+    Query(q): Query<EventsQuery>,
 ) -> AppResult<Json<api::EventsPage>> {
-    let Query(q) = q.map_err(|e| AppError::bad_request(e.body_text()))?;
+    if q.after > api::MAX_SEQ {
+        return Err(AppError::bad_request("after is larger than 9223372036854775807"));
+    }
+    if q.wait > api::MAX_WAIT_SECS {
+        return Err(AppError::bad_request("wait is at most 30 seconds"));
+    }
     s.events(&c, &id, Seq(q.after), q.wait).await.map(Json)
 }
 
@@ -294,10 +389,12 @@ async fn events(
 )]
 async fn send_message(
     State(s): State<AppState>,
+    ip: ClientIp,
     Auth(c): Auth,
-    Path(id): Path<ConversationId>,
+    PathId(id): PathId<ConversationId>,
     Json(req): Json<api::SendMessageRequest>,
 ) -> AppResult<Response> {
+    limit(&s, Action::Message, ip, Some(&c))?;
     let r = s.send_message(&c, &id, req).await?;
     let status = if r.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(r)).into_response())
@@ -314,9 +411,11 @@ async fn send_message(
 )]
 async fn handoff(
     State(s): State<AppState>,
+    ip: ClientIp,
     Auth(c): Auth,
-    Path(id): Path<ConversationId>,
+    PathId(id): PathId<ConversationId>,
 ) -> AppResult<Json<api::Conversation>> {
+    limit(&s, Action::Conversation, ip, Some(&c))?;
     s.handoff(&c, &id).await.map(Json)
 }
 
@@ -332,7 +431,7 @@ async fn handoff(
 async fn claim(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<ConversationId>,
+    PathId(id): PathId<ConversationId>,
 ) -> AppResult<Json<api::Conversation>> {
     s.claim(&c, &id).await.map(Json)
 }
@@ -350,7 +449,7 @@ async fn claim(
 async fn transfer(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<ConversationId>,
+    PathId(id): PathId<ConversationId>,
     Json(req): Json<api::TransferRequest>,
 ) -> AppResult<Json<api::Conversation>> {
     s.transfer(&c, &id, req).await.map(Json)
@@ -368,7 +467,7 @@ async fn transfer(
 async fn decline(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<ConversationId>,
+    PathId(id): PathId<ConversationId>,
 ) -> AppResult<Json<api::Conversation>> {
     s.decline(&c, &id).await.map(Json)
 }
@@ -385,7 +484,7 @@ async fn decline(
 async fn resolve(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<ConversationId>,
+    PathId(id): PathId<ConversationId>,
 ) -> AppResult<Json<api::Conversation>> {
     s.resolve(&c, &id).await.map(Json)
 }
@@ -402,10 +501,12 @@ async fn resolve(
 )]
 async fn typing(
     State(s): State<AppState>,
+    ip: ClientIp,
     Auth(c): Auth,
-    Path(id): Path<ConversationId>,
+    PathId(id): PathId<ConversationId>,
     Json(req): Json<api::TypingRequest>,
 ) -> AppResult<StatusCode> {
+    limit(&s, Action::Ephemeral, ip, Some(&c))?;
     s.typing(&c, &id, req.is_typing).await.map(|()| StatusCode::NO_CONTENT)
 }
 
@@ -422,8 +523,9 @@ async fn typing(
 )]
 async fn presence(
     State(s): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
-    Path(id): Path<ConversationId>,
+    PathId(id): PathId<ConversationId>,
     body: Bytes,
 ) -> AppResult<StatusCode> {
     if body.len() > MAX_REQUEST_BYTES {
@@ -434,6 +536,7 @@ async fn presence(
     let token = bearer(&headers).or(req.token.as_deref()).ok_or_else(AppError::unauthorized)?;
     let caller = s.authenticate(token).await?;
     Service::check_customer(&caller, origin(&headers), true)?;
+    limit(&s, Action::Ephemeral, ip, Some(&caller))?;
     s.presence(&caller, &id, req.state).await.map(|()| StatusCode::NO_CONTENT)
 }
 
@@ -450,7 +553,7 @@ async fn presence(
 async fn read(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<ConversationId>,
+    PathId(id): PathId<ConversationId>,
     Json(req): Json<api::ReadRequest>,
 ) -> AppResult<StatusCode> {
     s.mark_read(&c, &id, req.seq).await.map(|()| StatusCode::NO_CONTENT)
@@ -468,7 +571,7 @@ async fn read(
 async fn notes(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<ConversationId>,
+    PathId(id): PathId<ConversationId>,
 ) -> AppResult<Json<Vec<handoff_protocol::event::Note>>> {
     s.notes(&c, &id).await.map(Json)
 }
@@ -485,10 +588,12 @@ async fn notes(
 )]
 async fn add_note(
     State(s): State<AppState>,
+    ip: ClientIp,
     Auth(c): Auth,
-    Path(id): Path<ConversationId>,
+    PathId(id): PathId<ConversationId>,
     Json(req): Json<api::NoteRequest>,
 ) -> AppResult<(StatusCode, Json<handoff_protocol::event::Note>)> {
+    limit(&s, Action::Message, ip, Some(&c))?;
     s.add_note(&c, &id, req.body).await.map(|n| (StatusCode::CREATED, Json(n)))
 }
 
@@ -502,9 +607,10 @@ async fn add_note(
 )]
 async fn login(
     State(s): State<AppState>,
+    ip: ClientIp,
     Json(req): Json<api::LoginRequest>,
 ) -> AppResult<Json<api::LoginResponse>> {
-    s.login(&req).await.map(Json)
+    s.login(&req, ip.0).await.map(Json)
 }
 
 /// Sign out: the token of this call stops working.
@@ -600,10 +706,12 @@ async fn queue(
 )]
 async fn offline_message(
     State(s): State<AppState>,
+    ip: ClientIp,
     Auth(c): Auth,
-    Path(project): Path<ProjectId>,
+    PathId(project): PathId<ProjectId>,
     Json(req): Json<api::OfflineMessageRequest>,
 ) -> AppResult<(StatusCode, Json<handoff_protocol::event::OfflineMessage>)> {
+    limit(&s, Action::Offline, ip, Some(&c))?;
     s.offline_message(&c, &project, req).await.map(|m| (StatusCode::CREATED, Json(m)))
 }
 
@@ -643,7 +751,7 @@ async fn offline_messages(
 async fn offline_handled(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<OfflineMessageId>,
+    PathId(id): PathId<OfflineMessageId>,
 ) -> AppResult<StatusCode> {
     s.mark_offline_handled(&c, &id).await.map(|()| StatusCode::NO_CONTENT)
 }

@@ -1,4 +1,5 @@
-//! Background jobs: customer presence expiry and agent auto-offline.
+//! Background jobs: customer presence expiry, agent auto-offline, agent token expiry, and
+//! forgetting idle rate-limit buckets.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,11 @@ pub async fn run(service: Arc<Service>, interval: Duration, mut shutdown: watch:
                 if customers + agents > 0 {
                     tracing::info!(customers, agents, "marked offline");
                 }
+                let tokens = service.expire_tokens(now_ms()).await;
+                if tokens > 0 {
+                    tracing::info!(tokens, "agent tokens expired");
+                }
+                service.limits().forget_idle();
             }
             _ = shutdown.changed() => return,
         }

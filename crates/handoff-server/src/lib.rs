@@ -6,6 +6,7 @@ pub mod error;
 pub mod hours;
 pub mod http;
 pub mod jobs;
+pub mod limits;
 pub mod net;
 pub mod realtime;
 pub mod service;
@@ -39,6 +40,34 @@ pub struct Config {
     pub demo_key: Option<String>,
     /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits, sockets per IP).
     pub trusted_proxies: net::TrustedProxies,
+    /// Rate limits, login backoff, long-poll caps and token lifetimes.
+    pub limits: limits::LimitsConfig,
+    /// Connection timeouts and caps.
+    pub serve: ServeConfig,
+}
+
+/// Connection settings of [`serve`].
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// A client must send a request's headers within this long, and the next request's on a
+    /// kept-alive connection (10 s): a connection that trickles headers, or idles, is closed.
+    pub header_read_timeout: Duration,
+    /// A request is answered within this long, its body included (60 s; long-polls wait at
+    /// most 30 s); past it the answer is `408 request_timeout`.
+    pub request_timeout: Duration,
+    /// Connections served at once (4,096; keep it under the process's file limit); more wait
+    /// in the listen backlog until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 4_096,
+        }
+    }
 }
 
 impl Default for Config {
@@ -51,6 +80,8 @@ impl Default for Config {
             redis_url: None,
             demo_key: None,
             trusted_proxies: net::TrustedProxies::default(),
+            limits: limits::LimitsConfig::default(),
+            serve: ServeConfig::default(),
         }
     }
 }
@@ -65,7 +96,9 @@ pub async fn service(config: &Config) -> Result<Arc<Service>, StartError> {
         Some(url) => Hub::with_redis(url, "handoff:realtime").await?,
         None => Hub::new(),
     };
-    Ok(Arc::new(Service::new(store, Arc::new(hub))))
+    Ok(Arc::new(
+        Service::new(store, Arc::new(hub)).with_limits(config.limits.clone(), config.trusted_proxies.clone()),
+    ))
 }
 
 /// Why the server could not start.
@@ -112,6 +145,84 @@ pub fn app(service: Arc<Service>, config: &Config) -> Router {
         router = router.fallback_service(assets);
     }
     router
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves: HTTP/1.1 with WebSocket upgrades,
+/// the header-read and request timeouts and the connection cap of `config`. Every connection
+/// carries its peer address (`ConnectInfo<SocketAddr>`).
+///
+/// # Errors
+/// Never, today: accept errors (out of file descriptors) are logged and retried.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    config: &ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let timeout = config.request_timeout;
+    let router =
+        router.layer(axum::middleware::from_fn(move |req, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => axum::response::IntoResponse::into_response(error::AppError::new(
+                    handoff_protocol::api::ErrorCode::RequestTimeout,
+                    "the request took too long",
+                )),
+            }
+        }));
+    let mut make = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        // A free slot first: at the cap, new connections wait in the backlog.
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: wait for connections to close rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = match tower::Service::call(&mut make, peer).await {
+            Ok(service) => service,
+            Err(never) => match never {},
+        };
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).keep_alive(true);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let conn = conn.with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, %peer, "connection ended");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    Ok(())
 }
 
 /// The demo page at `/` in `handoff-server demo`: a shop page with the widget's script tag pasted,

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use handoff_protocol::ids::ProjectId;
+use std::time::Duration;
+
+use handoff_protocol::ids::{AgentId, ProjectId};
 use handoff_server::hours::{self, BusinessHours};
 use handoff_server::service::Service;
 use handoff_server::{app, jobs, service, Config};
@@ -49,6 +51,26 @@ struct ServeArgs {
     /// Directory of built web assets (widget, SDK, console).
     #[arg(long, env = "HANDOFF_STATIC_DIR")]
     static_dir: Option<PathBuf>,
+    /// A reverse proxy whose `X-Forwarded-For` names the client (repeat, or comma-separated).
+    /// Without one, the peer address is the client, whatever the header says.
+    #[arg(long = "trusted-proxy", env = "HANDOFF_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// Rate-limit overrides, e.g. `message.caller=240/1m:60,login.ip=off` (`off` for none);
+    /// actions: api session conversation message ephemeral offline login; keys: ip project caller.
+    #[arg(long, env = "HANDOFF_LIMITS", default_value = "")]
+    limits: String,
+    /// Connections served at once (keep it under the file-descriptor limit).
+    #[arg(long, env = "HANDOFF_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (and, kept alive, the next request).
+    #[arg(long, env = "HANDOFF_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout: u64,
+    /// Hours an agent token lives unused (sliding).
+    #[arg(long, env = "HANDOFF_AGENT_TOKEN_IDLE_HOURS", default_value_t = 12)]
+    agent_token_idle_hours: u64,
+    /// Days an agent token lives at most.
+    #[arg(long, env = "HANDOFF_AGENT_TOKEN_MAX_DAYS", default_value_t = 30)]
+    agent_token_max_days: u64,
     #[command(flatten)]
     realtime: RealtimeArgs,
 }
@@ -83,6 +105,20 @@ impl RealtimeArgs {
     }
 }
 
+impl ServeArgs {
+    fn apply(&self, config: &mut Config) -> Result<(), Box<dyn std::error::Error>> {
+        config.static_dir.clone_from(&self.static_dir);
+        config.trusted_proxies = handoff_server::net::TrustedProxies(self.trusted_proxies.clone());
+        config.limits.apply(&self.limits)?;
+        config.limits.agent_token_idle = Duration::from_secs(self.agent_token_idle_hours.max(1) * 3_600);
+        config.limits.agent_token_max_age = Duration::from_secs(self.agent_token_max_days.max(1) * 86_400);
+        config.serve.max_connections = self.max_connections;
+        config.serve.header_read_timeout = Duration::from_secs(self.header_timeout.max(1));
+        self.realtime.apply(&mut config.realtime);
+        Ok(())
+    }
+}
+
 #[derive(Subcommand)]
 enum ProjectCmd {
     /// Create a project; prints its public and secret keys.
@@ -96,6 +132,12 @@ enum ProjectCmd {
     },
     /// Change a project's settings; only the options given change.
     Set(ProjectSet),
+    /// A new secret key; the old one stops working at once (its sockets are cut).
+    RotateSecret {
+        /// Project id.
+        #[arg(long)]
+        project: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -148,6 +190,24 @@ enum AgentCmd {
         #[arg(long, env = "HANDOFF_AGENT_PASSWORD")]
         password: String,
     },
+    /// Set an agent's password; the agent is signed out everywhere.
+    SetPassword {
+        /// Agent id.
+        #[arg(long)]
+        agent: String,
+        /// New password (8 characters at least).
+        #[arg(long, env = "HANDOFF_AGENT_PASSWORD")]
+        password: String,
+    },
+    /// Disable an agent: signed out everywhere, offline, cannot sign in (`--enable` undoes it).
+    Disable {
+        /// Agent id.
+        #[arg(long)]
+        agent: String,
+        /// Enable the agent again instead.
+        #[arg(long)]
+        enable: bool,
+    },
 }
 
 #[tokio::main]
@@ -171,8 +231,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config { database_url: cli.database_url, redis_url: cli.redis_url, ..Config::default() };
     match cli.command {
         Cmd::Serve(args) => {
-            config.static_dir = args.static_dir;
-            args.realtime.apply(&mut config.realtime);
+            args.apply(&mut config)?;
             let svc = service(&config).await?;
             serve(svc, &config, args.addr).await
         }
@@ -186,6 +245,24 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Cmd::Project { command: ProjectCmd::Set(set) } => {
             let svc = service(&config).await?;
             project_set(&svc, set).await
+        }
+        Cmd::Project { command: ProjectCmd::RotateSecret { project } } => {
+            let svc = service(&config).await?;
+            let secret = svc.rotate_secret(&ProjectId::new(project)).await?;
+            println!("secret_key={secret}");
+            Ok(())
+        }
+        Cmd::Agent { command: AgentCmd::SetPassword { agent, password } } => {
+            let svc = service(&config).await?;
+            svc.set_agent_password(&AgentId::new(agent), &password).await?;
+            println!("password changed; the agent's sessions are signed out");
+            Ok(())
+        }
+        Cmd::Agent { command: AgentCmd::Disable { agent, enable } } => {
+            let svc = service(&config).await?;
+            svc.set_agent_disabled(&AgentId::new(agent), !enable).await?;
+            println!("{}", if enable { "agent enabled" } else { "agent disabled and signed out" });
+            Ok(())
         }
         Cmd::Agent { command: AgentCmd::Create { project, email, name, password } } => {
             let svc = service(&config).await?;
@@ -204,8 +281,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     let _ = std::fs::remove_file(format!("{path}{suffix}"));
                 }
             }
-            config.static_dir = args.static_dir;
-            args.realtime.apply(&mut config.realtime);
+            args.apply(&mut config)?;
             let svc = service(&config).await?;
             let (p, secret) = svc.create_project("Demo", vec!["*".to_owned()]).await?;
             let password = "handoff-demo";
@@ -295,9 +371,7 @@ async fn serve(
     let jobs = tokio::spawn(jobs::run(svc.clone(), config.job_interval, stop_rx));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "listening");
-    axum::serve(listener, app(svc.clone(), config).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    handoff_server::serve(listener, app(svc.clone(), config), &config.serve, shutdown_signal()).await?;
     let _ = stop_tx.send(true);
     let _ = jobs.await;
     svc.store().close().await;

@@ -4,6 +4,7 @@
 //! Publishing is fire-and-forget: it never fails a request.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,8 +16,8 @@ use handoff_protocol::channel::{ConversationOwner, Principal};
 use handoff_protocol::event::{
     AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary, Author, AuthorKind, ConversationAssigned,
     ConversationResolved, ConversationStatus, ConversationTransferred, Event, EventType, Message, MessageNew,
-    Note, NoteNew, OfflineMessage, OfflineMessageNew, PresenceState, PresenceUpdated, QueueEntry,
-    QueuePositionUpdated, QueueUpdated, StatusChanged, TransferTarget, Typing,
+    Note, NoteNew, OfflineMessage, OfflineMessageNew, PresenceState, PresenceUpdated, QueuePositionUpdated,
+    QueueUpdated, StatusChanged, TransferTarget, Typing,
 };
 use handoff_protocol::ids::{
     AgentId, ClientMsgId, ConversationId, NoteId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
@@ -28,6 +29,8 @@ use tokio::sync::Notify;
 
 use crate::crypto;
 use crate::error::{AppError, AppResult};
+use crate::limits::{self, Action, Key, Limits, LimitsConfig};
+use crate::net::TrustedProxies;
 use crate::realtime::{Hub, RealtimeBackend, SocketProject};
 use crate::store::{
     self, AgentRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow,
@@ -63,6 +66,15 @@ impl Caller {
         match self {
             Caller::Customer { project, .. } | Caller::Server(project) => &project.id,
             Caller::Agent(a) => &a.project_id,
+        }
+    }
+
+    /// The caller's rate-limit key: a visitor, an agent, or a project's secret key.
+    pub fn limit_key(&self) -> String {
+        match self {
+            Caller::Customer { visitor, .. } => visitor.id.to_string(),
+            Caller::Agent(a) => a.id.to_string(),
+            Caller::Server(p) => format!("secret:{}", p.id),
         }
     }
 
@@ -103,6 +115,87 @@ pub struct Service {
     /// they do not spin on the store's `last_seq` check; across nodes that check and a retry
     /// with backoff keep the order.
     write_locks: Box<[tokio::sync::Mutex<()>]>,
+    limits: Arc<Limits>,
+    trusted_proxies: TrustedProxies,
+    queue_broadcasts: Arc<QueueBroadcasts>,
+}
+
+/// The shortest time between two queue broadcasts of one project.
+const QUEUE_BROADCAST_EVERY: Duration = Duration::from_millis(250);
+
+/// Coalesces the queue broadcasts of each project: one at once, then at most one per
+/// [`QUEUE_BROADCAST_EVERY`], each computed in one query when it goes out.
+#[derive(Debug)]
+struct QueueBroadcasts {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    slots: Mutex<HashMap<ProjectId, QueueSlot>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct QueueSlot {
+    last: tokio::time::Instant,
+    pending: bool,
+}
+
+impl QueueBroadcasts {
+    async fn request(self: &Arc<Self>, project: &ProjectId) {
+        let now = tokio::time::Instant::now();
+        let due = {
+            let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slot = slots
+                .entry(project.clone())
+                .or_insert(QueueSlot { last: now - QUEUE_BROADCAST_EVERY, pending: false });
+            if slot.pending {
+                return; // the scheduled broadcast reads the queue when it goes out
+            }
+            if now.duration_since(slot.last) >= QUEUE_BROADCAST_EVERY {
+                slot.last = now;
+                None
+            } else {
+                slot.pending = true;
+                Some(slot.last + QUEUE_BROADCAST_EVERY)
+            }
+        };
+        match due {
+            None => self.send(project).await,
+            Some(at) => {
+                let this = self.clone();
+                let project = project.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    {
+                        let mut slots = this.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if let Some(slot) = slots.get_mut(&project) {
+                            // Cleared before reading: a change from now on schedules another.
+                            slot.pending = false;
+                            slot.last = tokio::time::Instant::now();
+                        }
+                    }
+                    this.send(&project).await;
+                });
+            }
+        }
+    }
+
+    async fn send(&self, project: &ProjectId) {
+        let mut entries = match self.store.queue_entries(project).await {
+            Ok(q) => q,
+            Err(e) => return tracing::error!(error = %e, "cannot read the queue for broadcast"),
+        };
+        let len = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        for e in &mut entries {
+            e.preview = e.preview.as_deref().map(preview);
+            let position = Event::QueuePositionUpdated(QueuePositionUpdated {
+                conversation_id: e.conversation_id.clone(),
+                position: e.position,
+                queue_length: len,
+            });
+            self.hub.publish(&Channel::Conversation(e.conversation_id.clone()), &position);
+        }
+        let event = Event::QueueUpdated(QueueUpdated { queue: entries });
+        self.hub.publish(&Channel::ProjectQueue(project.clone()), &event);
+    }
 }
 
 const MAX_RETRIES: u32 = 8;
@@ -111,13 +204,39 @@ const WRITE_LOCK_STRIPES: usize = 64;
 impl Service {
     /// A service over a store and a hub.
     pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
+        let queue_broadcasts = Arc::new(QueueBroadcasts {
+            store: store.clone(),
+            hub: hub.clone(),
+            slots: Mutex::new(HashMap::new()),
+        });
         Service {
             store,
             hub,
             waiters: Mutex::new(HashMap::new()),
             webhooks: Webhooks::new(),
             write_locks: (0..WRITE_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            limits: Arc::new(Limits::new(LimitsConfig::default())),
+            trusted_proxies: TrustedProxies::default(),
+            queue_broadcasts,
         }
+    }
+
+    /// The same service with these abuse limits and trusted reverse proxies.
+    #[must_use]
+    pub fn with_limits(mut self, limits: LimitsConfig, trusted_proxies: TrustedProxies) -> Self {
+        self.limits = Arc::new(Limits::new(limits));
+        self.trusted_proxies = trusted_proxies;
+        self
+    }
+
+    /// The rate limiters.
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
+    }
+
+    /// The reverse proxies whose `X-Forwarded-For` is believed.
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.trusted_proxies
     }
 
     fn write_lock(&self, id: &ConversationId) -> &tokio::sync::Mutex<()> {
@@ -137,15 +256,22 @@ impl Service {
         &self.hub
     }
 
-    fn waiter(&self, id: &ConversationId) -> Arc<Notify> {
+    fn waiter(&self, id: &ConversationId) -> Waiter<'_> {
         let mut w = self.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        w.entry(id.clone()).or_default().clone()
+        let notify = w.entry(id.clone()).or_default().clone();
+        Waiter { service: self, id: id.clone(), notify }
     }
 
     /// How many long-polls wait on conversation `id` now (for tests and metrics).
     pub fn long_polls_waiting(&self, id: &ConversationId) -> usize {
         let w = self.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         w.get(id).map_or(0, |n| Arc::strong_count(n) - 1)
+    }
+
+    /// How many conversations have long-polls registered (bounded by the waiting requests:
+    /// an entry goes with its last waiter).
+    pub fn long_poll_conversations(&self) -> usize {
+        self.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
     fn wake(&self, id: &ConversationId) {
@@ -162,9 +288,17 @@ impl Service {
     /// # Errors
     /// 401 when the token is unknown.
     pub async fn authenticate(&self, token: &str) -> AppResult<Caller> {
+        if !api::is_valid_token(token) {
+            return Err(AppError::unauthorized());
+        }
         let hash = crypto::token_hash(token);
+        let now = now_ms();
+        let cfg = self.limits.config();
         if token.starts_with("vt_") {
-            if let Some(visitor) = self.store.visitor_by_token_hash(&hash).await.map_err(AppError::from)? {
+            let seen_after = now.saturating_sub(limits::ms(cfg.visitor_token_idle));
+            if let Some(visitor) =
+                self.store.visitor_by_token_hash(&hash, now, seen_after).await.map_err(AppError::from)?
+            {
                 let project = self
                     .store
                     .project(&visitor.project_id)
@@ -174,7 +308,14 @@ impl Service {
                 return Ok(Caller::Customer { visitor, project: Box::new(project) });
             }
         } else if token.starts_with("at_") {
-            if let Some(agent) = self.store.agent_by_token_hash(&hash).await.map_err(AppError::from)? {
+            let created_after = now.saturating_sub(limits::ms(cfg.agent_token_max_age));
+            let used_after = now.saturating_sub(limits::ms(cfg.agent_token_idle));
+            if let Some(agent) = self
+                .store
+                .agent_by_token_hash(&hash, now, created_after, used_after)
+                .await
+                .map_err(AppError::from)?
+            {
                 return Ok(Caller::Agent(agent));
             }
         } else if token.starts_with("sk_") {
@@ -251,6 +392,8 @@ impl Service {
         if !api::is_valid_email(email) {
             return Err(AppError::validation("email is not a valid address"));
         }
+        api::validate_line("name", name, api::MAX_NAME_CHARS, true).map_err(AppError::validation)?;
+        validate_password(password)?;
         let now = now_ms();
         let agent = AgentRow {
             id: AgentId::new(crypto::random_id("agt_")),
@@ -263,6 +406,7 @@ impl Service {
             last_activity: now,
             idle_since: now,
             open: 0,
+            disabled: false,
         };
         match self.store.insert_agent(&agent).await {
             Err(StoreError::Duplicate) => Err(AppError::validation("an agent with this email exists")),
@@ -281,12 +425,16 @@ impl Service {
         req: api::WidgetSessionRequest,
         origin: Option<&str>,
     ) -> AppResult<api::WidgetSession> {
+        if !api::is_valid_token(&req.project_key) {
+            return Err(AppError::not_found("project"));
+        }
         let project = self
             .store
             .project_by_public_key(&req.project_key)
             .await
             .map_err(AppError::from)?
             .ok_or_else(|| AppError::not_found("project"))?;
+        self.limits.check(Action::Session, &[Key::Project(project.id.to_string())])?;
         if let Some(origin) = origin {
             if !project.allows_origin(origin) {
                 return Err(AppError::new(
@@ -295,10 +443,13 @@ impl Service {
                 ));
             }
         }
-        let existing = match &req.visitor_token {
+        // A malformed, unknown or expired token starts a new visitor, as none would.
+        let now = now_ms();
+        let seen_after = now.saturating_sub(limits::ms(self.limits.config().visitor_token_idle));
+        let existing = match req.visitor_token.as_deref().filter(|t| api::is_valid_token(t)) {
             Some(t) => self
                 .store
-                .visitor_by_token_hash(&crypto::token_hash(t))
+                .visitor_by_token_hash(&crypto::token_hash(t), now, seen_after)
                 .await
                 .map_err(AppError::from)?
                 .filter(|v| v.project_id == project.id),
@@ -354,13 +505,18 @@ impl Service {
         let Some(secret) = &project.identity_secret else {
             return Err(AppError::forbidden("identity verification is not configured for this project"));
         };
-        if !crypto::hmac_verify(secret, req.user_id.as_bytes(), &req.hmac) {
-            return Err(AppError::forbidden("identity HMAC does not match"));
+        api::validate_line("user_id", &req.user_id, api::MAX_ID_CHARS, true).map_err(AppError::validation)?;
+        api::validate_line("hmac", &req.hmac, api::MAX_TOKEN_CHARS, true).map_err(AppError::validation)?;
+        if let Some(name) = req.name.as_deref() {
+            api::validate_line("name", name, api::MAX_NAME_CHARS, false).map_err(AppError::validation)?;
         }
         if let Some(email) = req.email.as_deref() {
             if !api::is_valid_email(email) {
                 return Err(AppError::validation("email is not a valid address"));
             }
+        }
+        if !crypto::hmac_verify(secret, req.user_id.as_bytes(), &req.hmac) {
+            return Err(AppError::forbidden("identity HMAC does not match"));
         }
         self.store
             .identify_visitor(&visitor.id, &req.user_id, req.name.as_deref(), req.email.as_deref())
@@ -425,37 +581,59 @@ impl Service {
         &self,
         caller: &Caller,
         req: api::CreateConversationRequest,
-    ) -> AppResult<Conversation> {
+    ) -> AppResult<(Conversation, bool)> {
         let Caller::Customer { visitor, project } = caller else {
             return Err(AppError::forbidden("only visitors start conversations"));
         };
         if let Some(body) = &req.body {
             api::validate_body(body).map_err(AppError::validation)?;
         }
+        validate_client_msg_id(req.client_msg_id.as_ref())?;
+        // One open conversation per visitor: starting again continues it (a script cannot fill
+        // the queue from one visitor, and a retried start does not make a second one).
+        if let Some(open) = self.store.open_conversation_of(&visitor.id).await.map_err(AppError::from)? {
+            if let Some(body) = req.body {
+                let req = api::SendMessageRequest { body, client_msg_id: req.client_msg_id };
+                self.send_message(caller, &open.id, req).await?;
+            }
+            return Ok((self.get_conversation(caller, &open.id).await?, false));
+        }
         let now = now_ms();
+        let id = ConversationId::new(crypto::random_id("conv_"));
+        // The first message is stored with the conversation, in one transaction (a customer
+        // message in `bot` state changes no state).
+        let first = req.body.map(|body| Message {
+            id: store::new_message_id(),
+            conversation_id: id.clone(),
+            seq: Seq::ZERO.next(),
+            author: caller.author(),
+            body,
+            client_msg_id: req.client_msg_id,
+            created_at: Timestamp(now),
+        });
+        let events: Vec<Event> =
+            first.iter().map(|m| Event::MessageNew(MessageNew { message: m.clone() })).collect();
         let row = ConversationRow {
-            id: ConversationId::new(crypto::random_id("conv_")),
+            id,
             project_id: project.id.clone(),
             visitor_id: visitor.id.clone(),
             status: ConversationStatus::Bot,
             agent_id: None,
-            last_seq: Seq::ZERO,
+            last_seq: events.last().and_then(Event::seq).unwrap_or(Seq::ZERO),
             queued_at: None,
             presence: PresenceState::Online,
             last_heartbeat: Some(now),
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_conversation(&row).await.map_err(AppError::from)?;
-        if let Some(body) = req.body {
-            self.send_message(
-                caller,
-                &row.id,
-                api::SendMessageRequest { body, client_msg_id: req.client_msg_id },
-            )
-            .await?;
+        self.store.insert_conversation(&row, &events).await.map_err(AppError::from)?;
+        for e in &events {
+            self.publish(&project.id, e, &[]);
         }
-        self.get_conversation(caller, &row.id).await
+        if let Some(message) = &first {
+            self.notify_bot(project, message);
+        }
+        Ok((self.get_conversation(caller, &row.id).await?, true))
     }
 
     /// `GET /api/conversations/{id}/events?after=&wait=`: history, catch-up and long-poll.
@@ -470,10 +648,17 @@ impl Service {
         wait_secs: u64,
     ) -> AppResult<EventsPage> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs.min(api::MAX_WAIT_SECS));
+        // Only a conversation the caller may see gets a waiter; the slot bounds the total.
+        let c = self.visible(caller, id).await?;
+        let _slot = if wait_secs > 0 && c.last_seq <= after {
+            Some(self.limits.long_poll(self.long_polls_waiting(id))?)
+        } else {
+            None
+        };
         loop {
             // Register before reading, so an append between the read and the wait still wakes us.
-            let notify = self.waiter(id);
-            let notified = notify.notified();
+            let waiter = self.waiter(id);
+            let notified = waiter.notify.notified();
             let c = self.visible(caller, id).await?;
             if c.last_seq > after || wait_secs == 0 {
                 let mut events = self.store.events_after(id, after, 500).await.map_err(AppError::from)?;
@@ -612,34 +797,10 @@ impl Service {
     }
 
     /// Sends `queue:updated` to the project and `queue:position_updated` to every waiting
-    /// conversation.
+    /// conversation: at once when none went out in the last 250 ms, else once at the end of
+    /// that window, with the queue as it is then (a burst of handoffs costs one broadcast).
     async fn broadcast_queue(&self, project: &ProjectId) {
-        let queue = match self.store.queue(project).await {
-            Ok(q) => q,
-            Err(e) => return tracing::error!(error = %e, "cannot read the queue for broadcast"),
-        };
-        let len = u32::try_from(queue.len()).unwrap_or(u32::MAX);
-        let mut entries = Vec::with_capacity(queue.len());
-        for (i, c) in queue.iter().enumerate() {
-            let position = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            self.publish(
-                project,
-                &Event::QueuePositionUpdated(QueuePositionUpdated {
-                    conversation_id: c.id.clone(),
-                    position,
-                    queue_length: len,
-                }),
-                &[],
-            );
-            entries.push(QueueEntry {
-                conversation_id: c.id.clone(),
-                position,
-                waiting_since: Timestamp(c.queued_at.unwrap_or(c.updated_at)),
-                customer_name: self.store.visitor_name(&c.visitor_id).await.ok().flatten(),
-                preview: self.store.last_customer_body(&c.id).await.ok().flatten().map(|b| preview(&b)),
-            });
-        }
-        self.publish(project, &Event::QueueUpdated(QueueUpdated { queue: entries }), &[]);
+        self.queue_broadcasts.request(project).await;
     }
 
     async fn loads(&self, project: &ProjectId) -> AppResult<(Vec<AgentRow>, Vec<AgentLoad>)> {
@@ -738,6 +899,7 @@ impl Service {
         req: api::SendMessageRequest,
     ) -> AppResult<SendMessageResponse> {
         api::validate_body(&req.body).map_err(AppError::validation)?;
+        validate_client_msg_id(req.client_msg_id.as_ref())?;
         let c = self.visible(caller, id).await?;
         if let Some(cid) = &req.client_msg_id {
             if let Some(seq) =
@@ -934,6 +1096,16 @@ impl Service {
         req: api::TransferRequest,
     ) -> AppResult<Conversation> {
         let me = caller.agent()?;
+        if req.to != "queue" && !api::is_valid_id(&req.to) {
+            return Err(AppError::validation("to must be \"queue\" or an agent id"));
+        }
+        if let Some(note) = &req.note {
+            if note.chars().count() > api::MAX_NOTE_CHARS || api::has_control_chars(note, true) {
+                return Err(AppError::validation(
+                    "note is longer than 5000 characters or contains control characters",
+                ));
+            }
+        }
         let c = self.visible(caller, id).await?;
         let target = if req.to == "queue" {
             None
@@ -1171,6 +1343,9 @@ impl Service {
     /// 403, 404.
     pub async fn mark_read(&self, caller: &Caller, id: &ConversationId, seq: Seq) -> AppResult<()> {
         let me = caller.agent()?;
+        if seq.0 > api::MAX_SEQ {
+            return Err(AppError::validation("seq is larger than 9223372036854775807"));
+        }
         let c = self.visible(caller, id).await?;
         self.store.mark_read(&me.id, id, seq.min(c.last_seq)).await.map_err(AppError::from)
     }
@@ -1222,10 +1397,36 @@ impl Service {
     ///
     /// # Errors
     /// 401 for a wrong email or password.
-    pub async fn login(&self, req: &api::LoginRequest) -> AppResult<api::LoginResponse> {
-        let agent = self.store.agent_by_email(&req.email.to_lowercase()).await.map_err(AppError::from)?;
-        let agent = agent.filter(|a| crypto::verify_password(&req.password, &a.password_hash));
-        let agent = agent.ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "wrong email or password"))?;
+    pub async fn login(&self, req: &api::LoginRequest, ip: Option<IpAddr>) -> AppResult<api::LoginResponse> {
+        api::validate_line("email", &req.email, api::MAX_EMAIL_CHARS, true).map_err(AppError::validation)?;
+        api::validate_line("password", &req.password, api::MAX_PASSWORD_CHARS, true)
+            .map_err(AppError::validation)?;
+        let email = req.email.trim().to_lowercase();
+        self.limits.check(Action::Login, &ip.map(Key::ip).into_iter().collect::<Vec<_>>())?;
+        let keys = Limits::login_keys(&email, ip);
+        self.limits.login_allowed(&keys)?;
+        let agent = self.store.agent_by_email(&email).await.map_err(AppError::from)?;
+        // The same argon2 work for an unknown email as for a known one (no timing oracle), on
+        // the blocking pool, a bounded number at once.
+        let hash = agent.as_ref().map(|a| a.password_hash.clone());
+        let password = req.password.clone();
+        let permit = self.limits.password_check().await;
+        let verified = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            if let Some(hash) = hash {
+                crypto::verify_password(&password, &hash)
+            } else {
+                crypto::verify_password(&password, crypto::dummy_password_hash());
+                false
+            }
+        })
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+        let Some(agent) = agent.filter(|a| verified && !a.disabled) else {
+            self.limits.login_failed(&keys);
+            return Err(AppError::new(ErrorCode::Unauthorized, "wrong email or password"));
+        };
+        self.limits.login_succeeded(&keys);
         let token = crypto::random_token("at_");
         self.store
             .insert_agent_token(&crypto::token_hash(&token), &agent.id, now_ms())
@@ -1256,8 +1457,95 @@ impl Service {
         caller.agent()?;
         let hash = crypto::token_hash(token);
         self.store.delete_agent_token(&hash).await.map_err(AppError::from)?;
-        self.hub.revoke_token(&hash);
+        self.revoke_sockets(&[hash]);
         Ok(())
+    }
+
+    /// Sets an agent's password; every token of theirs stops working (sockets included).
+    ///
+    /// # Errors
+    /// 404 unknown agent; 422 a password of under 8 characters.
+    pub async fn set_agent_password(&self, id: &AgentId, password: &str) -> AppResult<()> {
+        validate_password(password)?;
+        self.store.agent(id).await.map_err(AppError::from)?.ok_or_else(|| AppError::not_found("agent"))?;
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password))
+            .await
+            .map_err(|e| AppError::internal(&e))?
+            .map_err(|e| AppError::internal(&e))?;
+        self.store.set_agent_password(id, &hash).await.map_err(AppError::from)?;
+        self.revoke_agent_tokens(id).await
+    }
+
+    /// Disables an agent (signed out everywhere, offline, cannot sign in) or enables them again.
+    ///
+    /// # Errors
+    /// 404 unknown agent.
+    pub async fn set_agent_disabled(&self, id: &AgentId, disabled: bool) -> AppResult<()> {
+        let agent = self
+            .store
+            .agent(id)
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| AppError::not_found("agent"))?;
+        self.store.set_agent_disabled(id, disabled, now_ms()).await.map_err(AppError::from)?;
+        if disabled {
+            self.revoke_agent_tokens(id).await?;
+            if agent.status != AgentStatus::Offline {
+                let event = Event::AgentStatusChanged(AgentStatusChanged {
+                    agent_id: id.clone(),
+                    status: AgentStatus::Offline,
+                });
+                self.publish(&agent.project_id, &event, &[]);
+            }
+        }
+        Ok(())
+    }
+
+    /// A new secret key for a project; the old one stops working at once (sockets included).
+    ///
+    /// # Errors
+    /// 404 unknown project.
+    pub async fn rotate_secret(&self, project: &ProjectId) -> AppResult<String> {
+        let secret = crypto::random_token("sk_");
+        let old = self
+            .store
+            .set_secret_key_hash(project, &crypto::token_hash(&secret))
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| AppError::not_found("project"))?;
+        self.revoke_sockets(&[old]);
+        Ok(secret)
+    }
+
+    async fn revoke_agent_tokens(&self, id: &AgentId) -> AppResult<()> {
+        let hashes = self.store.delete_agent_tokens_of(id).await.map_err(AppError::from)?;
+        self.revoke_sockets(&hashes);
+        Ok(())
+    }
+
+    /// Deletes expired agent tokens and cuts their sockets (a background job).
+    pub async fn expire_tokens(&self, now: u64) -> usize {
+        let cfg = self.limits.config();
+        let created_before = now.saturating_sub(limits::ms(cfg.agent_token_max_age));
+        let used_before = now.saturating_sub(limits::ms(cfg.agent_token_idle));
+        match self.store.delete_expired_agent_tokens(created_before, used_before).await {
+            Ok(hashes) => {
+                self.revoke_sockets(&hashes);
+                hashes.len()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "expiring agent tokens failed");
+                0
+            }
+        }
+    }
+
+    /// Cuts the realtime sockets authorized by these token hashes, on every node.
+    fn revoke_sockets(&self, hashes: &[String]) {
+        for hash in hashes {
+            self.hub.revoke_token(hash);
+        }
     }
 
     /// `PUT /api/agents/me/status`: publishes, and an agent who comes online gets queued work.
@@ -1304,23 +1592,11 @@ impl Service {
     /// 403 for non-agents.
     pub async fn queue(&self, caller: &Caller) -> AppResult<QueueUpdated> {
         let me = caller.agent()?;
-        let queue = self.store.queue(&me.project_id).await.map_err(AppError::from)?;
-        let mut entries = Vec::new();
-        for (i, c) in queue.iter().enumerate() {
-            entries.push(QueueEntry {
-                conversation_id: c.id.clone(),
-                position: u32::try_from(i + 1).unwrap_or(u32::MAX),
-                waiting_since: Timestamp(c.queued_at.unwrap_or(c.updated_at)),
-                customer_name: self.store.visitor_name(&c.visitor_id).await.map_err(AppError::from)?,
-                preview: self
-                    .store
-                    .last_customer_body(&c.id)
-                    .await
-                    .map_err(AppError::from)?
-                    .map(|b| preview(&b)),
-            });
+        let mut queue = self.store.queue_entries(&me.project_id).await.map_err(AppError::from)?;
+        for e in &mut queue {
+            e.preview = e.preview.as_deref().map(preview);
         }
-        Ok(QueueUpdated { queue: entries })
+        Ok(QueueUpdated { queue })
     }
 
     /// `GET /api/inbox`: my assigned conversations and the queue, with unread counts.
@@ -1361,9 +1637,7 @@ impl Service {
             return Err(AppError::not_found("project"));
         }
         let name = req.name.trim();
-        if name.is_empty() || name.chars().count() > api::MAX_NAME_CHARS {
-            return Err(AppError::validation("name must be 1 to 200 characters"));
-        }
+        api::validate_line("name", name, api::MAX_NAME_CHARS, true).map_err(AppError::validation)?;
         if !api::is_valid_email(req.email.trim()) {
             return Err(AppError::validation("email is not a valid address"));
         }
@@ -1408,6 +1682,43 @@ impl Service {
             Ok(())
         } else {
             Err(AppError::not_found("offline message"))
+        }
+    }
+}
+
+/// Agents' passwords: 8 to 1,024 characters, no control characters.
+fn validate_password(password: &str) -> AppResult<()> {
+    api::validate_line("password", password, api::MAX_PASSWORD_CHARS, true).map_err(AppError::validation)?;
+    if password.chars().count() < 8 {
+        return Err(AppError::validation("password must have at least 8 characters"));
+    }
+    Ok(())
+}
+
+/// A `client_msg_id`, when there is one, is an id (it is stored and compared).
+fn validate_client_msg_id(id: Option<&ClientMsgId>) -> AppResult<()> {
+    match id {
+        Some(id) if !api::is_valid_id(id.as_str()) => {
+            Err(AppError::validation("client_msg_id must be 1 to 128 letters, digits, '_', '-', '.' or ':'"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A long-poll's registration: its conversation's entry goes when the last waiter does (on
+/// return, timeout or a client that hung up), so the map holds only what is waiting now.
+struct Waiter<'a> {
+    service: &'a Service,
+    id: ConversationId,
+    notify: Arc<Notify>,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut w = self.service.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The map's reference and ours: nobody else waits.
+        if w.get(&self.id).is_some_and(|n| Arc::ptr_eq(n, &self.notify) && Arc::strong_count(n) <= 2) {
+            w.remove(&self.id);
         }
     }
 }

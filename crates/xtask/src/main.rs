@@ -159,7 +159,9 @@ fn test() -> Result {
 fn bench() -> Result {
     let root = root();
     web::build(&root)?;
-    for example in ["fanout_bench", "msg_bench"] {
+    // abuse_bench drives the release server binary in its own process.
+    run(&root, &cargo(), &["build", "--release", "-p", "handoff-server"])?;
+    for example in ["fanout_bench", "msg_bench", "abuse_bench"] {
         if root.join(format!("crates/handoff-server/examples/{example}.rs")).exists() {
             run(&root, &cargo(), &["run", "--release", "-p", "handoff-server", "--example", example])?;
         }

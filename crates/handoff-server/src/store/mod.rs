@@ -88,6 +88,8 @@ pub struct AgentRow {
     pub idle_since: u64,
     /// Open assigned conversations (filled by listing queries).
     pub open: u32,
+    /// Disabled agents cannot sign in; their tokens are gone.
+    pub disabled: bool,
 }
 
 /// A visitor row.
@@ -278,11 +280,53 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database errors.
     async fn delete_agent_token(&self, hash: &str) -> Result<(), StoreError>;
 
-    /// The agent a token hash belongs to.
+    /// The agent a token hash belongs to, when the token is alive: created at or after
+    /// `created_after`, used at or after `used_after`, its agent not disabled. A use moves
+    /// the token's last use to `now` (sliding expiry; written at most once a minute).
     ///
     /// # Errors
     /// Database errors.
-    async fn agent_by_token_hash(&self, hash: &str) -> Result<Option<AgentRow>, StoreError>;
+    async fn agent_by_token_hash(
+        &self,
+        hash: &str,
+        now: u64,
+        created_after: u64,
+        used_after: u64,
+    ) -> Result<Option<AgentRow>, StoreError>;
+
+    /// Deletes every token of an agent; answers their hashes (to cut their sockets).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn delete_agent_tokens_of(&self, agent: &AgentId) -> Result<Vec<String>, StoreError>;
+
+    /// Deletes the agent tokens that expired; answers their hashes.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn delete_expired_agent_tokens(
+        &self,
+        created_before: u64,
+        used_before: u64,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Sets an agent's password hash.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_agent_password(&self, id: &AgentId, password_hash: &str) -> Result<(), StoreError>;
+
+    /// Disables (and sets offline) or enables an agent.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_agent_disabled(&self, id: &AgentId, disabled: bool, now: u64) -> Result<(), StoreError>;
+
+    /// Replaces a project's secret key hash; answers the old one (`None`: no such project).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_secret_key_hash(&self, id: &ProjectId, hash: &str) -> Result<Option<String>, StoreError>;
 
     /// Creates a visitor.
     ///
@@ -296,11 +340,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: u64,
     ) -> Result<(), StoreError>;
 
-    /// The visitor a token hash belongs to.
+    /// The visitor a token hash belongs to, when it was seen at or after `seen_after`; a use
+    /// moves its last sighting to `now` (written at most once an hour).
     ///
     /// # Errors
     /// Database errors.
-    async fn visitor_by_token_hash(&self, hash: &str) -> Result<Option<VisitorRow>, StoreError>;
+    async fn visitor_by_token_hash(
+        &self,
+        hash: &str,
+        now: u64,
+        seen_after: u64,
+    ) -> Result<Option<VisitorRow>, StoreError>;
 
     /// A visitor's name.
     ///
@@ -320,11 +370,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         email: Option<&str>,
     ) -> Result<(), StoreError>;
 
-    /// Creates a conversation in `bot` status.
+    /// Creates a conversation with its first events (a first message), in one transaction:
+    /// both are stored or neither. `c.last_seq` is the last of `events`' seqs (0 without).
     ///
     /// # Errors
     /// Database errors.
-    async fn insert_conversation(&self, c: &ConversationRow) -> Result<(), StoreError>;
+    async fn insert_conversation(&self, c: &ConversationRow, events: &[Event]) -> Result<(), StoreError>;
 
     /// A conversation by id.
     ///
@@ -343,6 +394,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// Database errors.
     async fn queue(&self, project: &ProjectId) -> Result<Vec<ConversationRow>, StoreError>;
+
+    /// The project's waiting list as agents see it, head first, in one query: each entry with
+    /// its position, the customer's name and the last customer message (whole: the caller cuts
+    /// the preview).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn queue_entries(
+        &self,
+        project: &ProjectId,
+    ) -> Result<Vec<handoff_protocol::event::QueueEntry>, StoreError>;
 
     /// An agent's inbox: their assigned conversations, then the queue, newest activity first.
     ///

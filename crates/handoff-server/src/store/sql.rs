@@ -67,7 +67,21 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
                 created_at BIGINT NOT NULL, PRIMARY KEY (conversation_id, agent_id))",
         ],
     ),
+    (
+        3,
+        &[
+            "ALTER TABLE agents ADD COLUMN disabled_at BIGINT",
+            "ALTER TABLE agent_tokens ADD COLUMN last_used BIGINT",
+            "CREATE INDEX agent_tokens_agent ON agent_tokens (agent_id)",
+            "ALTER TABLE visitors ADD COLUMN last_seen BIGINT",
+        ],
+    ),
 ];
+
+/// Sliding expiry writes a token's last use at most this often.
+const TOUCH_AGENT_TOKEN_MS: u64 = 60_000;
+/// A visitor's last sighting is written at most this often.
+const TOUCH_VISITOR_MS: u64 = 3_600_000;
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -128,7 +142,7 @@ fn conversation(row: &AnyRow) -> Result<ConversationRow, sqlx::Error> {
     })
 }
 
-const AGENT_COLUMNS: &str = "a.id, a.project_id, a.email, a.name, a.password_hash, a.status, a.capacity, a.last_activity, a.idle_since, (SELECT COUNT(*) FROM conversations c WHERE c.agent_id = a.id AND c.status = 'assigned')";
+const AGENT_COLUMNS: &str = "a.id, a.project_id, a.email, a.name, a.password_hash, a.status, a.capacity, a.last_activity, a.idle_since, (SELECT COUNT(*) FROM conversations c WHERE c.agent_id = a.id AND c.status = 'assigned'), a.disabled_at";
 
 fn agent(row: &AnyRow) -> Result<AgentRow, sqlx::Error> {
     Ok(AgentRow {
@@ -142,6 +156,7 @@ fn agent(row: &AnyRow) -> Result<AgentRow, sqlx::Error> {
         last_activity: to_u64(row.try_get(7)?),
         idle_since: to_u64(row.try_get(8)?),
         open: u32::try_from(row.try_get::<i64, _>(9)?).unwrap_or(0),
+        disabled: row.try_get::<Option<i64>, _>(10)?.is_some(),
     })
 }
 
@@ -163,6 +178,49 @@ fn project(row: &AnyRow) -> Result<Project, sqlx::Error> {
         webhook_secret: row.try_get(8)?,
         business_hours: row.try_get::<Option<String>, _>(9)?.and_then(|h| serde_json::from_str(&h).ok()),
     })
+}
+
+/// Inserts a conversation's events (and the messages among them) in a transaction; a
+/// `client_msg_id` already used in the conversation is a [`StoreError::Conflict`].
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &ConversationId,
+    last: Seq,
+    events: &[Event],
+    now: u64,
+) -> Result<(), StoreError> {
+    for event in events {
+        let seq = event.seq().unwrap_or(last);
+        let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        sqlx::query("INSERT INTO events (conversation_id, seq, event, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id.as_str())
+            .bind(to_i64(seq.0))
+            .bind(event.name())
+            .bind(payload)
+            .bind(to_i64(now))
+            .execute(&mut **tx)
+            .await?;
+        if let Event::MessageNew(m) = event {
+            let m = &m.message;
+            let r = sqlx::query("INSERT INTO messages (id, conversation_id, seq, author_kind, body, client_msg_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(m.id.as_str())
+                .bind(id.as_str())
+                .bind(to_i64(m.seq.0))
+                .bind(m.author.kind.as_str())
+                .bind(&m.body)
+                .bind(m.client_msg_id.as_ref().map(|c| c.as_str().to_owned()))
+                .bind(to_i64(m.created_at.0))
+                .execute(&mut **tx)
+                .await;
+            match r {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+                r => {
+                    r?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Applies the migrations the database has not seen yet.
@@ -412,10 +470,97 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn agent_by_token_hash(&self, hash: &str) -> Result<Option<AgentRow>, StoreError> {
-        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents a JOIN agent_tokens t ON t.agent_id = a.id WHERE t.token_hash = $1");
-        let row = sqlx::query(&sql).bind(hash).fetch_optional(&self.pool).await?;
-        Ok(row.as_ref().map(agent).transpose()?)
+    async fn agent_by_token_hash(
+        &self,
+        hash: &str,
+        now: u64,
+        created_after: u64,
+        used_after: u64,
+    ) -> Result<Option<AgentRow>, StoreError> {
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agents a JOIN agent_tokens t ON t.agent_id = a.id \
+             WHERE t.token_hash = $1 AND a.disabled_at IS NULL AND t.created_at >= $2 \
+             AND COALESCE(t.last_used, t.created_at) >= $3"
+        );
+        let row = sqlx::query(&sql)
+            .bind(hash)
+            .bind(to_i64(created_after))
+            .bind(to_i64(used_after))
+            .fetch_optional(&self.pool)
+            .await?;
+        let found = row.as_ref().map(agent).transpose()?;
+        if found.is_some() {
+            sqlx::query(
+                "UPDATE agent_tokens SET last_used = $1 WHERE token_hash = $2 AND COALESCE(last_used, created_at) < $3",
+            )
+            .bind(to_i64(now))
+            .bind(hash)
+            .bind(to_i64(now.saturating_sub(TOUCH_AGENT_TOKEN_MS)))
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(found)
+    }
+
+    async fn delete_agent_tokens_of(&self, agent: &AgentId) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("DELETE FROM agent_tokens WHERE agent_id = $1 RETURNING token_hash")
+            .bind(agent.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?)
+    }
+
+    async fn delete_expired_agent_tokens(
+        &self,
+        created_before: u64,
+        used_before: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "DELETE FROM agent_tokens WHERE created_at < $1 OR COALESCE(last_used, created_at) < $2 RETURNING token_hash",
+        )
+        .bind(to_i64(created_before))
+        .bind(to_i64(used_before))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?)
+    }
+
+    async fn set_agent_password(&self, id: &AgentId, password_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE agents SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_agent_disabled(&self, id: &AgentId, disabled: bool, now: u64) -> Result<(), StoreError> {
+        let sql = if disabled {
+            "UPDATE agents SET disabled_at = $1, status = 'offline', last_activity = $1 WHERE id = $2"
+        } else {
+            "UPDATE agents SET disabled_at = NULL, last_activity = $1 WHERE id = $2"
+        };
+        sqlx::query(sql).bind(to_i64(now)).bind(id.as_str()).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn set_secret_key_hash(&self, id: &ProjectId, hash: &str) -> Result<Option<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let old = sqlx::query("SELECT secret_key_hash FROM projects WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?;
+        if old.is_some() {
+            sqlx::query("UPDATE projects SET secret_key_hash = $1 WHERE id = $2")
+                .bind(hash)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(old)
     }
 
     // ---- visitors ----
@@ -437,12 +582,30 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn visitor_by_token_hash(&self, hash: &str) -> Result<Option<VisitorRow>, StoreError> {
-        let row =
-            sqlx::query("SELECT id, project_id, name, email, verified FROM visitors WHERE token_hash = $1")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?;
+    async fn visitor_by_token_hash(
+        &self,
+        hash: &str,
+        now: u64,
+        seen_after: u64,
+    ) -> Result<Option<VisitorRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, project_id, name, email, verified FROM visitors \
+             WHERE token_hash = $1 AND COALESCE(last_seen, created_at) >= $2",
+        )
+        .bind(hash)
+        .bind(to_i64(seen_after))
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_some() {
+            sqlx::query(
+                "UPDATE visitors SET last_seen = $1 WHERE token_hash = $2 AND COALESCE(last_seen, created_at) < $3",
+            )
+            .bind(to_i64(now))
+            .bind(hash)
+            .bind(to_i64(now.saturating_sub(TOUCH_VISITOR_MS)))
+            .execute(&self.pool)
+            .await?;
+        }
         Ok(row
             .map(|r| -> Result<VisitorRow, sqlx::Error> {
                 Ok(VisitorRow {
@@ -483,18 +646,22 @@ impl Store for SqlStore {
 
     // ---- conversations ----
 
-    async fn insert_conversation(&self, c: &ConversationRow) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO conversations (id, project_id, visitor_id, status, agent_id, last_seq, queued_at, presence, last_heartbeat, created_at, updated_at) VALUES ($1, $2, $3, $4, NULL, 0, NULL, $5, $6, $7, $8)")
+    async fn insert_conversation(&self, c: &ConversationRow, events: &[Event]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO conversations (id, project_id, visitor_id, status, agent_id, last_seq, queued_at, presence, last_heartbeat, created_at, updated_at) VALUES ($1, $2, $3, $4, NULL, $5, NULL, $6, $7, $8, $9)")
             .bind(c.id.as_str())
             .bind(c.project_id.as_str())
             .bind(c.visitor_id.as_str())
             .bind(c.status.as_str())
+            .bind(to_i64(c.last_seq.0))
             .bind(c.presence.as_str())
             .bind(c.last_heartbeat.map(to_i64))
             .bind(to_i64(c.created_at))
             .bind(to_i64(c.updated_at))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        insert_events(&mut tx, &c.id, c.last_seq, events, c.created_at).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -514,6 +681,33 @@ impl Store for SqlStore {
         let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 AND status = 'queued' ORDER BY queued_at, id");
         let rows = sqlx::query(&sql).bind(project.as_str()).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(conversation).collect::<Result<_, _>>()?)
+    }
+
+    async fn queue_entries(
+        &self,
+        project: &ProjectId,
+    ) -> Result<Vec<handoff_protocol::event::QueueEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.id, COALESCE(c.queued_at, c.updated_at), v.name, \
+             (SELECT m.body FROM messages m WHERE m.conversation_id = c.id AND m.author_kind = 'customer' \
+              ORDER BY m.seq DESC LIMIT 1) \
+             FROM conversations c LEFT JOIN visitors v ON v.id = c.visitor_id \
+             WHERE c.project_id = $1 AND c.status = 'queued' ORDER BY c.queued_at, c.id",
+        )
+        .bind(project.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            entries.push(handoff_protocol::event::QueueEntry {
+                conversation_id: ConversationId::new(r.try_get::<String, _>(0)?),
+                position: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                waiting_since: Timestamp(to_u64(r.try_get(1)?)),
+                customer_name: r.try_get(2)?,
+                preview: r.try_get(3)?,
+            });
+        }
+        Ok(entries)
     }
 
     async fn inbox(&self, project: &ProjectId, agent: &AgentId) -> Result<Vec<ConversationRow>, StoreError> {
@@ -546,37 +740,7 @@ impl Store for SqlStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict);
         }
-        for event in events {
-            let seq = event.seq().unwrap_or(last);
-            let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-            sqlx::query("INSERT INTO events (conversation_id, seq, event, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(id.as_str())
-                .bind(to_i64(seq.0))
-                .bind(event.name())
-                .bind(payload)
-                .bind(to_i64(now))
-                .execute(&mut *tx)
-                .await?;
-            if let Event::MessageNew(m) = event {
-                let m = &m.message;
-                let r = sqlx::query("INSERT INTO messages (id, conversation_id, seq, author_kind, body, client_msg_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(m.id.as_str())
-                    .bind(id.as_str())
-                    .bind(to_i64(m.seq.0))
-                    .bind(m.author.kind.as_str())
-                    .bind(&m.body)
-                    .bind(m.client_msg_id.as_ref().map(|c| c.as_str().to_owned()))
-                    .bind(to_i64(m.created_at.0))
-                    .execute(&mut *tx)
-                    .await;
-                match r {
-                    Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-                    r => {
-                        r?;
-                    }
-                }
-            }
-        }
+        insert_events(&mut tx, id, last, events, now).await?;
         tx.commit().await?;
         Ok(())
     }

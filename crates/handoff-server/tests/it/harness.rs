@@ -107,8 +107,14 @@ impl TestServer {
     }
 
     pub async fn start_with(db: Db, realtime: RealtimeConfig) -> Option<TestServer> {
+        Self::start_config(db, |c| c.realtime = realtime).await
+    }
+
+    /// A server with settings changed by `tweak` (limits, timeouts).
+    pub async fn start_config(db: Db, tweak: impl FnOnce(&mut Config)) -> Option<TestServer> {
         let (url, guard) = database(db).await?;
-        let config = Config { database_url: url, realtime, ..Config::default() };
+        let mut config = Config { database_url: url, ..Config::default() };
+        tweak(&mut config);
         let svc = handoff_server::service(&config).await.unwrap();
         let (project, secret_key) = svc.create_project("Test", vec!["*".into()]).await.unwrap();
         svc.create_agent(&project.id, "ann@test.dev", "Ann", "pw-ann-123").await.unwrap();
@@ -116,10 +122,9 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = app(svc.clone(), &config);
+        let serve = config.serve.clone();
         tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .await
-                .unwrap();
+            handoff_server::serve(listener, router, &serve, std::future::pending()).await.unwrap();
         });
         let http = reqwest::Client::new();
         let base = format!("http://{addr}");

@@ -2,6 +2,7 @@
 //! PostgreSQL (a fresh database per run; set `HANDOFF_SKIP_PG=1` to skip PostgreSQL).
 #![allow(clippy::unwrap_used, clippy::too_many_lines, clippy::missing_panics_doc)]
 
+mod abuse;
 mod bot;
 mod harness;
 mod realtime;

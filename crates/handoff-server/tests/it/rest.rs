@@ -32,12 +32,19 @@ impl Watch {
         a2.join_ok(&format!("realtime:agent:{}", s.agent2.1), &s.agent2.0).await;
         let mut customer = s.socket(Vsn::V2).await;
         customer.join_ok(&format!("realtime:conversation:{conv}"), visitor_token).await;
+        // A coalesced queue broadcast of the setup may still be due: let it pass first.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        a1.drain_frames().await;
+        a2.drain_frames().await;
+        customer.drain_frames().await;
         Watch { a1, a2, customer }
     }
 
     /// (channel with `a1`/`a2`/`p`/`c` placeholders, event) seen by the agents since the last
     /// call, and the events the customer saw.
     async fn seen(&mut self, s: &TestServer, conv: &str) -> (BTreeSet<(String, String)>, Vec<String>) {
+        // Queue broadcasts are coalesced: one may go out up to 250 ms after the change.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let mut agents = BTreeSet::new();
         let names = |topic: &str| {
             topic
