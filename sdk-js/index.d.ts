@@ -143,6 +143,8 @@ export interface Agent {
   status: AgentStatus;
   capacity: number;
   open_conversations: number;
+  /** The project's public key, in the answers to the agent themself (login, resume). */
+  project_key?: string;
 }
 export interface InboxItem {
   conversation: Conversation;
@@ -205,6 +207,7 @@ export class HandoffClient implements Events {
 export interface AgentClientOptions {
   baseUrl: string;
   realtimeUrl?: string;
+  /** The socket's `apikey`; defaults to the project's public key sent at sign-in. */
   apikey?: string;
 }
 

@@ -449,6 +449,10 @@ pub struct Agent {
     pub capacity: u32,
     /// How many assigned conversations they have now.
     pub open_conversations: u32,
+    /// The project's public key, in the answers to the agent themself (login and
+    /// `GET /api/agents/me`): the `apikey` of their realtime socket URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_key: Option<String>,
 }
 
 /// `PUT /api/agents/me/status`.

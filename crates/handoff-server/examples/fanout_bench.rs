@@ -36,7 +36,12 @@ async fn serve() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = Config {
         database_url: format!("sqlite://{}", dir.join("bench.db").display()),
-        realtime: RealtimeConfig { idle_timeout: Duration::from_secs(600), ..RealtimeConfig::default() },
+        realtime: RealtimeConfig {
+            idle_timeout: Duration::from_secs(600),
+            // Every bench socket comes from 127.0.0.1.
+            max_sockets_per_ip: 1_000_000,
+            ..RealtimeConfig::default()
+        },
         ..Config::default()
     };
     let svc = service(&config).await.unwrap();
@@ -53,7 +58,13 @@ async fn serve() {
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    println!("READY {} {} {}", listener.local_addr().unwrap(), login.token, project.id);
+    println!(
+        "READY {} {} {} {}",
+        listener.local_addr().unwrap(),
+        login.token,
+        project.id,
+        project.public_key
+    );
     axum::serve(listener, app(svc, &config).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
         .unwrap();
@@ -107,8 +118,9 @@ async fn main() {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let parts: Vec<&str> = line.split_whitespace().collect();
-    let (addr, token, project) = (parts[1].to_owned(), parts[2].to_owned(), parts[3].to_owned());
-    let url = format!("ws://{addr}/realtime/v1/websocket?apikey=bench&vsn=2.0.0");
+    let (addr, token, project, key) =
+        (parts[1].to_owned(), parts[2].to_owned(), parts[3].to_owned(), parts[4].to_owned());
+    let url = format!("ws://{addr}/realtime/v1/websocket?apikey={key}&vsn=2.0.0");
     let topic = format!("realtime:project:{project}:queue");
     let http = reqwest::Client::new();
     let (got_tx, mut got_rx) = mpsc::unbounded_channel();

@@ -634,8 +634,8 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap, Auth(c): Auth) ->
     responses((status = 200, description = "OK", body = api::Agent), (status = "4XX", description = "Error", body = api::ErrorBody)),
     security(("bearer" = []))
 )]
-async fn me(Auth(c): Auth) -> AppResult<Json<api::Agent>> {
-    Service::me(&c).map(Json)
+async fn me(State(s): State<AppState>, Auth(c): Auth) -> AppResult<Json<api::Agent>> {
+    s.me(&c).await.map(Json)
 }
 
 /// Set my status (online, away, offline).

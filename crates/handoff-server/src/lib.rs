@@ -115,7 +115,14 @@ pub enum StartError {
 
 /// The whole application: REST, realtime socket, static assets.
 pub fn app(service: Arc<Service>, config: &Config) -> Router {
-    let realtime = realtime::routes(service.hub().clone(), service.clone(), config.realtime.clone());
+    // The socket counts sockets per client IP as REST does: behind the same trusted proxies.
+    let mut realtime_config = config.realtime.clone();
+    for proxy in &config.trusted_proxies.0 {
+        if !realtime_config.trusted_proxies.0.contains(proxy) {
+            realtime_config.trusted_proxies.0.push(*proxy);
+        }
+    }
+    let realtime = realtime::routes(service.hub().clone(), service.clone(), realtime_config);
     let mut router = http::routes(service).merge(realtime);
     let has_index = config.static_dir.as_ref().is_some_and(|d| d.join("index.html").exists());
     if let Some(key) = &config.demo_key {

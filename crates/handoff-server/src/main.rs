@@ -71,6 +71,38 @@ struct ServeArgs {
     /// Days an agent token lives at most.
     #[arg(long, env = "HANDOFF_AGENT_TOKEN_MAX_DAYS", default_value_t = 30)]
     agent_token_max_days: u64,
+    #[command(flatten)]
+    realtime: RealtimeArgs,
+}
+
+/// Limits of the realtime socket (see `RealtimeConfig`).
+#[derive(clap::Args)]
+struct RealtimeArgs {
+    /// Seconds a socket may stay open without joining a channel with a valid token.
+    #[arg(long = "ws-join-timeout", env = "HANDOFF_WS_JOIN_TIMEOUT", default_value_t = 10)]
+    join_timeout: u64,
+    /// Channels one socket may join at once.
+    #[arg(long = "ws-max-channels", env = "HANDOFF_WS_MAX_CHANNELS", default_value_t = 100)]
+    max_channels: usize,
+    /// Open sockets per client IP.
+    #[arg(long = "ws-max-sockets-per-ip", env = "HANDOFF_WS_MAX_SOCKETS_PER_IP", default_value_t = 200)]
+    max_sockets_per_ip: usize,
+    /// Frames per second a socket may send, sustained.
+    #[arg(long = "ws-frames-per-second", env = "HANDOFF_WS_FRAMES_PER_SECOND", default_value_t = 50)]
+    frames_per_second: u32,
+    /// Frames a socket may send in one burst.
+    #[arg(long = "ws-frame-burst", env = "HANDOFF_WS_FRAME_BURST", default_value_t = 2_000)]
+    frame_burst: u32,
+}
+
+impl RealtimeArgs {
+    fn apply(&self, config: &mut handoff_server::realtime::RealtimeConfig) {
+        config.join_timeout = std::time::Duration::from_secs(self.join_timeout);
+        config.max_channels = self.max_channels;
+        config.max_sockets_per_ip = self.max_sockets_per_ip;
+        config.frames_per_second = self.frames_per_second;
+        config.frame_burst = self.frame_burst;
+    }
 }
 
 impl ServeArgs {
@@ -82,6 +114,7 @@ impl ServeArgs {
         config.limits.agent_token_max_age = Duration::from_secs(self.agent_token_max_days.max(1) * 86_400);
         config.serve.max_connections = self.max_connections;
         config.serve.header_read_timeout = Duration::from_secs(self.header_timeout.max(1));
+        self.realtime.apply(&mut config.realtime);
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ use crate::crypto;
 use crate::error::{AppError, AppResult};
 use crate::limits::{self, Action, Key, Limits, LimitsConfig};
 use crate::net::TrustedProxies;
-use crate::realtime::{Hub, RealtimeBackend};
+use crate::realtime::{Hub, RealtimeBackend, SocketProject};
 use crate::store::{
     self, AgentRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow,
 };
@@ -1427,15 +1427,21 @@ impl Service {
             .insert_agent_token(&crypto::token_hash(&token), &agent.id, now_ms())
             .await
             .map_err(AppError::from)?;
-        Ok(api::LoginResponse { token, agent: agent_dto(&agent) })
+        Ok(api::LoginResponse { token, agent: self.agent_self_dto(&agent).await? })
+    }
+
+    /// An agent as they see themself: with their project's public key (their socket's `apikey`).
+    async fn agent_self_dto(&self, agent: &AgentRow) -> AppResult<api::Agent> {
+        let project = self.store.project(&agent.project_id).await.map_err(AppError::from)?;
+        Ok(api::Agent { project_key: project.map(|p| p.public_key), ..agent_dto(agent) })
     }
 
     /// `GET /api/agents/me`.
     ///
     /// # Errors
     /// 403 for non-agents.
-    pub fn me(caller: &Caller) -> AppResult<api::Agent> {
-        Ok(agent_dto(caller.agent()?))
+    pub async fn me(&self, caller: &Caller) -> AppResult<api::Agent> {
+        self.agent_self_dto(caller.agent()?).await
     }
 
     /// `POST /api/agents/logout`: revokes the token the call was made with.
@@ -1729,12 +1735,27 @@ fn agent_dto(a: &AgentRow) -> api::Agent {
         status: a.status,
         capacity: a.capacity,
         open_conversations: a.open,
+        project_key: None,
     }
 }
 
 /// The realtime socket's view of the service.
 #[async_trait]
 impl RealtimeBackend for Service {
+    async fn project_by_key(&self, key: &str, origin: Option<&str>) -> Option<SocketProject> {
+        let project = match self.store.project_by_public_key(key).await {
+            Ok(p) => p?,
+            Err(e) => {
+                tracing::warn!(error = %e, "project lookup for a socket failed");
+                return None;
+            }
+        };
+        Some(SocketProject {
+            origin_allowed: origin.is_none_or(|o| project.allows_origin(o)),
+            project_id: project.id,
+        })
+    }
+
     async fn authenticate(&self, token: &str) -> Principal {
         match Service::authenticate(self, token).await {
             Ok(Caller::Customer { visitor, project }) => {

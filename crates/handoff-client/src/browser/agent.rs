@@ -28,6 +28,9 @@ use crate::url;
 #[wasm_bindgen]
 pub struct AgentClient {
     engine: Engine,
+    /// The realtime base URL, and the `apikey` option: without it the socket uses the
+    /// project's public key from the sign-in answer.
+    ws: Rc<(String, Option<String>)>,
     /// `(agent as JS sees it, project id, agent id)` after login.
     login: Rc<RefCell<Option<(JsValue, String, String)>>>,
 }
@@ -42,16 +45,21 @@ fn incomplete() -> JsValue {
     js_error(&ClientError::InvalidResponse(String::from("the sign-in answer is incomplete")))
 }
 
-/// After `login` or `resume`: the token goes on every call, the socket opens as this agent.
+/// After `login` or `resume`: the token goes on every call, the socket opens as this agent,
+/// with the `apikey` option or else the project's public key from the answer (`project_key`).
 fn signed_in(
     engine: &Engine,
+    ws: &(String, Option<String>),
     login: &RefCell<Option<(JsValue, String, String)>>,
     token: String,
     agent: JsValue,
 ) -> Result<(), JsValue> {
     let agent_id = super::path_str(&agent, &["id"]).ok_or_else(incomplete)?;
     let project_id = super::path_str(&agent, &["project_id"]).ok_or_else(incomplete)?;
+    let apikey = ws.1.clone().or_else(|| super::path_str(&agent, &["project_key"])).unwrap_or_default();
+    let ws_url = url::realtime(&ws.0, &apikey, Vsn::V2);
     engine.with(|i| {
+        i.set_ws_url(ws_url);
         i.set_token(Some(token));
         i.set_me(AuthorKind::Agent, agent_id.clone());
         i.start();
@@ -66,7 +74,8 @@ fn conv(id: &str) -> ConversationId {
 
 #[wasm_bindgen]
 impl AgentClient {
-    /// `new AgentClient({ baseUrl, realtimeUrl? })`.
+    /// `new AgentClient({ baseUrl, realtimeUrl?, apikey? })`: the socket's `apikey` is the
+    /// option, or else the project's public key the server sends at sign-in.
     ///
     /// # Errors
     /// A `validation_failed` error when `baseUrl` is missing.
@@ -75,13 +84,19 @@ impl AgentClient {
         let base = opt_str(options, "baseUrl")
             .ok_or_else(|| super::error_object("validation_failed", "baseUrl is required", None))?;
         let ws = opt_str(options, "realtimeUrl").unwrap_or_else(|| base.clone());
-        let ws_url = url::realtime(&ws, &opt_str(options, "apikey").unwrap_or_default(), Vsn::V2);
-        Ok(AgentClient { engine: Engine::new(&base, ws_url, true), login: Rc::new(RefCell::new(None)) })
+        let apikey = opt_str(options, "apikey");
+        let ws_url = url::realtime(&ws, apikey.as_deref().unwrap_or_default(), Vsn::V2);
+        Ok(AgentClient {
+            engine: Engine::new(&base, ws_url, true),
+            ws: Rc::new((ws, apikey)),
+            login: Rc::new(RefCell::new(None)),
+        })
     }
 
     /// Logs in and connects; resolves to `{token, agent}`.
     pub fn login(&self, email: String, password: String) -> Promise {
         let engine = self.engine.clone();
+        let ws = self.ws.clone();
         let login = self.login.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let body = serde_json::to_string(&LoginRequest { email, password }).ok();
@@ -90,7 +105,7 @@ impl AgentClient {
             let r = super::text_to_js(&text);
             let token = super::path_str(&r, &["token"]).ok_or_else(incomplete)?;
             let agent = js_sys::Reflect::get(&r, &JsValue::from_str("agent")).unwrap_or(JsValue::NULL);
-            signed_in(&engine, &login, token, agent)?;
+            signed_in(&engine, &ws, &login, token, agent)?;
             Ok(r)
         })
     }
@@ -100,6 +115,7 @@ impl AgentClient {
     /// with `unauthorized` when the token no longer works.
     pub fn resume(&self, token: String) -> Promise {
         let engine = self.engine.clone();
+        let ws = self.ws.clone();
         let login = self.login.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             engine.with(|i| i.set_token(Some(token.clone())));
@@ -111,7 +127,7 @@ impl AgentClient {
                 }
             };
             let agent = super::text_to_js(&text);
-            signed_in(&engine, &login, token.clone(), agent.clone())?;
+            signed_in(&engine, &ws, &login, token.clone(), agent.clone())?;
             let r = js_sys::Object::new();
             let _ = js_sys::Reflect::set(&r, &JsValue::from_str("token"), &JsValue::from_str(&token));
             let _ = js_sys::Reflect::set(&r, &JsValue::from_str("agent"), &agent);

@@ -286,6 +286,11 @@ impl Inner {
         }
     }
 
+    /// The socket URL of the next connection.
+    pub(crate) fn set_ws_url(&mut self, ws_url: String) {
+        self.ws_url = ws_url;
+    }
+
     pub(crate) fn set_me(&mut self, kind: AuthorKind, id: String) {
         self.me_actor = Some((kind, id));
     }

@@ -9,6 +9,14 @@
 //! reconnects and catches up by `seq`) instead of letting memory grow. Publishing never blocks
 //! and never fails the caller: problems are logged.
 //!
+//! # Revocation
+//! Every subscription remembers the hash of the token that authorized it.
+//! [`Hub::revoke_token`] removes at once every subscription authorized by a token (so no
+//! broadcast reaches it afterwards, whatever its socket is doing) and tells every socket of the
+//! node through [`Hub::revocations`], so that each drops the token from its cache and sends
+//! `phx_error` on the channels it authorized. With Redis, revocations travel to the other nodes
+//! like events.
+//!
 //! # Several nodes
 //! With [`Hub::with_redis`], every event is also published to one Redis pub/sub channel as
 //! `{"node", "topic", "payload"}`, and every node delivers what it receives to its own
@@ -19,7 +27,7 @@
 //! by `seq` catch-up, as after any gap.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -29,11 +37,18 @@ use handoff_protocol::phoenix::{codec, Frame, Payload, Vsn, BROADCAST};
 use handoff_protocol::{Channel, Event};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{broadcast, mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 /// Frames a socket may have queued before it counts as too slow and is closed.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 256;
+
+/// Frames of replies to a socket's own frames queued before the socket stops reading more of
+/// its frames (backpressure; replies never make a socket count as too slow).
+pub const DEFAULT_REPLY_CAPACITY: usize = 64;
+
+/// Revocations a socket may be behind before it rechecks all its tokens instead.
+const REVOCATION_QUEUE: usize = 256;
 
 /// Events waiting to be published to Redis before new ones are dropped (and logged).
 const REDIS_QUEUE: usize = 8192;
@@ -50,17 +65,113 @@ pub enum HubError {
     Redis(#[from] redis::RedisError),
 }
 
+/// One frame waiting in a socket's outgoing queue, with the queue slot it takes until written.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The frame.
+    pub msg: Message,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Tells a socket to close; shared by the socket, its outbox and the hub.
+#[derive(Debug, Default)]
+struct Kill {
+    killed: AtomicBool,
+    notify: Notify,
+}
+
+/// A socket's outgoing queue as the socket and the hub share it: one ordered queue, with two
+/// budgets. Fan-out broadcasts take a slot of `queue_capacity` without waiting and close the
+/// socket when there is none (it cannot keep up); replies to the socket's own frames wait for a
+/// slot of their own budget (backpressure: the socket stops reading until its writer drains),
+/// so a client that reads everything never counts as too slow, however fast it sends.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Outgoing>,
+    broadcasts: Arc<Semaphore>,
+    replies: Arc<Semaphore>,
+    kill: Arc<Kill>,
+}
+
+impl Outbox {
+    /// An outbox holding at most `queue_capacity` broadcasts and `reply_capacity` replies, and
+    /// the receiving end for the socket's writer.
+    pub fn new(queue_capacity: usize, reply_capacity: usize) -> (Outbox, mpsc::UnboundedReceiver<Outgoing>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outbox = Outbox {
+            tx,
+            broadcasts: Arc::new(Semaphore::new(queue_capacity.max(1))),
+            replies: Arc::new(Semaphore::new(reply_capacity.max(1))),
+            kill: Arc::new(Kill::default()),
+        };
+        (outbox, rx)
+    }
+
+    /// Queues a fan-out frame without waiting. `false` when the queue is full: the socket is
+    /// told to close.
+    pub fn broadcast(&self, msg: Message) -> bool {
+        let Ok(slot) = self.broadcasts.clone().try_acquire_owned() else {
+            self.kill();
+            return false;
+        };
+        // A closed queue means the socket is going away and unsubscribes itself.
+        let _ = self.tx.send(Outgoing { msg, _slot: slot });
+        true
+    }
+
+    /// Queues a reply, waiting for room. `false` when the socket is closing.
+    pub async fn reply(&self, msg: Message) -> bool {
+        let slot = tokio::select! {
+            slot = self.replies.clone().acquire_owned() => slot,
+            () = self.killed() => return false,
+        };
+        let Ok(slot) = slot else { return false };
+        self.tx.send(Outgoing { msg, _slot: slot }).is_ok()
+    }
+
+    /// Tells the socket to close.
+    pub fn kill(&self) {
+        self.kill.killed.store(true, Ordering::SeqCst);
+        self.kill.notify.notify_waiters();
+    }
+
+    /// Whether the socket was told to close.
+    pub fn is_killed(&self) -> bool {
+        self.kill.killed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the socket is told to close.
+    pub async fn killed(&self) {
+        loop {
+            // Created before the check: `notify_waiters` reaches it even before it is polled.
+            let notified = self.kill.notify.notified();
+            if self.is_killed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Subscriber {
     vsn: Vsn,
-    tx: mpsc::Sender<Message>,
-    kill: Arc<Notify>,
+    outbox: Outbox,
+    /// The hash of the token that authorized the subscription.
+    token_hash: Option<Arc<str>>,
 }
 
 /// The subscribers of this node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Local {
     topics: RwLock<HashMap<String, HashMap<SocketId, Subscriber>>>,
+    revocations: broadcast::Sender<Arc<str>>,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local { topics: RwLock::default(), revocations: broadcast::channel(REVOCATION_QUEUE).0 }
+    }
 }
 
 impl Local {
@@ -87,10 +198,8 @@ impl Local {
                         }
                     },
                 };
-                // A closed queue means the socket is going away and unsubscribes itself.
-                if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(Message::Text(bytes)) {
+                if !sub.outbox.broadcast(Message::Text(bytes)) {
                     tracing::warn!(socket, topic = frame.topic, "socket cannot keep up; closing it");
-                    sub.kill.notify_one();
                     too_slow.push(socket);
                 }
             }
@@ -107,17 +216,38 @@ impl Local {
             }
         }
     }
+
+    /// Removes every subscription authorized by the token and tells this node's sockets.
+    fn revoke(&self, token_hash: &str) {
+        let removed = {
+            let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+            let before: usize = topics.values().map(HashMap::len).sum();
+            for subs in topics.values_mut() {
+                subs.retain(|_, sub| sub.token_hash.as_deref() != Some(token_hash));
+            }
+            topics.retain(|_, subs| !subs.is_empty());
+            before - topics.values().map(HashMap::len).sum::<usize>()
+        };
+        tracing::debug!(removed, "token revoked");
+        // No receiver: no socket on this node.
+        let _ = self.revocations.send(Arc::from(token_hash));
+    }
 }
 
-/// What travels through Redis.
+/// What travels through Redis: an event (`topic` and `payload`) or a revocation (`revoke`).
 #[derive(Serialize, Deserialize)]
 struct WireEvent {
     /// The publishing node, so that it can skip its own echo.
     node: String,
     /// The wire topic, `realtime:<channel>`.
-    topic: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    topic: Option<String>,
     /// The broadcast payload, `{"type": "broadcast", "event", "payload"}`.
-    payload: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload: Option<Value>,
+    /// The hash of a revoked token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoke: Option<String>,
 }
 
 #[derive(Debug)]
@@ -188,18 +318,50 @@ impl Hub {
     }
 
     /// Subscribes a socket to a wire topic (replacing an earlier subscription of the same
-    /// socket). `tx` is the socket's bounded outgoing queue; `kill` is notified when the socket
-    /// cannot keep up and must close.
+    /// socket). `outbox` is the socket's outgoing queue (a socket whose queue is full is told to
+    /// close); `token_hash` is the hash of the token that authorized the subscription (see
+    /// [`Hub::revoke_token`]).
     pub fn subscribe(
         &self,
         topic: &str,
         socket: SocketId,
         vsn: Vsn,
-        tx: mpsc::Sender<Message>,
-        kill: Arc<Notify>,
+        outbox: Outbox,
+        token_hash: Option<&str>,
     ) {
         let mut topics = self.local.topics.write().unwrap_or_else(PoisonError::into_inner);
-        topics.entry(topic.to_owned()).or_default().insert(socket, Subscriber { vsn, tx, kill });
+        topics
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(socket, Subscriber { vsn, outbox, token_hash: token_hash.map(Arc::from) });
+    }
+
+    /// Revokes a token on every node: each subscription it authorized is removed at once, and
+    /// every socket holding it (joined or cached) is told through [`Hub::revocations`].
+    /// `token_hash` is [`crate::crypto::token_hash`] of the token. Never blocks.
+    pub fn revoke_token(&self, token_hash: &str) {
+        self.local.revoke(token_hash);
+        if let Some(redis) = &self.redis {
+            let wire = WireEvent {
+                node: redis.node.clone(),
+                topic: None,
+                payload: None,
+                revoke: Some(token_hash.into()),
+            };
+            match serde_json::to_vec(&wire) {
+                Ok(bytes) => {
+                    if let Err(e) = redis.tx.try_send(bytes) {
+                        tracing::error!(error = %e, "redis publish queue full; revocation not shared");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot serialize revocation for redis"),
+            }
+        }
+    }
+
+    /// The hashes of tokens revoked from now on (on any node), for a socket to drop them.
+    pub fn revocations(&self) -> broadcast::Receiver<Arc<str>> {
+        self.local.revocations.subscribe()
     }
 
     /// Removes a socket's subscription to a topic; a topic left without subscribers is removed.
@@ -223,12 +385,6 @@ impl Hub {
         self.local.topics.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 
-    /// Cuts the sockets authorized by a revoked token (placeholder until the realtime branch
-    /// lands; replaced by its implementation at the merge).
-    pub fn revoke_token(&self, token_hash: &str) {
-        tracing::debug!(token_hash, "token revoked");
-    }
-
     /// Publishes an event on a channel, to every subscriber on every node. Fire-and-forget:
     /// never blocks, never fails the caller.
     pub fn publish(&self, channel: &Channel, event: &Event) {
@@ -241,11 +397,16 @@ impl Hub {
         self.local.deliver(&frame, except);
         if let Some(redis) = &self.redis {
             let Payload::Json(payload) = frame.payload else { return };
-            let wire = WireEvent { node: redis.node.clone(), topic: frame.topic, payload };
+            let wire = WireEvent {
+                node: redis.node.clone(),
+                topic: Some(frame.topic),
+                payload: Some(payload),
+                revoke: None,
+            };
             match serde_json::to_vec(&wire) {
                 Ok(bytes) => {
                     if let Err(e) = redis.tx.try_send(bytes) {
-                        tracing::warn!(error = %e, topic = wire.topic, "redis publish queue full; event not shared");
+                        tracing::warn!(error = %e, topic = ?wire.topic, "redis publish queue full; event not shared");
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "cannot serialize event for redis"),
@@ -284,16 +445,18 @@ async fn receive(
             let Some(local) = local.upgrade() else { return };
             match serde_json::from_slice::<WireEvent>(msg.get_payload_bytes()) {
                 Ok(wire) if wire.node == node => {}
-                Ok(wire) => {
+                Ok(WireEvent { revoke: Some(hash), .. }) => local.revoke(&hash),
+                Ok(WireEvent { topic: Some(topic), payload: Some(payload), .. }) => {
                     let frame = Frame {
                         join_ref: None,
                         r#ref: None,
-                        topic: wire.topic,
+                        topic,
                         event: BROADCAST.to_owned(),
-                        payload: Payload::Json(wire.payload),
+                        payload: Payload::Json(payload),
                     };
                     local.deliver(&frame, None);
                 }
+                Ok(_) => tracing::warn!(channel, "message from redis without event nor revocation ignored"),
                 Err(e) => tracing::warn!(error = %e, channel, "undecodable message from redis ignored"),
             }
         }

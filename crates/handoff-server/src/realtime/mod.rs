@@ -10,14 +10,28 @@ mod socket;
 
 use async_trait::async_trait;
 use handoff_protocol::channel::{ConversationOwner, Principal};
-use handoff_protocol::{Channel, ConversationId, Event};
+use handoff_protocol::{Channel, ConversationId, Event, ProjectId};
 
-pub use hub::{Hub, HubError, SocketId, DEFAULT_QUEUE_CAPACITY};
+pub use hub::{Hub, HubError, Outbox, Outgoing, SocketId, DEFAULT_QUEUE_CAPACITY, DEFAULT_REPLY_CAPACITY};
 pub use socket::{routes, RealtimeConfig};
+
+/// The project a socket was opened for (by the `apikey` of its URL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketProject {
+    /// The project whose public key the socket URL carries; every join must be for it.
+    pub project_id: ProjectId,
+    /// Whether the socket's `Origin` (absent: not a browser) is on the project's allow-list;
+    /// customers may join only when it is, as on REST.
+    pub origin_allowed: bool,
+}
 
 /// What the realtime socket asks of the rest of the server.
 #[async_trait]
 pub trait RealtimeBackend: Send + Sync + 'static {
+    /// The project of a public key, and whether `origin` (the `Origin` header of the upgrade,
+    /// if any) is allowed for it; `None` when the key is unknown (the upgrade is refused).
+    async fn project_by_key(&self, key: &str, origin: Option<&str>) -> Option<SocketProject>;
+
     /// Resolves an access token (visitor token, agent token or project secret key) to a
     /// principal; [`Principal::Anonymous`] when the token is unknown. The socket caches the
     /// answer per token, since realtime-js pushes `access_token` on every heartbeat.

@@ -226,6 +226,29 @@ impl Socket {
         Socket { ws, vsn, next_ref: 40 }
     }
 
+    /// Connects with an `Origin` header and extra headers; the upgrade's refusal as an error.
+    pub async fn connect_with(
+        url: &str,
+        vsn: Vsn,
+        headers: &[(&str, &str)],
+    ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("{url}&vsn={}", vsn.as_str()).into_client_request()?;
+        for (name, value) in headers {
+            req.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        Ok(Socket { ws, vsn, next_ref: 40 })
+    }
+
+    /// Wraps a connected stream.
+    pub fn from_ws(ws: WebSocketStream<MaybeTlsStream<TcpStream>>, vsn: Vsn) -> Socket {
+        Socket { ws, vsn, next_ref: 40 }
+    }
+
     /// A fresh message ref.
     pub fn r#ref(&mut self) -> String {
         self.next_ref += 3;

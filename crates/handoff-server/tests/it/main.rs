@@ -8,3 +8,4 @@ mod harness;
 mod realtime;
 mod rest;
 mod socket;
+mod socket_abuse;

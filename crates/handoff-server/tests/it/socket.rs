@@ -13,7 +13,7 @@ use handoff_protocol::phoenix::{codec, Frame, FrameKind, JoinPayload, ReplyStatu
 use handoff_protocol::{
     AgentId, Channel, ConversationId, Event, MessageId, ProjectId, Seq, Timestamp, VisitorId,
 };
-use handoff_server::realtime::{routes, Hub, RealtimeBackend, RealtimeConfig};
+use handoff_server::realtime::{routes, Hub, RealtimeBackend, RealtimeConfig, SocketProject};
 
 use crate::harness::Socket;
 use tokio_tungstenite::tungstenite::Message as Ws;
@@ -27,6 +27,16 @@ struct Fake {
 
 #[async_trait]
 impl RealtimeBackend for Fake {
+    /// `pk_test` is p1's key (`Origin: https://evil.example` is not allowed), `pk_other` p2's.
+    async fn project_by_key(&self, key: &str, origin: Option<&str>) -> Option<SocketProject> {
+        let project_id = match key {
+            "pk_test" => ProjectId::new("p1"),
+            "pk_other" => ProjectId::new("p2"),
+            _ => return None,
+        };
+        Some(SocketProject { project_id, origin_allowed: origin != Some("https://evil.example") })
+    }
+
     async fn authenticate(&self, token: &str) -> Principal {
         self.authentications.fetch_add(1, Ordering::SeqCst);
         let p1 = ProjectId::new("p1");
@@ -132,11 +142,12 @@ async fn joins_follow_the_may_join_matrix_in_both_serializers() {
     let n = node().await;
     let ok = None;
     let forbidden = Some("not allowed to join this channel");
+    let other_project = Some("project_mismatch");
     let cases: &[(&str, Option<&str>, Option<&str>)] = &[
         (C1, Some("tok_v1"), ok),
         (C1, Some("tok_v2"), forbidden),
         (C1, Some("tok_a1"), ok),
-        (C1, Some("tok_b1"), forbidden),
+        (C1, Some("tok_b1"), other_project),
         (C1, Some("tok_srv"), ok),
         (C1, Some("nonsense"), Some("an access token is required to join this channel")),
         ("realtime:conversation:nope", Some("tok_a1"), Some("conversation not found")),
@@ -146,9 +157,10 @@ async fn joins_follow_the_may_join_matrix_in_both_serializers() {
         ("realtime:project:p1:queue", Some("tok_a1"), ok),
         ("realtime:project:p1:queue", Some("tok_srv"), ok),
         ("realtime:project:p1:queue", Some("tok_v1"), forbidden),
-        ("realtime:project:p1:queue", Some("tok_b1"), forbidden),
+        ("realtime:project:p1:queue", Some("tok_b1"), other_project),
+        ("realtime:project:p2:queue", Some("tok_b1"), other_project),
         ("realtime:agent:a1", Some("tok_a1"), ok),
-        ("realtime:agent:a1", Some("tok_b1"), forbidden),
+        ("realtime:agent:a1", Some("tok_b1"), other_project),
         ("realtime:room:1", Some("tok_a1"), Some("unknown channel `room:1`")),
         ("conversation:c1", Some("tok_v1"), Some("topic `conversation:c1` does not start with `realtime:`")),
     ];
@@ -473,6 +485,54 @@ async fn two_hubs_on_redis_deliver_every_event_exactly_once() {
         got.sort();
         assert_eq!(got, ["from a 0", "from a 1", "from a 2", "from b 0", "from b 1", "from b 2"]);
     }
+}
+
+/// A token revoked on one node is cut on the other within a second: the channel it authorized
+/// gets `phx_error` and no further broadcast; another token's channel on the same node goes on.
+#[tokio::test]
+async fn a_revocation_reaches_the_sockets_of_another_node() {
+    let channel = format!("handoff-test:{}:{}", std::process::id(), rand_suffix());
+    let (a, b) = match (
+        Hub::with_redis(&redis_url(), &channel).await,
+        Hub::with_redis(&redis_url(), &channel).await,
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            assert!(std::env::var_os("HANDOFF_REQUIRE_REDIS").is_none(), "redis: {e}");
+            eprintln!("skipped: no redis at {} ({e})", redis_url());
+            return;
+        }
+    };
+    let (a, b) =
+        (node_with(a, RealtimeConfig::default()).await, node_with(b, RealtimeConfig::default()).await);
+    let mut agent = Socket::connect(&b.url, Vsn::V2).await;
+    agent.join_ok(C1, "tok_a1").await;
+    agent.join_ok("realtime:agent:a1", "tok_a1").await;
+    let mut customer = Socket::connect(&b.url, Vsn::V1).await;
+    customer.join_ok(C1, "tok_v1").await;
+    let started = std::time::Instant::now();
+    a.hub.revoke_token(&handoff_server::crypto::token_hash("tok_a1"));
+    let mut errors = Vec::new();
+    while errors.len() < 2 {
+        let f = agent.recv_within(Duration::from_secs(1)).await.expect("phx_error within 1 s");
+        if f.kind() == FrameKind::Error {
+            errors.push(f.topic.clone());
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    errors.sort();
+    assert_eq!(errors, ["realtime:agent:a1", C1]);
+    assert_eq!(b.hub.subscribers(C1), 1);
+    a.hub.publish(&c1(), &message(1, "after"));
+    let mut got = Vec::new();
+    while got.is_empty() {
+        let f = customer.recv_within(Duration::from_secs(2)).await.expect("the customer is served");
+        if f.kind() == FrameKind::Broadcast {
+            got.push(f.broadcast_event().unwrap());
+        }
+    }
+    assert_eq!(bodies(&got), ["after"]);
+    assert!(agent.events().await.is_empty());
 }
 
 fn rand_suffix() -> u128 {
