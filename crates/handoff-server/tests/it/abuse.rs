@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use handoff_protocol::phoenix::Vsn;
+use handoff_protocol::phoenix::{FrameKind, Vsn};
 use handoff_protocol::Event;
 
 use crate::harness::{Db, Socket, TestServer};
@@ -661,7 +661,10 @@ async fn token_lifetimes(db: Db) {
     assert_eq!(s.call("GET", "/api/agents/me", Some(&token), None).await.0, 401);
     // A password change signs the agent out everywhere; the new password works.
     let (token, id) = s.login("bo@test.dev", "pw-bo-123").await;
+    let mut sock = Socket::connect(&s.ws, Vsn::V2).await;
+    sock.join_ok(&format!("realtime:agent:{id}"), &token).await;
     s.svc.set_agent_password(&id.as_str().into(), "a-new-password").await.unwrap();
+    cut_within_a_second(&mut sock).await;
     assert_eq!(s.call("GET", "/api/agents/me", Some(&token), None).await.0, 401);
     assert_eq!(
         s.call(
@@ -675,8 +678,11 @@ async fn token_lifetimes(db: Db) {
         401
     );
     let (token, _) = s.login("bo@test.dev", "a-new-password").await;
-    // Disabling signs out and refuses sign-in; enabling lets them back.
+    // Disabling signs out (sockets too) and refuses sign-in; enabling lets them back.
+    let mut sock = Socket::connect(&s.ws, Vsn::V2).await;
+    sock.join_ok(&format!("realtime:project:{}:queue", s.project), &token).await;
     s.svc.set_agent_disabled(&id.as_str().into(), true).await.unwrap();
+    cut_within_a_second(&mut sock).await;
     assert_eq!(s.call("GET", "/api/agents/me", Some(&token), None).await.0, 401);
     assert_eq!(
         s.call(
@@ -694,12 +700,28 @@ async fn token_lifetimes(db: Db) {
     // Rotating the secret key: the old one is refused, the new one works.
     let (status, _) = s.call("GET", "/api/queue", Some(&s.secret_key), None).await;
     assert_ne!(status, 401);
+    let mut sock = Socket::connect(&s.ws, Vsn::V2).await;
+    sock.join_ok(&format!("realtime:project:{}:queue", s.project), &s.secret_key).await;
     let new = s.svc.rotate_secret(&s.project).await.unwrap();
+    cut_within_a_second(&mut sock).await;
     let (status, _) =
         s.call("PUT", "/api/project/webhook", Some(&s.secret_key), Some(json!({"url": null}))).await;
     assert_eq!(status, 401);
     let (status, v) = s.call("PUT", "/api/project/webhook", Some(&new), Some(json!({"url": null}))).await;
     assert_eq!(status, 200, "{v}");
+}
+
+/// The socket's channel gets `phx_error` within a second of its token's revocation.
+async fn cut_within_a_second(sock: &mut Socket) {
+    let t = Instant::now();
+    loop {
+        let f = sock.recv_within(Duration::from_secs(1)).await.expect("phx_error within 1 s");
+        assert_ne!(f.kind(), FrameKind::Broadcast, "{f:?}");
+        if f.kind() == FrameKind::Error {
+            break;
+        }
+    }
+    assert!(t.elapsed() < Duration::from_secs(1));
 }
 
 #[tokio::test]
