@@ -215,8 +215,13 @@ async fn main() {
         for chunk in (0..10_000).collect::<Vec<_>>().chunks(64) {
             let calls = chunk.iter().map(|i| {
                 // Half with oversized ids, half with well-formed ids of no conversation.
-                let id = if i % 2 == 0 { format!("conv_{long}{round}{i}") } else { format!("conv_missing{round}x{i}") };
-                let req = http.get(format!("{}/api/conversations/{id}/events?wait=25", s.base)).bearer_auth(&vt);
+                let id = if i % 2 == 0 {
+                    format!("conv_{long}{round}{i}")
+                } else {
+                    format!("conv_missing{round}x{i}")
+                };
+                let req =
+                    http.get(format!("{}/api/conversations/{id}/events?wait=25", s.base)).bearer_auth(&vt);
                 async move { req.send().await.unwrap().status().as_u16() }
             });
             let statuses = join_all(calls).await;

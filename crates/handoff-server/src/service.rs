@@ -1468,8 +1468,9 @@ impl Service {
             .await
             .map_err(|e| AppError::internal(&e))?
             .map_err(|e| AppError::internal(&e))?;
-        self.store.set_agent_password(id, &hash).await.map_err(AppError::from)?;
-        self.revoke_agent_tokens(id).await
+        let revoked = self.store.set_agent_password(id, &hash).await.map_err(AppError::from)?;
+        self.revoke_sockets(&revoked);
+        Ok(())
     }
 
     /// Disables an agent (signed out everywhere, offline, cannot sign in) or enables them again.
@@ -1483,16 +1484,14 @@ impl Service {
             .await
             .map_err(AppError::from)?
             .ok_or_else(|| AppError::not_found("agent"))?;
-        self.store.set_agent_disabled(id, disabled, now_ms()).await.map_err(AppError::from)?;
-        if disabled {
-            self.revoke_agent_tokens(id).await?;
-            if agent.status != AgentStatus::Offline {
-                let event = Event::AgentStatusChanged(AgentStatusChanged {
-                    agent_id: id.clone(),
-                    status: AgentStatus::Offline,
-                });
-                self.publish(&agent.project_id, &event, &[]);
-            }
+        let revoked = self.store.set_agent_disabled(id, disabled, now_ms()).await.map_err(AppError::from)?;
+        self.revoke_sockets(&revoked);
+        if disabled && agent.status != AgentStatus::Offline {
+            let event = Event::AgentStatusChanged(AgentStatusChanged {
+                agent_id: id.clone(),
+                status: AgentStatus::Offline,
+            });
+            self.publish(&agent.project_id, &event, &[]);
         }
         Ok(())
     }
@@ -1511,12 +1510,6 @@ impl Service {
             .ok_or_else(|| AppError::not_found("project"))?;
         self.revoke_sockets(&[old]);
         Ok(secret)
-    }
-
-    async fn revoke_agent_tokens(&self, id: &AgentId) -> AppResult<()> {
-        let hashes = self.store.delete_agent_tokens_of(id).await.map_err(AppError::from)?;
-        self.revoke_sockets(&hashes);
-        Ok(())
     }
 
     /// Deletes expired agent tokens and cuts their sockets (a background job).

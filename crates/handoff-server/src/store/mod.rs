@@ -294,12 +294,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         used_after: u64,
     ) -> Result<Option<AgentRow>, StoreError>;
 
-    /// Deletes every token of an agent; answers their hashes (to cut their sockets).
-    ///
-    /// # Errors
-    /// Database errors.
-    async fn delete_agent_tokens_of(&self, agent: &AgentId) -> Result<Vec<String>, StoreError>;
-
     /// Deletes the agent tokens that expired; answers their hashes.
     ///
     /// # Errors
@@ -310,17 +304,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         used_before: u64,
     ) -> Result<Vec<String>, StoreError>;
 
-    /// Sets an agent's password hash.
+    /// Sets an agent's password hash and deletes their tokens, in one transaction; answers the
+    /// deleted tokens' hashes.
     ///
     /// # Errors
     /// Database errors.
-    async fn set_agent_password(&self, id: &AgentId, password_hash: &str) -> Result<(), StoreError>;
+    async fn set_agent_password(&self, id: &AgentId, password_hash: &str) -> Result<Vec<String>, StoreError>;
 
-    /// Disables (and sets offline) or enables an agent.
+    /// Disables (offline, tokens deleted, in one transaction) or enables an agent; answers the
+    /// deleted tokens' hashes.
     ///
     /// # Errors
     /// Database errors.
-    async fn set_agent_disabled(&self, id: &AgentId, disabled: bool, now: u64) -> Result<(), StoreError>;
+    async fn set_agent_disabled(
+        &self,
+        id: &AgentId,
+        disabled: bool,
+        now: u64,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Replaces a project's secret key hash; answers the old one (`None`: no such project).
     ///

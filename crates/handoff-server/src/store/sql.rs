@@ -223,6 +223,18 @@ async fn insert_events(
     Ok(())
 }
 
+/// Deletes an agent's tokens in a transaction; answers their hashes.
+async fn delete_tokens_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    agent: &AgentId,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("DELETE FROM agent_tokens WHERE agent_id = $1 RETURNING token_hash")
+        .bind(agent.as_str())
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?)
+}
+
 /// Applies the migrations the database has not seen yet.
 async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
     // One transaction for all of it. On PostgreSQL, server nodes starting together take turns on
@@ -502,14 +514,6 @@ impl Store for SqlStore {
         Ok(found)
     }
 
-    async fn delete_agent_tokens_of(&self, agent: &AgentId) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("DELETE FROM agent_tokens WHERE agent_id = $1 RETURNING token_hash")
-            .bind(agent.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?)
-    }
-
     async fn delete_expired_agent_tokens(
         &self,
         created_before: u64,
@@ -525,23 +529,34 @@ impl Store for SqlStore {
         Ok(rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?)
     }
 
-    async fn set_agent_password(&self, id: &AgentId, password_hash: &str) -> Result<(), StoreError> {
+    async fn set_agent_password(&self, id: &AgentId, password_hash: &str) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE agents SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        let revoked = delete_tokens_of(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(revoked)
     }
 
-    async fn set_agent_disabled(&self, id: &AgentId, disabled: bool, now: u64) -> Result<(), StoreError> {
+    async fn set_agent_disabled(
+        &self,
+        id: &AgentId,
+        disabled: bool,
+        now: u64,
+    ) -> Result<Vec<String>, StoreError> {
         let sql = if disabled {
             "UPDATE agents SET disabled_at = $1, status = 'offline', last_activity = $1 WHERE id = $2"
         } else {
             "UPDATE agents SET disabled_at = NULL, last_activity = $1 WHERE id = $2"
         };
-        sqlx::query(sql).bind(to_i64(now)).bind(id.as_str()).execute(&self.pool).await?;
-        Ok(())
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql).bind(to_i64(now)).bind(id.as_str()).execute(&mut *tx).await?;
+        let revoked = if disabled { delete_tokens_of(&mut tx, id).await? } else { Vec::new() };
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     async fn set_secret_key_hash(&self, id: &ProjectId, hash: &str) -> Result<Option<String>, StoreError> {
