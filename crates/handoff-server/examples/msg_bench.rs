@@ -27,7 +27,7 @@ async fn main() {
     tokio::spawn(async move {
         axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .await
-            .unwrap()
+            .unwrap();
     });
     let http = reqwest::Client::new();
     let mut clients = Vec::new();

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+pub mod edge;
 pub mod error;
 pub mod hours;
 pub mod http;
@@ -39,6 +40,9 @@ pub struct Config {
     pub demo_key: Option<String>,
     /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits, sockets per IP).
     pub trusted_proxies: net::TrustedProxies,
+    /// Let bot webhooks reach loopback, private and link-local addresses (local development only:
+    /// with it, whoever holds a project's secret key can make the server call its own network).
+    pub allow_private_webhooks: bool,
 }
 
 impl Default for Config {
@@ -51,6 +55,7 @@ impl Default for Config {
             redis_url: None,
             demo_key: None,
             trusted_proxies: net::TrustedProxies::default(),
+            allow_private_webhooks: false,
         }
     }
 }
@@ -65,7 +70,8 @@ pub async fn service(config: &Config) -> Result<Arc<Service>, StartError> {
         Some(url) => Hub::with_redis(url, "handoff:realtime").await?,
         None => Hub::new(),
     };
-    Ok(Arc::new(Service::new(store, Arc::new(hub))))
+    let webhooks = webhook::Webhooks::with_policy(config.allow_private_webhooks);
+    Ok(Arc::new(Service::new(store, Arc::new(hub)).with_webhooks(webhooks)))
 }
 
 /// Why the server could not start.
@@ -104,7 +110,10 @@ pub fn app(service: Arc<Service>, config: &Config) -> Router {
         );
         router = router.fallback_service(assets);
     }
+    // Error answers as JSON (inner), then the headers, which depend on the final content type.
     router
+        .layer(axum::middleware::map_response(edge::json_errors))
+        .layer(axum::middleware::from_fn(edge::security_headers))
 }
 
 /// The demo page at `/` in `handoff-server demo`: a shop page with the widget's script tag pasted,

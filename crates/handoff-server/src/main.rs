@@ -49,6 +49,10 @@ struct ServeArgs {
     /// Directory of built web assets (widget, SDK, console).
     #[arg(long, env = "HANDOFF_STATIC_DIR")]
     static_dir: Option<PathBuf>,
+    /// Let bot webhooks reach loopback, private and link-local addresses (local development
+    /// only: anyone with a project's secret key could then make the server call your network).
+    #[arg(long, env = "HANDOFF_ALLOW_PRIVATE_WEBHOOKS", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_private_webhooks: bool,
 }
 
 #[derive(Subcommand)]
@@ -71,9 +75,14 @@ struct ProjectSet {
     /// Project id.
     #[arg(long)]
     project: String,
-    /// Bot webhook URL (prints a new signing secret); `none` removes it.
+    /// Bot webhook URL (prints a new signing secret); `none` removes it. Loopback, private and
+    /// link-local addresses and `localhost` are refused unless `--allow-private-webhooks`.
     #[arg(long)]
     webhook_url: Option<String>,
+    /// Accept a `--webhook-url` on a loopback or private address (local development; the server
+    /// delivers to it only when it runs with `--allow-private-webhooks` too).
+    #[arg(long, env = "HANDOFF_ALLOW_PRIVATE_WEBHOOKS", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_private_webhooks: bool,
     /// Opening hours, e.g. `mon-fri 09:00-17:00, sat 10:00-14:00`; `none`: always open.
     #[arg(long)]
     business_hours: Option<String>,
@@ -140,6 +149,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Cmd::Serve(args) => {
             config.static_dir = args.static_dir;
+            config.allow_private_webhooks = args.allow_private_webhooks;
             let svc = service(&config).await?;
             serve(svc, &config, args.addr).await
         }
@@ -151,6 +161,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Cmd::Project { command: ProjectCmd::Set(set) } => {
+            config.allow_private_webhooks = set.allow_private_webhooks;
             let svc = service(&config).await?;
             project_set(&svc, set).await
         }
@@ -172,6 +183,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             config.static_dir = args.static_dir;
+            config.allow_private_webhooks = args.allow_private_webhooks;
             let svc = service(&config).await?;
             let (p, secret) = svc.create_project("Demo", vec!["*".to_owned()]).await?;
             let password = "handoff-demo";

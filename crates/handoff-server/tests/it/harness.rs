@@ -107,8 +107,13 @@ impl TestServer {
     }
 
     pub async fn start_with(db: Db, realtime: RealtimeConfig) -> Option<TestServer> {
+        Self::start_config(db, Config { realtime, ..Config::default() }).await
+    }
+
+    /// A server with `config` (its `database_url` is replaced by the test database).
+    pub async fn start_config(db: Db, config: Config) -> Option<TestServer> {
         let (url, guard) = database(db).await?;
-        let config = Config { database_url: url, realtime, ..Config::default() };
+        let config = Config { database_url: url, ..config };
         let svc = handoff_server::service(&config).await.unwrap();
         let (project, secret_key) = svc.create_project("Test", vec!["*".into()]).await.unwrap();
         svc.create_agent(&project.id, "ann@test.dev", "Ann", "pw-ann-123").await.unwrap();
