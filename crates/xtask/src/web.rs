@@ -107,7 +107,8 @@ fn build_wasm(root: &Path, package: &str, out: &Path) -> Result {
 
 /// The widget: its glue and wasm in `target/handoff-web/widget/` under content-hashed names
 /// (the server lets browsers cache those for a year), the loader at `/widget.js` (a stable URL
-/// with a short cache) importing them by those names.
+/// with a short cache) importing them by those names. The unhashed files stay too, for copies
+/// of the loader's source hosted on a site (`data-server`), which import those.
 fn build_widget(root: &Path, out: &Path) -> Result {
     let dir = out.join("widget");
     // The previous build's files stay until the next one: a loader cached for its 5 minutes
@@ -131,8 +132,8 @@ fn build_widget(root: &Path, out: &Path) -> Result {
         .map_err(|e| format!("cannot read {}: {e}", loader_src.display()))?;
     let loader = hashed_loader(&loader, &glue_name, &wasm_name)?;
     std::fs::write(out.join("widget.js"), loader).map_err(|e| format!("cannot write widget.js: {e}"))?;
-    // Only the current and the previous build's files remain (and not the unhashed ones).
-    let keep = [glue_name, wasm_name];
+    // Only the current and the previous build's files remain, and the unhashed ones.
+    let keep = [glue_name, wasm_name, WIDGET_GLUE.to_owned(), WIDGET_WASM.to_owned()];
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
