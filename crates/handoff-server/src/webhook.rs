@@ -215,7 +215,9 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 /// Sends webhook deliveries.
 #[derive(Clone, Debug)]
 pub struct Webhooks {
-    client: reqwest::Client,
+    /// `None` when the client could not be built: then nothing is sent (a default client would
+    /// follow redirects and skip the address checks).
+    client: Option<reqwest::Client>,
     allow_private: bool,
 }
 
@@ -246,7 +248,10 @@ impl Webhooks {
             .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver { inner: resolver, allow_private }))
             .build()
-            .unwrap_or_default();
+            .inspect_err(
+                |e| tracing::error!(error = %e, "cannot build the webhook client; webhooks are not sent"),
+            )
+            .ok();
         Webhooks { client, allow_private }
     }
 
@@ -281,7 +286,10 @@ impl Webhooks {
                 return;
             }
         };
-        let client = self.client.clone();
+        let Some(client) = self.client.clone() else {
+            tracing::error!(delivery = %delivery.id, "webhook not sent: no webhook client");
+            return;
+        };
         let id = delivery.id.clone();
         tokio::spawn(async move {
             let signature = signature(&secret, &body);
