@@ -100,7 +100,7 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(header::REFERRER_POLICY, REFERRER_POLICY);
     let console = path == "/console" || path.starts_with("/console/");
-    if json || path.starts_with("/api/") || path == "/healthz" {
+    if json || path.starts_with("/api/") {
         set(header::CONTENT_SECURITY_POLICY, API_CSP);
         set(header::X_FRAME_OPTIONS, "DENY");
         set(header::CACHE_CONTROL, "no-store");
