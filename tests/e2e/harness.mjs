@@ -100,7 +100,9 @@ export async function startServer({ origins = [], env = {}, projectName = "E2E S
   const base = `http://127.0.0.1:${port}`;
   let child;
   const start = async () => {
-    child = spawn(serverBin, ["serve", "--addr", `127.0.0.1:${port}`, "--static-dir", webDir], {
+    // The tests' bot backends listen on loopback.
+    const args = ["serve", "--addr", `127.0.0.1:${port}`, "--static-dir", webDir, "--allow-private-webhooks"];
+    child = spawn(serverBin, args, {
       env: { ...process.env, DATABASE_URL: db, RUST_LOG: process.env.RUST_LOG ?? "warn", ...env },
       stdio: ["ignore", "ignore", "inherit"],
     });

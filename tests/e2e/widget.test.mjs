@@ -89,7 +89,7 @@ async function visitor({ path = "/", contextOptions = {}, wait = true } = {}) {
   const problems = [];
   const warnings = [];
   let failed = 0;
-  page.on("requestfailed", (r) => { if (r.url().includes("/widget/handoff_widget.js")) failed += 1; });
+  page.on("requestfailed", (r) => { if (/\/widget\/handoff_widget(\.[0-9a-f]{16})?\.js/.test(r.url())) failed += 1; });
   page.on("pageerror", (e) => problems.push(String(e)));
   page.on("console", (m) => {
     if (m.type() === "warning" && m.text().startsWith("Handoff")) warnings.push(m.text());

@@ -3,6 +3,7 @@
 // It never blocks the page (async; everything below is deferred work), defines `window.Handoff`
 // at once (calls made before the widget is ready are queued), then imports the wasm widget from
 // the same origin as this script. While the server is down it warns once and retries.
+// `cargo xtask web` replaces the two widget file names below by their content-hashed names.
 (() => {
   "use strict";
   if (window.Handoff && window.Handoff.__loader) return; // pasted twice

@@ -51,6 +51,8 @@ pub enum ErrorCode {
     OriginNotAllowed,
     /// No such resource (or not visible to the caller).
     NotFound,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
     /// The command is not allowed in the conversation's current state.
     InvalidTransition,
     /// The target agent cannot take the conversation (offline or at capacity).
@@ -76,11 +78,36 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::IdentityRequired | ErrorCode::OriginNotAllowed => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::InvalidTransition | ErrorCode::AgentUnavailable => 409,
             ErrorCode::RateLimited => 429,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
         }
+    }
+
+    /// The general code for an error `status` (for error answers that carry no code of their
+    /// own, e.g. a framework's 405): the first of the general codes whose
+    /// [`http_status`](Self::http_status) it is; otherwise `bad_request` for a 4xx and
+    /// `internal` for anything else.
+    pub fn for_status(status: u16) -> ErrorCode {
+        const GENERAL: [ErrorCode; 10] = [
+            ErrorCode::BadRequest,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::InvalidTransition,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::ValidationFailed,
+            ErrorCode::RateLimited,
+            ErrorCode::Internal,
+        ];
+        GENERAL.into_iter().find(|c| c.http_status() == status).unwrap_or(if (400..500).contains(&status) {
+            ErrorCode::BadRequest
+        } else {
+            ErrorCode::Internal
+        })
     }
 }
 
@@ -584,6 +611,20 @@ mod tests {
         assert_eq!(ErrorCode::InvalidTransition.http_status(), 409);
         assert_eq!(ErrorCode::PayloadTooLarge.http_status(), 413);
         assert_eq!(ErrorCode::ValidationFailed.http_status(), 422);
+        assert_eq!(ErrorCode::MethodNotAllowed.http_status(), 405);
+        for (status, code) in [
+            (400, ErrorCode::BadRequest),
+            (403, ErrorCode::Forbidden),
+            (404, ErrorCode::NotFound),
+            (405, ErrorCode::MethodNotAllowed),
+            (409, ErrorCode::InvalidTransition),
+            (413, ErrorCode::PayloadTooLarge),
+            (429, ErrorCode::RateLimited),
+            (426, ErrorCode::BadRequest),
+            (503, ErrorCode::Internal),
+        ] {
+            assert_eq!(ErrorCode::for_status(status), code, "{status}");
+        }
         let unknown: ErrorCode = serde_json::from_str(r#""teapot""#).unwrap();
         assert_eq!(unknown, ErrorCode::Unknown);
     }

@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use handoff_protocol::api::{self, ErrorCode, MAX_REQUEST_BYTES};
 use handoff_protocol::ids::{ConversationId, OfflineMessageId, ProjectId, Seq};
@@ -163,7 +163,13 @@ pub fn routes(state: AppState) -> Router {
     let doc = Arc::new(doc);
     router
         .route("/api/openapi.json", get(move || async move { axum::Json(doc) }))
-        .fallback(|| async { AppError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            AppError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
+        })
+        // Unknown API paths never reach the web assets' fallback.
+        .route("/api", any(crate::edge::not_found))
+        .route("/api/{*rest}", any(crate::edge::not_found))
+        .fallback(crate::edge::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), api_limit))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(

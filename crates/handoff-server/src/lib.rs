@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+pub mod edge;
 pub mod error;
 pub mod hours;
 pub mod http;
@@ -44,6 +45,9 @@ pub struct Config {
     pub limits: limits::LimitsConfig,
     /// Connection timeouts and caps.
     pub serve: ServeConfig,
+    /// Let bot webhooks reach loopback, private and link-local addresses (local development only:
+    /// with it, whoever holds a project's secret key can make the server call its own network).
+    pub allow_private_webhooks: bool,
 }
 
 /// Connection settings of [`serve`].
@@ -82,6 +86,7 @@ impl Default for Config {
             trusted_proxies: net::TrustedProxies::default(),
             limits: limits::LimitsConfig::default(),
             serve: ServeConfig::default(),
+            allow_private_webhooks: false,
         }
     }
 }
@@ -96,8 +101,11 @@ pub async fn service(config: &Config) -> Result<Arc<Service>, StartError> {
         Some(url) => Hub::with_redis(url, "handoff:realtime").await?,
         None => Hub::new(),
     };
+    let webhooks = webhook::Webhooks::with_policy(config.allow_private_webhooks);
     Ok(Arc::new(
-        Service::new(store, Arc::new(hub)).with_limits(config.limits.clone(), config.trusted_proxies.clone()),
+        Service::new(store, Arc::new(hub))
+            .with_limits(config.limits.clone(), config.trusted_proxies.clone())
+            .with_webhooks(webhooks),
     ))
 }
 
@@ -144,7 +152,10 @@ pub fn app(service: Arc<Service>, config: &Config) -> Router {
         );
         router = router.fallback_service(assets);
     }
+    // Error answers as JSON (inner), then the headers, which depend on the final content type.
     router
+        .layer(axum::middleware::map_response(edge::json_errors))
+        .layer(axum::middleware::from_fn(edge::security_headers))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves: HTTP/1.1 with WebSocket upgrades,

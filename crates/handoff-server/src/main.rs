@@ -71,6 +71,10 @@ struct ServeArgs {
     /// Days an agent token lives at most.
     #[arg(long, env = "HANDOFF_AGENT_TOKEN_MAX_DAYS", default_value_t = 30)]
     agent_token_max_days: u64,
+    /// Let bot webhooks reach loopback, private and link-local addresses (local development
+    /// only: anyone with a project's secret key could then make the server call your network).
+    #[arg(long, env = "HANDOFF_ALLOW_PRIVATE_WEBHOOKS", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_private_webhooks: bool,
     #[command(flatten)]
     realtime: RealtimeArgs,
 }
@@ -108,6 +112,7 @@ impl RealtimeArgs {
 impl ServeArgs {
     fn apply(&self, config: &mut Config) -> Result<(), Box<dyn std::error::Error>> {
         config.static_dir.clone_from(&self.static_dir);
+        config.allow_private_webhooks = self.allow_private_webhooks;
         config.trusted_proxies = handoff_server::net::TrustedProxies(self.trusted_proxies.clone());
         config.limits.apply(&self.limits)?;
         config.limits.agent_token_idle = Duration::from_secs(self.agent_token_idle_hours.max(1) * 3_600);
@@ -145,9 +150,14 @@ struct ProjectSet {
     /// Project id.
     #[arg(long)]
     project: String,
-    /// Bot webhook URL (prints a new signing secret); `none` removes it.
+    /// Bot webhook URL (prints a new signing secret); `none` removes it. Loopback, private and
+    /// link-local addresses and `localhost` are refused unless `--allow-private-webhooks`.
     #[arg(long)]
     webhook_url: Option<String>,
+    /// Accept a `--webhook-url` on a loopback or private address (local development; the server
+    /// delivers to it only when it runs with `--allow-private-webhooks` too).
+    #[arg(long, env = "HANDOFF_ALLOW_PRIVATE_WEBHOOKS", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_private_webhooks: bool,
     /// Opening hours, e.g. `mon-fri 09:00-17:00, sat 10:00-14:00`; `none`: always open.
     #[arg(long)]
     business_hours: Option<String>,
@@ -243,6 +253,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Cmd::Project { command: ProjectCmd::Set(set) } => {
+            config.allow_private_webhooks = set.allow_private_webhooks;
             let svc = service(&config).await?;
             project_set(&svc, set).await
         }

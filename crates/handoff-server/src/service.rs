@@ -35,7 +35,7 @@ use crate::realtime::{Hub, RealtimeBackend, SocketProject};
 use crate::store::{
     self, AgentRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow,
 };
-use crate::webhook::{self, Webhooks};
+use crate::webhook::Webhooks;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -993,14 +993,27 @@ impl Service {
             message: message.clone(),
             sent_at: Timestamp(now_ms()),
         };
-        self.webhooks.send(url.clone(), secret.clone(), &delivery);
+        self.webhooks.send(url, secret.clone(), &delivery);
+    }
+
+    /// The service with `webhooks` as its webhook sender (and policy) instead of the default
+    /// one, which reaches public addresses only.
+    #[must_use]
+    pub fn with_webhooks(mut self, webhooks: Webhooks) -> Self {
+        self.webhooks = webhooks;
+        self
+    }
+
+    /// Whether webhooks may reach loopback and private addresses (local development).
+    pub fn allow_private_webhooks(&self) -> bool {
+        self.webhooks.allow_private()
     }
 
     /// `PUT /api/project/webhook` (secret key) and the CLI: sets or removes the bot webhook and
     /// returns a new signing secret.
     ///
     /// # Errors
-    /// 403 for callers other than the project's secret key; 422 for a URL that is not http(s).
+    /// 403 for callers other than the project's secret key; 422 as [`Self::set_webhook_of`].
     pub async fn set_webhook(&self, caller: &Caller, url: Option<String>) -> AppResult<api::WebhookSettings> {
         let Caller::Server(project) = caller else {
             return Err(AppError::forbidden("only the project's secret key sets the webhook"));
@@ -1011,7 +1024,9 @@ impl Service {
     /// Sets or removes a project's bot webhook (no authorization: the CLI's entry point).
     ///
     /// # Errors
-    /// 422 for a URL that is not http(s).
+    /// 422 for a URL that is not http(s), has user info, or (unless the service's [`Webhooks`]
+    /// allow private addresses) names `localhost` or a loopback, private, link-local or reserved
+    /// address.
     pub async fn set_webhook_of(
         &self,
         project: &ProjectId,
@@ -1019,9 +1034,7 @@ impl Service {
     ) -> AppResult<api::WebhookSettings> {
         let url = url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
         if let Some(u) = &url {
-            if !webhook::is_valid_url(u) {
-                return Err(AppError::validation("webhook url must be an absolute http:// or https:// URL"));
-            }
+            self.webhooks.check_url(u).map_err(AppError::validation)?;
         }
         let secret = url.as_ref().map(|_| crypto::random_token("whsec_"));
         self.store.set_webhook(project, url.as_deref(), secret.as_deref()).await.map_err(AppError::from)?;

@@ -90,6 +90,8 @@ fn demo(extra: &[String]) -> Result {
         .arg("demo")
         .arg("--static-dir")
         .arg(&web)
+        // The demo bot listens on loopback.
+        .arg("--allow-private-webhooks")
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()

@@ -105,10 +105,91 @@ fn build_wasm(root: &Path, package: &str, out: &Path) -> Result {
     Ok(())
 }
 
-/// The widget: its wasm in `target/handoff-web/widget/`, the loader at `/widget.js`.
+/// The widget: its glue and wasm in `target/handoff-web/widget/` under content-hashed names
+/// (the server lets browsers cache those for a year), the loader at `/widget.js` (a stable URL
+/// with a short cache) importing them by those names. The unhashed files stay too, for copies
+/// of the loader's source hosted on a site (`data-server`), which import those.
 fn build_widget(root: &Path, out: &Path) -> Result {
-    build_wasm(root, "handoff-widget", &out.join("widget"))?;
-    copy(&root.join("widget/loader/widget.js"), &out.join("widget.js"))
+    let dir = out.join("widget");
+    // The previous build's files stay until the next one: a loader cached for its 5 minutes
+    // still finds what it imports.
+    let previous =
+        std::fs::read_to_string(out.join("widget.js")).map(|l| widget_refs(&l)).unwrap_or_default();
+    build_wasm(root, "handoff-widget", &dir)?;
+    let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"));
+    let write = |name: &str, bytes: &[u8]| {
+        std::fs::write(dir.join(name), bytes).map_err(|e| format!("cannot write {name}: {e}"))
+    };
+    let wasm = read(WIDGET_WASM)?;
+    let wasm_name = hashed_name(WIDGET_WASM, &wasm);
+    let glue = String::from_utf8(read(WIDGET_GLUE)?).map_err(|e| format!("{WIDGET_GLUE}: {e}"))?;
+    let glue = replace_all(&glue, WIDGET_WASM, &wasm_name, WIDGET_GLUE)?;
+    let glue_name = hashed_name(WIDGET_GLUE, glue.as_bytes());
+    write(&wasm_name, &wasm)?;
+    write(&glue_name, glue.as_bytes())?;
+    let loader_src = root.join("widget/loader/widget.js");
+    let loader = std::fs::read_to_string(&loader_src)
+        .map_err(|e| format!("cannot read {}: {e}", loader_src.display()))?;
+    let loader = hashed_loader(&loader, &glue_name, &wasm_name)?;
+    std::fs::write(out.join("widget.js"), loader).map_err(|e| format!("cannot write widget.js: {e}"))?;
+    // Only the current and the previous build's files remain, and the unhashed ones.
+    let keep = [glue_name, wasm_name, WIDGET_GLUE.to_owned(), WIDGET_WASM.to_owned()];
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let base = name.strip_suffix(".gz").unwrap_or(&name);
+            if base.starts_with("handoff_widget") && !keep.iter().chain(&previous).any(|k| k == base) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The widget's glue and wasm as `wasm-bindgen` names them.
+const WIDGET_GLUE: &str = "handoff_widget.js";
+const WIDGET_WASM: &str = "handoff_widget_bg.wasm";
+
+/// `name` with 16 hex digits of a hash of `content` before its extension:
+/// `handoff_widget.js` -> `handoff_widget.0123456789abcdef.js`. The hash is FNV-1a (64 bits):
+/// it names a build for caches, it is not a security measure.
+pub fn hashed_name(name: &str, content: &[u8]) -> String {
+    let hash = content
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    match name.rsplit_once('.') {
+        Some((stem, ext)) => format!("{stem}.{hash:016x}.{ext}"),
+        None => format!("{name}.{hash:016x}"),
+    }
+}
+
+/// `text` with every `from` replaced by `to`; an error when there is none (the file changed and
+/// the build would silently ship a broken reference).
+fn replace_all(text: &str, from: &str, to: &str, what: &str) -> Result<String> {
+    if text.contains(from) {
+        Ok(text.replace(from, to))
+    } else {
+        Err(format!("{what} does not mention {from}: cannot point it at the content-hashed name"))
+    }
+}
+
+/// The loader importing the widget's glue and wasm by their content-hashed names.
+fn hashed_loader(loader: &str, glue_name: &str, wasm_name: &str) -> Result<String> {
+    let loader =
+        replace_all(loader, &format!("/widget/{WIDGET_GLUE}"), &format!("/widget/{glue_name}"), "widget.js")?;
+    replace_all(&loader, &format!("/widget/{WIDGET_WASM}"), &format!("/widget/{wasm_name}"), "widget.js")
+}
+
+/// The widget files (content-hashed names, without folder) a built loader imports.
+pub fn widget_refs(loader: &str) -> Vec<String> {
+    loader
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .filter(|w| {
+            w.starts_with("handoff_widget")
+                && Path::new(w).extension().is_some_and(|x| x == "js" || x == "wasm")
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 fn build_sdk(root: &Path, sdk: &Path) -> Result {
@@ -152,20 +233,20 @@ fn gzip_len(path: &Path) -> Option<u64> {
 
 /// Prints the sizes of what a page downloads for the widget and for the SDK, raw and gzipped.
 pub fn report_sizes(web: &Path) {
-    let parts: [(&str, &[&str]); 2] = [
-        ("widget", &["widget.js", "widget/handoff_widget.js", "widget/handoff_widget_bg.wasm"]),
-        ("sdk", &["sdk/handoff_client_bg.wasm", "sdk/handoff_client.js", "sdk/index.js"]),
-    ];
-    for (name, files) in parts {
+    let loader = std::fs::read_to_string(web.join("widget.js")).unwrap_or_default();
+    let mut widget = vec!["widget.js".to_owned()];
+    widget.extend(widget_refs(&loader).into_iter().map(|f| format!("widget/{f}")));
+    let sdk = ["sdk/handoff_client_bg.wasm", "sdk/handoff_client.js", "sdk/index.js"].map(str::to_owned);
+    for (name, files) in [("widget", &widget[..]), ("sdk", &sdk[..])] {
         let mut total = (0, 0);
         for f in files {
             let p = web.join(f);
             let raw = std::fs::metadata(&p).map_or(0, |m| m.len());
             let gz = gzip_len(&p).unwrap_or(0);
             total = (total.0 + raw, total.1 + gz);
-            eprintln!("xtask: {f:<32} {raw:>8} B raw {gz:>7} B gzip");
+            eprintln!("xtask: {f:<42} {raw:>8} B raw {gz:>7} B gzip");
         }
-        eprintln!("xtask: {name} total{:>27} {:>8} B raw {:>7} B gzip", "", total.0, total.1);
+        eprintln!("xtask: {name} total{:>37} {:>8} B raw {:>7} B gzip", "", total.0, total.1);
     }
 }
 
@@ -464,4 +545,34 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
         let _ = to.shutdown(Shutdown::Both);
         let _ = from.shutdown(Shutdown::Both);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_names_follow_the_content() {
+        let a = hashed_name("handoff_widget_bg.wasm", b"\0asm one");
+        let b = hashed_name("handoff_widget_bg.wasm", b"\0asm two");
+        assert_ne!(a, b);
+        assert_eq!(a, hashed_name("handoff_widget_bg.wasm", b"\0asm one"), "deterministic");
+        let hash = a.strip_prefix("handoff_widget_bg.").and_then(|r| r.strip_suffix(".wasm")).unwrap();
+        assert!(
+            hash.len() == 16 && hash.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{a}"
+        );
+        // FNV-1a of nothing is its offset basis.
+        assert_eq!(hashed_name("x.js", b""), "x.cbf29ce484222325.js");
+    }
+
+    #[test]
+    fn the_loader_imports_the_hashed_files() {
+        let src = include_str!("../../../widget/loader/widget.js");
+        let (glue, wasm) = (hashed_name(WIDGET_GLUE, b"glue"), hashed_name(WIDGET_WASM, b"wasm"));
+        let built = hashed_loader(src, &glue, &wasm).unwrap();
+        assert!(!built.contains(&format!("/{WIDGET_GLUE}")) && !built.contains(&format!("/{WIDGET_WASM}")));
+        assert_eq!(widget_refs(&built), [glue, wasm]);
+        assert!(hashed_loader("no reference", "a", "b").is_err());
+    }
 }

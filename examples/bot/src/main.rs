@@ -7,7 +7,8 @@
 //! Environment: `HANDOFF_URL` (default `http://127.0.0.1:8080`), `HANDOFF_SECRET_KEY` (the
 //! project's secret key, required), `BOT_ADDR` (default `127.0.0.1:8090`), `BOT_PUBLIC_URL` (the
 //! webhook URL the server calls; default `http://BOT_ADDR/webhook`), and
-//! `HANDOFF_WEBHOOK_SECRET` to use an existing webhook instead of registering a new one.
+//! `HANDOFF_WEBHOOK_SECRET` to use an existing webhook instead of registering a new one. A server
+//! accepts a webhook on loopback (the default here) only with `--allow-private-webhooks`.
 
 use std::net::SocketAddr;
 

@@ -23,6 +23,8 @@ async fn answers_then_hands_over_on_request() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = ServerConfig {
         database_url: format!("sqlite://{}", dir.join("bot.db").display()),
+        // The bot listens on loopback.
+        allow_private_webhooks: true,
         ..Default::default()
     };
     let svc = handoff_server::service(&config).await.unwrap();

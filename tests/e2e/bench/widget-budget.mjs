@@ -17,7 +17,10 @@ import { gzipSync } from "node:zlib";
 import { launchBrowser, serveHostPage, startServer, webDir } from "../harness.mjs";
 
 const runs = Number(process.argv[2] ?? 15);
-const files = ["widget.js", "widget/handoff_widget.js", "widget/handoff_widget_bg.wasm"];
+// The loader imports the glue and the wasm by content-hashed names (`cargo xtask web`).
+const loader = readFileSync(join(webDir, "widget.js"), "utf8");
+const files = ["widget.js", ...[...loader.matchAll(/widget\/(handoff_widget[\w]*\.[0-9a-f]{16}\.(?:js|wasm))/g)].map((m) => `widget/${m[1]}`)];
+if (files.length !== 3) throw new Error(`widget.js should import two content-hashed files, found ${files.length - 1}: run cargo xtask web`);
 const kb = (n) => `${(n / 1024).toFixed(1)} KiB`;
 
 const server = await startServer();

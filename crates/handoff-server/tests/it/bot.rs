@@ -16,7 +16,7 @@ use crate::both_dbs;
 use crate::harness::{Db, TestServer};
 
 /// A webhook receiver on 127.0.0.1: every request's signature header and body, in order.
-async fn receiver(status: u16) -> (String, mpsc::UnboundedReceiver<(String, Bytes)>) {
+pub async fn receiver(status: u16) -> (String, mpsc::UnboundedReceiver<(String, Bytes)>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let app = axum::Router::new().route(
         "/hook",
@@ -39,11 +39,37 @@ async fn receiver(status: u16) -> (String, mpsc::UnboundedReceiver<(String, Byte
     (format!("http://{addr}/hook"), rx)
 }
 
-async fn next(rx: &mut mpsc::UnboundedReceiver<(String, Bytes)>) -> (String, Bytes) {
+pub async fn next(rx: &mut mpsc::UnboundedReceiver<(String, Bytes)>) -> (String, Bytes) {
     tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a webhook delivery").unwrap()
 }
 
-both_dbs!(webhook_signed_deliveries_in_bot_state_only, |s: TestServer| async move {
+/// A server that delivers webhooks to loopback (where the tests' receivers listen).
+async fn start_private(db: Db) -> Option<TestServer> {
+    TestServer::start_config(db, |c| c.allow_private_webhooks = true).await
+}
+
+/// [`both_dbs!`] on servers started by [`start_private`].
+macro_rules! both_dbs_private {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                if let Some(s) = start_private(Db::Sqlite).await {
+                    ($body)(s).await;
+                }
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(s) = start_private(Db::Postgres).await {
+                    ($body)(s).await;
+                }
+            }
+        }
+    };
+}
+
+both_dbs_private!(webhook_signed_deliveries_in_bot_state_only, |s: TestServer| async move {
     let (url, mut rx) = receiver(200).await;
     // Only the secret key sets it; the URL must be http(s).
     let (st, _) = s.call("PUT", "/api/project/webhook", Some(&s.agent1.0), Some(json!({"url": url}))).await;
@@ -127,7 +153,7 @@ both_dbs!(webhook_signed_deliveries_in_bot_state_only, |s: TestServer| async mov
 // A bot that fails with 5xx gets the same delivery again (same id); a 4xx is final.
 #[tokio::test]
 async fn webhook_retries_server_errors_with_the_same_id() {
-    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let s = start_private(Db::Sqlite).await.unwrap();
     let (url, mut rx) = receiver(503).await;
     s.svc.set_webhook_of(&s.project, Some(url)).await.unwrap();
     let _ = s.conversation().await;

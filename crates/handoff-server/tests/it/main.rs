@@ -4,6 +4,7 @@
 
 mod abuse;
 mod bot;
+mod edge;
 mod harness;
 mod realtime;
 mod rest;
