@@ -103,6 +103,8 @@ def schemathesis_run(args: argparse.Namespace, base: str, name: str, token: str,
     st = Path(sys.executable).with_name("schemathesis")
     cmd = [
         str(st),
+        "--config-file",
+        str(Path(__file__).with_name("schemathesis.toml")),
         "run",
         f"{base}/api/openapi.json",
         "--url",
