@@ -712,3 +712,81 @@ mod tests {
         assert_eq!(unknown, ErrorCode::Unknown);
     }
 }
+
+#[cfg(test)]
+mod pattern_tests {
+    //! Each pattern of the OpenAPI document accepts exactly what its function accepts.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn re(p: &str) -> regex::Regex {
+        regex::Regex::new(p).unwrap()
+    }
+
+    /// Short strings of the characters where the rules differ: controls, every kind of
+    /// whitespace, `@`, `.`, `-`, `:`, ASCII and non-ASCII letters.
+    fn tricky() -> impl Strategy<Value = String> {
+        let chars: Vec<char> = "\0\t\n\r\x0b\x0c\x1c\x1f \x7f\u{85}\u{9f}\u{a0}\u{1680}\u{2000}\u{200a}\u{200b}\u{2028}\u{202f}\u{3000}\u{feff}@.-_:aZ09é中"
+            .chars()
+            .collect();
+        prop::collection::vec(prop::sample::select(chars), 0..8).prop_map(|v| v.into_iter().collect())
+    }
+
+    fn emailish() -> impl Strategy<Value = String> {
+        (
+            tricky(),
+            prop::sample::select(vec!["@", "@a.b", "@a-b.co", "@-a.co", "@a..co", "@é.co", "@x.y-"]),
+            tricky(),
+        )
+            .prop_map(|(a, b, c)| format!("{a}{b}{c}"))
+    }
+
+    #[test]
+    fn constants_in_patterns() {
+        assert!(ID_PATTERN.ends_with(&format!("{{1,{MAX_ID_CHARS}}}$")));
+        assert!(TOKEN_PATTERN.ends_with(&format!("{{1,{MAX_TOKEN_CHARS}}}$")));
+        assert!(re(WEBHOOK_URL_PATTERN).is_match(" https://bot.example.com:8080/hook "));
+        assert!(re(WEBHOOK_URL_PATTERN).is_match(""));
+        assert!(!re(WEBHOOK_URL_PATTERN).is_match("http://127.0.0.1/"));
+        assert!(!re(WEBHOOK_URL_PATTERN).is_match("http://localhost/"));
+    }
+
+    proptest! {
+        #[test]
+        fn patterns_agree_with_the_rules(s in tricky()) {
+            prop_assert_eq!(re(ID_PATTERN).is_match(&s), is_valid_id(&s), "id {:?}", s);
+            prop_assert_eq!(re(TOKEN_PATTERN).is_match(&s), is_valid_token(&s), "token {:?}", s);
+            prop_assert_eq!(re(TEXT_PATTERN).is_match(&s), validate_body(&s).is_ok(), "body {:?}", s);
+            prop_assert_eq!(re(OPTIONAL_TEXT_PATTERN).is_match(&s), !has_control_chars(&s, true), "note {:?}", s);
+            prop_assert_eq!(re(LINE_PATTERN).is_match(&s), validate_line("f", &s, 100, true).is_ok(), "line {:?}", s);
+            prop_assert_eq!(re(OPTIONAL_LINE_PATTERN).is_match(&s), validate_line("f", &s, 100, false).is_ok(), "optional line {:?}", s);
+            prop_assert_eq!(re(EMAIL_PATTERN).is_match(&s), is_valid_email(&s), "email {:?}", s);
+        }
+
+        #[test]
+        fn email_pattern_agrees(s in emailish()) {
+            prop_assert_eq!(re(EMAIL_PATTERN).is_match(&s), is_valid_email(&s), "email {:?}", s);
+        }
+    }
+
+    #[test]
+    fn read_seq_takes_integral_numbers_only() {
+        let seq =
+            |v: &str| serde_json::from_str::<ReadRequest>(&format!(r#"{{"seq": {v}}}"#)).map(|r| r.seq.0);
+        assert_eq!(seq("7").unwrap(), 7);
+        assert_eq!(seq("7.0").unwrap(), 7);
+        assert_eq!(seq("9223372036854775807").unwrap(), MAX_SEQ);
+        assert!(seq("7.5").is_err());
+        assert!(seq("-1").is_err());
+        assert!(seq("1e30").is_err());
+        assert!(seq("\"7\"").is_err());
+    }
+
+    #[test]
+    fn email_domains_are_ascii() {
+        assert!(is_valid_email("x@xn--bcher-kva.de"));
+        assert!(!is_valid_email("x@bücher.de"));
+        assert!(is_valid_email("ü@example.com"));
+    }
+}
