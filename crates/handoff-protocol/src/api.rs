@@ -29,9 +29,36 @@ pub const MAX_NOTE_CHARS: usize = MAX_BODY_CHARS;
 /// Largest `seq` or `after` (the stores keep them as signed 64-bit integers).
 pub const MAX_SEQ: u64 = i64::MAX as u64;
 
+// The rules below as regular expressions (of the common subset of ECMA-262, JSON Schema and
+// Rust's `regex`), for the OpenAPI document: each accepts exactly what its function accepts
+// (tested). Length limits in characters go beside them as `maxLength`.
+
+/// What [`is_valid_id`] accepts.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,128}$";
+/// What [`is_valid_token`] accepts.
+pub const TOKEN_PATTERN: &str = "^[A-Za-z0-9_.-]{1,256}$";
+// Whitespace is spelled out (Rust's `char::is_whitespace`, what `str::trim` removes): `\s`
+// differs between regular expression engines.
+/// What [`validate_body`] accepts, but for the length: not blank, no control characters but
+/// tab, line feed and carriage return.
+pub const TEXT_PATTERN: &str = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F]*[^\x00-\x20\x7F\x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F]*$";
+/// [`TEXT_PATTERN`] where blank is allowed (a transfer note).
+pub const OPTIONAL_TEXT_PATTERN: &str = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F]*$";
+/// What [`validate_line`] accepts when `required`, but for the length: not blank, no control
+/// characters but tab.
+pub const LINE_PATTERN: &str = r"^[^\x00-\x08\x0A-\x1F\x7F]*[^\x00-\x20\x7F\x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x08\x0A-\x1F\x7F]*$";
+/// What [`validate_line`] accepts when not `required`, but for the length.
+pub const OPTIONAL_LINE_PATTERN: &str = r"^[^\x00-\x08\x0A-\x1F\x7F]*$";
+/// What [`is_valid_email`] accepts, but for the length.
+pub const EMAIL_PATTERN: &str = r"^[^@\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]+@[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*(?:\.[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*)+$";
+/// Webhook URLs the server always takes (surrounding whitespace is trimmed; blank removes the
+/// webhook): `http(s)://`, a host name (never an address: the last label has letters only), an
+/// optional port and path. The server takes some more (any URL it parses with a public host),
+/// which the document does not promise.
+pub const WEBHOOK_URL_PATTERN: &str = r"^[\t-\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:https?://(?:[a-z0-9]+(?:-[a-z0-9]+)*\.)+[a-z]{2,24}(?::[1-9][0-9]{0,3})?(?:/[A-Za-z0-9._~-]*)*[\t-\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*)?$";
+
 /// The machine-readable code of an API error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -69,6 +96,45 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code a server sends (all but [`ErrorCode::Unknown`]).
+    pub const KNOWN: [ErrorCode; 14] = [
+        ErrorCode::BadRequest,
+        ErrorCode::ValidationFailed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::IdentityRequired,
+        ErrorCode::OriginNotAllowed,
+        ErrorCode::NotFound,
+        ErrorCode::InvalidTransition,
+        ErrorCode::AgentUnavailable,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RateLimited,
+        ErrorCode::RequestTimeout,
+        ErrorCode::Internal,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::IdentityRequired => "identity_required",
+            ErrorCode::OriginNotAllowed => "origin_not_allowed",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::InvalidTransition => "invalid_transition",
+            ErrorCode::AgentUnavailable => "agent_unavailable",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+
     /// The HTTP status that goes with the code.
     pub fn http_status(self) -> u16 {
         match self {
@@ -111,6 +177,20 @@ impl ErrorCode {
     }
 }
 
+// The schema lists the codes servers send, without the catch-all `unknown`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::string_enum(
+            "The machine-readable code of an API error.",
+            &ErrorCode::KNOWN.map(ErrorCode::as_str),
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ErrorCode {}
+
 /// The error half of every failed response: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -130,7 +210,9 @@ pub struct ApiError {
 }
 
 /// Whether `email` looks like a deliverable address: one `@`, a non-empty local part, a domain
-/// with a dot and no empty labels, no spaces, at most [`MAX_EMAIL_CHARS`].
+/// with a dot and no empty labels, each of ASCII letters, digits and inner hyphens (an
+/// internationalized domain in its `xn--` form), no spaces or control characters, at most
+/// [`MAX_EMAIL_CHARS`].
 pub fn is_valid_email(email: &str) -> bool {
     if email.is_empty()
         || email.chars().count() > MAX_EMAIL_CHARS
@@ -146,7 +228,7 @@ pub fn is_valid_email(email: &str) -> bool {
         !label.is_empty()
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     })
 }
 
@@ -216,6 +298,7 @@ pub fn is_valid_token(token: &str) -> bool {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WidgetSessionRequest {
     /// The project's public key (`pk_...`), from the script tag.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::project_key))]
     pub project_key: String,
     /// The token of an earlier session, from `localStorage`, to continue as the same visitor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -292,14 +375,18 @@ impl Default for Theme {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IdentifyRequest {
     /// The site's user id.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::user_id))]
     pub user_id: String,
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_name))]
     pub name: Option<String>,
     /// Email.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_email))]
     pub email: Option<String>,
     /// Hex HMAC-SHA256 of `user_id`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::hmac))]
     pub hmac: String,
 }
 
@@ -343,6 +430,7 @@ pub struct Conversation {
 pub struct CreateConversationRequest {
     /// The customer's first message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_body))]
     pub body: Option<String>,
     /// Idempotency key of that message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,6 +454,7 @@ pub struct EventsPage {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendMessageRequest {
     /// Plain text.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::body))]
     pub body: String,
     /// Idempotency key: a replay answers with the stored message and changes nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -396,9 +485,11 @@ pub struct HandoffRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransferRequest {
     /// `"queue"` or an agent id.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::transfer_to))]
     pub to: String,
     /// Hand-over note.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::transfer_note))]
     pub note: Option<String>,
 }
 
@@ -427,7 +518,36 @@ pub struct PresenceRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadRequest {
     /// Last read event.
+    #[serde(deserialize_with = "integral_seq")]
     pub seq: Seq,
+}
+
+/// A `seq` from JSON: an integer, or a number with no fraction (`7.0`), which JSON Schema counts
+/// as an integer too.
+fn integral_seq<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Seq, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Seq;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a non-negative integer")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seq, E> {
+            Ok(Seq(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seq, E> {
+            u64::try_from(v).map(Seq).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Seq, E> {
+            // Below 2^64, so the cast is exact for an integral value.
+            if v.fract() == 0.0 && v >= 0.0 && v < u64::MAX as f64 {
+                Ok(Seq(v as u64))
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// `POST /api/conversations/{id}/notes`.
@@ -435,6 +555,7 @@ pub struct ReadRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NoteRequest {
     /// Plain text.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::body))]
     pub body: String,
 }
 
@@ -443,8 +564,10 @@ pub struct NoteRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     /// Email.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::login_email))]
     pub email: String,
     /// Password.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::password))]
     pub password: String,
 }
 
@@ -508,10 +631,13 @@ pub struct InboxItem {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OfflineMessageRequest {
     /// Name.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::name))]
     pub name: String,
     /// Email, validated with [`is_valid_email`].
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::email))]
     pub email: String,
     /// The message.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::body))]
     pub message: String,
 }
 
@@ -528,6 +654,7 @@ pub const WEBHOOK_SIGNATURE_PREFIX: &str = "sha256=";
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookRequest {
     /// An `http://` or `https://` URL.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::webhook_url))]
     pub url: Option<String>,
 }
 
@@ -625,7 +752,88 @@ mod tests {
         ] {
             assert_eq!(ErrorCode::for_status(status), code, "{status}");
         }
+        for code in ErrorCode::KNOWN {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
         let unknown: ErrorCode = serde_json::from_str(r#""teapot""#).unwrap();
         assert_eq!(unknown, ErrorCode::Unknown);
+    }
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    //! Each pattern of the OpenAPI document accepts exactly what its function accepts.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn re(p: &str) -> regex::Regex {
+        regex::Regex::new(p).unwrap()
+    }
+
+    /// Short strings of the characters where the rules differ: controls, every kind of
+    /// whitespace, `@`, `.`, `-`, `:`, ASCII and non-ASCII letters.
+    fn tricky() -> impl Strategy<Value = String> {
+        let chars: Vec<char> = "\0\t\n\r\x0b\x0c\x1c\x1f \x7f\u{85}\u{9f}\u{a0}\u{1680}\u{2000}\u{200a}\u{200b}\u{2028}\u{202f}\u{3000}\u{feff}@.-_:aZ09é中"
+            .chars()
+            .collect();
+        prop::collection::vec(prop::sample::select(chars), 0..8).prop_map(|v| v.into_iter().collect())
+    }
+
+    fn emailish() -> impl Strategy<Value = String> {
+        (
+            tricky(),
+            prop::sample::select(vec!["@", "@a.b", "@a-b.co", "@-a.co", "@a..co", "@é.co", "@x.y-"]),
+            tricky(),
+        )
+            .prop_map(|(a, b, c)| format!("{a}{b}{c}"))
+    }
+
+    #[test]
+    fn constants_in_patterns() {
+        assert!(ID_PATTERN.ends_with(&format!("{{1,{MAX_ID_CHARS}}}$")));
+        assert!(TOKEN_PATTERN.ends_with(&format!("{{1,{MAX_TOKEN_CHARS}}}$")));
+        assert!(re(WEBHOOK_URL_PATTERN).is_match(" https://bot.example.com:8080/hook "));
+        assert!(re(WEBHOOK_URL_PATTERN).is_match(""));
+        assert!(!re(WEBHOOK_URL_PATTERN).is_match("http://127.0.0.1/"));
+        assert!(!re(WEBHOOK_URL_PATTERN).is_match("http://localhost/"));
+    }
+
+    proptest! {
+        #[test]
+        fn patterns_agree_with_the_rules(s in tricky()) {
+            prop_assert_eq!(re(ID_PATTERN).is_match(&s), is_valid_id(&s), "id {:?}", s);
+            prop_assert_eq!(re(TOKEN_PATTERN).is_match(&s), is_valid_token(&s), "token {:?}", s);
+            prop_assert_eq!(re(TEXT_PATTERN).is_match(&s), validate_body(&s).is_ok(), "body {:?}", s);
+            prop_assert_eq!(re(OPTIONAL_TEXT_PATTERN).is_match(&s), !has_control_chars(&s, true), "note {:?}", s);
+            prop_assert_eq!(re(LINE_PATTERN).is_match(&s), validate_line("f", &s, 100, true).is_ok(), "line {:?}", s);
+            prop_assert_eq!(re(OPTIONAL_LINE_PATTERN).is_match(&s), validate_line("f", &s, 100, false).is_ok(), "optional line {:?}", s);
+            prop_assert_eq!(re(EMAIL_PATTERN).is_match(&s), is_valid_email(&s), "email {:?}", s);
+        }
+
+        #[test]
+        fn email_pattern_agrees(s in emailish()) {
+            prop_assert_eq!(re(EMAIL_PATTERN).is_match(&s), is_valid_email(&s), "email {:?}", s);
+        }
+    }
+
+    #[test]
+    fn read_seq_takes_integral_numbers_only() {
+        let seq =
+            |v: &str| serde_json::from_str::<ReadRequest>(&format!(r#"{{"seq": {v}}}"#)).map(|r| r.seq.0);
+        assert_eq!(seq("7").unwrap(), 7);
+        assert_eq!(seq("7.0").unwrap(), 7);
+        assert_eq!(seq("9223372036854775807").unwrap(), MAX_SEQ);
+        assert!(seq("7.5").is_err());
+        assert!(seq("-1").is_err());
+        assert!(seq("1e30").is_err());
+        assert!(seq("\"7\"").is_err());
+    }
+
+    #[test]
+    fn email_domains_are_ascii() {
+        assert!(is_valid_email("x@xn--bcher-kva.de"));
+        assert!(!is_valid_email("x@bücher.de"));
+        assert!(is_valid_email("ü@example.com"));
     }
 }

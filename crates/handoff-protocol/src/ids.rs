@@ -11,9 +11,19 @@ macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(transparent)]
         pub struct $name(String);
+
+        // 1 to 128 letters, digits, `_`, `-`, `.` or `:` (`api::is_valid_id`), the server's rule.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::openapi::id(concat!("A ", stringify!($name), ": 1 to 128 letters, digits, `_`, `-`, `.` or `:`."))
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
 
         impl $name {
             /// Wraps a string as this id.
@@ -107,9 +117,18 @@ string_id!(
 /// The first persisted event of a conversation has `Seq(1)`; `Seq(0)` means "nothing applied
 /// yet" and is what a new client passes as `after`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Seq(pub u64);
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Seq {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::seq("A conversation's event counter, 0 to 2^63 - 1.")
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Seq {}
 
 impl Seq {
     /// The value before any event: `after=0` asks for the whole history.

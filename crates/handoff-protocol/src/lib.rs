@@ -5,6 +5,8 @@ pub mod api;
 pub mod channel;
 pub mod event;
 pub mod ids;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod phoenix;
 pub mod routing;
 pub mod state;

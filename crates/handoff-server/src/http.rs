@@ -38,11 +38,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => from_object(v).map(Json),
             Err(rejection) => Err(json_rejection(&rejection)),
         }
     }
+}
+
+/// A request body as `T`, which must come as a JSON object (400 `bad_request` otherwise): serde
+/// would also take an array of the fields' values (`[null, null]`), and `null` is no body.
+fn from_object<T: DeserializeOwned>(v: serde_json::Value) -> AppResult<T> {
+    if !v.is_object() {
+        return Err(AppError::bad_request("the request body must be a JSON object"));
+    }
+    serde_json::from_value(v).map_err(|e| AppError::bad_request(format!("invalid request body: {e}")))
+}
+
+/// [`from_object`] of raw bytes (bodies read without the `Content-Type` check of [`Json`]).
+fn parse_object<T: DeserializeOwned>(body: &[u8]) -> AppResult<T> {
+    let v = serde_json::from_slice(body).map_err(|e| AppError::bad_request(format!("invalid JSON: {e}")))?;
+    from_object(v)
 }
 
 fn json_rejection(rejection: &JsonRejection) -> AppError {
@@ -206,6 +221,97 @@ struct ApiDoc;
 
 struct BearerAuth;
 
+/// The error answers of the routes, each with the JSON error body; every route lists those it
+/// can give. (Types for the document only: never built.)
+#[allow(dead_code)]
+mod errors {
+    use handoff_protocol::api;
+
+    /// 400.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 400,
+        description = "`bad_request`: not JSON, not an object, a missing or mistyped field, a malformed id or query"
+    )]
+    pub(super) struct BadRequest(api::ErrorBody);
+
+    /// 401.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 401, description = "`unauthorized`: no valid token, or a wrong email or password")]
+    pub(super) struct Unauthorized(api::ErrorBody);
+
+    /// 403.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 403,
+        description = "`forbidden` (not for this kind of caller), `identity_required` or `origin_not_allowed`"
+    )]
+    pub(super) struct Forbidden(api::ErrorBody);
+
+    /// 404.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 404, description = "`not_found`: no such resource, or not visible to the caller")]
+    pub(super) struct NotFound(api::ErrorBody);
+
+    /// 409.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 409,
+        description = "`invalid_transition` (not in the conversation's current state) or `agent_unavailable`"
+    )]
+    pub(super) struct Conflict(api::ErrorBody);
+
+    /// 413.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 413, description = "`payload_too_large`: the body is larger than 64 KiB")]
+    pub(super) struct TooLarge(api::ErrorBody);
+
+    /// 422.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 422,
+        description = "`validation_failed`: a field breaks a rule the schema cannot state (an unknown agent \
+            as transfer target, a refused webhook address, ...)"
+    )]
+    pub(super) struct Invalid(api::ErrorBody);
+
+    /// 429.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 429,
+        description = "`rate_limited`: over a rate limit (per client IP, project, visitor, agent or key)",
+        headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))
+    )]
+    pub(super) struct RateLimited(api::ErrorBody);
+
+    /// 500.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 500, description = "`internal`: the server failed")]
+    pub(super) struct Internal(api::ErrorBody);
+}
+
+use errors::{
+    BadRequest, Conflict, Forbidden, Internal, Invalid, NotFound, RateLimited, TooLarge, Unauthorized,
+};
+
+/// What the annotations cannot say: `POST /api/conversations` takes no body, or an object
+/// (never `null`).
+fn finish(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::{RefOr, Required};
+    let create = doc.paths.paths.get_mut("/api/conversations").and_then(|p| p.post.as_mut());
+    if let Some(body) = create.and_then(|op| op.request_body.as_mut()) {
+        body.required = Some(Required::False);
+        for content in body.content.values_mut() {
+            if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema {
+                // `Option<T>` is documented as "null or T": keep T.
+                let t = one_of.items.iter().find(|s| !matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == utoipa::openapi::schema::Type::Null.into()));
+                content.schema = t.cloned();
+            }
+        }
+    }
+}
+
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -224,6 +330,12 @@ impl utoipa::Modify for BearerAuth {
 }
 
 fn api() -> OpenApiRouter<AppState> {
+    let mut router = routes_documented();
+    finish(router.get_openapi_mut());
+    router
+}
+
+fn routes_documented() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .routes(routes!(healthz))
         .routes(routes!(widget_session))
@@ -266,7 +378,7 @@ async fn healthz() -> &'static str {
     path = "/api/widget/session",
     tag = "widget",
     request_body = api::WidgetSessionRequest,
-    responses((status = 200, description = "OK", body = api::WidgetSession), (status = "4XX", description = "Error", body = api::ErrorBody))
+    responses((status = 200, description = "OK", body = api::WidgetSession), BadRequest, Forbidden, NotFound, TooLarge, RateLimited, Internal)
 )]
 async fn widget_session(
     State(s): State<AppState>,
@@ -284,7 +396,7 @@ async fn widget_session(
     path = "/api/widget/identify",
     tag = "widget",
     request_body = api::IdentifyRequest,
-    responses((status = 204, description = "Done"), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 204, description = "Done"), BadRequest, Unauthorized, Forbidden, TooLarge, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn identify(
@@ -310,7 +422,7 @@ async fn identify(
     responses(
         (status = 201, description = "Started", body = api::Conversation),
         (status = 200, description = "The visitor's open conversation, continued (one open conversation per visitor)", body = api::Conversation),
-        (status = "4XX", description = "Error", body = api::ErrorBody)
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, Invalid, RateLimited, Internal
     ),
     security(("bearer" = []))
 )]
@@ -322,11 +434,7 @@ async fn create_conversation(
 ) -> AppResult<(StatusCode, Json<api::Conversation>)> {
     limit(&s, Action::Conversation, ip, Some(&c))?;
     // The body is optional.
-    let req = if body.is_empty() {
-        api::CreateConversationRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| AppError::bad_request(format!("invalid JSON: {e}")))?
-    };
+    let req = if body.is_empty() { api::CreateConversationRequest::default() } else { parse_object(&body)? };
     let (conversation, created) = s.create_conversation(&c, req).await?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(conversation)))
 }
@@ -336,8 +444,8 @@ async fn create_conversation(
     get,
     path = "/api/conversations/{id}",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
-    responses((status = 200, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    params(("id" = ConversationId, Path, description = "Conversation id")),
+    responses((status = 200, description = "OK", body = api::Conversation), BadRequest, Unauthorized, Forbidden, NotFound, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn get_conversation(
@@ -353,9 +461,11 @@ async fn get_conversation(
 struct EventsQuery {
     /// Only events after this `seq` (0: the whole history).
     #[serde(default)]
+    #[param(value_type = Seq)]
     after: u64,
     /// Seconds to wait for a first new event when there is none yet (long-poll, at most 30).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 30)]
     wait: u64,
 }
 
@@ -364,8 +474,8 @@ struct EventsQuery {
     get,
     path = "/api/conversations/{id}/events",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id"), EventsQuery),
-    responses((status = 200, description = "OK", body = api::EventsPage), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    params(("id" = ConversationId, Path, description = "Conversation id"), EventsQuery),
+    responses((status = 200, description = "OK", body = api::EventsPage), BadRequest, Unauthorized, Forbidden, NotFound, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn events(
@@ -388,9 +498,12 @@ async fn events(
     post,
     path = "/api/conversations/{id}/messages",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
+    params(("id" = ConversationId, Path, description = "Conversation id")),
     request_body = api::SendMessageRequest,
-    responses((status = 201, description = "OK", body = api::SendMessageResponse), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses(
+        (status = 201, description = "Stored", body = api::SendMessageResponse),
+        (status = 200, description = "A replayed `client_msg_id`: the message stored before, `duplicate: true`; nothing changed", body = api::SendMessageResponse),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn send_message(
@@ -411,8 +524,8 @@ async fn send_message(
     post,
     path = "/api/conversations/{id}/handoff",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
-    responses((status = 200, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    params(("id" = ConversationId, Path, description = "Conversation id")),
+    responses((status = 200, description = "OK", body = api::Conversation), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn handoff(
@@ -430,8 +543,8 @@ async fn handoff(
     post,
     path = "/api/conversations/{id}/claim",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
-    responses((status = 200, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    params(("id" = ConversationId, Path, description = "Conversation id")),
+    responses((status = 200, description = "OK", body = api::Conversation), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn claim(
@@ -447,9 +560,9 @@ async fn claim(
     post,
     path = "/api/conversations/{id}/transfer",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
+    params(("id" = ConversationId, Path, description = "Conversation id")),
     request_body = api::TransferRequest,
-    responses((status = 200, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 200, description = "OK", body = api::Conversation), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn transfer(
@@ -466,8 +579,8 @@ async fn transfer(
     post,
     path = "/api/conversations/{id}/decline",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
-    responses((status = 200, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    params(("id" = ConversationId, Path, description = "Conversation id")),
+    responses((status = 200, description = "OK", body = api::Conversation), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn decline(
@@ -483,8 +596,8 @@ async fn decline(
     post,
     path = "/api/conversations/{id}/resolve",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
-    responses((status = 200, description = "OK", body = api::Conversation), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    params(("id" = ConversationId, Path, description = "Conversation id")),
+    responses((status = 200, description = "OK", body = api::Conversation), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn resolve(
@@ -500,9 +613,9 @@ async fn resolve(
     post,
     path = "/api/conversations/{id}/typing",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
+    params(("id" = ConversationId, Path, description = "Conversation id")),
     request_body = api::TypingRequest,
-    responses((status = 204, description = "Done"), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 204, description = "Done"), BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn typing(
@@ -522,9 +635,9 @@ async fn typing(
     post,
     path = "/api/conversations/{id}/presence",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
+    params(("id" = ConversationId, Path, description = "Conversation id")),
     request_body = api::PresenceRequest,
-    responses((status = 204, description = "Done"), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 204, description = "Done"), BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn presence(
@@ -537,8 +650,7 @@ async fn presence(
     if body.len() > MAX_REQUEST_BYTES {
         return Err(AppError::new(ErrorCode::PayloadTooLarge, "request body is larger than 64 KiB"));
     }
-    let req: api::PresenceRequest =
-        serde_json::from_slice(&body).map_err(|e| AppError::bad_request(format!("invalid JSON: {e}")))?;
+    let req: api::PresenceRequest = parse_object(&body)?;
     let token = bearer(&headers).or(req.token.as_deref()).ok_or_else(AppError::unauthorized)?;
     let caller = s.authenticate(token).await?;
     Service::check_customer(&caller, origin(&headers), true)?;
@@ -551,9 +663,9 @@ async fn presence(
     post,
     path = "/api/conversations/{id}/read",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
+    params(("id" = ConversationId, Path, description = "Conversation id")),
     request_body = api::ReadRequest,
-    responses((status = 204, description = "Done"), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 204, description = "Done"), BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn read(
@@ -570,8 +682,8 @@ async fn read(
     get,
     path = "/api/conversations/{id}/notes",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
-    responses((status = 200, description = "OK", body = Vec<handoff_protocol::event::Note>), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    params(("id" = ConversationId, Path, description = "Conversation id")),
+    responses((status = 200, description = "OK", body = Vec<handoff_protocol::event::Note>), BadRequest, Unauthorized, Forbidden, NotFound, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn notes(
@@ -587,9 +699,9 @@ async fn notes(
     post,
     path = "/api/conversations/{id}/notes",
     tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
+    params(("id" = ConversationId, Path, description = "Conversation id")),
     request_body = api::NoteRequest,
-    responses((status = 201, description = "OK", body = handoff_protocol::event::Note), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 201, description = "OK", body = handoff_protocol::event::Note), BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn add_note(
@@ -609,7 +721,7 @@ async fn add_note(
     path = "/api/agents/login",
     tag = "agents",
     request_body = api::LoginRequest,
-    responses((status = 200, description = "OK", body = api::LoginResponse), (status = "4XX", description = "Error", body = api::ErrorBody))
+    responses((status = 200, description = "OK", body = api::LoginResponse), BadRequest, Unauthorized, Forbidden, TooLarge, Invalid, RateLimited, Internal)
 )]
 async fn login(
     State(s): State<AppState>,
@@ -624,7 +736,7 @@ async fn login(
     post,
     path = "/api/agents/logout",
     tag = "agents",
-    responses((status = 204, description = "Signed out"), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 204, description = "Signed out"), Unauthorized, Forbidden, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn logout(State(s): State<AppState>, headers: HeaderMap, Auth(c): Auth) -> AppResult<StatusCode> {
@@ -637,7 +749,7 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap, Auth(c): Auth) ->
     get,
     path = "/api/agents/me",
     tag = "agents",
-    responses((status = 200, description = "OK", body = api::Agent), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 200, description = "OK", body = api::Agent), Unauthorized, Forbidden, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn me(State(s): State<AppState>, Auth(c): Auth) -> AppResult<Json<api::Agent>> {
@@ -650,7 +762,7 @@ async fn me(State(s): State<AppState>, Auth(c): Auth) -> AppResult<Json<api::Age
     path = "/api/agents/me/status",
     tag = "agents",
     request_body = api::StatusRequest,
-    responses((status = 200, description = "OK", body = api::Agent), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 200, description = "OK", body = api::Agent), BadRequest, Unauthorized, Forbidden, TooLarge, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn set_status(
@@ -666,7 +778,7 @@ async fn set_status(
     get,
     path = "/api/agents",
     tag = "agents",
-    responses((status = 200, description = "OK", body = Vec<api::Agent>), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 200, description = "OK", body = Vec<api::Agent>), Unauthorized, Forbidden, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn agents(State(s): State<AppState>, Auth(c): Auth) -> AppResult<Json<Vec<api::Agent>>> {
@@ -678,7 +790,7 @@ async fn agents(State(s): State<AppState>, Auth(c): Auth) -> AppResult<Json<Vec<
     get,
     path = "/api/inbox",
     tag = "agents",
-    responses((status = 200, description = "OK", body = Vec<api::InboxItem>), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 200, description = "OK", body = Vec<api::InboxItem>), Unauthorized, Forbidden, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn inbox(State(s): State<AppState>, Auth(c): Auth) -> AppResult<Json<Vec<api::InboxItem>>> {
@@ -690,7 +802,7 @@ async fn inbox(State(s): State<AppState>, Auth(c): Auth) -> AppResult<Json<Vec<a
     get,
     path = "/api/queue",
     tag = "agents",
-    responses((status = 200, description = "OK", body = handoff_protocol::event::QueueUpdated), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 200, description = "OK", body = handoff_protocol::event::QueueUpdated), Unauthorized, Forbidden, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn queue(
@@ -705,9 +817,9 @@ async fn queue(
     post,
     path = "/api/projects/{id}/offline-messages",
     tag = "offline",
-    params(("id" = String, Path, description = "Project id")),
+    params(("id" = ProjectId, Path, description = "Project id")),
     request_body = api::OfflineMessageRequest,
-    responses((status = 201, description = "OK", body = handoff_protocol::event::OfflineMessage), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 201, description = "OK", body = handoff_protocol::event::OfflineMessage), BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn offline_message(
@@ -734,7 +846,7 @@ struct HandledQuery {
     path = "/api/offline-messages",
     tag = "offline",
     params(HandledQuery),
-    responses((status = 200, description = "OK", body = Vec<handoff_protocol::event::OfflineMessage>), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 200, description = "OK", body = Vec<handoff_protocol::event::OfflineMessage>), BadRequest, Unauthorized, Forbidden, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn offline_messages(
@@ -750,8 +862,8 @@ async fn offline_messages(
     post,
     path = "/api/offline-messages/{id}/handled",
     tag = "offline",
-    params(("id" = String, Path, description = "Offline message id")),
-    responses((status = 204, description = "Done"), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    params(("id" = OfflineMessageId, Path, description = "Offline message id")),
+    responses((status = 204, description = "Done"), BadRequest, Unauthorized, Forbidden, NotFound, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn offline_handled(
@@ -768,7 +880,7 @@ async fn offline_handled(
     path = "/api/project/webhook",
     tag = "project",
     request_body = api::WebhookRequest,
-    responses((status = 200, description = "OK", body = api::WebhookSettings), (status = "4XX", description = "Error", body = api::ErrorBody)),
+    responses((status = 200, description = "OK", body = api::WebhookSettings), BadRequest, Unauthorized, Forbidden, TooLarge, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn set_webhook(

@@ -1637,9 +1637,10 @@ impl Service {
         if caller.project_id() != project {
             return Err(AppError::not_found("project"));
         }
+        // Checked as sent (what the API document states), stored trimmed.
+        api::validate_line("name", &req.name, api::MAX_NAME_CHARS, true).map_err(AppError::validation)?;
         let name = req.name.trim();
-        api::validate_line("name", name, api::MAX_NAME_CHARS, true).map_err(AppError::validation)?;
-        if !api::is_valid_email(req.email.trim()) {
+        if !api::is_valid_email(&req.email) {
             return Err(AppError::validation("email is not a valid address"));
         }
         api::validate_body(&req.message).map_err(AppError::validation)?;

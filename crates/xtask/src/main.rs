@@ -2,14 +2,18 @@
 //!
 //! - `cargo xtask demo`: builds the web assets (wasm widget, SDK, console) and starts the server
 //!   on SQLite with demo data.
-//! - `cargo xtask test`: everything CI runs: format and clippy checks, native tests, the wasm32
-//!   build, wasm tests in headless Chromium, browser end-to-end tests and the realtime-js interop
-//!   test. It installs what it needs on a fresh machine (wasm target, the pinned wasm-bindgen CLI,
-//!   Chromium and ChromeDriver, npm packages), or stops with one line saying what is missing.
+//! - `cargo xtask test`: everything CI runs: format and clippy checks, native tests, the API
+//!   contract test, the wasm32 build, wasm tests in headless Chromium, browser end-to-end tests
+//!   and the realtime-js interop test. It installs what it needs on a fresh machine (wasm target,
+//!   the pinned wasm-bindgen CLI, Chromium and ChromeDriver, npm packages, Schemathesis), or stops
+//!   with one line saying what is missing.
 //! - `cargo xtask web`: builds the web assets only, into `target/handoff-web/`.
 //! - `cargo xtask web-test`: the browser suites only (wasm tests against a real server, SDK hooks,
 //!   end-to-end tests).
 //! - `cargo xtask e2e`: the end-to-end suites in `tests/e2e/` only (needs `cargo xtask web` first).
+//! - `cargo xtask contract`: the API contract test only: Schemathesis (pinned, from the Python registry, in a
+//!   virtualenv under the target directory) with all checks against `/api/openapi.json` of a
+//!   debug `handoff-server`, for a visitor, an agent and the secret key, on SQLite and PostgreSQL.
 //! - `cargo xtask bench`: runs the benchmarks and prints their figures.
 
 use std::env;
@@ -30,10 +34,11 @@ fn main() -> ExitCode {
         Some("web") => web::build(&root()).map(|_| ()),
         Some("web-test") => web::browser_tests(&root()),
         Some("e2e") => web::e2e(&root()),
+        Some("contract") => contract(),
         Some("bench") => bench(),
         Some("setup") => setup::all(&root()),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|web|web-test|e2e|bench|setup>");
+            eprintln!("usage: cargo xtask <demo|test|web|web-test|e2e|contract|bench|setup>");
             return ExitCode::from(2);
         }
     };
@@ -154,8 +159,33 @@ fn test() -> Result {
     )?;
     web::build(&root)?;
     run(&root, &cargo, &["test", "--workspace"])?;
+    contract()?;
     web::browser_tests(&root)?;
     Ok(())
+}
+
+/// Schemathesis against the OpenAPI document of a real server (`tests/contract/run.py`): the
+/// document and the server must agree.
+fn contract() -> Result {
+    let root = root();
+    let python = setup::schemathesis(&root)?;
+    run(&root, &cargo(), &["build", "-p", "handoff-server"])?;
+    let target = web::target_dir(&root);
+    let server = target.join("debug/handoff-server");
+    let reports = target.join("contract-reports");
+    // Reports of an earlier run would mix with this one's.
+    let _ = std::fs::remove_dir_all(&reports);
+    run(
+        &root,
+        &python.to_string_lossy(),
+        &[
+            "tests/contract/run.py",
+            "--server",
+            &server.to_string_lossy(),
+            "--reports",
+            &reports.to_string_lossy(),
+        ],
+    )
 }
 
 fn bench() -> Result {

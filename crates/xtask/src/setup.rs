@@ -1,6 +1,6 @@
 //! Idempotent installation of what the build and the tests need on a fresh machine.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{run, Result};
@@ -65,4 +65,32 @@ pub fn npm(dir: &Path) -> Result {
     } else {
         run(dir, "npm", &["ci", "--no-audit", "--no-fund"])
     }
+}
+
+/// A virtualenv under the target directory with the contract test's pinned Python packages
+/// (`tests/contract/requirements.txt`: Schemathesis); its Python. Reinstalled only when the
+/// requirements change.
+pub fn schemathesis(root: &Path) -> Result<PathBuf> {
+    let requirements = root.join("tests/contract/requirements.txt");
+    let venv = crate::web::target_dir(root).join("contract-venv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+    if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted) {
+        return Ok(python);
+    }
+    let base = ["python3.11", "python3"]
+        .into_iter()
+        .find(|p| output(p, &["-c", "import sys, venv; assert sys.version_info >= (3, 10)"]).is_some())
+        .ok_or(
+            "Python 3.10 or later with venv is missing: run `sudo apt-get install python3 python3-venv`",
+        )?;
+    let dir = venv.to_string_lossy();
+    run(root, base, &["-m", "venv", "--clear", &dir])?;
+    let req = requirements.to_string_lossy();
+    let py = python.to_string_lossy();
+    run(root, &py, &["-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", &req])?;
+    std::fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    Ok(python)
 }

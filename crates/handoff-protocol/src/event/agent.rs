@@ -16,7 +16,6 @@ pub struct AgentSummary {
 
 /// An agent's availability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AgentStatus {
@@ -76,3 +75,17 @@ pub struct AgentStatusChanged {
     /// The new status.
     pub status: AgentStatus,
 }
+
+// The schema lists the values servers send and accept, without the catch-all `unknown`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for AgentStatus {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::string_enum(
+            "An agent's availability.",
+            &[AgentStatus::Online.as_str(), AgentStatus::Away.as_str(), AgentStatus::Offline.as_str()],
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for AgentStatus {}

@@ -9,7 +9,6 @@ use crate::ids::{ConversationId, Seq};
 
 /// Where a conversation stands (see [`crate::state`] for the allowed transitions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ConversationStatus {
@@ -120,3 +119,22 @@ pub struct ConversationResolved {
     /// Who resolved it (usually the agent).
     pub resolved_by: Author,
 }
+
+// The schema lists the values servers send and accept, without the catch-all `unknown`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ConversationStatus {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::string_enum(
+            "Where a conversation stands.",
+            &[
+                ConversationStatus::Bot.as_str(),
+                ConversationStatus::Queued.as_str(),
+                ConversationStatus::Assigned.as_str(),
+                ConversationStatus::Resolved.as_str(),
+            ],
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ConversationStatus {}

@@ -6,7 +6,6 @@ use crate::ids::{ClientMsgId, ConversationId, MessageId, Seq, Timestamp};
 
 /// Who wrote a message, typed, or resolved a conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AuthorKind {
@@ -85,3 +84,22 @@ pub struct MessageNew {
     /// The stored message.
     pub message: Message,
 }
+
+// The schema lists the values servers send and accept, without the catch-all `unknown`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for AuthorKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::string_enum(
+            "Who wrote a message.",
+            &[
+                AuthorKind::Customer.as_str(),
+                AuthorKind::Agent.as_str(),
+                AuthorKind::Bot.as_str(),
+                AuthorKind::System.as_str(),
+            ],
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for AuthorKind {}

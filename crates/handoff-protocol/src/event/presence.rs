@@ -6,7 +6,6 @@ use crate::ids::{ConversationId, Timestamp};
 
 /// A customer's presence as agents see it (green, yellow and grey dots).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PresenceState {
@@ -44,3 +43,17 @@ pub struct PresenceUpdated {
     /// When the server saw the change.
     pub at: Timestamp,
 }
+
+// The schema lists the values servers send and accept, without the catch-all `unknown`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for PresenceState {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::string_enum(
+            "A customer's presence.",
+            &[PresenceState::Online.as_str(), PresenceState::Idle.as_str(), PresenceState::Offline.as_str()],
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for PresenceState {}

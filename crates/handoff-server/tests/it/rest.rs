@@ -751,9 +751,13 @@ async fn openapi_is_generated_from_the_served_routes() {
                 st != 405 && !(st == 404 && v["error"]["message"] == "route not found"),
                 "{method} {path}: {st} {v}"
             );
+            // Each route lists its error answers (no catch-all `4XX`), 429 with `Retry-After`.
+            assert!(op["responses"].get("4XX").is_none(), "{method} {path}: 4XX");
             assert!(
-                op["responses"]["4XX"].is_object() || path == "/healthz",
-                "{method} {path}: error response"
+                path == "/healthz"
+                    || (op["responses"]["500"].is_object()
+                        && op["responses"]["429"]["headers"]["Retry-After"].is_object()),
+                "{method} {path}: error responses"
             );
         }
     }
@@ -781,6 +785,58 @@ async fn openapi_is_generated_from_the_served_routes() {
     let (st, _) = s.call("GET", "/healthz", None, None).await;
     assert_eq!(st, 200);
 }
+
+// The document states what the server checks (Schemathesis, `cargo xtask contract`, tests the
+// rest against a running server).
+#[tokio::test]
+async fn openapi_states_the_servers_rules() {
+    use handoff_protocol::api::{MAX_BODY_CHARS, MAX_SEQ};
+    let doc = serde_json::to_value(handoff_server::http::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    // The replayed `client_msg_id` and the continued conversation answer 200.
+    let send = &doc["paths"]["/api/conversations/{id}/messages"]["post"]["responses"];
+    assert!(send["200"].is_object() && send["201"].is_object());
+    let create = &doc["paths"]["/api/conversations"]["post"];
+    assert!(create["responses"]["200"].is_object() && create["responses"]["201"].is_object());
+    // Its body is optional, but never `null`.
+    assert_eq!(create["requestBody"]["required"], false);
+    assert_eq!(
+        create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/CreateConversationRequest"
+    );
+    let body = &schemas["SendMessageRequest"]["properties"]["body"];
+    assert_eq!(
+        (body["minLength"].as_u64(), body["maxLength"].as_u64()),
+        (Some(1), Some(MAX_BODY_CHARS as u64))
+    );
+    assert_eq!(schemas["Seq"]["maximum"].as_u64(), Some(MAX_SEQ));
+    // The catch-all `unknown` is no accepted value.
+    for e in ["ErrorCode", "PresenceState", "AgentStatus", "ConversationStatus"] {
+        let values = schemas[e]["enum"].as_array().unwrap();
+        assert!(!values.is_empty() && !values.contains(&json!("unknown")), "{e}");
+    }
+    assert!(schemas["ConversationId"]["pattern"].is_string());
+    let events = &doc["paths"]["/api/conversations/{id}/events"]["get"]["parameters"];
+    assert_eq!(events[2]["schema"]["maximum"], 30);
+}
+
+// A request body is a JSON object: `null` and arrays (which serde would read as a struct's
+// fields) are 400 with the error body.
+both_dbs!(bodies_must_be_objects, |s: TestServer| async move {
+    let (vt, c) = s.conversation().await;
+    for body in [json!(null), json!([null, null]), json!(["hi", "m1"]), json!("hi")] {
+        for path in ["/api/conversations".to_owned(), format!("/api/conversations/{c}/messages")] {
+            let (st, v) = s.call("POST", &path, Some(&vt), Some(body.clone())).await;
+            assert_eq!((st, v["error"]["code"].as_str()), (400, Some("bad_request")), "{path} {body}: {v}");
+        }
+        let (st, v) =
+            s.call("POST", &format!("/api/conversations/{c}/presence"), Some(&vt), Some(body.clone())).await;
+        assert_eq!((st, v["error"]["code"].as_str()), (400, Some("bad_request")), "presence {body}: {v}");
+    }
+    // No body still starts (here: continues) a conversation.
+    let (st, v) = s.call("POST", "/api/conversations", Some(&vt), None).await;
+    assert_eq!((st, v["id"].as_str()), (200, Some(c.as_str())), "{v}");
+});
 
 // A bot backend writes with the project's secret key and hands off.
 both_dbs!(bot_backend, |s: TestServer| async move {
