@@ -55,6 +55,9 @@ pub enum ErrorCode {
     InvalidTransition,
     /// The target agent cannot take the conversation (offline or at capacity).
     AgentUnavailable,
+    /// The conversation is assigned to another agent: only its assignee (or the project's
+    /// secret key, except to speak as the bot) may act on it.
+    NotAssignee,
     /// Too many requests.
     RateLimited,
     /// The request took longer than the server allows (a client sending too slowly).
@@ -74,7 +77,10 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => 422,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden | ErrorCode::IdentityRequired | ErrorCode::OriginNotAllowed => 403,
+            ErrorCode::Forbidden
+            | ErrorCode::IdentityRequired
+            | ErrorCode::OriginNotAllowed
+            | ErrorCode::NotAssignee => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::InvalidTransition | ErrorCode::AgentUnavailable => 409,
             ErrorCode::RateLimited => 429,
@@ -463,6 +469,19 @@ pub struct StatusRequest {
     pub status: AgentStatus,
 }
 
+/// `PATCH /api/agents/{id}` (project secret key): only the fields given change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentUpdateRequest {
+    /// How many open conversations the agent holds at most (0 to [`MAX_CAPACITY`]; 0 takes
+    /// them out of routing and claims).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
+}
+
+/// The largest capacity an agent may have.
+pub const MAX_CAPACITY: u32 = 1_000;
+
 /// One row of `GET /api/inbox`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -584,6 +603,9 @@ mod tests {
         assert_eq!(ErrorCode::InvalidTransition.http_status(), 409);
         assert_eq!(ErrorCode::PayloadTooLarge.http_status(), 413);
         assert_eq!(ErrorCode::ValidationFailed.http_status(), 422);
+        assert_eq!(ErrorCode::NotAssignee.http_status(), 403);
+        assert_eq!(serde_json::to_string(&ErrorCode::NotAssignee).unwrap(), r#""not_assignee""#);
+        assert_eq!(ErrorCode::AgentUnavailable.http_status(), 409);
         let unknown: ErrorCode = serde_json::from_str(r#""teapot""#).unwrap();
         assert_eq!(unknown, ErrorCode::Unknown);
     }

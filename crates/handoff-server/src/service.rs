@@ -23,7 +23,7 @@ use handoff_protocol::ids::{
     AgentId, ClientMsgId, ConversationId, NoteId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
 };
 use handoff_protocol::routing::{pick_agent, AgentLoad, DEFAULT_CAPACITY};
-use handoff_protocol::state::{Command, ConversationState, TransferTo, Transition};
+use handoff_protocol::state::{Act, Actor, Command, ConversationState, TransferTo, Transition};
 use handoff_protocol::Channel;
 use tokio::sync::Notify;
 
@@ -97,6 +97,29 @@ impl Caller {
             Caller::Agent(a) => Ok(a),
             _ => Err(AppError::forbidden("only agents can do this")),
         }
+    }
+
+    fn actor(&self) -> Actor {
+        match self {
+            Caller::Customer { .. } => Actor::Customer,
+            Caller::Agent(a) => Actor::Agent(a.id.clone()),
+            Caller::Server(_) => Actor::SecretKey,
+        }
+    }
+
+    /// The ownership rule on the conversation as it is now (read inside the write's retry loop,
+    /// so a concurrent reassignment is seen): 403 `not_assignee` for anyone but the assignee.
+    fn authorize(&self, c: &ConversationRow, act: Act) -> AppResult<()> {
+        let state = ConversationState { status: c.status, agent: c.agent_id.clone() };
+        state.authorize(&self.actor(), act).map_err(|_| {
+            let message = match self {
+                Caller::Server(_) if act == Act::Speak => {
+                    "a human agent holds this conversation: the bot cannot speak in it"
+                }
+                _ => "the conversation is assigned to another agent: claim it from the queue or be transferred it",
+            };
+            AppError::new(ErrorCode::NotAssignee, message)
+        })
     }
 }
 
@@ -722,13 +745,21 @@ impl Service {
                 ConversationStatus::Queued => Some(now),
                 _ => None,
             };
-            let update = ConversationUpdate { status: t.to, agent_id: t.agent.clone(), queued_at };
+            let takes_slot = t.agent.is_some() && t.agent != t.previous_agent;
+            let update =
+                ConversationUpdate { status: t.to, agent_id: t.agent.clone(), queued_at, takes_slot };
             match self.store.append(id, c.last_seq, &update, &events, now).await {
                 Ok(()) => {
                     self.wake(id);
                     return Ok((c, t, events));
                 }
                 Err(StoreError::Conflict) => {}
+                Err(StoreError::AtCapacity) => {
+                    return Err(AppError::new(
+                        ErrorCode::AgentUnavailable,
+                        "the agent holds as many conversations as their capacity allows",
+                    ));
+                }
                 Err(e) => return Err(AppError::from(e)),
             }
         }
@@ -828,22 +859,24 @@ impl Service {
         for _ in 0..64 {
             let Ok(queue) = self.store.queue(project).await else { return };
             let Ok((agents, loads)) = self.loads(project).await else { return };
-            let mut assigned = false;
+            let mut progressed = false;
             for head in &queue {
                 let Ok(mut exclude) = self.store.decliners(&head.id).await else { return };
                 exclude.extend(released.filter(|(c, _)| *c == &head.id).map(|(_, a)| a.clone()));
                 let Some(agent_id) = pick_agent(&loads, &exclude) else { continue };
                 let Some(agent) = agents.iter().find(|a| a.id == agent_id) else { continue };
-                if self
+                progressed = match self
                     .assign(&head.id, agent, Command::Assign { agent: agent_id.clone() }, false)
                     .await
-                    .is_ok()
                 {
-                    assigned = true;
-                }
+                    Ok(_) => true,
+                    // Another writer (a claim, a drain on another node) was first: the agent
+                    // filled up or the head is gone. Read the queue and the loads again.
+                    Err(e) => matches!(e.code, ErrorCode::AgentUnavailable | ErrorCode::InvalidTransition),
+                };
                 break;
             }
-            if !assigned {
+            if !progressed {
                 return;
             }
         }
@@ -922,6 +955,7 @@ impl Service {
             .transition(
                 id,
                 |c| {
+                    caller.authorize(c, Act::Speak)?;
                     if is_customer {
                         Ok(Command::CustomerMessage)
                     } else if c.status == ConversationStatus::Resolved {
@@ -1044,26 +1078,35 @@ impl Service {
             return Err(AppError::forbidden("agents claim conversations instead"));
         }
         let c = self.visible(caller, id).await?;
-        let (agents, loads) = self.loads(&c.project_id).await?;
-        let picked = pick_agent(&loads, &[]);
-        let agent = picked.as_ref().and_then(|id| agents.iter().find(|a| &a.id == id)).map(summary);
-        let (c, t, events) = self
-            .transition(
-                id,
-                |_| Ok(Command::Handoff { agent: picked.clone() }),
-                |c, t, seq| {
-                    let mut out: Vec<Event> = Self::status_event(c, t, seq).into_iter().collect();
-                    if let Some(a) = &agent {
-                        out.push(Event::ConversationAssigned(ConversationAssigned {
-                            conversation_id: c.id.clone(),
-                            seq: seq(),
-                            agent: a.clone(),
-                        }));
-                    }
-                    out
-                },
-            )
-            .await?;
+        // Routing reads the loads outside any lock; the write re-checks the pick's capacity
+        // under a lock on them, and a full pick is skipped (the next one, or the queue).
+        let mut refused: Vec<AgentId> = Vec::new();
+        let (c, t, events) = loop {
+            let (agents, loads) = self.loads(&c.project_id).await?;
+            let picked = pick_agent(&loads, &refused);
+            let agent = picked.as_ref().and_then(|id| agents.iter().find(|a| &a.id == id)).map(summary);
+            let result = self
+                .transition(
+                    id,
+                    |_| Ok(Command::Handoff { agent: picked.clone() }),
+                    |c, t, seq| {
+                        let mut out: Vec<Event> = Self::status_event(c, t, seq).into_iter().collect();
+                        if let Some(a) = &agent {
+                            out.push(Event::ConversationAssigned(ConversationAssigned {
+                                conversation_id: c.id.clone(),
+                                seq: seq(),
+                                agent: a.clone(),
+                            }));
+                        }
+                        out
+                    },
+                )
+                .await;
+            match result {
+                Err(e) if e.code == ErrorCode::AgentUnavailable && picked.is_some() => refused.extend(picked),
+                r => break r?,
+            }
+        };
         if let Some(a) = &t.agent {
             let _ = self.store.set_idle_since(a, now_ms()).await;
         }
@@ -1080,7 +1123,8 @@ impl Service {
     /// `POST /api/conversations/{id}/claim`.
     ///
     /// # Errors
-    /// 403 for non-agents; 409 when not queued.
+    /// 403 for non-agents; 409 when not queued, `agent_unavailable` when the agent holds their
+    /// capacity already.
     pub async fn claim(&self, caller: &Caller, id: &ConversationId) -> AppResult<Conversation> {
         let agent = caller.agent()?;
         self.visible(caller, id).await?;
@@ -1110,6 +1154,7 @@ impl Service {
             }
         }
         let c = self.visible(caller, id).await?;
+        caller.authorize(&c, Act::Transfer)?;
         let target = if req.to == "queue" {
             None
         } else {
@@ -1135,7 +1180,10 @@ impl Service {
         let (_, t, events) = self
             .transition(
                 id,
-                |_| Ok(Command::Transfer { by: me.id.clone(), to: to.clone() }),
+                |c| {
+                    caller.authorize(c, Act::Transfer)?;
+                    Ok(Command::Transfer { by: me.id.clone(), to: to.clone() })
+                },
                 |c, t, seq| {
                     let mut out = vec![Event::ConversationTransferred(ConversationTransferred {
                         conversation_id: c.id.clone(),
@@ -1182,49 +1230,85 @@ impl Service {
     }
 
     /// `POST /api/conversations/{id}/decline`: to another free agent, else back to the queue.
+    /// The assignee declines; the project's secret key may decline for them.
     ///
     /// # Errors
-    /// 403, 404, 409.
+    /// 403 (`not_assignee` for another agent), 404, 409.
     pub async fn decline(&self, caller: &Caller, id: &ConversationId) -> AppResult<Conversation> {
-        let me = caller.agent()?;
         let c = self.visible(caller, id).await?;
-        // Whoever declined it before is not asked again (the state machine checks that `me` is
-        // the assignee; the decline is recorded once it went through).
+        if matches!(caller, Caller::Customer { .. }) {
+            return Err(AppError::forbidden("only agents decline"));
+        }
+        caller.authorize(&c, Act::Decline)?;
+        // Who declines: the agent, or for the secret key the assignee (the state machine checks
+        // that they hold it when the decline is written).
+        let me = match caller {
+            Caller::Agent(a) => a.id.clone(),
+            _ => c.agent_id.clone().ok_or_else(|| {
+                AppError::new(ErrorCode::InvalidTransition, "cannot decline a conversation nobody holds")
+            })?,
+        };
+        // Whoever declined it before is not asked again (the decline is recorded once it went
+        // through).
         let mut declined = self.store.decliners(id).await.map_err(AppError::from)?;
-        declined.push(me.id.clone());
-        let (agents, loads) = self.loads(&c.project_id).await?;
-        let next = pick_agent(&loads, &declined);
-        let next_row = next.as_ref().and_then(|n| agents.iter().find(|a| &a.id == n));
-        let (_, t, events) = self
-            .transition(
-                id,
-                |_| Ok(Command::Decline { by: me.id.clone(), next: next.clone() }),
-                |c, t, seq| Self::handed_to(c, t, seq, next_row),
-            )
-            .await?;
-        if let Err(e) = self.store.add_decline(id, &me.id, now_ms()).await {
+        declined.push(me.clone());
+        let mut refused = Vec::new();
+        let (t, events) = loop {
+            let (agents, loads) = self.loads(&c.project_id).await?;
+            let mut exclude = declined.clone();
+            exclude.extend(refused.iter().cloned());
+            let next = pick_agent(&loads, &exclude);
+            let next_row = next.as_ref().and_then(|n| agents.iter().find(|a| &a.id == n));
+            let result = self
+                .transition(
+                    id,
+                    |c| {
+                        caller.authorize(c, Act::Decline)?;
+                        Ok(Command::Decline { by: me.clone(), next: next.clone() })
+                    },
+                    |c, t, seq| Self::handed_to(c, t, seq, next_row),
+                )
+                .await;
+            match result {
+                // The agent routing picked filled up meanwhile: pick again without them.
+                Err(e) if e.code == ErrorCode::AgentUnavailable && next.is_some() => {
+                    refused.extend(next);
+                }
+                r => {
+                    let (_, t, events) = r?;
+                    break (t, events);
+                }
+            }
+        };
+        if let Err(e) = self.store.add_decline(id, &me, now_ms()).await {
             tracing::warn!(error = %e, "cannot record a decline");
         }
-        let assignee: Vec<&AgentId> = next.iter().collect();
+        let assignee: Vec<&AgentId> = t.agent.iter().collect();
         for e in &events {
             self.publish(&c.project_id, e, &assignee);
         }
-        self.released(&c.project_id, id, &me.id, &t).await;
+        self.released(&c.project_id, id, &me, &t).await;
         self.get_conversation(caller, id).await
     }
 
-    /// `POST /api/conversations/{id}/resolve`.
+    /// `POST /api/conversations/{id}/resolve`: by an agent (the assignee, when it is assigned)
+    /// or the project's secret key.
     ///
     /// # Errors
-    /// 403, 404, 409.
+    /// 403 (`not_assignee` for another agent), 404, 409.
     pub async fn resolve(&self, caller: &Caller, id: &ConversationId) -> AppResult<Conversation> {
-        let me = caller.agent()?;
+        if matches!(caller, Caller::Customer { .. }) {
+            return Err(AppError::forbidden("only agents resolve"));
+        }
         let c = self.visible(caller, id).await?;
         let by = caller.author();
         let (before, t, events) = self
             .transition(
                 id,
-                |_| Ok(Command::Resolve),
+                |c| {
+                    caller.authorize(c, Act::Resolve)?;
+                    Ok(Command::Resolve)
+                },
                 |c, t, seq| {
                     let mut out = vec![Event::ConversationResolved(ConversationResolved {
                         conversation_id: c.id.clone(),
@@ -1236,8 +1320,11 @@ impl Service {
                 },
             )
             .await?;
-        let mut agents = vec![&me.id];
-        if let Some(a) = before.agent_id.as_ref().filter(|a| **a != me.id) {
+        let mut agents: Vec<&AgentId> = Vec::new();
+        if let Caller::Agent(me) = caller {
+            agents.push(&me.id);
+        }
+        if let Some(a) = before.agent_id.as_ref().filter(|a| !agents.contains(a)) {
             agents.push(a);
         }
         for e in &events {
@@ -1495,6 +1582,55 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// `PATCH /api/agents/{id}` (the project's secret key): changes an agent's settings.
+    ///
+    /// # Errors
+    /// 403 for other callers; 404 for an agent of another project; 422 for a capacity above
+    /// [`api::MAX_CAPACITY`].
+    pub async fn update_agent(
+        &self,
+        caller: &Caller,
+        id: &AgentId,
+        req: api::AgentUpdateRequest,
+    ) -> AppResult<api::Agent> {
+        let Caller::Server(project) = caller else {
+            return Err(AppError::forbidden("only the project's secret key changes agents"));
+        };
+        let agent = self
+            .store
+            .agent(id)
+            .await
+            .map_err(AppError::from)?
+            .filter(|a| a.project_id == project.id)
+            .ok_or_else(|| AppError::not_found("agent"))?;
+        match req.capacity {
+            Some(capacity) => self.set_agent_capacity(id, capacity).await.map(|a| agent_dto(&a)),
+            None => Ok(agent_dto(&agent)),
+        }
+    }
+
+    /// Sets an agent's capacity (no authorization: the CLI's entry point). Lowering it takes
+    /// nothing away; raising it offers them queued work at once when they are online.
+    ///
+    /// # Errors
+    /// 404 unknown agent; 422 for a capacity above [`api::MAX_CAPACITY`].
+    pub async fn set_agent_capacity(&self, id: &AgentId, capacity: u32) -> AppResult<AgentRow> {
+        if capacity > api::MAX_CAPACITY {
+            return Err(AppError::validation(format!("capacity must be 0 to {}", api::MAX_CAPACITY)));
+        }
+        let agent = self
+            .store
+            .agent(id)
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| AppError::not_found("agent"))?;
+        self.store.set_agent_capacity(id, capacity).await.map_err(AppError::from)?;
+        if capacity > agent.capacity && agent.status == AgentStatus::Online {
+            self.drain_queue(&agent.project_id, None).await;
+        }
+        self.store.agent(id).await.map_err(AppError::from)?.ok_or_else(|| AppError::not_found("agent"))
     }
 
     /// A new secret key for a project; the old one stops working at once (sockets included).

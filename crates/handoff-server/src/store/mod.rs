@@ -31,6 +31,9 @@ pub enum StoreError {
     /// The conversation changed since it was read (optimistic concurrency): read again, retry.
     #[error("conversation changed concurrently")]
     Conflict,
+    /// The agent a write assigns the conversation to holds their capacity already (or is gone).
+    #[error("agent at capacity")]
+    AtCapacity,
 }
 
 /// A project row.
@@ -143,6 +146,10 @@ pub struct ConversationUpdate {
     pub agent_id: Option<AgentId>,
     /// New queue time.
     pub queued_at: Option<u64>,
+    /// The write gives the conversation to `agent_id` (a new assignee): it is written only if
+    /// that agent holds fewer assigned conversations than their capacity, counted under a lock
+    /// on the agent, so concurrent assignments on any node never exceed it.
+    pub takes_slot: bool,
 }
 
 /// A message id for a new message.
@@ -249,6 +256,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// Database errors.
     async fn set_agent_status(&self, id: &AgentId, status: AgentStatus, now: u64) -> Result<(), StoreError>;
+
+    /// Sets an agent's capacity.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_agent_capacity(&self, id: &AgentId, capacity: u32) -> Result<(), StoreError>;
 
     /// Records agent activity.
     ///
@@ -418,7 +431,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when the conversation changed (or a `client_msg_id` was taken)
-    /// meanwhile; database errors.
+    /// meanwhile; [`StoreError::AtCapacity`] when `update.takes_slot` and the new assignee is
+    /// full; database errors.
     async fn append(
         &self,
         id: &ConversationId,

@@ -429,6 +429,15 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn set_agent_capacity(&self, id: &AgentId, capacity: u32) -> Result<(), StoreError> {
+        sqlx::query("UPDATE agents SET capacity = $1 WHERE id = $2")
+            .bind(i64::from(capacity))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn touch_agent(&self, id: &AgentId, now: u64) -> Result<(), StoreError> {
         sqlx::query("UPDATE agents SET last_activity = $1 WHERE id = $2")
             .bind(to_i64(now))
@@ -727,6 +736,30 @@ impl Store for SqlStore {
     ) -> Result<(), StoreError> {
         let last = Seq(expected.0 + events.len() as u64);
         let mut tx = self.pool.begin().await?;
+        if let (true, Some(agent)) = (update.takes_slot, &update.agent_id) {
+            // Lock the agent first (a row lock on PostgreSQL; SQLite's one writer), then count
+            // in a later statement, which sees every assignment committed before the lock was
+            // granted: two assignments to one agent take turns, on any node.
+            sqlx::query("UPDATE agents SET capacity = capacity WHERE id = $1")
+                .bind(agent.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query(
+                "SELECT a.capacity, (SELECT COUNT(*) FROM conversations c WHERE c.agent_id = a.id \
+                 AND c.status = 'assigned' AND c.id <> $2) FROM agents a WHERE a.id = $1",
+            )
+            .bind(agent.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let free = match row {
+                Some(r) => r.try_get::<i64, _>(1)? < r.try_get::<i64, _>(0)?,
+                None => false,
+            };
+            if !free {
+                return Err(StoreError::AtCapacity);
+            }
+        }
         let done = sqlx::query("UPDATE conversations SET status = $1, agent_id = $2, queued_at = $3, last_seq = $4, updated_at = $5 WHERE id = $6 AND last_seq = $7")
             .bind(update.status.as_str())
             .bind(update.agent_id.as_ref().map(|a| a.as_str().to_owned()))

@@ -135,8 +135,12 @@ both_dbs!(stored_transfer_notes_stay_with_agents, |s: TestServer| async move {
         to: TransferTarget::Queue,
         note: Some("legacy secret".into()),
     });
-    let update =
-        ConversationUpdate { status: row.status, agent_id: row.agent_id.clone(), queued_at: row.queued_at };
+    let update = ConversationUpdate {
+        status: row.status,
+        agent_id: row.agent_id.clone(),
+        queued_at: row.queued_at,
+        takes_slot: false,
+    };
     s.svc.store().append(&id, row.last_seq, &update, &[old], row.updated_at + 1).await.unwrap();
     let after = row.last_seq.0;
     for path in [
@@ -239,7 +243,7 @@ both_dbs!(transfer, |s: TestServer| async move {
     assert_eq!(notes[0]["body"], "billing", "{notes}");
     assert_eq!(notes[0]["author"]["name"], "Ann", "{notes}");
     // Ann no longer has it.
-    let (st, _) = s
+    let (st, v) = s
         .call(
             "POST",
             &format!("/api/conversations/{c}/transfer"),
@@ -247,7 +251,7 @@ both_dbs!(transfer, |s: TestServer| async move {
             Some(json!({"to": "queue"})),
         )
         .await;
-    assert_eq!(st, 409);
+    assert_eq!((st, v["error"]["code"].as_str()), (403, Some("not_assignee")), "{v}");
     s.set_status(&s.agent2.0, "away").await;
     w.seen(&s, &c).await;
     let (st, v) = s
@@ -561,8 +565,12 @@ both_dbs!(decline, |s: TestServer| async move {
     s.set_status(&s.agent2.0, "online").await;
     let (_, v) = s.call("GET", &format!("/api/conversations/{c}"), Some(&vt), None).await;
     assert_eq!(v["agent"]["name"], "Bo");
-    let (st, _) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent1.0), None).await;
-    assert_eq!(st, 409, "only the assigned agent declines");
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent1.0), None).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("not_assignee")),
+        "only the assigned agent declines"
+    );
     // Ann is free but declined it already: Bo's decline sends it back to the queue, and it stays
     // there while Ann frees more slots.
     let (st, v) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent2.0), None).await;
