@@ -24,6 +24,7 @@ use handoff_protocol::ids::{
 };
 use handoff_protocol::routing::{pick_agent, AgentLoad, DEFAULT_CAPACITY};
 use handoff_protocol::state::{Act, Actor, Command, ConversationState, TransferTo, Transition};
+use handoff_protocol::timing::agent::AgentLiveness;
 use handoff_protocol::Channel;
 use tokio::sync::Notify;
 
@@ -142,6 +143,10 @@ pub struct Service {
     trusted_proxies: TrustedProxies,
     queue_broadcasts: Arc<QueueBroadcasts>,
     passwords: crypto::PasswordChecker,
+    /// Sockets joined with each agent's token on this node (entries removed at zero).
+    agent_sockets: Mutex<HashMap<AgentId, usize>>,
+    /// This node, as the holder of the background jobs' lease.
+    node_id: String,
 }
 
 /// The shortest time between two queue broadcasts of one project.
@@ -223,6 +228,8 @@ impl QueueBroadcasts {
 }
 
 const MAX_RETRIES: u32 = 8;
+/// An agent's REST calls are recorded at most this often (liveness needs minutes, not ms).
+const AGENT_REQUEST_TOUCH_MS: u64 = 30_000;
 const WRITE_LOCK_STRIPES: usize = 64;
 
 impl Service {
@@ -243,6 +250,8 @@ impl Service {
             trusted_proxies: TrustedProxies::default(),
             queue_broadcasts,
             passwords: crypto::PasswordChecker::new(2, 64),
+            agent_sockets: Mutex::new(HashMap::new()),
+            node_id: crypto::random_id("node_"),
         }
     }
 
@@ -342,6 +351,13 @@ impl Service {
                 .await
                 .map_err(AppError::from)?
             {
+                // A REST call (or a socket join) keeps the agent available: written at most
+                // every 30 s, well inside the 2-minute grace.
+                if agent.last_activity.saturating_add(AGENT_REQUEST_TOUCH_MS) <= now {
+                    if let Err(e) = self.store.touch_agent(&agent.id, now).await {
+                        tracing::warn!(error = %e, "cannot record agent activity");
+                    }
+                }
                 return Ok(Caller::Agent(agent));
             }
         } else if token.starts_with("sk_") {
@@ -433,6 +449,7 @@ impl Service {
             idle_since: now,
             open: 0,
             disabled: false,
+            last_socket_seen: None,
         };
         match self.store.insert_agent(&agent).await {
             Err(StoreError::Duplicate) => Err(AppError::validation("an agent with this email exists")),
@@ -1409,22 +1426,75 @@ impl Service {
         stale.len()
     }
 
-    /// Sets agents offline who were inactive for `after_ms`; returns how many.
+    /// Sets agents offline who have no socket connected (on any node) and made no REST call
+    /// for `after_ms` (the rule of [`AgentLiveness`]), each announced once with
+    /// `agent:status_changed` even when nodes race; returns how many.
     pub async fn expire_agents(&self, now: u64, after_ms: u64) -> usize {
-        let Ok(agents) = self.store.inactive_agents(now.saturating_sub(after_ms)).await else { return 0 };
+        // The sockets held here count as seen now (the refresh may not have run yet).
+        self.refresh_agent_sockets(now).await;
+        let before = now.saturating_sub(after_ms);
+        let Ok(agents) = self.store.inactive_agents(before).await else { return 0 };
+        let mut expired = 0;
         for a in &agents {
-            if self.store.set_agent_status(&a.id, AgentStatus::Offline, a.last_activity).await.is_ok() {
-                self.publish(
-                    &a.project_id,
-                    &Event::AgentStatusChanged(AgentStatusChanged {
-                        agent_id: a.id.clone(),
-                        status: AgentStatus::Offline,
-                    }),
-                    &[],
-                );
+            let liveness = AgentLiveness {
+                status: a.status,
+                local_sockets: self.agent_sockets(&a.id),
+                last_socket_seen: a.last_socket_seen,
+                last_request: a.last_activity,
+            };
+            if !liveness.expires_after(now, after_ms) {
+                continue;
+            }
+            match self.store.expire_agent(&a.id, before).await {
+                Ok(true) => {
+                    expired += 1;
+                    self.publish(
+                        &a.project_id,
+                        &Event::AgentStatusChanged(AgentStatusChanged {
+                            agent_id: a.id.clone(),
+                            status: AgentStatus::Offline,
+                        }),
+                        &[],
+                    );
+                }
+                Ok(false) => {} // came back meanwhile, or another node was first
+                Err(e) => tracing::warn!(error = %e, "cannot expire an agent"),
             }
         }
-        agents.len()
+        expired
+    }
+
+    /// Sockets joined with this agent's token on this node.
+    pub fn agent_sockets(&self, id: &AgentId) -> usize {
+        self.agent_sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Writes "seen connected at `now`" for every agent with a socket on this node, so that the
+    /// node running the expiry job sees them (every node, every
+    /// [`handoff_protocol::timing::agent::AGENT_SOCKET_REFRESH_MS`]).
+    pub async fn refresh_agent_sockets(&self, now: u64) {
+        let held: Vec<AgentId> = self
+            .agent_sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        if !held.is_empty() {
+            if let Err(e) = self.store.agent_sockets_seen(&held, now).await {
+                tracing::warn!(error = %e, "cannot record agents' sockets");
+            }
+        }
+    }
+
+    /// This node's id (the holder of the background jobs' lease).
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// `POST /api/conversations/{id}/read`.
@@ -1910,6 +1980,34 @@ impl RealtimeBackend for Service {
     async fn conversation_owner(&self, id: &ConversationId) -> Option<ConversationOwner> {
         let c = self.store.conversation(id).await.ok()??;
         Some(ConversationOwner { project_id: c.project_id, visitor_id: c.visitor_id })
+    }
+
+    async fn agent_socket(&self, agent: &AgentId, connected: bool) {
+        // The first socket here and the last one gone are written at once: the 2-minute grace
+        // counts from the close, not from the last refresh.
+        let edge = {
+            let mut map = self.agent_sockets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if connected {
+                let n = map.entry(agent.clone()).or_insert(0);
+                *n += 1;
+                *n == 1
+            } else if let Some(n) = map.get_mut(agent) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(agent);
+                    true
+                } else {
+                    false
+                }
+            } else {
+                false
+            }
+        };
+        if edge {
+            if let Err(e) = self.store.agent_sockets_seen(std::slice::from_ref(agent), now_ms()).await {
+                tracing::warn!(error = %e, "cannot record an agent's socket");
+            }
+        }
     }
 
     async fn client_broadcast(

@@ -2,13 +2,19 @@
 //! under concurrency, liveness by connection, background jobs once per cluster.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use handoff_protocol::phoenix::Vsn;
+use handoff_protocol::timing::agent::AGENT_OFFLINE_AFTER_MS;
+use handoff_protocol::{AgentId, Event};
+use handoff_server::jobs;
 use handoff_server::limits::LimitsConfig;
+use handoff_server::realtime::Hub;
+use handoff_server::service::{now_ms, Service};
 use serde_json::{json, Value};
 
 use crate::both_dbs;
-use crate::harness::{Db, TestServer};
+use crate::harness::{Db, Socket, TestServer};
 
 /// A conversation handed off to Ann (the only agent online): (visitor token, id).
 async fn held_by_ann(s: &TestServer) -> (String, String) {
@@ -232,4 +238,169 @@ async fn concurrent_handoffs_respect_capacity_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_handoffs_respect_capacity_postgres() {
     concurrent_handoffs(Db::Postgres).await;
+}
+
+/// Waits (up to 3 s) until the server counts `n` sockets for `agent`.
+async fn sockets_become(svc: &Service, agent: &str, n: usize) {
+    let id = AgentId::new(agent);
+    for _ in 0..300 {
+        if svc.agent_sockets(&id) == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{agent} has {} sockets, not {n}", svc.agent_sockets(&id));
+}
+
+/// `agent:status_changed` events seen, as (agent id, status).
+async fn status_changes(sock: &mut Socket) -> Vec<(String, String)> {
+    sock.events()
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::AgentStatusChanged(c) => Some((c.agent_id.to_string(), c.status.as_str().to_owned())),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn status_of(s: &TestServer, agent: &str) -> String {
+    let (_, list) = s.call("GET", "/api/agents", Some(&s.agent1.0), None).await;
+    list.as_array().unwrap().iter().find(|a| a["id"] == agent).unwrap()["status"].as_str().unwrap().to_owned()
+}
+
+// Liveness by connection: Ann sits in the console with only heartbeats and stays online long
+// past the old 30-minute rule; Bo closed his console and goes offline 2 minutes after, with
+// `agent:status_changed` (fake clock: the job runs with a future `now`).
+both_dbs!(liveness_by_connection, |s: TestServer| async move {
+    let (ann, bo) = (s.agent1.1.clone(), s.agent2.1.clone());
+    s.set_status(&s.agent1.0, "online").await;
+    s.set_status(&s.agent2.0, "online").await;
+    let mut console = s.socket(Vsn::V2).await;
+    console.join_ok(&format!("realtime:project:{}:queue", s.project), &s.agent1.0).await;
+    console.join_ok(&format!("realtime:agent:{ann}"), &s.agent1.0).await;
+    let mut bos = s.socket(Vsn::V1).await;
+    bos.join_ok(&format!("realtime:agent:{bo}"), &s.agent2.0).await;
+    sockets_become(&s.svc, &ann, 1).await;
+    sockets_become(&s.svc, &bo, 1).await;
+    drop(bos); // Bo closes his console
+    sockets_become(&s.svc, &bo, 0).await;
+    let closed = now_ms();
+    console.drain_frames().await;
+
+    // Within the grace: nobody goes.
+    assert_eq!(s.svc.expire_agents(closed + AGENT_OFFLINE_AFTER_MS - 5_000, AGENT_OFFLINE_AFTER_MS).await, 0);
+    // After it: Bo goes offline, announced once; Ann, connected, stays.
+    let (n, _) = tokio::join!(
+        s.svc.expire_agents(closed + AGENT_OFFLINE_AFTER_MS + 1_000, AGENT_OFFLINE_AFTER_MS),
+        s.svc.expire_agents(closed + AGENT_OFFLINE_AFTER_MS + 1_000, AGENT_OFFLINE_AFTER_MS),
+    );
+    assert!(n <= 1);
+    assert_eq!(status_changes(&mut console).await, [(bo.clone(), "offline".to_owned())]);
+    assert_eq!(status_of(&s, &bo).await, "offline");
+    // Ann's socket only beats; the job, run well past the old 30-minute threshold, leaves her.
+    let mut later = 0;
+    for minutes in [31, 60, 240] {
+        console.drain_frames().await; // a heartbeat
+        later = now_ms() + minutes * 60_000;
+        assert_eq!(s.svc.expire_agents(later, AGENT_OFFLINE_AFTER_MS).await, 0, "{minutes} min");
+        assert!(jobs::run_once(&s.svc, later, Duration::from_secs(15)).await.is_some());
+    }
+    assert_eq!(status_of(&s, &ann).await, "online");
+    assert!(status_changes(&mut console).await.is_empty());
+    // Her console closes too: 2 minutes later she is offline. (The runs above recorded her
+    // socket as seen at their future `now`: the clock goes on from there.)
+    drop(console);
+    sockets_become(&s.svc, &ann, 0).await;
+    let gone = later;
+    assert_eq!(s.svc.expire_agents(gone + 60_000, AGENT_OFFLINE_AFTER_MS).await, 0);
+    assert_eq!(s.svc.expire_agents(gone + AGENT_OFFLINE_AFTER_MS + 1_000, AGENT_OFFLINE_AFTER_MS).await, 1);
+    assert_eq!(status_of(&s, &ann).await, "offline");
+});
+
+/// A second server node on the same database, its hub on the same Redis channel as `s`'s.
+async fn second_node(s: &TestServer) -> (Arc<Service>, String) {
+    let store = handoff_server::store::SqlStore::connect(&s.config.database_url).await.unwrap();
+    let hub = Hub::with_redis(s.config.redis_url.as_deref().unwrap(), "handoff:realtime").await.unwrap();
+    let svc = Arc::new(Service::new(Arc::new(store), Arc::new(hub)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = handoff_server::app(svc.clone(), &s.config);
+    let serve = s.config.serve.clone();
+    tokio::spawn(async move {
+        handoff_server::serve(listener, router, &serve, std::future::pending()).await.unwrap();
+    });
+    (svc, format!("ws://{addr}/realtime/v1/websocket?apikey={}", s.public_key))
+}
+
+// Background jobs run once per cluster: two nodes on one PostgreSQL database and Redis run the
+// expiry at the same moment; one holds the lease and runs it, and each subscriber (on either
+// node) gets one `agent:status_changed`. A socket held on the other node keeps its agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expiry_runs_once_per_cluster() {
+    let redis = std::env::var("HANDOFF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    if let Err(e) = Hub::with_redis(&redis, "handoff-test:probe").await {
+        assert!(std::env::var_os("HANDOFF_REQUIRE_REDIS").is_none(), "redis: {e}");
+        eprintln!("skipped: no redis at {redis} ({e})");
+        return;
+    }
+    let Some(s) = TestServer::start_config(Db::Postgres, |c| c.redis_url = Some(redis.clone())).await else {
+        return;
+    };
+    let (svc2, ws2) = second_node(&s).await;
+    s.svc.create_agent(&s.project, "cy@test.dev", "Cy", "pw-cy-123").await.unwrap();
+    let (cy_token, cy) = s.login("cy@test.dev", "pw-cy-123").await;
+    let (ann, bo) = (s.agent1.1.clone(), s.agent2.1.clone());
+    for t in [&s.agent1.0, &s.agent2.0, &cy_token] {
+        s.set_status(t, "online").await;
+    }
+    let queue = format!("realtime:project:{}:queue", s.project);
+    let mut on1 = s.socket(Vsn::V2).await;
+    on1.join_ok(&queue, &s.agent1.0).await;
+    let mut on2 = Socket::connect(&ws2, Vsn::V1).await;
+    on2.join_ok(&queue, &s.agent1.0).await;
+    // Cy's console is connected to node 2 only.
+    let mut cys = Socket::connect(&ws2, Vsn::V2).await;
+    cys.join_ok(&format!("realtime:agent:{cy}"), &cy_token).await;
+    sockets_become(&svc2, &cy, 1).await;
+    sockets_become(&s.svc, &ann, 1).await;
+    on1.drain_frames().await;
+    on2.drain_frames().await;
+
+    // Ten minutes on: node 2 has refreshed its sockets (as its job loop does every 30 s), then
+    // both nodes run the jobs at once.
+    let later = now_ms() + 10 * 60_000;
+    svc2.refresh_agent_sockets(later).await;
+    let lease = Duration::from_secs(15);
+    let (r1, r2) = tokio::join!(jobs::run_once(&s.svc, later, lease), jobs::run_once(&svc2, later, lease));
+    assert!(r1.is_some() != r2.is_some(), "exactly one node runs the jobs: {r1:?} {r2:?}");
+    assert_eq!(r1.or(r2).unwrap().agents, 1, "Bo, without a socket, goes offline");
+    tokio::time::sleep(Duration::from_millis(500)).await; // across Redis
+    for sock in [&mut on1, &mut on2] {
+        assert_eq!(status_changes(sock).await, [(bo.clone(), "offline".to_owned())]);
+    }
+    assert_eq!(status_of(&s, &cy).await, "online", "a socket on the other node keeps Cy");
+    assert_eq!(status_of(&s, &ann).await, "online");
+    // The lease holder keeps running them; the other takes over only once it expired.
+    let leader = if r1.is_some() { &s.svc } else { &svc2 };
+    let other = if r1.is_some() { &svc2 } else { &s.svc };
+    assert!(jobs::run_once(other, later + 5_000, lease).await.is_none());
+    assert!(jobs::run_once(leader, later + 5_000, lease).await.is_some());
+    assert!(jobs::run_once(other, later + 5_000 + 15_000, lease).await.is_some());
+    // Even without the lease, two nodes expiring one agent at once announce it once.
+    s.set_status(&s.agent2.0, "online").await;
+    on1.drain_frames().await;
+    on2.drain_frames().await;
+    let t = now_ms() + AGENT_OFFLINE_AFTER_MS + 1_000;
+    svc2.refresh_agent_sockets(t).await;
+    let (a, b) = tokio::join!(
+        s.svc.expire_agents(t, AGENT_OFFLINE_AFTER_MS),
+        svc2.expire_agents(t, AGENT_OFFLINE_AFTER_MS)
+    );
+    assert_eq!(a + b, 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for sock in [&mut on1, &mut on2] {
+        assert_eq!(status_changes(sock).await, [(bo.clone(), "offline".to_owned())]);
+    }
+    drop(cys);
 }

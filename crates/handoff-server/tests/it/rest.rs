@@ -852,7 +852,8 @@ both_dbs!(identity_enforced, |s: TestServer| async move {
     assert_eq!(reply.reply().unwrap().status, handoff_protocol::phoenix::ReplyStatus::Error);
 });
 
-// Background jobs: silent customers go offline, inactive agents go offline, both announced.
+// Background jobs: silent customers go offline, agents without a socket go offline, both
+// announced.
 both_dbs!(expiry_jobs, |s: TestServer| async move {
     s.set_status(&s.agent2.0, "online").await;
     let (vt, c) = s.conversation().await;
@@ -864,7 +865,17 @@ both_dbs!(expiry_jobs, |s: TestServer| async move {
     assert_eq!(s.svc.expire_agents(t0, 60_000).await, 0);
     assert!(w.seen(&s, &c).await.0.is_empty());
     assert_eq!(s.svc.expire_presence(t0 + 60_001, 60_000).await, 1);
-    assert_eq!(s.svc.expire_agents(t0 + 60_001, 60_000).await, 1);
+    // Bo's socket (the watch's) keeps him online however long he is quiet; once it closed,
+    // he goes after the grace.
+    assert_eq!(s.svc.expire_agents(t0 + 60_001, 60_000).await, 0, "a connected agent stays");
+    w.a2 = s.socket(Vsn::V1).await;
+    let bo = handoff_protocol::AgentId::new(s.agent2.1.as_str());
+    while s.svc.agent_sockets(&bo) > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // (The run above saw his socket at its `now`: the clock goes on from there.)
+    let t1 = handoff_server::service::now_ms().max(t0 + 60_001);
+    assert_eq!(s.svc.expire_agents(t1 + 60_001, 60_000).await, 1);
     let (agents, _) = w.seen(&s, &c).await;
     assert_eq!(
         agents,
