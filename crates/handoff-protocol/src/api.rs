@@ -84,6 +84,9 @@ pub enum ErrorCode {
     InvalidTransition,
     /// The target agent cannot take the conversation (offline or at capacity).
     AgentUnavailable,
+    /// The conversation is assigned to another agent: only its assignee (or the project's
+    /// secret key, except to speak as the bot) may act on it.
+    NotAssignee,
     /// Too many requests.
     RateLimited,
     /// The request took longer than the server allows (a client sending too slowly).
@@ -97,7 +100,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server sends (all but [`ErrorCode::Unknown`]).
-    pub const KNOWN: [ErrorCode; 14] = [
+    pub const KNOWN: [ErrorCode; 15] = [
         ErrorCode::BadRequest,
         ErrorCode::ValidationFailed,
         ErrorCode::PayloadTooLarge,
@@ -105,6 +108,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::IdentityRequired,
         ErrorCode::OriginNotAllowed,
+        ErrorCode::NotAssignee,
         ErrorCode::NotFound,
         ErrorCode::InvalidTransition,
         ErrorCode::AgentUnavailable,
@@ -124,6 +128,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::IdentityRequired => "identity_required",
             ErrorCode::OriginNotAllowed => "origin_not_allowed",
+            ErrorCode::NotAssignee => "not_assignee",
             ErrorCode::NotFound => "not_found",
             ErrorCode::InvalidTransition => "invalid_transition",
             ErrorCode::AgentUnavailable => "agent_unavailable",
@@ -142,7 +147,10 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => 422,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden | ErrorCode::IdentityRequired | ErrorCode::OriginNotAllowed => 403,
+            ErrorCode::Forbidden
+            | ErrorCode::IdentityRequired
+            | ErrorCode::OriginNotAllowed
+            | ErrorCode::NotAssignee => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::InvalidTransition | ErrorCode::AgentUnavailable => 409,
@@ -525,23 +533,42 @@ pub struct ReadRequest {
 /// A `seq` from JSON: an integer, or a number with no fraction (`7.0`), which JSON Schema counts
 /// as an integer too.
 fn integral_seq<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Seq, D::Error> {
+    integral(d)?.map(Seq).ok_or_else(|| serde::de::Error::custom("seq must be a non-negative integer"))
+}
+
+/// A capacity from JSON: `null`, or a whole number (also `3.0`) up to `u32::MAX`.
+fn integral_capacity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    integral(d)?
+        .map(|v| u32::try_from(v).map_err(|_| serde::de::Error::custom("capacity is too large")))
+        .transpose()
+}
+
+/// A non-negative whole number from JSON, written as an integer or as a float without fraction;
+/// `None` for `null`.
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     struct V;
     impl serde::de::Visitor<'_> for V {
-        type Value = Seq;
+        type Value = Option<u64>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a non-negative integer")
         }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seq, E> {
-            Ok(Seq(v))
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
         }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seq, E> {
-            u64::try_from(v).map(Seq).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u64::try_from(v).map(Some).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
         }
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Seq, E> {
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
             // Below 2^64, so the cast is exact for an integral value.
             if v.fract() == 0.0 && v >= 0.0 && v < u64::MAX as f64 {
-                Ok(Seq(v as u64))
+                Ok(Some(v as u64))
             } else {
                 Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
             }
@@ -612,6 +639,20 @@ pub struct StatusRequest {
     /// The new status.
     pub status: AgentStatus,
 }
+
+/// `PATCH /api/agents/{id}` (project secret key): only the fields given change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentUpdateRequest {
+    /// How many open conversations the agent holds at most (0 to [`MAX_CAPACITY`]; 0 takes
+    /// them out of routing and claims).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "integral_capacity")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000))] // MAX_CAPACITY
+    pub capacity: Option<u32>,
+}
+
+/// The largest capacity an agent may have.
+pub const MAX_CAPACITY: u32 = 1_000;
 
 /// One row of `GET /api/inbox`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -738,6 +779,9 @@ mod tests {
         assert_eq!(ErrorCode::InvalidTransition.http_status(), 409);
         assert_eq!(ErrorCode::PayloadTooLarge.http_status(), 413);
         assert_eq!(ErrorCode::ValidationFailed.http_status(), 422);
+        assert_eq!(ErrorCode::NotAssignee.http_status(), 403);
+        assert_eq!(serde_json::to_string(&ErrorCode::NotAssignee).unwrap(), r#""not_assignee""#);
+        assert_eq!(ErrorCode::AgentUnavailable.http_status(), 409);
         assert_eq!(ErrorCode::MethodNotAllowed.http_status(), 405);
         for (status, code) in [
             (400, ErrorCode::BadRequest),

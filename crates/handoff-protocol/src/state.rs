@@ -96,6 +96,32 @@ impl Command {
     }
 }
 
+/// Who acts on a conversation, for [`ConversationState::authorize`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Actor {
+    /// The conversation's customer.
+    Customer,
+    /// A signed-in agent of the project.
+    Agent(AgentId),
+    /// A server with the project's secret key (a bot backend).
+    SecretKey,
+}
+
+/// What an [`Actor`] does, for [`ConversationState::authorize`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Act {
+    /// Write a message.
+    Speak,
+    /// Resolve.
+    Resolve,
+    /// Decline (pass on to another free agent or the queue).
+    Decline,
+    /// Transfer to the queue or another agent.
+    Transfer,
+}
+
 /// The part of a conversation the machine decides on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ConversationState {
@@ -200,6 +226,30 @@ impl ConversationState {
         }
     }
 
+    /// The ownership rule (DESIGN section 3), checked before a command that acts on the
+    /// conversation: on an `assigned` conversation only its assignee speaks as an agent,
+    /// resolves, declines or transfers; the project's secret key may resolve or decline (on the
+    /// assignee's behalf) but never speaks there (a human holds it) and never transfers. On any
+    /// other status the state machine alone decides.
+    ///
+    /// # Errors
+    /// [`TransitionError::NotAssignedAgent`] (the server's `403 not_assignee`).
+    pub fn authorize(&self, actor: &Actor, act: Act) -> Result<(), TransitionError> {
+        if self.status != ConversationStatus::Assigned {
+            return Ok(());
+        }
+        let ok = match actor {
+            Actor::Customer => act == Act::Speak,
+            Actor::Agent(id) => self.agent.as_ref() == Some(id),
+            Actor::SecretKey => matches!(act, Act::Resolve | Act::Decline),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(TransitionError::NotAssignedAgent)
+        }
+    }
+
     fn check_assigned(&self, by: &AgentId) -> Result<(), TransitionError> {
         if self.agent.as_ref() == Some(by) {
             Ok(())
@@ -279,6 +329,35 @@ mod tests {
             TransitionError::SameAgent.to_string(),
             "the conversation is already assigned to this agent"
         );
+    }
+
+    #[test]
+    fn only_the_assignee_acts_on_an_assigned_conversation() {
+        let held = st(Assigned, Some("x"));
+        let acts = [Act::Speak, Act::Resolve, Act::Decline, Act::Transfer];
+        for act in acts {
+            assert_eq!(held.authorize(&Actor::Agent(a("x")), act), Ok(()), "{act:?}");
+            assert_eq!(
+                held.authorize(&Actor::Agent(a("y")), act),
+                Err(TransitionError::NotAssignedAgent),
+                "{act:?}"
+            );
+        }
+        // The secret key resolves or declines for the assignee, but a bot never speaks over a
+        // human, and transfers are the agents' own.
+        assert_eq!(held.authorize(&Actor::SecretKey, Act::Resolve), Ok(()));
+        assert_eq!(held.authorize(&Actor::SecretKey, Act::Decline), Ok(()));
+        assert_eq!(held.authorize(&Actor::SecretKey, Act::Speak), Err(TransitionError::NotAssignedAgent));
+        assert_eq!(held.authorize(&Actor::SecretKey, Act::Transfer), Err(TransitionError::NotAssignedAgent));
+        assert_eq!(held.authorize(&Actor::Customer, Act::Speak), Ok(()));
+        assert_eq!(held.authorize(&Actor::Customer, Act::Resolve), Err(TransitionError::NotAssignedAgent));
+        // Unassigned conversations: nobody holds them; the state machine decides.
+        for s in [st(Bot, None), st(Queued, None), st(Resolved, None)] {
+            for act in acts {
+                assert_eq!(s.authorize(&Actor::Agent(a("y")), act), Ok(()));
+                assert_eq!(s.authorize(&Actor::SecretKey, act), Ok(()));
+            }
+        }
     }
 
     #[test]

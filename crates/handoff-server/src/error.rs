@@ -84,7 +84,12 @@ impl From<crate::store::StoreError> for AppError {
 
 impl From<TransitionError> for AppError {
     fn from(e: TransitionError) -> Self {
-        AppError::new(ErrorCode::InvalidTransition, e.to_string())
+        let code = match e {
+            // Someone else holds the conversation: a matter of authorization, not of state.
+            TransitionError::NotAssignedAgent => ErrorCode::NotAssignee,
+            _ => ErrorCode::InvalidTransition,
+        };
+        AppError::new(code, e.to_string())
     }
 }
 

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use handoff_protocol::api::{self, ErrorCode, MAX_REQUEST_BYTES};
-use handoff_protocol::ids::{ConversationId, OfflineMessageId, ProjectId, Seq};
+use handoff_protocol::ids::{AgentId, ConversationId, OfflineMessageId, ProjectId, Seq};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -192,7 +192,7 @@ pub fn routes(state: AppState) -> Router {
             // request (the preflight carries no credentials to tell the project).
             CorsLayer::new()
                 .allow_origin(AllowOrigin::mirror_request())
-                .allow_methods([Method::GET, Method::POST, Method::PUT])
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
         )
         .with_state(state)
@@ -358,6 +358,7 @@ fn routes_documented() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(set_status))
         .routes(routes!(agents))
+        .routes(routes!(update_agent))
         .routes(routes!(inbox))
         .routes(routes!(queue))
         .routes(routes!(offline_message))
@@ -783,6 +784,26 @@ async fn set_status(
 )]
 async fn agents(State(s): State<AppState>, Auth(c): Auth) -> AppResult<Json<Vec<api::Agent>>> {
     s.agents(&c).await.map(Json)
+}
+
+/// Change an agent's settings (project secret key): `capacity`, the open conversations routing
+/// and claims give them at most.
+#[utoipa::path(
+    patch,
+    path = "/api/agents/{id}",
+    tag = "agents",
+    params(("id" = AgentId, Path, description = "Agent id")),
+    request_body = api::AgentUpdateRequest,
+    responses((status = 200, description = "OK", body = api::Agent), BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Invalid, RateLimited, Internal),
+    security(("bearer" = []))
+)]
+async fn update_agent(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    PathId(id): PathId<AgentId>,
+    Json(req): Json<api::AgentUpdateRequest>,
+) -> AppResult<Json<api::Agent>> {
+    s.update_agent(&c, &id, req).await.map(Json)
 }
 
 /// My conversations and the queue, with unread counts.

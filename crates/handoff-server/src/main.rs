@@ -200,6 +200,16 @@ enum AgentCmd {
         #[arg(long, env = "HANDOFF_AGENT_PASSWORD")]
         password: String,
     },
+    /// Change an agent's settings; only the options given change.
+    Set {
+        /// Agent id.
+        #[arg(long)]
+        agent: String,
+        /// Open conversations routing and claims give the agent at most (default 3; 0 takes
+        /// them out of routing).
+        #[arg(long)]
+        capacity: Option<u32>,
+    },
     /// Set an agent's password; the agent is signed out everywhere.
     SetPassword {
         /// Agent id.
@@ -267,6 +277,14 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let svc = service(&config).await?;
             svc.set_agent_password(&AgentId::new(agent), &password).await?;
             println!("password changed; the agent's sessions are signed out");
+            Ok(())
+        }
+        Cmd::Agent { command: AgentCmd::Set { agent, capacity } } => {
+            let svc = service(&config).await?;
+            if let Some(capacity) = capacity {
+                let a = svc.set_agent_capacity(&AgentId::new(agent), capacity).await?;
+                println!("capacity={}", a.capacity);
+            }
             Ok(())
         }
         Cmd::Agent { command: AgentCmd::Disable { agent, enable } } => {

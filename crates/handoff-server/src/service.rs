@@ -23,7 +23,8 @@ use handoff_protocol::ids::{
     AgentId, ClientMsgId, ConversationId, NoteId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
 };
 use handoff_protocol::routing::{pick_agent, AgentLoad, DEFAULT_CAPACITY};
-use handoff_protocol::state::{Command, ConversationState, TransferTo, Transition};
+use handoff_protocol::state::{Act, Actor, Command, ConversationState, TransferTo, Transition};
+use handoff_protocol::timing::agent::AgentLiveness;
 use handoff_protocol::Channel;
 use tokio::sync::Notify;
 
@@ -98,6 +99,29 @@ impl Caller {
             _ => Err(AppError::forbidden("only agents can do this")),
         }
     }
+
+    fn actor(&self) -> Actor {
+        match self {
+            Caller::Customer { .. } => Actor::Customer,
+            Caller::Agent(a) => Actor::Agent(a.id.clone()),
+            Caller::Server(_) => Actor::SecretKey,
+        }
+    }
+
+    /// The ownership rule on the conversation as it is now (read inside the write's retry loop,
+    /// so a concurrent reassignment is seen): 403 `not_assignee` for anyone but the assignee.
+    fn authorize(&self, c: &ConversationRow, act: Act) -> AppResult<()> {
+        let state = ConversationState { status: c.status, agent: c.agent_id.clone() };
+        state.authorize(&self.actor(), act).map_err(|_| {
+            let message = match self {
+                Caller::Server(_) if act == Act::Speak => {
+                    "a human agent holds this conversation: the bot cannot speak in it"
+                }
+                _ => "the conversation is assigned to another agent: claim it from the queue or be transferred it",
+            };
+            AppError::new(ErrorCode::NotAssignee, message)
+        })
+    }
 }
 
 fn summary(a: &AgentRow) -> AgentSummary {
@@ -119,6 +143,10 @@ pub struct Service {
     trusted_proxies: TrustedProxies,
     queue_broadcasts: Arc<QueueBroadcasts>,
     passwords: crypto::PasswordChecker,
+    /// Sockets joined with each agent's token on this node (entries removed at zero).
+    agent_sockets: Mutex<HashMap<AgentId, usize>>,
+    /// This node, as the holder of the background jobs' lease.
+    node_id: String,
 }
 
 /// The shortest time between two queue broadcasts of one project.
@@ -200,6 +228,8 @@ impl QueueBroadcasts {
 }
 
 const MAX_RETRIES: u32 = 8;
+/// An agent's REST calls are recorded at most this often (liveness needs minutes, not ms).
+const AGENT_REQUEST_TOUCH_MS: u64 = 30_000;
 const WRITE_LOCK_STRIPES: usize = 64;
 
 impl Service {
@@ -220,6 +250,8 @@ impl Service {
             trusted_proxies: TrustedProxies::default(),
             queue_broadcasts,
             passwords: crypto::PasswordChecker::new(2, 64),
+            agent_sockets: Mutex::new(HashMap::new()),
+            node_id: crypto::random_id("node_"),
         }
     }
 
@@ -319,6 +351,13 @@ impl Service {
                 .await
                 .map_err(AppError::from)?
             {
+                // A REST call (or a socket join) keeps the agent available: written at most
+                // every 30 s, well inside the 2-minute grace.
+                if agent.last_activity.saturating_add(AGENT_REQUEST_TOUCH_MS) <= now {
+                    if let Err(e) = self.store.touch_agent(&agent.id, now).await {
+                        tracing::warn!(error = %e, "cannot record agent activity");
+                    }
+                }
                 return Ok(Caller::Agent(agent));
             }
         } else if token.starts_with("sk_") {
@@ -410,6 +449,7 @@ impl Service {
             idle_since: now,
             open: 0,
             disabled: false,
+            last_socket_seen: None,
         };
         match self.store.insert_agent(&agent).await {
             Err(StoreError::Duplicate) => Err(AppError::validation("an agent with this email exists")),
@@ -722,13 +762,21 @@ impl Service {
                 ConversationStatus::Queued => Some(now),
                 _ => None,
             };
-            let update = ConversationUpdate { status: t.to, agent_id: t.agent.clone(), queued_at };
+            let takes_slot = t.agent.is_some() && t.agent != t.previous_agent;
+            let update =
+                ConversationUpdate { status: t.to, agent_id: t.agent.clone(), queued_at, takes_slot };
             match self.store.append(id, c.last_seq, &update, &events, now).await {
                 Ok(()) => {
                     self.wake(id);
                     return Ok((c, t, events));
                 }
                 Err(StoreError::Conflict) => {}
+                Err(StoreError::AtCapacity) => {
+                    return Err(AppError::new(
+                        ErrorCode::AgentUnavailable,
+                        "the agent holds as many conversations as their capacity allows",
+                    ));
+                }
                 Err(e) => return Err(AppError::from(e)),
             }
         }
@@ -828,22 +876,24 @@ impl Service {
         for _ in 0..64 {
             let Ok(queue) = self.store.queue(project).await else { return };
             let Ok((agents, loads)) = self.loads(project).await else { return };
-            let mut assigned = false;
+            let mut progressed = false;
             for head in &queue {
                 let Ok(mut exclude) = self.store.decliners(&head.id).await else { return };
                 exclude.extend(released.filter(|(c, _)| *c == &head.id).map(|(_, a)| a.clone()));
                 let Some(agent_id) = pick_agent(&loads, &exclude) else { continue };
                 let Some(agent) = agents.iter().find(|a| a.id == agent_id) else { continue };
-                if self
+                progressed = match self
                     .assign(&head.id, agent, Command::Assign { agent: agent_id.clone() }, false)
                     .await
-                    .is_ok()
                 {
-                    assigned = true;
-                }
+                    Ok(_) => true,
+                    // Another writer (a claim, a drain on another node) was first: the agent
+                    // filled up or the head is gone. Read the queue and the loads again.
+                    Err(e) => matches!(e.code, ErrorCode::AgentUnavailable | ErrorCode::InvalidTransition),
+                };
                 break;
             }
-            if !assigned {
+            if !progressed {
                 return;
             }
         }
@@ -922,6 +972,7 @@ impl Service {
             .transition(
                 id,
                 |c| {
+                    caller.authorize(c, Act::Speak)?;
                     if is_customer {
                         Ok(Command::CustomerMessage)
                     } else if c.status == ConversationStatus::Resolved {
@@ -1057,26 +1108,35 @@ impl Service {
             return Err(AppError::forbidden("agents claim conversations instead"));
         }
         let c = self.visible(caller, id).await?;
-        let (agents, loads) = self.loads(&c.project_id).await?;
-        let picked = pick_agent(&loads, &[]);
-        let agent = picked.as_ref().and_then(|id| agents.iter().find(|a| &a.id == id)).map(summary);
-        let (c, t, events) = self
-            .transition(
-                id,
-                |_| Ok(Command::Handoff { agent: picked.clone() }),
-                |c, t, seq| {
-                    let mut out: Vec<Event> = Self::status_event(c, t, seq).into_iter().collect();
-                    if let Some(a) = &agent {
-                        out.push(Event::ConversationAssigned(ConversationAssigned {
-                            conversation_id: c.id.clone(),
-                            seq: seq(),
-                            agent: a.clone(),
-                        }));
-                    }
-                    out
-                },
-            )
-            .await?;
+        // Routing reads the loads outside any lock; the write re-checks the pick's capacity
+        // under a lock on them, and a full pick is skipped (the next one, or the queue).
+        let mut refused: Vec<AgentId> = Vec::new();
+        let (c, t, events) = loop {
+            let (agents, loads) = self.loads(&c.project_id).await?;
+            let picked = pick_agent(&loads, &refused);
+            let agent = picked.as_ref().and_then(|id| agents.iter().find(|a| &a.id == id)).map(summary);
+            let result = self
+                .transition(
+                    id,
+                    |_| Ok(Command::Handoff { agent: picked.clone() }),
+                    |c, t, seq| {
+                        let mut out: Vec<Event> = Self::status_event(c, t, seq).into_iter().collect();
+                        if let Some(a) = &agent {
+                            out.push(Event::ConversationAssigned(ConversationAssigned {
+                                conversation_id: c.id.clone(),
+                                seq: seq(),
+                                agent: a.clone(),
+                            }));
+                        }
+                        out
+                    },
+                )
+                .await;
+            match result {
+                Err(e) if e.code == ErrorCode::AgentUnavailable && picked.is_some() => refused.extend(picked),
+                r => break r?,
+            }
+        };
         if let Some(a) = &t.agent {
             let _ = self.store.set_idle_since(a, now_ms()).await;
         }
@@ -1093,7 +1153,8 @@ impl Service {
     /// `POST /api/conversations/{id}/claim`.
     ///
     /// # Errors
-    /// 403 for non-agents; 409 when not queued.
+    /// 403 for non-agents; 409 when not queued, `agent_unavailable` when the agent holds their
+    /// capacity already.
     pub async fn claim(&self, caller: &Caller, id: &ConversationId) -> AppResult<Conversation> {
         let agent = caller.agent()?;
         self.visible(caller, id).await?;
@@ -1123,6 +1184,7 @@ impl Service {
             }
         }
         let c = self.visible(caller, id).await?;
+        caller.authorize(&c, Act::Transfer)?;
         let target = if req.to == "queue" {
             None
         } else {
@@ -1148,7 +1210,10 @@ impl Service {
         let (_, t, events) = self
             .transition(
                 id,
-                |_| Ok(Command::Transfer { by: me.id.clone(), to: to.clone() }),
+                |c| {
+                    caller.authorize(c, Act::Transfer)?;
+                    Ok(Command::Transfer { by: me.id.clone(), to: to.clone() })
+                },
                 |c, t, seq| {
                     let mut out = vec![Event::ConversationTransferred(ConversationTransferred {
                         conversation_id: c.id.clone(),
@@ -1195,49 +1260,85 @@ impl Service {
     }
 
     /// `POST /api/conversations/{id}/decline`: to another free agent, else back to the queue.
+    /// The assignee declines; the project's secret key may decline for them.
     ///
     /// # Errors
-    /// 403, 404, 409.
+    /// 403 (`not_assignee` for another agent), 404, 409.
     pub async fn decline(&self, caller: &Caller, id: &ConversationId) -> AppResult<Conversation> {
-        let me = caller.agent()?;
         let c = self.visible(caller, id).await?;
-        // Whoever declined it before is not asked again (the state machine checks that `me` is
-        // the assignee; the decline is recorded once it went through).
+        if matches!(caller, Caller::Customer { .. }) {
+            return Err(AppError::forbidden("only agents decline"));
+        }
+        caller.authorize(&c, Act::Decline)?;
+        // Who declines: the agent, or for the secret key the assignee (the state machine checks
+        // that they hold it when the decline is written).
+        let me = match caller {
+            Caller::Agent(a) => a.id.clone(),
+            _ => c.agent_id.clone().ok_or_else(|| {
+                AppError::new(ErrorCode::InvalidTransition, "cannot decline a conversation nobody holds")
+            })?,
+        };
+        // Whoever declined it before is not asked again (the decline is recorded once it went
+        // through).
         let mut declined = self.store.decliners(id).await.map_err(AppError::from)?;
-        declined.push(me.id.clone());
-        let (agents, loads) = self.loads(&c.project_id).await?;
-        let next = pick_agent(&loads, &declined);
-        let next_row = next.as_ref().and_then(|n| agents.iter().find(|a| &a.id == n));
-        let (_, t, events) = self
-            .transition(
-                id,
-                |_| Ok(Command::Decline { by: me.id.clone(), next: next.clone() }),
-                |c, t, seq| Self::handed_to(c, t, seq, next_row),
-            )
-            .await?;
-        if let Err(e) = self.store.add_decline(id, &me.id, now_ms()).await {
+        declined.push(me.clone());
+        let mut refused = Vec::new();
+        let (t, events) = loop {
+            let (agents, loads) = self.loads(&c.project_id).await?;
+            let mut exclude = declined.clone();
+            exclude.extend(refused.iter().cloned());
+            let next = pick_agent(&loads, &exclude);
+            let next_row = next.as_ref().and_then(|n| agents.iter().find(|a| &a.id == n));
+            let result = self
+                .transition(
+                    id,
+                    |c| {
+                        caller.authorize(c, Act::Decline)?;
+                        Ok(Command::Decline { by: me.clone(), next: next.clone() })
+                    },
+                    |c, t, seq| Self::handed_to(c, t, seq, next_row),
+                )
+                .await;
+            match result {
+                // The agent routing picked filled up meanwhile: pick again without them.
+                Err(e) if e.code == ErrorCode::AgentUnavailable && next.is_some() => {
+                    refused.extend(next);
+                }
+                r => {
+                    let (_, t, events) = r?;
+                    break (t, events);
+                }
+            }
+        };
+        if let Err(e) = self.store.add_decline(id, &me, now_ms()).await {
             tracing::warn!(error = %e, "cannot record a decline");
         }
-        let assignee: Vec<&AgentId> = next.iter().collect();
+        let assignee: Vec<&AgentId> = t.agent.iter().collect();
         for e in &events {
             self.publish(&c.project_id, e, &assignee);
         }
-        self.released(&c.project_id, id, &me.id, &t).await;
+        self.released(&c.project_id, id, &me, &t).await;
         self.get_conversation(caller, id).await
     }
 
-    /// `POST /api/conversations/{id}/resolve`.
+    /// `POST /api/conversations/{id}/resolve`: by an agent (the assignee, when it is assigned)
+    /// or the project's secret key.
     ///
     /// # Errors
-    /// 403, 404, 409.
+    /// 403 (`not_assignee` for another agent), 404, 409.
     pub async fn resolve(&self, caller: &Caller, id: &ConversationId) -> AppResult<Conversation> {
-        let me = caller.agent()?;
+        if matches!(caller, Caller::Customer { .. }) {
+            return Err(AppError::forbidden("only agents resolve"));
+        }
         let c = self.visible(caller, id).await?;
         let by = caller.author();
         let (before, t, events) = self
             .transition(
                 id,
-                |_| Ok(Command::Resolve),
+                |c| {
+                    caller.authorize(c, Act::Resolve)?;
+                    Ok(Command::Resolve)
+                },
                 |c, t, seq| {
                     let mut out = vec![Event::ConversationResolved(ConversationResolved {
                         conversation_id: c.id.clone(),
@@ -1249,8 +1350,11 @@ impl Service {
                 },
             )
             .await?;
-        let mut agents = vec![&me.id];
-        if let Some(a) = before.agent_id.as_ref().filter(|a| **a != me.id) {
+        let mut agents: Vec<&AgentId> = Vec::new();
+        if let Caller::Agent(me) = caller {
+            agents.push(&me.id);
+        }
+        if let Some(a) = before.agent_id.as_ref().filter(|a| !agents.contains(a)) {
             agents.push(a);
         }
         for e in &events {
@@ -1335,22 +1439,75 @@ impl Service {
         stale.len()
     }
 
-    /// Sets agents offline who were inactive for `after_ms`; returns how many.
+    /// Sets agents offline who have no socket connected (on any node) and made no REST call
+    /// for `after_ms` (the rule of [`AgentLiveness`]), each announced once with
+    /// `agent:status_changed` even when nodes race; returns how many.
     pub async fn expire_agents(&self, now: u64, after_ms: u64) -> usize {
-        let Ok(agents) = self.store.inactive_agents(now.saturating_sub(after_ms)).await else { return 0 };
+        // The sockets held here count as seen now (the refresh may not have run yet).
+        self.refresh_agent_sockets(now).await;
+        let before = now.saturating_sub(after_ms);
+        let Ok(agents) = self.store.inactive_agents(before).await else { return 0 };
+        let mut expired = 0;
         for a in &agents {
-            if self.store.set_agent_status(&a.id, AgentStatus::Offline, a.last_activity).await.is_ok() {
-                self.publish(
-                    &a.project_id,
-                    &Event::AgentStatusChanged(AgentStatusChanged {
-                        agent_id: a.id.clone(),
-                        status: AgentStatus::Offline,
-                    }),
-                    &[],
-                );
+            let liveness = AgentLiveness {
+                status: a.status,
+                local_sockets: self.agent_sockets(&a.id),
+                last_socket_seen: a.last_socket_seen,
+                last_request: a.last_activity,
+            };
+            if !liveness.expires_after(now, after_ms) {
+                continue;
+            }
+            match self.store.expire_agent(&a.id, before).await {
+                Ok(true) => {
+                    expired += 1;
+                    self.publish(
+                        &a.project_id,
+                        &Event::AgentStatusChanged(AgentStatusChanged {
+                            agent_id: a.id.clone(),
+                            status: AgentStatus::Offline,
+                        }),
+                        &[],
+                    );
+                }
+                Ok(false) => {} // came back meanwhile, or another node was first
+                Err(e) => tracing::warn!(error = %e, "cannot expire an agent"),
             }
         }
-        agents.len()
+        expired
+    }
+
+    /// Sockets joined with this agent's token on this node.
+    pub fn agent_sockets(&self, id: &AgentId) -> usize {
+        self.agent_sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Writes "seen connected at `now`" for every agent with a socket on this node, so that the
+    /// node running the expiry job sees them (every node, every
+    /// [`handoff_protocol::timing::agent::AGENT_SOCKET_REFRESH_MS`]).
+    pub async fn refresh_agent_sockets(&self, now: u64) {
+        let held: Vec<AgentId> = self
+            .agent_sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        if !held.is_empty() {
+            if let Err(e) = self.store.agent_sockets_seen(&held, now).await {
+                tracing::warn!(error = %e, "cannot record agents' sockets");
+            }
+        }
+    }
+
+    /// This node's id (the holder of the background jobs' lease).
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// `POST /api/conversations/{id}/read`.
@@ -1507,6 +1664,55 @@ impl Service {
             self.publish(&agent.project_id, &event, &[]);
         }
         Ok(())
+    }
+
+    /// `PATCH /api/agents/{id}` (the project's secret key): changes an agent's settings.
+    ///
+    /// # Errors
+    /// 403 for other callers; 404 for an agent of another project; 422 for a capacity above
+    /// [`api::MAX_CAPACITY`].
+    pub async fn update_agent(
+        &self,
+        caller: &Caller,
+        id: &AgentId,
+        req: api::AgentUpdateRequest,
+    ) -> AppResult<api::Agent> {
+        let Caller::Server(project) = caller else {
+            return Err(AppError::forbidden("only the project's secret key changes agents"));
+        };
+        let agent = self
+            .store
+            .agent(id)
+            .await
+            .map_err(AppError::from)?
+            .filter(|a| a.project_id == project.id)
+            .ok_or_else(|| AppError::not_found("agent"))?;
+        match req.capacity {
+            Some(capacity) => self.set_agent_capacity(id, capacity).await.map(|a| agent_dto(&a)),
+            None => Ok(agent_dto(&agent)),
+        }
+    }
+
+    /// Sets an agent's capacity (no authorization: the CLI's entry point). Lowering it takes
+    /// nothing away; raising it offers them queued work at once when they are online.
+    ///
+    /// # Errors
+    /// 404 unknown agent; 422 for a capacity above [`api::MAX_CAPACITY`].
+    pub async fn set_agent_capacity(&self, id: &AgentId, capacity: u32) -> AppResult<AgentRow> {
+        if capacity > api::MAX_CAPACITY {
+            return Err(AppError::validation(format!("capacity must be 0 to {}", api::MAX_CAPACITY)));
+        }
+        let agent = self
+            .store
+            .agent(id)
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| AppError::not_found("agent"))?;
+        self.store.set_agent_capacity(id, capacity).await.map_err(AppError::from)?;
+        if capacity > agent.capacity && agent.status == AgentStatus::Online {
+            self.drain_queue(&agent.project_id, None).await;
+        }
+        self.store.agent(id).await.map_err(AppError::from)?.ok_or_else(|| AppError::not_found("agent"))
     }
 
     /// A new secret key for a project; the old one stops working at once (sockets included).
@@ -1781,6 +1987,34 @@ impl RealtimeBackend for Service {
     async fn conversation_owner(&self, id: &ConversationId) -> Option<ConversationOwner> {
         let c = self.store.conversation(id).await.ok()??;
         Some(ConversationOwner { project_id: c.project_id, visitor_id: c.visitor_id })
+    }
+
+    async fn agent_socket(&self, agent: &AgentId, connected: bool) {
+        // The first socket here and the last one gone are written at once: the 2-minute grace
+        // counts from the close, not from the last refresh.
+        let edge = {
+            let mut map = self.agent_sockets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if connected {
+                let n = map.entry(agent.clone()).or_insert(0);
+                *n += 1;
+                *n == 1
+            } else if let Some(n) = map.get_mut(agent) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(agent);
+                    true
+                } else {
+                    false
+                }
+            } else {
+                false
+            }
+        };
+        if edge {
+            if let Err(e) = self.store.agent_sockets_seen(std::slice::from_ref(agent), now_ms()).await {
+                tracing::warn!(error = %e, "cannot record an agent's socket");
+            }
+        }
     }
 
     async fn client_broadcast(

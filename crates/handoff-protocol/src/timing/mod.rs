@@ -12,10 +12,13 @@
 //! | [`typing::TypingSender`] | `true` at most once per 300 ms while keys arrive; `false` after 3 s idle, on send, on blur |
 //! | [`typing::TypingReceiver`] | an indicator dies 3 s after the last `true` |
 //! | [`presence::PresenceTracker`] | heartbeat every 30 s; `idle` after 2 min without input; `offline` by beacon on close |
+//! | [`agent::AgentIdleTracker`] | an agent's console sets `away` after 30 min without input, never `offline` |
+//! | [`agent::AgentLiveness`] | (server) an agent with a connected socket never expires; `offline` 2 min after the last closed |
 //! | [`supervisor::ConnectionSupervisor`] | jittered reconnect; long-poll after 3 failures or 10 s; probe every 30 s |
 //! | [`outbox::Outbox`] | ordered sends with a stable `client_msg_id`, retried with backoff |
 //! | [`buffer::EventBuffer`] | applies persisted events once each in `seq` order; asks for catch-up on gaps |
 
+pub mod agent;
 pub mod buffer;
 pub mod outbox;
 pub mod presence;

@@ -30,8 +30,9 @@ pub const PRESENCE_HEARTBEAT_MS: u64 = 30_000;
 pub const PRESENCE_IDLE_AFTER_MS: u64 = 2 * 60_000;
 /// The server marks a customer offline after this long without a heartbeat.
 pub const CUSTOMER_OFFLINE_AFTER_MS: u64 = 75_000;
-/// The server marks an agent offline after this long without activity.
-pub const AGENT_OFFLINE_AFTER_MS: u64 = 30 * 60_000;
+/// The server marks an agent offline this long after their last socket closed (and their last
+/// REST call); see [`super::agent`].
+pub use super::agent::AGENT_OFFLINE_AFTER_MS;
 
 /// What the tracker asks its owner to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,7 +186,7 @@ mod tests {
     #[test]
     fn server_side_thresholds() {
         assert_eq!(CUSTOMER_OFFLINE_AFTER_MS, 75_000);
-        assert_eq!(AGENT_OFFLINE_AFTER_MS, 1_800_000);
+        assert_eq!(AGENT_OFFLINE_AFTER_MS, 120_000);
     }
 
     #[test]

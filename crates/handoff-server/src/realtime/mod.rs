@@ -10,7 +10,7 @@ mod socket;
 
 use async_trait::async_trait;
 use handoff_protocol::channel::{ConversationOwner, Principal};
-use handoff_protocol::{Channel, ConversationId, Event, ProjectId};
+use handoff_protocol::{AgentId, Channel, ConversationId, Event, ProjectId};
 
 pub use hub::{Hub, HubError, Outbox, Outgoing, SocketId, DEFAULT_QUEUE_CAPACITY, DEFAULT_REPLY_CAPACITY};
 pub use socket::{routes, RealtimeConfig};
@@ -39,6 +39,13 @@ pub trait RealtimeBackend: Send + Sync + 'static {
 
     /// The owner of a conversation, for the join rules; `None` when it does not exist.
     async fn conversation_owner(&self, id: &ConversationId) -> Option<ConversationOwner>;
+
+    /// A socket now has a channel joined with `agent`'s token (`connected`), or no longer has
+    /// any (left, revoked, or the socket closed). Called once per socket and agent each way;
+    /// agents with a connected socket are never expired (liveness by connection).
+    async fn agent_socket(&self, agent: &AgentId, connected: bool) {
+        let _ = (agent, connected);
+    }
 
     /// A client-sent broadcast on `channel` (only ephemeral events: `typing`,
     /// `presence:updated`). The backend checks that `principal` may emit it, applies its side

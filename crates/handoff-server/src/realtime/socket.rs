@@ -253,6 +253,8 @@ struct Conn {
     checked: Instant,
     /// Until a channel is joined with a valid token: when the socket is closed.
     join_deadline: Option<Instant>,
+    /// Agents with a channel joined with their token, as last told to the backend.
+    agents: Vec<handoff_protocol::AgentId>,
 }
 
 /// Why the server closes a socket with a close frame.
@@ -285,11 +287,13 @@ async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime, project: SocketProject, 
         joined: HashMap::new(),
         principals: HashMap::new(),
         checked: Instant::now(),
+        agents: Vec::new(),
     };
     let mut close: Option<CloseReason> = None;
     // Only the client's own frames keep the socket open (not revocations or timers).
     let mut silent_at = Instant::now() + idle;
     loop {
+        conn.sync_agents().await;
         let deadline = conn.next_deadline();
         let next = tokio::select! {
             () = outbox.killed() => break,
@@ -342,6 +346,8 @@ async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime, project: SocketProject, 
     for topic in conn.joined.keys() {
         conn.rt.hub.unsubscribe(topic, conn.id);
     }
+    conn.joined.clear();
+    conn.sync_agents().await;
     let killed = outbox.is_killed();
     if let Some(reason) = close {
         close_handshake(&outbox, &mut stream, reason).await;
@@ -385,6 +391,32 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl Conn {
+    /// Tells the backend which agents this socket holds now (channels joined with an agent's
+    /// token), when that changed.
+    async fn sync_agents(&mut self) {
+        let mut now: Vec<handoff_protocol::AgentId> = self
+            .joined
+            .values()
+            .filter(|j| j.token.is_some())
+            .filter_map(|j| match &j.principal {
+                Principal::Agent { agent_id, .. } => Some(agent_id.clone()),
+                _ => None,
+            })
+            .collect();
+        now.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        now.dedup();
+        if now == self.agents {
+            return;
+        }
+        for a in now.iter().filter(|a| !self.agents.contains(a)) {
+            self.rt.backend.agent_socket(a, true).await;
+        }
+        for a in self.agents.iter().filter(|a| !now.contains(a)) {
+            self.rt.backend.agent_socket(a, false).await;
+        }
+        self.agents = now;
+    }
+
     /// The earliest deadline: of a join still waiting for its token, or of the first join.
     fn next_deadline(&self) -> Option<Instant> {
         self.joined.values().filter_map(|j| j.deadline).chain(self.join_deadline).min()

@@ -31,6 +31,9 @@ pub enum StoreError {
     /// The conversation changed since it was read (optimistic concurrency): read again, retry.
     #[error("conversation changed concurrently")]
     Conflict,
+    /// The agent a write assigns the conversation to holds their capacity already (or is gone).
+    #[error("agent at capacity")]
+    AtCapacity,
 }
 
 /// A project row.
@@ -90,6 +93,8 @@ pub struct AgentRow {
     pub open: u32,
     /// Disabled agents cannot sign in; their tokens are gone.
     pub disabled: bool,
+    /// When a node last saw one of their sockets connected (ms), if ever.
+    pub last_socket_seen: Option<u64>,
 }
 
 /// A visitor row.
@@ -143,6 +148,10 @@ pub struct ConversationUpdate {
     pub agent_id: Option<AgentId>,
     /// New queue time.
     pub queued_at: Option<u64>,
+    /// The write gives the conversation to `agent_id` (a new assignee): it is written only if
+    /// that agent holds fewer assigned conversations than their capacity, counted under a lock
+    /// on the agent, so concurrent assignments on any node never exceed it.
+    pub takes_slot: bool,
 }
 
 /// A message id for a new message.
@@ -250,6 +259,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database errors.
     async fn set_agent_status(&self, id: &AgentId, status: AgentStatus, now: u64) -> Result<(), StoreError>;
 
+    /// Sets an agent's capacity.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_agent_capacity(&self, id: &AgentId, capacity: u32) -> Result<(), StoreError>;
+
     /// Records agent activity.
     ///
     /// # Errors
@@ -262,11 +277,38 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database errors.
     async fn set_idle_since(&self, id: &AgentId, now: u64) -> Result<(), StoreError>;
 
-    /// Online agents inactive since before `before`.
+    /// Agents not offline with neither activity nor a socket seen since before `before`.
     ///
     /// # Errors
     /// Database errors.
     async fn inactive_agents(&self, before: u64) -> Result<Vec<AgentRow>, StoreError>;
+
+    /// Sets an agent offline if they are still inactive since before `before` (no activity and
+    /// no socket seen since): true when this call changed the status, so that of two nodes (or
+    /// a REST call racing the job) exactly one announces it.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn expire_agent(&self, id: &AgentId, before: u64) -> Result<bool, StoreError>;
+
+    /// Records that these agents have a socket connected to this node at `now`.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn agent_sockets_seen(&self, ids: &[AgentId], now: u64) -> Result<(), StoreError>;
+
+    /// Takes or renews the lease `name` for `holder` until `now + ttl_ms`: true when `holder`
+    /// holds it now (it was free, expired or theirs).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn try_lease(&self, name: &str, holder: &str, now: u64, ttl_ms: u64) -> Result<bool, StoreError>;
+
+    /// Gives up a lease held by `holder` (at shutdown), so another node takes over at once.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
     /// Stores an agent token (hashed).
     ///
@@ -419,7 +461,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when the conversation changed (or a `client_msg_id` was taken)
-    /// meanwhile; database errors.
+    /// meanwhile; [`StoreError::AtCapacity`] when `update.takes_slot` and the new assignee is
+    /// full; database errors.
     async fn append(
         &self,
         id: &ConversationId,

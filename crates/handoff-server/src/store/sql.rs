@@ -76,6 +76,15 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE visitors ADD COLUMN last_seen BIGINT",
         ],
     ),
+    (
+        4,
+        &[
+            // When a node last saw one of the agent's sockets connected (liveness by connection).
+            "ALTER TABLE agents ADD COLUMN last_socket_seen BIGINT",
+            // Background jobs run on one node at a time: the holder of an unexpired lease.
+            "CREATE TABLE job_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+        ],
+    ),
 ];
 
 /// Sliding expiry writes a token's last use at most this often.
@@ -142,7 +151,7 @@ fn conversation(row: &AnyRow) -> Result<ConversationRow, sqlx::Error> {
     })
 }
 
-const AGENT_COLUMNS: &str = "a.id, a.project_id, a.email, a.name, a.password_hash, a.status, a.capacity, a.last_activity, a.idle_since, (SELECT COUNT(*) FROM conversations c WHERE c.agent_id = a.id AND c.status = 'assigned'), a.disabled_at";
+const AGENT_COLUMNS: &str = "a.id, a.project_id, a.email, a.name, a.password_hash, a.status, a.capacity, a.last_activity, a.idle_since, (SELECT COUNT(*) FROM conversations c WHERE c.agent_id = a.id AND c.status = 'assigned'), a.disabled_at, a.last_socket_seen";
 
 fn agent(row: &AnyRow) -> Result<AgentRow, sqlx::Error> {
     Ok(AgentRow {
@@ -157,6 +166,7 @@ fn agent(row: &AnyRow) -> Result<AgentRow, sqlx::Error> {
         idle_since: to_u64(row.try_get(8)?),
         open: u32::try_from(row.try_get::<i64, _>(9)?).unwrap_or(0),
         disabled: row.try_get::<Option<i64>, _>(10)?.is_some(),
+        last_socket_seen: row.try_get::<Option<i64>, _>(11)?.map(to_u64),
     })
 }
 
@@ -441,6 +451,15 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn set_agent_capacity(&self, id: &AgentId, capacity: u32) -> Result<(), StoreError> {
+        sqlx::query("UPDATE agents SET capacity = $1 WHERE id = $2")
+            .bind(i64::from(capacity))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn touch_agent(&self, id: &AgentId, now: u64) -> Result<(), StoreError> {
         sqlx::query("UPDATE agents SET last_activity = $1 WHERE id = $2")
             .bind(to_i64(now))
@@ -461,10 +480,59 @@ impl Store for SqlStore {
 
     async fn inactive_agents(&self, before: u64) -> Result<Vec<AgentRow>, StoreError> {
         let sql = format!(
-            "SELECT {AGENT_COLUMNS} FROM agents a WHERE a.status <> 'offline' AND a.last_activity < $1"
+            "SELECT {AGENT_COLUMNS} FROM agents a WHERE a.status <> 'offline' AND a.last_activity < $1 \
+             AND COALESCE(a.last_socket_seen, 0) < $1"
         );
         let rows = sqlx::query(&sql).bind(to_i64(before)).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(agent).collect::<Result<_, _>>()?)
+    }
+
+    async fn expire_agent(&self, id: &AgentId, before: u64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE agents SET status = 'offline' WHERE id = $1 AND status <> 'offline' \
+             AND last_activity < $2 AND COALESCE(last_socket_seen, 0) < $2",
+        )
+        .bind(id.as_str())
+        .bind(to_i64(before))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn agent_sockets_seen(&self, ids: &[AgentId], now: u64) -> Result<(), StoreError> {
+        for id in ids {
+            sqlx::query("UPDATE agents SET last_socket_seen = $1 WHERE id = $2 AND COALESCE(last_socket_seen, 0) < $1")
+                .bind(to_i64(now))
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now: u64, ttl_ms: u64) -> Result<bool, StoreError> {
+        // One statement: the row is taken when it is free, expired, or ours (renewal).
+        let done = sqlx::query(
+            "INSERT INTO job_leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE job_leases.holder = excluded.holder OR job_leases.expires_at <= $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(to_i64(now.saturating_add(ttl_ms)))
+        .bind(to_i64(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM job_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn insert_agent_token(&self, hash: &str, agent: &AgentId, now: u64) -> Result<(), StoreError> {
@@ -742,6 +810,30 @@ impl Store for SqlStore {
     ) -> Result<(), StoreError> {
         let last = Seq(expected.0 + events.len() as u64);
         let mut tx = self.pool.begin().await?;
+        if let (true, Some(agent)) = (update.takes_slot, &update.agent_id) {
+            // Lock the agent first (a row lock on PostgreSQL; SQLite's one writer), then count
+            // in a later statement, which sees every assignment committed before the lock was
+            // granted: two assignments to one agent take turns, on any node.
+            sqlx::query("UPDATE agents SET capacity = capacity WHERE id = $1")
+                .bind(agent.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query(
+                "SELECT a.capacity, (SELECT COUNT(*) FROM conversations c WHERE c.agent_id = a.id \
+                 AND c.status = 'assigned' AND c.id <> $2) FROM agents a WHERE a.id = $1",
+            )
+            .bind(agent.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let free = match row {
+                Some(r) => r.try_get::<i64, _>(1)? < r.try_get::<i64, _>(0)?,
+                None => false,
+            };
+            if !free {
+                return Err(StoreError::AtCapacity);
+            }
+        }
         let done = sqlx::query("UPDATE conversations SET status = $1, agent_id = $2, queued_at = $3, last_seq = $4, updated_at = $5 WHERE id = $6 AND last_seq = $7")
             .bind(update.status.as_str())
             .bind(update.agent_id.as_ref().map(|a| a.as_str().to_owned()))

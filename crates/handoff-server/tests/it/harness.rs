@@ -32,6 +32,8 @@ pub struct TestServer {
     pub agent1: (String, String),
     pub agent2: (String, String),
     pub http: reqwest::Client,
+    /// The settings it was started with (a second node on the same database uses them).
+    pub config: Config,
     _guard: DbGuard,
 }
 
@@ -138,6 +140,7 @@ impl TestServer {
             agent1: (String::new(), String::new()),
             agent2: (String::new(), String::new()),
             http,
+            config: config.clone(),
             _guard: guard,
         };
         s.agent1 = s.login("ann@test.dev", "pw-ann-123").await;

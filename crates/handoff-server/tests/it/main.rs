@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::too_many_lines, clippy::missing_panics_doc)]
 
 mod abuse;
+mod agents;
 mod bot;
 mod edge;
 mod harness;

@@ -135,8 +135,12 @@ both_dbs!(stored_transfer_notes_stay_with_agents, |s: TestServer| async move {
         to: TransferTarget::Queue,
         note: Some("legacy secret".into()),
     });
-    let update =
-        ConversationUpdate { status: row.status, agent_id: row.agent_id.clone(), queued_at: row.queued_at };
+    let update = ConversationUpdate {
+        status: row.status,
+        agent_id: row.agent_id.clone(),
+        queued_at: row.queued_at,
+        takes_slot: false,
+    };
     s.svc.store().append(&id, row.last_seq, &update, &[old], row.updated_at + 1).await.unwrap();
     let after = row.last_seq.0;
     for path in [
@@ -239,7 +243,7 @@ both_dbs!(transfer, |s: TestServer| async move {
     assert_eq!(notes[0]["body"], "billing", "{notes}");
     assert_eq!(notes[0]["author"]["name"], "Ann", "{notes}");
     // Ann no longer has it.
-    let (st, _) = s
+    let (st, v) = s
         .call(
             "POST",
             &format!("/api/conversations/{c}/transfer"),
@@ -247,7 +251,7 @@ both_dbs!(transfer, |s: TestServer| async move {
             Some(json!({"to": "queue"})),
         )
         .await;
-    assert_eq!(st, 409);
+    assert_eq!((st, v["error"]["code"].as_str()), (403, Some("not_assignee")), "{v}");
     s.set_status(&s.agent2.0, "away").await;
     w.seen(&s, &c).await;
     let (st, v) = s
@@ -561,8 +565,12 @@ both_dbs!(decline, |s: TestServer| async move {
     s.set_status(&s.agent2.0, "online").await;
     let (_, v) = s.call("GET", &format!("/api/conversations/{c}"), Some(&vt), None).await;
     assert_eq!(v["agent"]["name"], "Bo");
-    let (st, _) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent1.0), None).await;
-    assert_eq!(st, 409, "only the assigned agent declines");
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent1.0), None).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("not_assignee")),
+        "only the assigned agent declines"
+    );
     // Ann is free but declined it already: Bo's decline sends it back to the queue, and it stays
     // there while Ann frees more slots.
     let (st, v) = s.call("POST", &format!("/api/conversations/{c}/decline"), Some(&s.agent2.0), None).await;
@@ -900,7 +908,8 @@ both_dbs!(identity_enforced, |s: TestServer| async move {
     assert_eq!(reply.reply().unwrap().status, handoff_protocol::phoenix::ReplyStatus::Error);
 });
 
-// Background jobs: silent customers go offline, inactive agents go offline, both announced.
+// Background jobs: silent customers go offline, agents without a socket go offline, both
+// announced.
 both_dbs!(expiry_jobs, |s: TestServer| async move {
     s.set_status(&s.agent2.0, "online").await;
     let (vt, c) = s.conversation().await;
@@ -912,7 +921,17 @@ both_dbs!(expiry_jobs, |s: TestServer| async move {
     assert_eq!(s.svc.expire_agents(t0, 60_000).await, 0);
     assert!(w.seen(&s, &c).await.0.is_empty());
     assert_eq!(s.svc.expire_presence(t0 + 60_001, 60_000).await, 1);
-    assert_eq!(s.svc.expire_agents(t0 + 60_001, 60_000).await, 1);
+    // Bo's socket (the watch's) keeps him online however long he is quiet; once it closed,
+    // he goes after the grace.
+    assert_eq!(s.svc.expire_agents(t0 + 60_001, 60_000).await, 0, "a connected agent stays");
+    w.a2 = s.socket(Vsn::V1).await;
+    let bo = handoff_protocol::AgentId::new(s.agent2.1.as_str());
+    while s.svc.agent_sockets(&bo) > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // (The run above saw his socket at its `now`: the clock goes on from there.)
+    let t1 = handoff_server::service::now_ms().max(t0 + 60_001);
+    assert_eq!(s.svc.expire_agents(t1 + 60_001, 60_000).await, 1);
     let (agents, _) = w.seen(&s, &c).await;
     assert_eq!(
         agents,
