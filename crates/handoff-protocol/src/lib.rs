@@ -9,6 +9,7 @@ pub mod phoenix;
 pub mod routing;
 pub mod state;
 pub mod timing;
+pub mod unread;
 
 pub use channel::Channel;
 pub use event::{Event, EventType};

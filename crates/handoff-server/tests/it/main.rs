@@ -4,6 +4,7 @@
 
 mod abuse;
 mod bot;
+mod delivery;
 mod edge;
 mod harness;
 mod realtime;
