@@ -78,6 +78,15 @@ mod tests {
     }
 
     #[test]
+    fn wire_names_round_trip() {
+        for k in AUTHOR_KINDS {
+            assert_eq!(AuthorKind::from_name(k.as_str()), k);
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        assert_eq!(AuthorKind::from_name("robot"), Unknown);
+    }
+
+    #[test]
     fn a_mixed_sequence_after_a_marker() {
         // seq, author: what an agent's inbox shows after reading up to seq 2.
         let messages = [(1, Customer), (2, Bot), (3, Customer), (4, Bot), (5, Agent), (6, Customer)];

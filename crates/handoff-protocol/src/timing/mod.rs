@@ -12,9 +12,9 @@
 //! | [`typing::TypingSender`] | `true` at most once per 300 ms while keys arrive; `false` after 3 s idle, on send, on blur |
 //! | [`typing::TypingReceiver`] | an indicator dies 3 s after the last `true` |
 //! | [`presence::PresenceTracker`] | heartbeat every 30 s; `idle` after 2 min without input; `offline` by beacon on close |
-//! | [`supervisor::ConnectionSupervisor`] | jittered reconnect; long-poll after 3 failures or 10 s; probe every 30 s |
+//! | [`supervisor::ConnectionSupervisor`] | jittered reconnect; long-poll after 3 failures or 10 s; probe every 30 s; catch up on every transition, on visibility and every 60 s while connected |
 //! | [`outbox::Outbox`] | ordered sends with a stable `client_msg_id`, retried with backoff |
-//! | [`buffer::EventBuffer`] | applies persisted events once each in `seq` order; asks for catch-up on gaps |
+//! | [`buffer::EventBuffer`] | applies persisted events once each in `seq` order; asks for catch-up on gaps; pages a catch-up until the latest `seq` |
 
 pub mod buffer;
 pub mod outbox;
