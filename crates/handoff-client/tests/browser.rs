@@ -316,6 +316,7 @@ async fn held_conversation(
     if get_str(&handed, "status") != "assigned" {
         ok(agent.claim(&conv_id)).await;
     }
+    let _unfollow = agent.subscribe_conversation(&conv_id);
     ok(agent.send(&conv_id, "live".into())).await;
     wait("a live message over the socket", 5_000.0, || has(&got, "live")).await;
     (agent, customer, conv_id, got, states)
