@@ -130,6 +130,9 @@ export interface StoredEvent<K extends HandoffEventName = HandoffEventName> {
   event: K;
   payload: HandoffEvents[K];
 }
+/** One answer of `GET .../events?after=`: at most 500 events. `last_seq` is the conversation's
+ * latest seq, not "got up to": while the last event's seq is below it, ask again after that
+ * event (`history()` does). */
 export interface EventsPage {
   events: StoredEvent[];
   last_seq: number;
@@ -167,6 +170,8 @@ export interface HandoffClientOptions {
   storage?: TokenStorage | null;
   /** The realtime socket, when not at `baseUrl` (`ws(s)://...`). */
   realtimeUrl?: string;
+  /** While connected, check for missed events at least this often (ms; default 60000, min 1000). */
+  catchUpIntervalMs?: number;
 }
 
 type Handler<K extends HandoffEventName> = (payload: HandoffEvents[K], event: K) => void;
@@ -194,6 +199,7 @@ export class HandoffClient implements Events {
   stopTyping(): void;
   sendOfflineMessage(form: { name: string; email: string; message: string }): Promise<OfflineMessage>;
   identify(user: { user_id: string; name?: string; email?: string; hmac: string }): Promise<void>;
+  /** Every persisted event so far, fetched page by page (`last_seq`: the latest). */
   history(): Promise<EventsPage>;
   readonly conversationId: string | undefined;
   readonly session: WidgetSession | null;
@@ -209,6 +215,8 @@ export interface AgentClientOptions {
   realtimeUrl?: string;
   /** The socket's `apikey`; defaults to the project's public key sent at sign-in. */
   apikey?: string;
+  /** While connected, check for missed events at least this often (ms; default 60000, min 1000). */
+  catchUpIntervalMs?: number;
 }
 
 /** The agent inbox side. */
@@ -225,6 +233,7 @@ export class AgentClient implements Events {
   queue(): Promise<{ queue: QueueEntry[] }>;
   agents(): Promise<Agent[]>;
   conversation(id: string): Promise<Conversation>;
+  /** Every persisted event so far, fetched page by page (`last_seq`: the latest). */
   history(id: string): Promise<EventsPage>;
   /** `project:{id}:queue`. */
   subscribeQueue(): Unsubscribe;
@@ -275,6 +284,11 @@ export function connectSupabase(
   apikey: string,
   options?: { private?: boolean; accessToken?: string },
 ): RealtimeClient;
+
+/** Whether a message by `authorKind` counts as unread for a `readerKind` reader once it is after
+ * the reader's read marker: the rule the server's inbox `unread` counts with. An agent counts the
+ * customer's messages only; a customer counts agents' and the bot's. */
+export function countsAsUnread(authorKind: AuthorKind, readerKind: "agent" | "customer"): boolean;
 
 export function initHandoff(moduleOrPath?: string | URL | Response | BufferSource | WebAssembly.Module): Promise<void>;
 export function createClient(options: HandoffClientOptions): Promise<HandoffClient>;

@@ -5,6 +5,7 @@ import init, {
   RealtimeChannel,
   RealtimeClient,
   connectSupabase,
+  countsAsUnread,
 } from "./dist/handoff_client.js";
 
 let ready;
@@ -33,4 +34,4 @@ export async function createAgentClient(options) {
   return new AgentClient(options);
 }
 
-export { AgentClient, HandoffClient, RealtimeChannel, RealtimeClient, connectSupabase };
+export { AgentClient, HandoffClient, RealtimeChannel, RealtimeClient, connectSupabase, countsAsUnread };

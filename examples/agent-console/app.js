@@ -4,7 +4,7 @@
 //
 // User data (names, messages, notes, offline messages) is always rendered with textContent,
 // never as HTML.
-import { createAgentClient } from "/sdk/index.js";
+import { countsAsUnread, createAgentClient } from "/sdk/index.js";
 
 const TOKEN_KEY = "handoff.console.token";
 const $ = (id) => document.getElementById(id);
@@ -320,8 +320,10 @@ function onMessage({ message: m }) {
   const id = m.conversation_id;
   const item = state.inbox.get(id);
   if (item && (!item.last_message || m.seq > item.last_message.seq)) {
-    const fromOther = !(m.author.kind === "agent" && m.author.id === me.id);
-    if (fromOther && id !== state.selected && isNewEvent({ conversation_id: id, seq: m.seq })) item.unread += 1;
+    // The server's rule (GET /api/inbox counts the same way after a refresh): for an agent,
+    // the customer's messages only; not the bot's, not other agents', not ours.
+    const counts = countsAsUnread(m.author.kind, "agent");
+    if (counts && id !== state.selected && isNewEvent({ conversation_id: id, seq: m.seq })) item.unread += 1;
     item.last_message = m;
     renderInbox();
   }

@@ -1,7 +1,8 @@
 //! The SDK in headless Chromium against a real `handoff-server`, started by `cargo xtask test`
 //! (see `crates/xtask/src/web.rs`), which passes its URL and keys at compile time. The customer's
 //! socket goes through the xtask's switchable TCP proxy (`HANDOFF_TEST_CONTROL`: `/drop` cuts every
-//! socket, `/block` refuses new ones, `/unblock`), while REST goes straight to the server.
+//! socket, `/block` refuses new ones, `/unblock`, `/stall` holds what the server sends while the
+//! socket stays up, `/unstall`), while REST goes straight to the server.
 //! Without that environment the tests pass without doing anything (a plain `cargo test` of the
 //! wasm target has no server).
 #![cfg(target_arch = "wasm32")]
@@ -10,7 +11,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use handoff_client::{connect_supabase, AgentClient, HandoffClient};
+use handoff_client::{connect_supabase, counts_as_unread, AgentClient, HandoffClient};
 use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -283,4 +284,105 @@ async fn realtime_channel_api_on_our_server() {
     channel.unsubscribe();
     rt.close();
     customer.close();
+}
+
+/// A customer on the proxied socket with a conversation held by the test agent; returns the
+/// clients, the conversation id and the customer's `message:new` and `connection` payloads.
+async fn held_conversation(
+    env: &Env,
+    first: &str,
+    options: &[(&str, JsValue)],
+) -> (AgentClient, HandoffClient, String, Rc<RefCell<Vec<JsValue>>>, Rc<RefCell<Vec<JsValue>>>) {
+    control(env, "/unblock").await;
+    control(env, "/unstall").await;
+    let agent = AgentClient::new(&obj(&[("baseUrl", env.base.into())])).unwrap();
+    ok(agent.login(env.email.to_owned(), env.password.to_owned())).await;
+    ok(agent.set_status("online")).await;
+    let mut opts = vec![
+        ("baseUrl", env.base.into()),
+        ("projectKey", env.key.into()),
+        ("storage", JsValue::NULL),
+        ("realtimeUrl", env.ws.into()),
+    ];
+    opts.extend(options.iter().cloned());
+    let customer = HandoffClient::new(&obj(&opts)).unwrap();
+    let got = collect(|e, f| customer.on(e, f), "message:new");
+    let states = collect(|e, f| customer.on(e, f), "connection");
+    ok(customer.start()).await;
+    let conv = ok(customer.start_conversation(Some(first.to_owned()))).await;
+    let conv_id = get_str(&conv, "id");
+    wait("the customer's channel joined", 10_000.0, || customer.connection_state() == "connected").await;
+    let handed = ok(customer.request_handoff()).await;
+    if get_str(&handed, "status") != "assigned" {
+        ok(agent.claim(&conv_id)).await;
+    }
+    let _unfollow = agent.subscribe_conversation(&conv_id);
+    ok(agent.send(&conv_id, "live".into())).await;
+    wait("a live message over the socket", 5_000.0, || has(&got, "live")).await;
+    (agent, customer, conv_id, got, states)
+}
+
+/// A broadcast lost on the way (the proxy holds everything the server sends; the socket stays
+/// up, so no reconnect catches up) is shown by the periodic catch-up within the interval (2 s
+/// here, through the `catchUpIntervalMs` option; 60 s by default); the held frames that arrive
+/// late show nothing twice.
+#[wasm_bindgen_test]
+async fn a_lost_broadcast_is_shown_within_the_catch_up_interval() {
+    let Some(env) = env() else { return };
+    let (agent, customer, conv_id, got, states) =
+        held_conversation(&env, "is anyone there?", &[("catchUpIntervalMs", 2_000.into())]).await;
+    let changes_before = states.borrow().len();
+    control(&env, "/stall").await;
+    let sent_at = now();
+    ok(agent.send(&conv_id, "the last word".into())).await;
+    wait("the lost message, by catch-up", 2_000.0 + 3_000.0, || has(&got, "the last word")).await;
+    let took = now() - sent_at;
+    assert_eq!(customer.connection_state(), "connected", "caught up without a reconnect");
+    assert_eq!(states.borrow().len(), changes_before, "no connection change: {:?}", states.borrow());
+    control(&env, "/unstall").await;
+    sleep(500).await;
+    assert_exactly_once_in_order(&got, &["is anyone there?", "live", "the last word"]);
+    let mut report = String::from("/report?name=lost_broadcast_shown_ms&value=");
+    report.push_str(&(took.round() as u64).to_string());
+    control(&env, &report).await;
+    ok(agent.resolve(&conv_id)).await;
+    customer.close();
+    agent.close();
+}
+
+/// With the default 60 s interval, the page becoming visible catches up at once.
+#[wasm_bindgen_test]
+async fn becoming_visible_shows_a_lost_broadcast_at_once() {
+    let Some(env) = env() else { return };
+    let (agent, customer, conv_id, got, _) = held_conversation(&env, "hello from a tab", &[]).await;
+    control(&env, "/stall").await;
+    ok(agent.send(&conv_id, "sent while hidden".into())).await;
+    sleep(500).await;
+    assert!(!has(&got, "sent while hidden"), "the proxy held the broadcast");
+    let doc = web_sys::window().unwrap().document().unwrap();
+    doc.dispatch_event(&web_sys::Event::new("visibilitychange").unwrap()).unwrap();
+    wait("the lost message after visibilitychange", 3_000.0, || has(&got, "sent while hidden")).await;
+    control(&env, "/unstall").await;
+    sleep(500).await;
+    assert_exactly_once_in_order(&got, &["hello from a tab", "live", "sent while hidden"]);
+    ok(agent.resolve(&conv_id)).await;
+    customer.close();
+    agent.close();
+}
+
+/// The console counts unread messages live with `countsAsUnread`, the SDK's export of the
+/// protocol rule the server's inbox counts with: the same answer for every pair.
+#[wasm_bindgen_test]
+fn the_console_counts_unread_with_the_servers_rule() {
+    use handoff_client::handoff_protocol::event::AuthorKind;
+    use handoff_client::handoff_protocol::unread::{counts_as_unread as rule, AUTHOR_KINDS};
+    for author in AUTHOR_KINDS {
+        for reader in [AuthorKind::Agent, AuthorKind::Customer] {
+            assert_eq!(counts_as_unread(author.as_str(), reader.as_str()), rule(author, reader));
+        }
+    }
+    // The mixed sequence: customer, bot, another agent, customer; an agent reader counts 2.
+    let seq = ["customer", "bot", "agent", "customer"];
+    assert_eq!(seq.iter().filter(|a| counts_as_unread(a, "agent")).count(), 2);
+    assert!(!counts_as_unread("robot", "agent"));
 }

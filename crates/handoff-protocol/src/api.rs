@@ -445,13 +445,22 @@ pub struct CreateConversationRequest {
     pub client_msg_id: Option<ClientMsgId>,
 }
 
+/// Events in one answer of `GET /api/conversations/{id}/events`, at most.
+pub const EVENTS_PAGE_MAX: u32 = 500;
+
 /// Answer to `GET /api/conversations/{id}/events?after=&wait=`.
+///
+/// A page holds at most [`EVENTS_PAGE_MAX`] events. A reader applies events by their own `seq`
+/// and, while the last event it got is below `last_seq`, asks again with `after=` that event's
+/// `seq` (see [`crate::timing::buffer::EventBuffer::handle_page`]). `last_seq` is never "applied
+/// up to": a truncated page stops before it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventsPage {
-    /// Persisted events with `seq > after`, in `seq` order.
+    /// Persisted events with `seq > after`, in `seq` order, at most [`EVENTS_PAGE_MAX`].
     pub events: Vec<Event>,
-    /// The conversation's latest `seq` (equal to `after` when nothing is new).
+    /// The conversation's latest `seq`, whether or not this page reaches it (equal to `after`
+    /// when nothing is new).
     pub last_seq: Seq,
     /// The conversation's current status, so a poller sees state without replaying.
     pub status: ConversationStatus,

@@ -11,6 +11,7 @@ pub mod phoenix;
 pub mod routing;
 pub mod state;
 pub mod timing;
+pub mod unread;
 
 pub use channel::Channel;
 pub use event::{Event, EventType};

@@ -34,7 +34,7 @@ use crate::limits::{self, Action, Key, Limits, LimitsConfig};
 use crate::net::TrustedProxies;
 use crate::realtime::{Hub, RealtimeBackend, SocketProject};
 use crate::store::{
-    self, AgentRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow,
+    self, AgentRow, AppendRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow,
 };
 use crate::webhook::Webhooks;
 
@@ -704,7 +704,8 @@ impl Service {
             let notified = waiter.notify.notified();
             let c = self.visible(caller, id).await?;
             if c.last_seq > after || wait_secs == 0 {
-                let mut events = self.store.events_after(id, after, 500).await.map_err(AppError::from)?;
+                let mut events =
+                    self.store.events_after(id, after, api::EVENTS_PAGE_MAX).await.map_err(AppError::from)?;
                 if matches!(caller, Caller::Customer { .. }) {
                     // Transfers stored by versions that put the hand-over note in the event.
                     for e in &mut events {
@@ -713,11 +714,13 @@ impl Service {
                         }
                     }
                 }
-                let last_seq = events.last().and_then(Event::seq).unwrap_or(after);
+                // The conversation's latest seq, not the page's last: a reader asks again while
+                // its last event is below it (an append after the row was read may be in the page).
+                let last_seq = events.last().and_then(Event::seq).map_or(c.last_seq, |s| s.max(c.last_seq));
                 return Ok(EventsPage { events, last_seq, status: c.status });
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(EventsPage { events: Vec::new(), last_seq: after, status: c.status });
+                return Ok(EventsPage { events: Vec::new(), last_seq: c.last_seq, status: c.status });
             }
         }
     }
@@ -729,6 +732,21 @@ impl Service {
         id: &ConversationId,
         command: impl Fn(&ConversationRow) -> AppResult<Command>,
         build: F,
+    ) -> AppResult<(ConversationRow, Transition, Vec<Event>)>
+    where
+        F: Fn(&ConversationRow, &Transition, &mut dyn FnMut() -> Seq) -> Vec<Event>,
+    {
+        self.transition_with(id, command, build, &[]).await
+    }
+
+    /// [`Self::transition`] that also writes `rows` (a hand-over note, a decline record) in the
+    /// events' transaction: the transition and its record commit together or not at all.
+    async fn transition_with<F>(
+        &self,
+        id: &ConversationId,
+        command: impl Fn(&ConversationRow) -> AppResult<Command>,
+        build: F,
+        rows: &[AppendRow],
     ) -> AppResult<(ConversationRow, Transition, Vec<Event>)>
     where
         F: Fn(&ConversationRow, &Transition, &mut dyn FnMut() -> Seq) -> Vec<Event>,
@@ -765,7 +783,7 @@ impl Service {
             let takes_slot = t.agent.is_some() && t.agent != t.previous_agent;
             let update =
                 ConversationUpdate { status: t.to, agent_id: t.agent.clone(), queued_at, takes_slot };
-            match self.store.append(id, c.last_seq, &update, &events, now).await {
+            match self.store.append_with(id, c.last_seq, &update, &events, rows, now).await {
                 Ok(()) => {
                     self.wake(id);
                     return Ok((c, t, events));
@@ -1207,8 +1225,11 @@ impl Service {
         if let Some(n) = &note {
             api::validate_body(n).map_err(AppError::validation)?;
         }
+        // Stored in the transfer's transaction: both or neither.
+        let note = note.map(|body| Self::new_note(id, me, body));
+        let rows: Vec<AppendRow> = note.iter().cloned().map(AppendRow::Note).collect();
         let (_, t, events) = self
-            .transition(
+            .transition_with(
                 id,
                 |c| {
                     caller.authorize(c, Act::Transfer)?;
@@ -1227,6 +1248,7 @@ impl Service {
                     out.extend(Self::handed_to(c, t, seq, target.as_ref()));
                     out
                 },
+                &rows,
             )
             .await?;
         let mut agents = vec![&me.id];
@@ -1239,11 +1261,10 @@ impl Service {
                 _ => self.publish(&c.project_id, e, &agents),
             }
         }
-        // The transfer is done: its bookkeeping must not depend on the note being stored.
-        self.released(&c.project_id, id, &me.id, &t).await;
-        if let Some(body) = note {
-            self.insert_note(&c.project_id, id, me, body).await?;
+        if let Some(note) = note {
+            self.publish(&c.project_id, &Event::NoteNew(NoteNew { note }), &[]);
         }
+        self.released(&c.project_id, id, &me.id, &t).await;
         self.get_conversation(caller, id).await
     }
 
@@ -1278,8 +1299,8 @@ impl Service {
                 AppError::new(ErrorCode::InvalidTransition, "cannot decline a conversation nobody holds")
             })?,
         };
-        // Whoever declined it before is not asked again (the decline is recorded once it went
-        // through).
+        // Whoever declined it before is not asked again (the decline is recorded in the
+        // transition's transaction).
         let mut declined = self.store.decliners(id).await.map_err(AppError::from)?;
         declined.push(me.clone());
         let mut refused = Vec::new();
@@ -1290,13 +1311,14 @@ impl Service {
             let next = pick_agent(&loads, &exclude);
             let next_row = next.as_ref().and_then(|n| agents.iter().find(|a| &a.id == n));
             let result = self
-                .transition(
+                .transition_with(
                     id,
                     |c| {
                         caller.authorize(c, Act::Decline)?;
                         Ok(Command::Decline { by: me.clone(), next: next.clone() })
                     },
                     |c, t, seq| Self::handed_to(c, t, seq, next_row),
+                    &[AppendRow::Decline(me.clone())],
                 )
                 .await;
             match result {
@@ -1310,9 +1332,6 @@ impl Service {
                 }
             }
         };
-        if let Err(e) = self.store.add_decline(id, &me, now_ms()).await {
-            tracing::warn!(error = %e, "cannot record a decline");
-        }
         let assignee: Vec<&AgentId> = t.agent.iter().collect();
         for e in &events {
             self.publish(&c.project_id, e, &assignee);
@@ -1544,6 +1563,17 @@ impl Service {
         self.insert_note(&c.project_id, id, me, body).await
     }
 
+    /// A new internal note (not stored yet).
+    fn new_note(id: &ConversationId, author: &AgentRow, body: String) -> Note {
+        Note {
+            id: NoteId::new(crypto::random_id("note_")),
+            conversation_id: id.clone(),
+            author: summary(author),
+            body,
+            created_at: Timestamp(now_ms()),
+        }
+    }
+
     /// Stores an internal note and announces it on the conversation's agents-only channel.
     async fn insert_note(
         &self,
@@ -1552,13 +1582,7 @@ impl Service {
         author: &AgentRow,
         body: String,
     ) -> AppResult<Note> {
-        let note = Note {
-            id: NoteId::new(crypto::random_id("note_")),
-            conversation_id: id.clone(),
-            author: summary(author),
-            body,
-            created_at: Timestamp(now_ms()),
-        };
+        let note = Self::new_note(id, author, body);
         self.store.insert_note(&note).await.map_err(AppError::from)?;
         self.publish(project, &Event::NoteNew(NoteNew { note: note.clone() }), &[]);
         Ok(note)

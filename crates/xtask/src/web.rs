@@ -458,8 +458,10 @@ fn import_to_joined(tmp: &Path, base: &str, key: &str, control: &str, proxy: &Pr
 }
 
 /// A TCP proxy in front of the server's socket endpoint that tests switch over HTTP: `/drop`
-/// cuts every connection, `/block` refuses new ones (accepts and closes), `/unblock`, and
-/// `/report?name=&value=` records a figure for the xtask to print.
+/// cuts every connection, `/block` refuses new ones (accepts and closes), `/unblock`, `/stall`
+/// holds everything the server sends (the sockets stay up, nothing arrives: a broadcast lost on
+/// the way), `/unstall` lets the held bytes through, and `/report?name=&value=` records a figure
+/// for the xtask to print.
 struct Proxy {
     port: u16,
     control_port: u16,
@@ -473,9 +475,10 @@ impl Proxy {
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let control_port = control.local_addr().map_err(|e| e.to_string())?.port();
         let blocked = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
         let reports = Arc::new(Mutex::new(Vec::new()));
-        let (is_blocked, open_conns) = (blocked.clone(), conns.clone());
+        let (is_blocked, open_conns, is_stalled) = (blocked.clone(), conns.clone(), stalled.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if is_blocked.load(Ordering::SeqCst) {
@@ -490,8 +493,8 @@ impl Proxy {
                         all.push(u3);
                     }
                 }
-                pipe(client, upstream);
-                pipe(u2, c2);
+                pipe(client, upstream, None);
+                pipe(u2, c2, Some(is_stalled.clone()));
             }
         });
         let recorded = reports.clone();
@@ -511,6 +514,8 @@ impl Proxy {
                     }
                     "/block" => blocked.store(true, Ordering::SeqCst),
                     "/unblock" => blocked.store(false, Ordering::SeqCst),
+                    "/stall" => stalled.store(true, Ordering::SeqCst),
+                    "/unstall" => stalled.store(false, Ordering::SeqCst),
                     "/report" => {
                         let q = path.split_once('?').map_or("", |(_, q)| q);
                         let get = |k: &str| {
@@ -538,10 +543,23 @@ impl Proxy {
     }
 }
 
-/// Copies `from` to `to` on a thread; when either side ends, both are shut down.
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+/// Copies `from` to `to` on a thread; when either side ends, both are shut down. While `stall`
+/// is set, what `from` sends is held (not lost), and the connection stays up.
+fn pipe(mut from: TcpStream, mut to: TcpStream, stall: Option<Arc<AtomicBool>>) {
     std::thread::spawn(move || {
-        let _ = std::io::copy(&mut from, &mut to);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            while stall.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
         let _ = to.shutdown(Shutdown::Both);
         let _ = from.shutdown(Shutdown::Both);
     });

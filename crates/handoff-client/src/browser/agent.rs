@@ -68,14 +68,28 @@ fn signed_in(
     Ok(())
 }
 
+/// `countsAsUnread(authorKind, readerKind)`: whether a message by an `authorKind` author
+/// (`"customer"`, `"agent"`, `"bot"`, `"system"`) counts as unread for a `readerKind` reader
+/// (`"agent"` or `"customer"`) once it is after the reader's read marker. It is the one rule the
+/// server's inbox `unread` counts with (`handoff_protocol::unread`): an agent counts the
+/// customer's messages only; a customer counts agents' and the bot's.
+#[wasm_bindgen(js_name = countsAsUnread)]
+pub fn counts_as_unread(author_kind: &str, reader_kind: &str) -> bool {
+    handoff_protocol::unread::counts_as_unread(
+        AuthorKind::from_name(author_kind),
+        AuthorKind::from_name(reader_kind),
+    )
+}
+
 fn conv(id: &str) -> ConversationId {
     ConversationId::new(id)
 }
 
 #[wasm_bindgen]
 impl AgentClient {
-    /// `new AgentClient({ baseUrl, realtimeUrl?, apikey? })`: the socket's `apikey` is the
-    /// option, or else the project's public key the server sends at sign-in.
+    /// `new AgentClient({ baseUrl, realtimeUrl?, apikey?, catchUpIntervalMs? })`: the socket's
+    /// `apikey` is the option, or else the project's public key the server sends at sign-in;
+    /// `catchUpIntervalMs` as for `HandoffClient`.
     ///
     /// # Errors
     /// A `validation_failed` error when `baseUrl` is missing.
@@ -86,11 +100,9 @@ impl AgentClient {
         let ws = opt_str(options, "realtimeUrl").unwrap_or_else(|| base.clone());
         let apikey = opt_str(options, "apikey");
         let ws_url = url::realtime(&ws, apikey.as_deref().unwrap_or_default(), Vsn::V2);
-        Ok(AgentClient {
-            engine: Engine::new(&base, ws_url, true),
-            ws: Rc::new((ws, apikey)),
-            login: Rc::new(RefCell::new(None)),
-        })
+        let engine = Engine::new(&base, ws_url, true);
+        super::common_options(&engine, options);
+        Ok(AgentClient { engine, ws: Rc::new((ws, apikey)), login: Rc::new(RefCell::new(None)) })
     }
 
     /// Logs in and connects; resolves to `{token, agent}`.
@@ -205,9 +217,10 @@ impl AgentClient {
         call(&self.engine, "GET", url::conversation(&self.engine.base(), &conv(id), ""), None)
     }
 
-    /// A conversation's persisted events so far: `{events, last_seq, status}`.
+    /// A conversation's persisted events so far, all of them (fetched page by page):
+    /// `{events, last_seq, status}`.
     pub fn history(&self, id: &str) -> Promise {
-        call(&self.engine, "GET", url::events(&self.engine.base(), &conv(id), Seq::ZERO, None), None)
+        super::history(&self.engine, conv(id))
     }
 
     /// Joins `project:{id}:queue`; returns a function that leaves it.

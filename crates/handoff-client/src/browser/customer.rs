@@ -104,7 +104,9 @@ fn field(v: &JsValue, path: &[&str]) -> Result<String, JsValue> {
 
 #[wasm_bindgen]
 impl HandoffClient {
-    /// `new HandoffClient({ baseUrl, projectKey, storage?, realtimeUrl? })`.
+    /// `new HandoffClient({ baseUrl, projectKey, storage?, realtimeUrl?, catchUpIntervalMs? })`:
+    /// `catchUpIntervalMs` is how often a connected client checks for events it missed (default
+    /// 60000, at least 1000).
     ///
     /// # Errors
     /// A `validation_failed` error when `baseUrl` or `projectKey` is missing.
@@ -117,8 +119,10 @@ impl HandoffClient {
         let ws = opt_str(options, "realtimeUrl").unwrap_or_else(|| base.clone());
         let ws_url = url::realtime(&ws, &project_key, Vsn::V2);
         let storage = Reflect::get(options, &JsValue::from_str("storage")).unwrap_or(JsValue::UNDEFINED);
+        let engine = Engine::new(&base, ws_url, true);
+        super::common_options(&engine, options);
         Ok(HandoffClient {
-            engine: Engine::new(&base, ws_url, true),
+            engine,
             project_key,
             store: Store::from_option(&storage),
             state: Rc::new(RefCell::new(State::default())),
@@ -291,15 +295,11 @@ impl HandoffClient {
         call(&self.engine, "POST", self.engine.url("/api/widget/identify"), js_to_json(user))
     }
 
-    /// The conversation's persisted events so far: `{events, last_seq, status}`.
+    /// The conversation's persisted events so far, all of them (fetched page by page):
+    /// `{events, last_seq, status}`.
     pub fn history(&self) -> Promise {
         match self.conversation() {
-            Ok(id) => call(
-                &self.engine,
-                "GET",
-                url::events(&self.engine.base(), &id, handoff_protocol::Seq::ZERO, None),
-                None,
-            ),
+            Ok(id) => super::history(&self.engine, id),
             Err(e) => rejected(&e),
         }
     }

@@ -286,6 +286,11 @@ impl Inner {
         }
     }
 
+    /// How often a connected client catches up at least (milliseconds; the supervisor clamps).
+    pub(crate) fn set_catch_up_interval(&mut self, ms: u64) {
+        self.sup.set_catch_up_interval(ms);
+    }
+
     /// The socket URL of the next connection.
     pub(crate) fn set_ws_url(&mut self, ws_url: String) {
         self.ws_url = ws_url;
@@ -566,7 +571,7 @@ impl Inner {
                     busy = true;
                     match a {
                         BufferAction::Apply(event) => self.apply(None, event),
-                        BufferAction::CatchUp { .. } => self.catch_up(i),
+                        BufferAction::CatchUp { after } => self.catch_up(i, after),
                         _ => {}
                     }
                 }
@@ -807,9 +812,9 @@ impl Inner {
         self.emit(None, "typing", payload);
     }
 
-    /// Fetches `events?after=<applied>` for conversation `i` (one at a time; a request during a
+    /// Fetches `events?after=<after>` for conversation `i` (one at a time; a request during a
     /// fetch runs again after it).
-    fn catch_up(&mut self, i: usize) {
+    fn catch_up(&mut self, i: usize, after: Seq) {
         let c = &mut self.convs[i];
         if self.base.is_empty() {
             return;
@@ -819,7 +824,7 @@ impl Inner {
             return;
         }
         c.catching_up = true;
-        let url = url::events(&self.base, &c.id, c.buffer.last_applied(), None);
+        let url = url::events(&self.base, &c.id, after, None);
         let id = c.id.clone();
         self.fetch_events(id, url, None);
     }
@@ -878,13 +883,19 @@ impl Inner {
                     Some(serde_json::Value::Array(events)) => events,
                     _ => Vec::new(),
                 };
+                let latest = Seq(page.get("last_seq").and_then(serde_json::Value::as_u64).unwrap_or(0));
+                let mut last_event = None;
                 for mut e in events {
                     let payload = e.get_mut("payload").map(serde_json::Value::take).unwrap_or_default();
                     let Some(name) = e.get("event").and_then(serde_json::Value::as_str) else { continue };
                     if let Ok(event) = Event::from_parts(name, payload) {
+                        last_event = event.seq().max(last_event);
                         c.buffer.handle_event(now, event);
                     }
                 }
+                // `last_seq` is the conversation's latest, not "applied up to": a page that
+                // stopped below it is followed by the next one.
+                c.buffer.handle_page(now, last_event, latest);
             }
             Err(ClientError::Api { status: 401 | 403 | 404, code, message }) => {
                 // Not ours (any more): retrying cannot help.

@@ -11,7 +11,7 @@ mod http;
 mod supabase;
 
 #[cfg(feature = "agent")]
-pub use agent::AgentClient;
+pub use agent::{counts_as_unread, AgentClient};
 pub use customer::HandoffClient;
 #[cfg(feature = "supabase")]
 pub use supabase::{connect_supabase, RealtimeChannel, RealtimeClient};
@@ -92,11 +92,66 @@ pub(crate) fn opt_str(obj: &JsValue, key: &str) -> Option<String> {
     Reflect::get(obj, &JsValue::from_str(key)).ok().and_then(|v| v.as_string())
 }
 
+/// A non-negative whole-number property of an options object.
+pub(crate) fn opt_u64(obj: &JsValue, key: &str) -> Option<u64> {
+    let v = Reflect::get(obj, &JsValue::from_str(key)).ok()?.as_f64()?;
+    // Milliseconds: whole, finite, not negative (a bad value is ignored, the default stays).
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    (v.is_finite() && v >= 0.0).then_some(v as u64)
+}
+
+/// Applies the options every client shares to its engine: `catchUpIntervalMs` (how often a
+/// connected client checks for events it missed; default 60000, at least 1000).
+pub(crate) fn common_options(engine: &Engine, options: &JsValue) {
+    if let Some(ms) = opt_u64(options, "catchUpIntervalMs") {
+        engine.with(|i| i.set_catch_up_interval(ms));
+    }
+}
+
 /// A promise of a REST call that resolves to the parsed JSON answer.
 pub(crate) fn call(engine: &Engine, method: &'static str, url: String, body: Option<String>) -> Promise {
     let engine = engine.clone();
     wasm_bindgen_futures::future_to_promise(async move {
         engine.rest(method, url, body).await.map(|t| text_to_js(&t)).map_err(|e| js_error(&e))
+    })
+}
+
+/// A promise of a conversation's whole history: `GET .../events` from the start, page after
+/// page (a page holds at most 500 events) until the last event got reaches the conversation's
+/// latest `seq`; resolves to `{events, last_seq, status}` with every event.
+pub(crate) fn history(engine: &Engine, id: handoff_protocol::ConversationId) -> Promise {
+    use serde_json::Value;
+    let engine = engine.clone();
+    wasm_bindgen_futures::future_to_promise(async move {
+        let mut all = Vec::new();
+        let mut after = handoff_protocol::Seq::ZERO;
+        loop {
+            let url = crate::url::events(&engine.base(), &id, after, None);
+            let text = engine.rest("GET", url, None).await.map_err(|e| js_error(&e))?;
+            let mut page: Value = serde_json::from_str(&text)
+                .map_err(|e| js_error(&ClientError::InvalidResponse(e.to_string())))?;
+            let latest = page.get("last_seq").and_then(Value::as_u64).unwrap_or(0);
+            let events = match page.get_mut("events").map(Value::take) {
+                Some(Value::Array(events)) => events,
+                _ => Vec::new(),
+            };
+            // Each event's own seq; `last_seq` is not "got up to" when the page was cut.
+            let last = events
+                .iter()
+                .filter_map(|e| {
+                    let name = e.get("event")?.as_str()?;
+                    handoff_protocol::Event::from_parts(name, e.get("payload")?.clone()).ok()?.seq()
+                })
+                .max();
+            all.extend(events);
+            match last {
+                Some(last) if last.0 < latest && last > after => after = last,
+                _ => {
+                    page["events"] = Value::Array(all);
+                    return Ok(json_to_js(&page));
+                }
+            }
+        }
     })
 }
 

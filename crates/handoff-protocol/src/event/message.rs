@@ -33,6 +33,14 @@ impl AuthorKind {
             AuthorKind::Unknown => "unknown",
         }
     }
+
+    /// The kind with this wire name ([`AuthorKind::Unknown`] for any other).
+    pub fn from_name(name: &str) -> AuthorKind {
+        [AuthorKind::Customer, AuthorKind::Agent, AuthorKind::Bot, AuthorKind::System]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .unwrap_or(AuthorKind::Unknown)
+    }
 }
 
 /// The author of a message or the actor of a typing indicator.

@@ -8,6 +8,12 @@
 //! [`MAX_HELD`] events are held; past that the buffer drops them and asks for a catch-up, which
 //! brings them again.
 //!
+//! A catch-up answer is a page of at most [`crate::api::EVENTS_PAGE_MAX`] events plus the
+//! conversation's latest `seq` (`last_seq`). Its events go through [`EventBuffer::handle_event`]
+//! like any other (applied by their own `seq`, never "up to `last_seq`"), then
+//! [`EventBuffer::handle_page`] asks for the next page, after the page's last event, while that
+//! is below `last_seq`: a catch-up pages until it is done.
+//!
 //! ```
 //! use handoff_protocol::timing::buffer::{BufferAction, EventBuffer};
 //! # use handoff_protocol::event::*;
@@ -126,6 +132,21 @@ impl EventBuffer {
             self.recent_messages.push_back(m.message.id.clone());
         }
         self.actions.push_back(BufferAction::Apply(event));
+    }
+
+    /// A catch-up or long-poll page was fed (its events through [`Self::handle_event`]):
+    /// `last_event` is the `seq` of its last event (`None` when it had none), `latest` the page's
+    /// `last_seq`. A page that stopped below the latest asks for the next one, after its last
+    /// event. An empty page asks for nothing (the events after it may be ones this reader does
+    /// not get), so a catch-up cannot loop.
+    pub fn handle_page(&mut self, now_ms: u64, last_event: Option<Seq>, latest: Seq) {
+        self.clock.advance(now_ms);
+        if let Some(last) = last_event.filter(|last| *last < latest) {
+            let action = BufferAction::CatchUp { after: last.max(self.applied) };
+            if !self.actions.contains(&action) {
+                self.actions.push_back(action);
+            }
+        }
     }
 
     /// Asks for a catch-up now (the supervisor's `CatchUp`, after any transition).
@@ -247,6 +268,55 @@ mod tests {
         b.request_catch_up();
         b.request_catch_up();
         assert_eq!(drain(&mut b).len(), 1, "one pending catch-up at a time");
+    }
+
+    /// A server that answers at most `limit` events per page of `total`, with `last_seq = total`.
+    fn page(after: u64, limit: u64, total: u64) -> (Vec<Event>, Seq) {
+        (((after + 1)..=(after + limit).min(total)).map(msg).collect(), Seq(total))
+    }
+
+    #[test]
+    fn a_catch_up_pages_until_done() {
+        // 620 events, pages of 500: the client asks again after 500 and gets all, once each.
+        let mut b = EventBuffer::new(Seq(0));
+        b.request_catch_up();
+        let mut applied = Vec::new();
+        let mut requests = Vec::new();
+        while let Some(a) = b.poll_action() {
+            match a {
+                BufferAction::Apply(e) => applied.push(e.seq().unwrap().0),
+                BufferAction::CatchUp { after } => {
+                    requests.push(after.0);
+                    let (events, latest) = page(after.0, 500, 620);
+                    let last = events.last().and_then(Event::seq);
+                    for e in events {
+                        b.handle_event(0, e);
+                    }
+                    b.handle_page(0, last, latest);
+                }
+            }
+        }
+        assert_eq!(requests, [0, 500]);
+        assert_eq!(applied, (1..=620).collect::<Vec<_>>());
+        assert_eq!(b.last_applied(), Seq(620));
+    }
+
+    #[test]
+    fn last_seq_is_not_applied_up_to() {
+        let mut b = EventBuffer::new(Seq(0));
+        // A truncated page: events 1..=3 of 10.
+        for s in 1..=3 {
+            b.handle_event(0, msg(s));
+        }
+        b.handle_page(0, Some(Seq(3)), Seq(10));
+        let actions = drain(&mut b);
+        assert_eq!(applied_seqs(&actions), [1, 2, 3]);
+        assert_eq!(actions.last(), Some(&BufferAction::CatchUp { after: Seq(3) }));
+        assert_eq!(b.last_applied(), Seq(3), "not 10");
+        // A page that reaches the latest, or an empty one, asks for nothing more.
+        b.handle_page(0, Some(Seq(10)), Seq(10));
+        b.handle_page(0, None, Seq(12));
+        assert_eq!(drain(&mut b), []);
     }
 
     #[test]

@@ -14,9 +14,9 @@
 //! | [`presence::PresenceTracker`] | heartbeat every 30 s; `idle` after 2 min without input; `offline` by beacon on close |
 //! | [`agent::AgentIdleTracker`] | an agent's console sets `away` after 30 min without input, never `offline` |
 //! | [`agent::AgentLiveness`] | (server) an agent with a connected socket never expires; `offline` 2 min after the last closed |
-//! | [`supervisor::ConnectionSupervisor`] | jittered reconnect; long-poll after 3 failures or 10 s; probe every 30 s |
+//! | [`supervisor::ConnectionSupervisor`] | jittered reconnect; long-poll after 3 failures or 10 s; probe every 30 s; catch up on every transition, on visibility and every 60 s while connected |
 //! | [`outbox::Outbox`] | ordered sends with a stable `client_msg_id`, retried with backoff |
-//! | [`buffer::EventBuffer`] | applies persisted events once each in `seq` order; asks for catch-up on gaps |
+//! | [`buffer::EventBuffer`] | applies persisted events once each in `seq` order; asks for catch-up on gaps; pages a catch-up until the latest `seq` |
 
 pub mod agent;
 pub mod buffer;

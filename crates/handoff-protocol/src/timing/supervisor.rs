@@ -11,6 +11,12 @@
 //!   hangs for [`CONNECT_TIMEOUT_MS`] counts as failed.
 //! - Every transition (connected, reconnected, fell back to polling, back from polling) asks for
 //!   a catch-up by `seq` ([`SupervisorAction::CatchUp`]).
+//! - Broadcasts are fire-and-forget: one lost at the hub (or in Redis) is only noticed when a
+//!   later event reveals the gap, and the last message of a quiet conversation would stay unseen.
+//!   So while connected the supervisor also asks for a catch-up every [`CATCH_UP_INTERVAL_MS`]
+//!   (the interval restarts at every catch-up, whatever asked for it), and whenever the page
+//!   becomes visible. A catch-up is one cheap `GET .../events?after=<last applied seq>`.
+//!   While polling, the long-poll is the catch-up.
 //! - Background tabs: browsers run a hidden tab's timers late (once a minute). A deadline handled
 //!   more than [`LATE_TIMER_SLACK_MS`] after it was due proves nothing about the socket, so a
 //!   late heartbeat or connect-timeout check starts a fresh check instead of declaring the
@@ -50,6 +56,10 @@ pub const HEARTBEAT_INTERVAL_MS: u64 = 25_000;
 pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 /// A timer handled this much later than due ran in a throttled background tab.
 pub const LATE_TIMER_SLACK_MS: u64 = 5_000;
+/// While connected, a catch-up at least this often (finds broadcasts that were lost).
+pub const CATCH_UP_INTERVAL_MS: u64 = 60_000;
+/// The shortest catch-up interval [`ConnectionSupervisor::set_catch_up_interval`] accepts.
+pub const MIN_CATCH_UP_INTERVAL_MS: u64 = 1_000;
 
 /// The connection as the UI shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -108,6 +118,9 @@ pub struct ConnectionSupervisor {
     next_heartbeat_at: Option<u64>,
     /// A heartbeat awaits its reply.
     awaiting_reply: bool,
+    /// The next periodic catch-up while connected.
+    next_catch_up_at: Option<u64>,
+    catch_up_interval: u64,
     actions: VecDeque<SupervisorAction>,
 }
 
@@ -124,7 +137,30 @@ impl ConnectionSupervisor {
             next_connect_at: None,
             next_heartbeat_at: None,
             awaiting_reply: false,
+            next_catch_up_at: None,
+            catch_up_interval: CATCH_UP_INTERVAL_MS,
             actions: VecDeque::new(),
+        }
+    }
+
+    /// Sets the periodic catch-up interval (default [`CATCH_UP_INTERVAL_MS`]; at least
+    /// [`MIN_CATCH_UP_INTERVAL_MS`]); it applies from the next catch-up.
+    pub fn set_catch_up_interval(&mut self, ms: u64) {
+        self.catch_up_interval = ms.max(MIN_CATCH_UP_INTERVAL_MS);
+    }
+
+    /// The periodic catch-up interval.
+    pub fn catch_up_interval(&self) -> u64 {
+        self.catch_up_interval
+    }
+
+    /// Asks for a catch-up; while connected, the next periodic one is an interval from now.
+    fn catch_up(&mut self, now: u64) {
+        if self.state == ConnectionState::Connected {
+            self.next_catch_up_at = Some(now + self.catch_up_interval);
+        }
+        if !self.actions.contains(&SupervisorAction::CatchUp) {
+            self.actions.push_back(SupervisorAction::CatchUp);
         }
     }
 
@@ -179,7 +215,7 @@ impl ConnectionSupervisor {
         self.awaiting_reply = false;
         self.next_heartbeat_at = Some(now + HEARTBEAT_INTERVAL_MS);
         self.set_state(ConnectionState::Connected);
-        self.actions.push_back(SupervisorAction::CatchUp);
+        self.catch_up(now);
     }
 
     /// A connect attempt failed.
@@ -206,6 +242,7 @@ impl ConnectionSupervisor {
 
     fn lose(&mut self, now: u64) {
         self.next_heartbeat_at = None;
+        self.next_catch_up_at = None;
         self.awaiting_reply = false;
         self.down_since = Some(now);
         self.failures = 0;
@@ -243,7 +280,7 @@ impl ConnectionSupervisor {
         }
         self.set_state(ConnectionState::Polling);
         self.actions.push_back(SupervisorAction::StartPolling);
-        self.actions.push_back(SupervisorAction::CatchUp);
+        self.catch_up(now);
         self.next_connect_at = Some(now + PROBE_INTERVAL_MS);
     }
 
@@ -265,17 +302,21 @@ impl ConnectionSupervisor {
         }
     }
 
-    /// The page became visible: check the socket at once (or reconnect at once).
+    /// The page became visible: check the socket at once (or reconnect at once), and catch up
+    /// (a hidden tab's timers ran late, and what was lost meanwhile shows now).
     pub fn handle_visible(&mut self, now_ms: u64) {
         let now = self.clock.advance(now_ms);
         match self.state {
+            ConnectionState::Idle | ConnectionState::Closed => return,
             ConnectionState::Connected if !self.awaiting_reply => {
                 self.awaiting_reply = true;
                 self.next_heartbeat_at = Some(now + HEARTBEAT_INTERVAL_MS);
                 self.actions.push_back(SupervisorAction::SendHeartbeat);
             }
+            ConnectionState::Connected => {}
             _ => self.handle_online(now),
         }
+        self.catch_up(now);
     }
 
     /// The deadline of [`Self::poll_timeout`] passed.
@@ -311,6 +352,9 @@ impl ConnectionSupervisor {
         if self.next_connect_at.is_some_and(|t| now >= t) && self.attempt_since.is_none() {
             self.connect(now);
         }
+        if self.state == ConnectionState::Connected && self.next_catch_up_at.is_some_and(|t| now >= t) {
+            self.catch_up(now);
+        }
     }
 
     /// Closes everything: the socket, the polling, every deadline.
@@ -328,6 +372,7 @@ impl ConnectionSupervisor {
         self.attempt_since = None;
         self.next_connect_at = None;
         self.next_heartbeat_at = None;
+        self.next_catch_up_at = None;
         self.down_since = None;
         self.set_state(ConnectionState::Closed);
     }
@@ -350,6 +395,7 @@ impl ConnectionSupervisor {
             self.attempt_since.map(|t| t + CONNECT_TIMEOUT_MS),
             self.next_connect_at.filter(|_| self.attempt_since.is_none()),
             poll_deadline,
+            self.next_catch_up_at,
         ]
         .into_iter()
         .flatten()
@@ -502,7 +548,7 @@ mod tests {
         assert_eq!(drain(&mut s), [SendHeartbeat]);
         assert_eq!(s.state(), Connected);
         // On time and still no reply: dead.
-        let due = s.poll_timeout().unwrap();
+        let due = s.next_heartbeat_at.unwrap();
         s.handle_timeout(due + LATE_TIMER_SLACK_MS);
         assert_eq!(drain(&mut s), [Disconnect, StateChanged(Reconnecting)]);
     }
@@ -511,13 +557,96 @@ mod tests {
     fn online_and_visible_act_at_once() {
         let mut s = connected_at(0);
         s.handle_visible(1_000);
-        assert_eq!(drain(&mut s), [SendHeartbeat]);
+        assert_eq!(drain(&mut s), [SendHeartbeat, CatchUp]);
         s.handle_disconnected(2_000);
         drain(&mut s);
         s.handle_online(2_001);
         assert_eq!(drain(&mut s), [Connect]);
         s.handle_online(2_002);
         assert_eq!(drain(&mut s), [], "one attempt at a time");
+    }
+
+    /// Runs the supervisor to `until`, answering every heartbeat; the times of its catch-ups.
+    fn catch_ups_until(s: &mut ConnectionSupervisor, until: u64) -> Vec<u64> {
+        let mut at = Vec::new();
+        while let Some(t) = s.poll_timeout().filter(|t| *t <= until) {
+            s.handle_timeout(t);
+            for a in drain(s) {
+                match a {
+                    CatchUp => at.push(t),
+                    SendHeartbeat => s.handle_heartbeat_reply(t + 20),
+                    other => panic!("unexpected {other:?} at {t}"),
+                }
+            }
+        }
+        at
+    }
+
+    #[test]
+    fn a_quiet_subscription_catches_up_every_60_s() {
+        assert_eq!(CATCH_UP_INTERVAL_MS, 60_000);
+        // Connected at 0 (that caught up once); then nothing arrives at all.
+        let mut s = connected_at(0);
+        assert_eq!(catch_ups_until(&mut s, 59_999), Vec::<u64>::new());
+        assert_eq!(catch_ups_until(&mut s, 60_000), [60_000], "a lost last message shows within 60 s");
+        assert_eq!(catch_ups_until(&mut s, 200_000), [120_000, 180_000]);
+        assert_eq!(s.state(), Connected, "catching up is not reconnecting");
+    }
+
+    #[test]
+    fn becoming_visible_catches_up_at_once_and_restarts_the_interval() {
+        let mut s = connected_at(0);
+        s.handle_visible(10_000);
+        assert_eq!(drain(&mut s), [SendHeartbeat, CatchUp]);
+        s.handle_heartbeat_reply(10_050);
+        assert_eq!(catch_ups_until(&mut s, 69_999), Vec::<u64>::new());
+        assert_eq!(catch_ups_until(&mut s, 70_000), [70_000]);
+        // Visible again while the check is still out: no second heartbeat, still a catch-up.
+        s.handle_visible(71_000);
+        s.handle_visible(71_001);
+        assert_eq!(drain(&mut s), [SendHeartbeat, CatchUp], "one pending catch-up at a time");
+        // Visible while polling catches up too (and probes at once).
+        let mut p = connected_at(0);
+        p.handle_disconnected(0);
+        p.handle_timeout(10_000);
+        drain(&mut p);
+        assert_eq!(p.state(), Polling);
+        p.handle_visible(12_000);
+        assert_eq!(drain(&mut p), [Connect, CatchUp]);
+    }
+
+    #[test]
+    fn the_interval_is_settable_but_not_to_nothing() {
+        let mut s = ConnectionSupervisor::new(1);
+        s.set_catch_up_interval(2_000);
+        s.start(0);
+        s.handle_connected(0);
+        drain(&mut s);
+        assert_eq!(catch_ups_until(&mut s, 6_000), [2_000, 4_000, 6_000]);
+        s.set_catch_up_interval(0);
+        assert_eq!(s.catch_up_interval(), MIN_CATCH_UP_INTERVAL_MS);
+    }
+
+    #[test]
+    fn no_periodic_catch_up_without_a_socket() {
+        let mut s = connected_at(0);
+        s.handle_disconnected(1_000);
+        drain(&mut s);
+        // Reconnecting: the reconnect catches up; polling: the long-poll is the catch-up.
+        let mut now = 1_000;
+        while now < 200_000 {
+            let Some(t) = s.poll_timeout() else { break };
+            now = t;
+            s.handle_timeout(now);
+            let actions = drain(&mut s);
+            if actions.contains(&Connect) {
+                s.handle_connect_failed(now);
+                drain(&mut s);
+            }
+            let catch_ups = actions.iter().filter(|a| **a == CatchUp).count();
+            assert!(catch_ups == 0 || actions.contains(&StartPolling), "{now}: {actions:?}");
+        }
+        assert_eq!(s.state(), Polling);
     }
 
     #[test]
@@ -601,6 +730,11 @@ mod tests {
                     prop_assert!(t <= now + PROBE_INTERVAL_MS.max(BACKOFF_MS[4] * 120 / 100));
                 }
                 prop_assert_eq!(s.state() == ConnectionState::Connected, s.next_heartbeat_at.is_some());
+                prop_assert_eq!(s.state() == ConnectionState::Connected, s.next_catch_up_at.is_some());
+                // Connected, a catch-up is never further out than the interval.
+                if let Some(t) = s.next_catch_up_at {
+                    prop_assert!(t <= now + CATCH_UP_INTERVAL_MS);
+                }
             }
         }
     }

@@ -154,6 +154,17 @@ pub struct ConversationUpdate {
     pub takes_slot: bool,
 }
 
+/// A row written in the same transaction as a conversation's events ([`Store::append_with`]):
+/// the transition and its record commit together or not at all.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum AppendRow {
+    /// An internal note (a transfer's hand-over note).
+    Note(handoff_protocol::event::Note),
+    /// This agent declined the conversation (routing skips them for it from now on).
+    Decline(AgentId),
+}
+
 /// A message id for a new message.
 pub fn new_message_id() -> MessageId {
     MessageId::new(crate::crypto::random_id("msg_"))
@@ -470,6 +481,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         update: &ConversationUpdate,
         events: &[Event],
         now: u64,
+    ) -> Result<(), StoreError> {
+        self.append_with(id, expected, update, events, &[], now).await
+    }
+
+    /// [`Store::append`] with more rows in the same transaction (a transfer's note, a decline's
+    /// record): all of it is stored, or nothing (a failed row rolls the transition back).
+    ///
+    /// # Errors
+    /// As [`Store::append`]; database errors of the extra rows.
+    async fn append_with(
+        &self,
+        id: &ConversationId,
+        expected: Seq,
+        update: &ConversationUpdate,
+        events: &[Event],
+        rows: &[AppendRow],
+        now: u64,
     ) -> Result<(), StoreError>;
 
     /// The seq of the message stored with this `client_msg_id`, if any.
@@ -511,7 +539,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database errors.
     async fn last_customer_body(&self, id: &ConversationId) -> Result<Option<String>, StoreError>;
 
-    /// Customer messages after the agent's read marker.
+    /// Messages after the agent's read marker that count as unread for an agent
+    /// ([`handoff_protocol::unread::counts_as_unread`]: the customer's).
     ///
     /// # Errors
     /// Database errors.

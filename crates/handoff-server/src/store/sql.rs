@@ -4,7 +4,9 @@
 //! since the epoch, the subset both databases read the same way through `Any`. The schema is
 //! versioned ([`MIGRATIONS`], recorded in `schema_migrations`).
 
-use handoff_protocol::event::{AgentStatus, ConversationStatus, Event, OfflineMessage, PresenceState};
+use handoff_protocol::event::{
+    AgentStatus, AuthorKind, ConversationStatus, Event, OfflineMessage, PresenceState,
+};
 use handoff_protocol::ids::{
     AgentId, ConversationId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
 };
@@ -12,7 +14,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 
 use async_trait::async_trait;
 
-use super::{AgentRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow};
+use super::{
+    AgentRow, AppendRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow,
+};
 use crate::hours::BusinessHours;
 use sqlx::{AnyPool, Row};
 
@@ -192,6 +196,41 @@ fn project(row: &AnyRow) -> Result<Project, sqlx::Error> {
 
 /// Inserts a conversation's events (and the messages among them) in a transaction; a
 /// `client_msg_id` already used in the conversation is a [`StoreError::Conflict`].
+/// Stores a note (the `note:new` payload as JSON), alone or inside [`Store::append_with`].
+async fn insert_note_row(
+    conn: &mut sqlx::AnyConnection,
+    note: &handoff_protocol::event::Note,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO notes (id, conversation_id, payload, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(note.id.as_str())
+        .bind(note.conversation_id.as_str())
+        .bind(serde_json::to_string(note).map_err(|e| sqlx::Error::Protocol(e.to_string()))?)
+        .bind(to_i64(note.created_at.0))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a decline, alone or inside [`Store::append_with`]. One statement, so two declines at
+/// once cannot both insert.
+async fn insert_decline_row(
+    conn: &mut sqlx::AnyConnection,
+    id: &ConversationId,
+    agent: &AgentId,
+    now: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO declines (conversation_id, agent_id, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (conversation_id, agent_id) DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(agent.as_str())
+    .bind(to_i64(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 async fn insert_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: &ConversationId,
@@ -800,12 +839,13 @@ impl Store for SqlStore {
         Ok(rows.iter().map(conversation).collect::<Result<_, _>>()?)
     }
 
-    async fn append(
+    async fn append_with(
         &self,
         id: &ConversationId,
         expected: Seq,
         update: &ConversationUpdate,
         events: &[Event],
+        rows: &[AppendRow],
         now: u64,
     ) -> Result<(), StoreError> {
         let last = Seq(expected.0 + events.len() as u64);
@@ -848,6 +888,12 @@ impl Store for SqlStore {
             return Err(StoreError::Conflict);
         }
         insert_events(&mut tx, id, last, events, now).await?;
+        for row in rows {
+            match row {
+                AppendRow::Note(note) => insert_note_row(&mut tx, note).await?,
+                AppendRow::Decline(agent) => insert_decline_row(&mut tx, id, agent, now).await?,
+            }
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -916,11 +962,13 @@ impl Store for SqlStore {
     }
 
     async fn unread(&self, agent: &AgentId, id: &ConversationId) -> Result<u32, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM messages m WHERE m.conversation_id = $1 AND m.author_kind = 'customer' AND m.seq > COALESCE((SELECT r.seq FROM read_markers r WHERE r.agent_id = $2 AND r.conversation_id = $1), 0)")
-            .bind(id.as_str())
-            .bind(agent.as_str())
-            .fetch_one(&self.pool)
-            .await?;
+        // The authors that count come from the protocol's one rule, which the console uses too.
+        let kinds: Vec<String> = handoff_protocol::unread::unread_authors(AuthorKind::Agent)
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect();
+        let kinds = if kinds.is_empty() { String::from("NULL") } else { kinds.join(", ") };
+        let sql = format!("SELECT COUNT(*) FROM messages m WHERE m.conversation_id = $1 AND m.author_kind IN ({kinds}) AND m.seq > COALESCE((SELECT r.seq FROM read_markers r WHERE r.agent_id = $2 AND r.conversation_id = $1), 0)");
+        let row = sqlx::query(&sql).bind(id.as_str()).bind(agent.as_str()).fetch_one(&self.pool).await?;
         Ok(u32::try_from(row.try_get::<i64, _>(0)?).unwrap_or(u32::MAX))
     }
 
@@ -942,17 +990,8 @@ impl Store for SqlStore {
     }
 
     async fn add_decline(&self, id: &ConversationId, agent: &AgentId, now: u64) -> Result<(), StoreError> {
-        // One statement, so two declines at once cannot both insert.
-        sqlx::query(
-            "INSERT INTO declines (conversation_id, agent_id, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (conversation_id, agent_id) DO NOTHING",
-        )
-        .bind(id.as_str())
-        .bind(agent.as_str())
-        .bind(to_i64(now))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_decline_row(&mut conn, id, agent, now).await
     }
 
     async fn decliners(&self, id: &ConversationId) -> Result<Vec<AgentId>, StoreError> {
@@ -987,14 +1026,8 @@ impl Store for SqlStore {
     // ---- notes ----
 
     async fn insert_note(&self, note: &handoff_protocol::event::Note) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO notes (id, conversation_id, payload, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(note.id.as_str())
-            .bind(note.conversation_id.as_str())
-            .bind(serde_json::to_string(note).unwrap_or_default())
-            .bind(to_i64(note.created_at.0))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_note_row(&mut conn, note).await
     }
 
     async fn notes(&self, id: &ConversationId) -> Result<Vec<handoff_protocol::event::Note>, StoreError> {
