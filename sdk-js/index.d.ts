@@ -229,6 +229,13 @@ export class AgentClient implements Events {
   logout(): Promise<void>;
   readonly agent: Agent | null;
   setStatus(status: AgentStatus): Promise<Agent>;
+  /**
+   * The console's idle rule: after `awayAfterMs` (default 30 minutes) without input (keys,
+   * pointer, wheel, focus) an `online` agent is set `away`, and `online` again on their next
+   * input; a status chosen with `setStatus` is never overridden, and idling never sets
+   * `offline`. Call after `login`/`resume`; returns a function that stops tracking.
+   */
+  trackIdle(options?: { awayAfterMs?: number }): () => void;
   inbox(): Promise<InboxItem[]>;
   queue(): Promise<{ queue: QueueEntry[] }>;
   agents(): Promise<Agent[]>;

@@ -138,7 +138,10 @@ async function signIn({ email, password, token }) {
   client = c;
   me = r.agent;
   wire(c);
-  offs.push(c.subscribeQueue(), c.subscribeAgent());
+  // The seed's idle rule: away after 30 minutes without input, online again on input; never
+  // offline for idling (`?idleAwayMs=` shortens it for demos and tests).
+  const idleAwayMs = Number(new URLSearchParams(location.search).get("idleAwayMs")) || undefined;
+  offs.push(c.subscribeQueue(), c.subscribeAgent(), c.trackIdle({ awayAfterMs: idleAwayMs }));
   $("login-view").hidden = true;
   $("app").hidden = false;
   $("me-name").textContent = me.name;

@@ -366,3 +366,39 @@ test("an offline message left while no agent was online shows on the next login 
   await next.context.close();
   await ada.context.close();
 });
+
+test("an idle console goes away (never offline) and comes back online on input", async () => {
+  const agent = await server.createAgent({ name: "Ida Idle", email: "ida@e2e.test", password: "ida-password-1" });
+  const context = await browser.newContext({ viewport: WIDE });
+  const page = await context.newPage();
+  // The 30-minute rule, shortened to 1.5 s through the console's query parameter.
+  await page.goto(`${server.base}/console/?idleAwayMs=1500`);
+  await page.fill("#login-email", agent.email);
+  await page.fill("#login-password", agent.password);
+  await page.click("#login-submit");
+  await page.waitForSelector("#app:not([hidden])");
+  await setStatus(page, "online");
+  const status = async () => {
+    const r = await fetch(`${server.base}/api/agents`, {
+      headers: { authorization: `Bearer ${await page.evaluate(() => sessionStorage.getItem("handoff.console.token"))}` },
+    });
+    return (await r.json()).find((a) => a.id === agent.id)?.status;
+  };
+  // No input: away on the server, shown in the console; still away (not offline) well after.
+  await eventually(async () => (await status()) === "away", { what: "away after idling", timeout: 8000 });
+  await eventually(() => page.evaluate(() => document.querySelector("#status-select").value === "away"), { what: "console shows away" });
+  await new Promise((r) => setTimeout(r, 2000));
+  assert.equal(await status(), "away", "idling never sets offline");
+  // Input brings the agent back online.
+  await page.mouse.move(200, 200);
+  await page.mouse.move(300, 250);
+  await page.keyboard.press("Shift");
+  await eventually(async () => (await status()) === "online", { what: "online again on input", timeout: 8000 });
+  // A status the agent chose is left alone by input.
+  await setStatus(page, "away");
+  await page.mouse.move(100, 100);
+  await page.keyboard.press("Shift");
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await status(), "away", "a chosen away is not overridden");
+  await context.close();
+});

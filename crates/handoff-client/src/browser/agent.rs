@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use handoff_protocol::api::{self, LoginRequest};
-use handoff_protocol::event::AuthorKind;
+use handoff_protocol::event::{AgentStatus, AuthorKind};
 use handoff_protocol::ids::ConversationId;
 use handoff_protocol::phoenix::Vsn;
 use handoff_protocol::{Channel, Seq};
@@ -33,6 +33,8 @@ pub struct AgentClient {
     ws: Rc<(String, Option<String>)>,
     /// `(agent as JS sees it, project id, agent id)` after login.
     login: Rc<RefCell<Option<(JsValue, String, String)>>>,
+    /// The idle rule, once `trackIdle` is called.
+    idle: Rc<RefCell<Option<super::idle::IdleAway>>>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -102,7 +104,12 @@ impl AgentClient {
         let ws_url = url::realtime(&ws, apikey.as_deref().unwrap_or_default(), Vsn::V2);
         let engine = Engine::new(&base, ws_url, true);
         super::common_options(&engine, options);
-        Ok(AgentClient { engine, ws: Rc::new((ws, apikey)), login: Rc::new(RefCell::new(None)) })
+        Ok(AgentClient {
+            engine,
+            ws: Rc::new((ws, apikey)),
+            login: Rc::new(RefCell::new(None)),
+            idle: Rc::new(RefCell::new(None)),
+        })
     }
 
     /// Logs in and connects; resolves to `{token, agent}`.
@@ -152,6 +159,7 @@ impl AgentClient {
     pub fn logout(&self) -> Promise {
         let engine = self.engine.clone();
         let login = self.login.clone();
+        self.idle.borrow_mut().take();
         wasm_bindgen_futures::future_to_promise(async move {
             let r = engine.rest("POST", engine.url("/api/agents/logout"), Some("{}".into())).await;
             engine.with(|i| {
@@ -193,6 +201,9 @@ impl AgentClient {
     /// `online`, `away` or `offline`; resolves to the agent.
     #[wasm_bindgen(js_name = setStatus)]
     pub fn set_status(&self, status: &str) -> Promise {
+        if let (Some(idle), Some(chosen)) = (self.idle.borrow().as_ref(), AgentStatus::parse(status)) {
+            idle.status_chosen(chosen);
+        }
         let body = serde_json::json!({ "status": status }).to_string();
         call(&self.engine, "PUT", self.engine.url("/api/agents/me/status"), Some(body))
     }
@@ -380,6 +391,45 @@ impl AgentClient {
 
     /// Closes the socket and releases every timer, listener and request.
     pub fn close(&self) {
+        self.idle.borrow_mut().take();
         self.engine.with(super::engine::Inner::close);
+    }
+
+    /// `trackIdle({ awayAfterMs? })`: the console's idle rule. After `awayAfterMs` (30 minutes)
+    /// without the agent's input (keys, pointer, wheel, focus) an `online` agent is set `away`,
+    /// and set `online` again at their next input; a status the agent chose (`setStatus`) is
+    /// never overridden, and nobody is ever set `offline` for idling (the server does that only
+    /// when every console socket is gone). Call after `login`/`resume`; returns a function that
+    /// stops tracking.
+    ///
+    /// # Errors
+    /// `not_ready` before `login`.
+    #[wasm_bindgen(js_name = trackIdle)]
+    pub fn track_idle(&self, options: &JsValue) -> Result<Function, JsValue> {
+        let status = self
+            .login
+            .borrow()
+            .as_ref()
+            .map(|l| super::path_str(&l.0, &["status"]).and_then(|s| AgentStatus::parse(&s)))
+            .ok_or_else(|| js_error(&ClientError::NotReady("call login() first")))?
+            .unwrap_or(AgentStatus::Online);
+        let away_after = js_sys::Reflect::get(options, &JsValue::from_str("awayAfterMs"))
+            .ok()
+            .and_then(|v| v.as_f64())
+            .filter(|ms| ms.is_finite() && *ms > 0.0)
+            // Positive and finite; saturates above u64::MAX.
+            .map(|ms| {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let ms = ms as u64;
+                ms
+            });
+        *self.idle.borrow_mut() = Some(super::idle::IdleAway::start(self.engine.clone(), status, away_after));
+        let idle = Rc::downgrade(&self.idle);
+        let stop = Closure::once_into_js(move || {
+            if let Some(idle) = idle.upgrade() {
+                idle.borrow_mut().take();
+            }
+        });
+        Ok(stop.unchecked_into())
     }
 }

@@ -7,6 +7,8 @@ mod customer;
 mod engine;
 mod handles;
 mod http;
+#[cfg(feature = "agent")]
+mod idle;
 #[cfg(feature = "supabase")]
 mod supabase;
 

@@ -81,6 +81,7 @@ pub struct AgentIdleTracker {
     status: AgentStatus,
     last_input_at: u64,
     auto_away: bool,
+    away_after_ms: u64,
     actions: VecDeque<AgentIdleAction>,
 }
 
@@ -89,7 +90,22 @@ impl AgentIdleTracker {
     pub fn new(now_ms: u64, status: AgentStatus) -> Self {
         let mut clock = Clock::default();
         let now = clock.advance(now_ms);
-        AgentIdleTracker { clock, status, last_input_at: now, auto_away: false, actions: VecDeque::new() }
+        AgentIdleTracker {
+            clock,
+            status,
+            last_input_at: now,
+            auto_away: false,
+            away_after_ms: AGENT_AWAY_AFTER_MS,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The same tracker with another idle time before `away` (at least 1 s; the seed's rule is
+    /// [`AGENT_AWAY_AFTER_MS`], shorter for tests and demos).
+    #[must_use]
+    pub fn with_away_after(mut self, ms: u64) -> Self {
+        self.away_after_ms = ms.max(1_000);
+        self
     }
 
     /// The agent's status as the tracker knows it.
@@ -124,7 +140,7 @@ impl AgentIdleTracker {
     /// The deadline of [`Self::poll_timeout`] passed.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let now = self.clock.advance(now_ms);
-        if self.status == AgentStatus::Online && now >= self.last_input_at + AGENT_AWAY_AFTER_MS {
+        if self.status == AgentStatus::Online && now >= self.last_input_at + self.away_after_ms {
             self.status = AgentStatus::Away;
             self.auto_away = true;
             self.actions.push_back(AgentIdleAction::SetStatus(AgentStatus::Away));
@@ -138,7 +154,7 @@ impl AgentIdleTracker {
 
     /// When [`Self::handle_timeout`] is due: only while `online`.
     pub fn poll_timeout(&self) -> Option<u64> {
-        (self.status == AgentStatus::Online).then_some(self.last_input_at + AGENT_AWAY_AFTER_MS)
+        (self.status == AgentStatus::Online).then_some(self.last_input_at + self.away_after_ms)
     }
 }
 
@@ -237,5 +253,16 @@ mod tests {
         // Time never goes backwards.
         t.handle_status(10, Online);
         assert_eq!(t.poll_timeout(), Some(134 * MIN + AGENT_AWAY_AFTER_MS));
+    }
+
+    #[test]
+    fn the_idle_time_can_be_shortened_but_not_below_a_second() {
+        let mut t = AgentIdleTracker::new(0, Online).with_away_after(5_000);
+        assert_eq!(t.poll_timeout(), Some(5_000));
+        t.handle_timeout(4_999);
+        assert_eq!(drain(&mut t), []);
+        t.handle_timeout(5_000);
+        assert_eq!(drain(&mut t), [AgentIdleAction::SetStatus(Away)]);
+        assert_eq!(AgentIdleTracker::new(0, Online).with_away_after(10).poll_timeout(), Some(1_000));
     }
 }
