@@ -142,6 +142,10 @@ export interface WidgetSession {
   config: WidgetConfig;
   conversation?: Conversation;
 }
+export interface ConversationHistory {
+  conversation: Conversation;
+  events: StoredEvent[];
+}
 export interface StoredEvent<K extends HandoffEventName = HandoffEventName> {
   event: K;
   payload: HandoffEvents[K];
@@ -225,6 +229,10 @@ export class HandoffClient implements Events {
   identify(user: { user_id: string; name?: string; email?: string; hmac: string }): Promise<void>;
   /** Every persisted event so far, fetched page by page (`last_seq`: the latest). */
   history(): Promise<EventsPage>;
+  /** The visitor's conversations with their transcripts, newest first (at most 20, each with
+   * its first 500 events): earlier, resolved ones included; after `identify` with a valid
+   * HMAC, every conversation of that user in the project, from any device. */
+  conversations(): Promise<{ conversations: ConversationHistory[] }>;
   readonly conversationId: string | undefined;
   readonly session: WidgetSession | null;
   on<K extends HandoffEventName>(event: K, fn: Handler<K>): Unsubscribe;

@@ -187,9 +187,13 @@ impl Widget {
     /// up: a call made earlier waits for it).
     pub fn identify(&self, user: JsValue) -> Promise {
         let (client, ready) = (self.client.clone(), self.ui.borrow().ready.clone());
+        let w = self.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             JsFuture::from(ready).await?;
-            JsFuture::from(client.identify(&user)).await
+            let r = JsFuture::from(client.identify(&user)).await?;
+            // A verified user's conversations from other devices join the history.
+            w.load_history().await;
+            Ok(r)
         })
     }
 
@@ -231,6 +235,61 @@ impl Widget {
         }
     }
 
+    /// Shows the transcripts of the visitor's earlier conversations (read-only) at the top of
+    /// the log, oldest first; the current conversation is the live log below them.
+    async fn load_history(&self) {
+        let Ok(list) = JsFuture::from(self.client.conversations()).await else { return };
+        let Some(list) = get(&list, &["conversations"]).filter(Array::is_array).map(|v| Array::from(&v))
+        else {
+            return;
+        };
+        let ui = self.ui.borrow();
+        while let Ok(Some(old)) = ui.els.log.query_selector(".old") {
+            old.remove();
+        }
+        let first = ui.els.log.first_child();
+        let mut items: Vec<Element> = Vec::new();
+        for h in list.iter().rev() {
+            let id = text(&h, &["conversation", "id"]);
+            if id.is_none() || id == ui.conversation {
+                continue;
+            }
+            let when = get(&h, &["conversation", "created_at"]).and_then(|v| v.as_f64()).unwrap_or(0.0);
+            let date: String = js_sys::Date::new(&JsValue::from_f64(when)).to_date_string().into();
+            items.push(text_el(
+                &ui.doc,
+                "li",
+                "sys old",
+                &["Earlier conversation, ", date.as_str()].concat(),
+            ));
+            let events =
+                get(&h, &["events"]).filter(Array::is_array).map(|v| Array::from(&v)).unwrap_or_default();
+            for e in events.iter() {
+                if text(&e, &["event"]).as_deref() != Some("message:new") {
+                    continue;
+                }
+                let m = get(&e, &["payload", "message"]).unwrap_or(JsValue::NULL);
+                let body = text(&m, &["body"]).unwrap_or_default();
+                let kind = text(&m, &["author", "kind"]).unwrap_or_default();
+                let b = match kind.as_str() {
+                    "customer" => bubble(&ui.doc, "msg me old", "", &body),
+                    "bot" => bubble(&ui.doc, "msg bot old", "Assistant", &body),
+                    _ => {
+                        let who = text(&m, &["author", "name"]).unwrap_or_else(|| "Agent".to_owned());
+                        bubble(&ui.doc, "msg agent old", &who, &body)
+                    }
+                };
+                items.push(b);
+            }
+        }
+        for item in &items {
+            let _ = ui.els.log.insert_before(item, first.as_ref());
+        }
+        if !items.is_empty() {
+            ui.scroll();
+        }
+    }
+
     fn started(&self, session: &JsValue) {
         let reopen = {
             let mut ui = self.ui.borrow_mut();
@@ -267,6 +326,8 @@ impl Widget {
         if reopen {
             self.open();
         }
+        let w = self.clone();
+        spawn_local(async move { w.load_history().await });
     }
 
     /// Listens to the client and the DOM.

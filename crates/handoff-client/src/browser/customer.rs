@@ -319,6 +319,13 @@ impl HandoffClient {
         call(&self.engine, "POST", self.engine.url("/api/widget/identify"), js_to_json(user))
     }
 
+    /// The visitor's conversations with their transcripts, newest first (earlier, resolved ones
+    /// included; once `identify` verified a user, theirs from every device):
+    /// `{conversations: [{conversation, events}]}`.
+    pub fn conversations(&self) -> Promise {
+        call(&self.engine, "GET", self.engine.url("/api/widget/conversations"), None)
+    }
+
     /// The conversation's persisted events so far, all of them (fetched page by page):
     /// `{events, last_seq, status}`.
     pub fn history(&self) -> Promise {
