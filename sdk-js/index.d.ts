@@ -78,9 +78,11 @@ export interface HandoffEvents {
   "message:queued": OutboxMessage;
   /** Customer client: the server refused an own message for good (a 4xx other than 408, 425,
    * 429). It is kept (also across reloads) until `retry(client_msg_id)` or
-   * `discard(client_msg_id)`, and does not hold back the messages after it. */
+   * `discard(client_msg_id)`, and does not hold back the messages after it. With
+   * `conversation_id: null` it was the first message of a `startConversation` that failed:
+   * not kept (the promise rejects). */
   "message:failed": OutboxMessage & { error: { code: string; message: string; status?: number | null } };
-  /** Customer client: an own message was dropped (`discard`, or a `startConversation` that failed). */
+  /** Customer client: an own message was dropped (`discard`). */
   "message:discarded": { conversation_id: string | null; client_msg_id: string };
   /** The connection state changed. */
   connection: ConnectionState;

@@ -198,11 +198,14 @@ impl HandoffClient {
             let r =
                 engine.rest("POST", engine.url("/api/conversations"), serde_json::to_string(&req).ok()).await;
             let text = r.map_err(|e| {
-                if let Some(cid) = &client_msg_id {
+                if let (Some(cid), Some(body)) = (&client_msg_id, &req.body) {
                     // Not started: the first message goes back to the app (`startConversation`
-                    // rejects), it is not kept.
-                    let gone = serde_json::json!({ "conversation_id": null, "client_msg_id": cid });
-                    engine.with(|i| i.emit_json("message:discarded", &gone));
+                    // rejects); it is not kept (no conversation to keep it for).
+                    let error = serde_json::json!({ "code": e.code(), "message": e.to_string(), "status": e.status() });
+                    let failed = serde_json::json!({
+                        "conversation_id": null, "client_msg_id": cid, "body": body, "error": error,
+                    });
+                    engine.with(|i| i.emit_json("message:failed", &failed));
                 }
                 js_error(&e)
             })?;
