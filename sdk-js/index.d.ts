@@ -72,12 +72,30 @@ export interface HandoffEvents {
   "presence:updated": { conversation_id: string; state: PresenceState; at: number };
   "note:new": { note: Note };
   "offline_message:new": { offline_message: OfflineMessage };
+  /** Customer client: an own message is on its way (sent, retried, or restored from storage
+   * after a reload). Show it as "sending"; the `message:new` with the same `client_msg_id`
+   * confirms it. `conversation_id` is `null` for the first message of `startConversation`. */
+  "message:queued": OutboxMessage;
+  /** Customer client: the server refused an own message for good (a 4xx other than 408, 425,
+   * 429). It is kept (also across reloads) until `retry(client_msg_id)` or
+   * `discard(client_msg_id)`, and does not hold back the messages after it. With
+   * `conversation_id: null` it was the first message of a `startConversation` that failed:
+   * not kept (the promise rejects). */
+  "message:failed": OutboxMessage & { error: { code: string; message: string; status?: number | null } };
+  /** Customer client: an own message was dropped (`discard`). */
+  "message:discarded": { conversation_id: string | null; client_msg_id: string };
   /** The connection state changed. */
   connection: ConnectionState;
   /** A channel could not be joined or was closed, or a catch-up was refused. */
   error: HandoffError;
 }
 export type HandoffEventName = keyof HandoffEvents;
+/** An own message not stored by the server yet. */
+export interface OutboxMessage {
+  conversation_id: string | null;
+  client_msg_id: string;
+  body: string;
+}
 export type Unsubscribe = () => void;
 
 /** Every rejected promise and `error` event carries a machine-readable code. */
@@ -125,6 +143,10 @@ export interface WidgetSession {
   visitor_token: string;
   config: WidgetConfig;
   conversation?: Conversation;
+}
+export interface ConversationHistory {
+  conversation: Conversation;
+  events: StoredEvent[];
 }
 export interface StoredEvent<K extends HandoffEventName = HandoffEventName> {
   event: K;
@@ -191,8 +213,16 @@ export class HandoffClient implements Events {
    * conversation is followed at once and its history emitted. */
   start(): Promise<WidgetSession>;
   startConversation(body?: string): Promise<Conversation>;
-  /** Through the outbox: in order, retried with the same `client_msg_id` until stored. */
+  /** Through the outbox: in order, retried with the same `client_msg_id` until stored, kept in
+   * `storage` (per conversation; at most 50 messages / 64 KB: beyond, rejects with
+   * `outbox_full`) and sent after a reload. Emits `message:queued` at once; a message the
+   * server refuses for good rejects and emits `message:failed`. */
   send(body: string): Promise<Message>;
+  /** Sends a failed message again (after the queued ones); `false` if no failed message has
+   * this id. */
+  retry(clientMsgId: string): boolean;
+  /** Drops a failed (or still waiting) message; `false` if there is none, or it is on its way. */
+  discard(clientMsgId: string): boolean;
   requestHandoff(): Promise<Conversation>;
   /** Call on every keystroke: debounced to one `typing` per 300 ms, `false` after 3 s idle. */
   typing(): void;
@@ -201,6 +231,10 @@ export class HandoffClient implements Events {
   identify(user: { user_id: string; name?: string; email?: string; hmac: string }): Promise<void>;
   /** Every persisted event so far, fetched page by page (`last_seq`: the latest). */
   history(): Promise<EventsPage>;
+  /** The visitor's conversations with their transcripts, newest first (at most 20, each with
+   * its first 500 events): earlier, resolved ones included; after `identify` with a valid
+   * HMAC, every conversation of that user in the project, from any device. */
+  conversations(): Promise<{ conversations: ConversationHistory[] }>;
   readonly conversationId: string | undefined;
   readonly session: WidgetSession | null;
   on<K extends HandoffEventName>(event: K, fn: Handler<K>): Unsubscribe;

@@ -481,3 +481,143 @@ test("identity required: Handoff.identify() (even before the widget is up) verif
     });
   }
 });
+
+test("own messages: two identical quick sends each confirm their own bubble (by client_msg_id)", async () => {
+  await setStatus("online");
+  const { context, page } = await visitor();
+  await openChat(page);
+  await say(page, "Opening line");
+  await page.locator(`${W} .msg.me:not(.sending)`).waitFor();
+  // The first of the two is held back a little: with matching by text, its answer would confirm
+  // the wrong bubble.
+  let held = 0;
+  await page.route("**/messages", async (r) => {
+    if (held++ === 0) await new Promise((ok) => setTimeout(ok, 600));
+    await r.continue();
+  });
+  await say(page, "Same words");
+  await say(page, "Same words");
+  await eventually(async () => (await page.locator(`${W} .msg.me:not(.sending):not(.failed)`).count()) === 3, { what: "both confirmed" });
+  assert.equal(await page.locator(`${W} .msg.sending`).count(), 0);
+  const convId = (await assignedOrAny(page));
+  const bodies = (await messages(convId)).map((m) => m.body);
+  assert.deepEqual(bodies.filter((b) => b === "Same words").length, 2, "each sent once");
+  await context.close();
+});
+
+/** The widget's conversation id, from its client's storage key for the seen marker. */
+async function assignedOrAny(page) {
+  return eventually(async () => {
+    const keys = await page.evaluate(() => Object.keys(localStorage));
+    const k = keys.find((k) => k.startsWith("handoff.seen."));
+    return k ? k.slice("handoff.seen.".length) : null;
+  }, { what: "the conversation id" });
+}
+
+test("nothing typed is lost: written while the server is unreachable, kept over a reload, sent once", async () => {
+  await setStatus("online");
+  const { context, page } = await visitor();
+  await openChat(page);
+  await say(page, "Before the outage");
+  await page.locator(`${W} .msg.me:not(.sending)`).waitFor();
+  const convId = await assignedOrAny(page);
+  // The server cannot be reached for sends.
+  await context.route("**/messages", (r) => r.abort("internetdisconnected"));
+  await say(page, "Typed while offline");
+  await page.locator(`${W} .msg.me.sending`).waitFor();
+  await eventually(async () => (await page.evaluate(() => Object.keys(localStorage).some((k) => k.startsWith("handoff.outbox.")))), { what: "outbox stored" });
+  await page.reload();
+  await openChatIfClosed(page);
+  await page.locator(`${W} .msg.me.sending`).waitFor();
+  assert.match(await page.locator(`${W} .msg.me.sending`).innerText(), /Typed while offline/);
+  await context.unroute("**/messages");
+  await eventually(async () => (await messages(convId)).some((m) => m.body === "Typed while offline"), { what: "delivered after the reload", timeout: 20_000 });
+  await eventually(async () => (await page.locator(`${W} .msg.sending`).count()) === 0, { what: "confirmed" });
+  await eventually(async () => !(await page.evaluate(() => Object.keys(localStorage).some((k) => k.startsWith("handoff.outbox.")))), { what: "outbox emptied" });
+  await page.reload();
+  await openChatIfClosed(page);
+  await until(page, (log) => log.includes("Typed while offline"), "history after a reload");
+  await new Promise((ok) => setTimeout(ok, 500));
+  assert.equal((await messages(convId)).filter((m) => m.body === "Typed while offline").length, 1, "sent exactly once");
+  assert.equal(await page.locator(`${W} .msg.sending`).count(), 0);
+
+  // A message refused for good shows as failed with retry and discard, and does not block the next.
+  await context.route("**/messages", async (r) => {
+    if ((r.request().postData() ?? "").includes("Refuse me")) {
+      await r.fulfill({ status: 422, contentType: "application/json", body: JSON.stringify({ error: { code: "validation_failed", message: "refused" } }) });
+    } else {
+      await r.continue();
+    }
+  });
+  await say(page, "Refuse me");
+  await say(page, "After the refused one");
+  const failed = page.locator(`${W} .msg.me.failed`);
+  await failed.waitFor();
+  await eventually(async () => (await messages(convId)).some((m) => m.body === "After the refused one"), { what: "not blocked" });
+  await context.unroute("**/messages");
+  // Keyboard: focus Retry and press Enter.
+  await failed.locator("button", { hasText: "Retry" }).focus();
+  await page.keyboard.press("Enter");
+  await eventually(async () => (await messages(convId)).filter((m) => m.body === "Refuse me").length === 1, { what: "retried" });
+  await eventually(async () => (await failed.count()) === 0, { what: "failed bubble confirmed" });
+  // Discard drops it, also from storage.
+  await context.route("**/messages", (r) => r.fulfill({ status: 403, contentType: "application/json", body: JSON.stringify({ error: { code: "forbidden", message: "no" } }) }));
+  await say(page, "Drop me");
+  await failed.waitFor();
+  await failed.locator("button", { hasText: "Discard" }).click();
+  await eventually(async () => (await failed.count()) === 0, { what: "discarded" });
+  assert.ok(!(await page.evaluate(() => Object.keys(localStorage).some((k) => k.startsWith("handoff.outbox.")))));
+  await context.unroute("**/messages");
+  await context.close();
+});
+
+async function openChatIfClosed(page) {
+  await page.locator(`${W} .launcher`).waitFor();
+  if (!(await page.locator(`${W} .panel`).isVisible())) await openChat(page);
+}
+
+test("history: a resolved conversation survives a reload and reopens; an identified user sees theirs on another device", async () => {
+  await setStatus("online");
+  const out = execFileSync(serverBin, ["project", "set", "--project", server.projectId, "--identity", "optional"], {
+    env: { ...process.env, DATABASE_URL: server.db, RUST_LOG: "warn" },
+    encoding: "utf8",
+  });
+  const secret = /identity_secret=(\S+)/.exec(out)[1];
+  try {
+    const hmac = (u) => createHmac("sha256", secret).update(u).digest("hex");
+    const laptop = await visitor();
+    await laptop.page.evaluate((h) => window.Handoff.identify({ user_id: "hist-user", hmac: h }), hmac("hist-user"));
+    await openChat(laptop.page);
+    await say(laptop.page, "Laptop question");
+    await laptop.page.locator(`${W} .human`).click();
+    await until(laptop.page, (_, sub) => sub.includes("Ada Agent"), "assigned");
+    const convId = await assignedOrAny(laptop.page);
+    await api.call("POST", `/api/conversations/${convId}/resolve`);
+    await until(laptop.page, (_, sub) => sub.includes("resolved"), "resolved");
+    // Reload: the resolved conversation is still there, and writing again reopens it.
+    await laptop.page.reload();
+    await openChatIfClosed(laptop.page);
+    await until(laptop.page, (log, sub) => log.includes("Laptop question") && sub.includes("Write again to reopen"), "resolved after a reload");
+    await say(laptop.page, "Reopening it");
+    await eventually(async () => (await api.call("GET", `/api/conversations/${convId}`)).status === "bot", { what: "reopened" });
+    await api.call("POST", `/api/conversations/${convId}/handoff`).catch(() => {});
+    await api.call("POST", `/api/conversations/${convId}/resolve`).catch(() => {});
+
+    // Another device, the same user: their transcript shows as an earlier conversation.
+    const phone = await visitor();
+    await phone.page.evaluate((h) => window.Handoff.identify({ user_id: "hist-user", hmac: h }), hmac("hist-user"));
+    await openChat(phone.page);
+    await until(phone.page, (log) => log.includes("Earlier conversation") && log.includes("Laptop question") && log.includes("Reopening it"), "transcript on the phone");
+    // Another user on a fresh browser sees none of it.
+    const other = await visitor();
+    await other.page.evaluate((h) => window.Handoff.identify({ user_id: "someone-else", hmac: h }), hmac("someone-else"));
+    await openChat(other.page);
+    await new Promise((ok) => setTimeout(ok, 800));
+    assert.ok(!(await logText(other.page)).includes("Laptop question"));
+    for (const v of [laptop, phone, other]) await v.context.close();
+  } finally {
+    execFileSync(serverBin, ["project", "set", "--project", server.projectId, "--identity", "off"], {
+      env: { ...process.env, DATABASE_URL: server.db, RUST_LOG: "warn" },
+    });
+  }
+});

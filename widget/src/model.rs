@@ -16,6 +16,24 @@ pub enum Screen {
     OfflineSent,
 }
 
+/// Where an own message stands before the server has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    /// On its way (shown "sending").
+    Sending,
+    /// Refused for good: shown with retry and discard.
+    Failed,
+}
+
+/// What the view does with an own message's bubble.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BubbleChange {
+    /// Add a new bubble.
+    Add,
+    /// Update the existing bubble (found by `client_msg_id`).
+    Update,
+}
+
 /// The widget's state.
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -41,6 +59,10 @@ pub struct Model {
     pub agents_away: bool,
     /// A bot answers new conversations.
     pub bot: bool,
+    /// Own messages the server has not confirmed, by `client_msg_id`, oldest first: a
+    /// confirmed message (`message:new`) replaces the bubble with its `client_msg_id`, never one
+    /// with the same text.
+    pub outgoing: Vec<(String, Outgoing)>,
 }
 
 impl Default for Model {
@@ -57,6 +79,7 @@ impl Default for Model {
             typing: None,
             agents_away: false,
             bot: false,
+            outgoing: Vec::new(),
         }
     }
 }
@@ -105,6 +128,45 @@ impl Model {
         }
         self.unread += 1;
         true
+    }
+
+    /// An own message is on its way (`message:queued`: sent, retried, or restored after a
+    /// reload).
+    pub fn queued(&mut self, client_msg_id: &str) -> BubbleChange {
+        if let Some((_, state)) = self.outgoing.iter_mut().find(|(id, _)| id == client_msg_id) {
+            *state = Outgoing::Sending;
+            return BubbleChange::Update;
+        }
+        self.outgoing.push((client_msg_id.to_owned(), Outgoing::Sending));
+        BubbleChange::Add
+    }
+
+    /// The server refused an own message for good (`message:failed`).
+    pub fn send_failed(&mut self, client_msg_id: &str) -> BubbleChange {
+        if let Some((_, state)) = self.outgoing.iter_mut().find(|(id, _)| id == client_msg_id) {
+            *state = Outgoing::Failed;
+            return BubbleChange::Update;
+        }
+        // Restored as failed after a reload.
+        self.outgoing.push((client_msg_id.to_owned(), Outgoing::Failed));
+        BubbleChange::Add
+    }
+
+    /// An own message arrived from the server: whether it confirms a bubble shown as
+    /// sending or failed (matched by `client_msg_id` only; another tab's message with the same
+    /// text confirms nothing here).
+    pub fn confirmed(&mut self, client_msg_id: Option<&str>) -> bool {
+        let Some(cid) = client_msg_id else { return false };
+        let Some(k) = self.outgoing.iter().position(|(id, _)| id == cid) else { return false };
+        self.outgoing.remove(k);
+        true
+    }
+
+    /// An own message was discarded: whether its bubble goes.
+    pub fn discarded(&mut self, client_msg_id: &str) -> bool {
+        let before = self.outgoing.len();
+        self.outgoing.retain(|(id, _)| id != client_msg_id);
+        before != self.outgoing.len()
     }
 
     /// The window opened: everything so far is seen. Returns the `seq` to remember.
@@ -271,6 +333,37 @@ mod tests {
         assert_eq!(m.connection_notice(), None);
         m.connection = "polling".into();
         assert!(m.connection_notice().is_some());
+    }
+
+    #[test]
+    fn own_messages_are_confirmed_by_client_msg_id_not_by_text() {
+        let mut m = Model::default();
+        // Two quick sends of the same text, and the same text from another tab.
+        assert_eq!(m.queued("a-1"), BubbleChange::Add);
+        assert_eq!(m.queued("a-2"), BubbleChange::Add);
+        assert!(!m.confirmed(Some("b-1")), "another tab's message confirms nothing here");
+        assert!(!m.confirmed(None), "a message without an id confirms nothing");
+        // The server confirms the second first: the second bubble, not the first, is confirmed.
+        assert!(m.confirmed(Some("a-2")));
+        assert_eq!(m.outgoing, [("a-1".to_owned(), Outgoing::Sending)]);
+        assert!(!m.confirmed(Some("a-2")), "once");
+        assert!(m.confirmed(Some("a-1")));
+        assert!(m.outgoing.is_empty());
+    }
+
+    #[test]
+    fn failed_messages_wait_for_retry_or_discard() {
+        let mut m = Model::default();
+        m.queued("a-1");
+        m.queued("a-2");
+        assert_eq!(m.send_failed("a-1"), BubbleChange::Update);
+        assert_eq!(m.outgoing[0], ("a-1".to_owned(), Outgoing::Failed));
+        assert_eq!(m.queued("a-1"), BubbleChange::Update, "retry: the same bubble sends again");
+        assert_eq!(m.outgoing[0].1, Outgoing::Sending);
+        assert_eq!(m.send_failed("r-9"), BubbleChange::Add, "restored as failed after a reload");
+        assert!(m.discarded("r-9"));
+        assert!(!m.discarded("r-9"));
+        assert_eq!(m.outgoing.len(), 2);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! borrow, then call the client.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use handoff_client::HandoffClient;
@@ -21,7 +21,7 @@ use web_sys::{
 };
 
 use crate::dom::{append, attrs, el, show, text_el, Listeners};
-use crate::model::{safe_color, Model, Screen};
+use crate::model::{safe_color, BubbleChange, Model, Outgoing, Screen};
 
 const CSS: &str = include_str!("widget.css");
 const SVG_NS: &str = "http://www.w3.org/2000/svg";
@@ -67,8 +67,9 @@ struct Ui {
     shown: HashSet<String>,
     /// The highest persisted `seq` rendered: replays of older events are skipped.
     last_seq: u64,
-    /// Own messages on their way: `(body, bubble)`, oldest first.
-    pending: Vec<(String, Element)>,
+    /// Own messages' bubbles until the server confirms them, by `client_msg_id` (the model
+    /// says which is sending and which failed).
+    outgoing: HashMap<String, Element>,
     conversation: Option<String>,
     /// The conversation's start while it is on its way.
     starting: Option<Promise>,
@@ -129,7 +130,7 @@ pub fn mount(base_url: String, project_key: String) -> Result<Widget, JsValue> {
         model: Model::default(),
         shown: HashSet::new(),
         last_seq: 0,
-        pending: Vec::new(),
+        outgoing: HashMap::new(),
         conversation: None,
         starting: None,
         ready,
@@ -186,9 +187,13 @@ impl Widget {
     /// up: a call made earlier waits for it).
     pub fn identify(&self, user: JsValue) -> Promise {
         let (client, ready) = (self.client.clone(), self.ui.borrow().ready.clone());
+        let w = self.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             JsFuture::from(ready).await?;
-            JsFuture::from(client.identify(&user)).await
+            let r = JsFuture::from(client.identify(&user)).await?;
+            // A verified user's conversations from other devices join the history.
+            w.load_history().await;
+            Ok(r)
         })
     }
 
@@ -230,6 +235,61 @@ impl Widget {
         }
     }
 
+    /// Shows the transcripts of the visitor's earlier conversations (read-only) at the top of
+    /// the log, oldest first; the current conversation is the live log below them.
+    async fn load_history(&self) {
+        let Ok(list) = JsFuture::from(self.client.conversations()).await else { return };
+        let Some(list) = get(&list, &["conversations"]).filter(Array::is_array).map(|v| Array::from(&v))
+        else {
+            return;
+        };
+        let ui = self.ui.borrow();
+        while let Ok(Some(old)) = ui.els.log.query_selector(".old") {
+            old.remove();
+        }
+        let first = ui.els.log.first_child();
+        let mut items: Vec<Element> = Vec::new();
+        for h in list.iter().rev() {
+            let id = text(&h, &["conversation", "id"]);
+            if id.is_none() || id == ui.conversation {
+                continue;
+            }
+            let when = get(&h, &["conversation", "created_at"]).and_then(|v| v.as_f64()).unwrap_or(0.0);
+            let date: String = js_sys::Date::new(&JsValue::from_f64(when)).to_date_string().into();
+            items.push(text_el(
+                &ui.doc,
+                "li",
+                "sys old",
+                &["Earlier conversation, ", date.as_str()].concat(),
+            ));
+            let events =
+                get(&h, &["events"]).filter(Array::is_array).map(|v| Array::from(&v)).unwrap_or_default();
+            for e in events.iter() {
+                if text(&e, &["event"]).as_deref() != Some("message:new") {
+                    continue;
+                }
+                let m = get(&e, &["payload", "message"]).unwrap_or(JsValue::NULL);
+                let body = text(&m, &["body"]).unwrap_or_default();
+                let kind = text(&m, &["author", "kind"]).unwrap_or_default();
+                let b = match kind.as_str() {
+                    "customer" => bubble(&ui.doc, "msg me old", "", &body),
+                    "bot" => bubble(&ui.doc, "msg bot old", "Assistant", &body),
+                    _ => {
+                        let who = text(&m, &["author", "name"]).unwrap_or_else(|| "Agent".to_owned());
+                        bubble(&ui.doc, "msg agent old", &who, &body)
+                    }
+                };
+                items.push(b);
+            }
+        }
+        for item in &items {
+            let _ = ui.els.log.insert_before(item, first.as_ref());
+        }
+        if !items.is_empty() {
+            ui.scroll();
+        }
+    }
+
     fn started(&self, session: &JsValue) {
         let reopen = {
             let mut ui = self.ui.borrow_mut();
@@ -266,6 +326,8 @@ impl Widget {
         if reopen {
             self.open();
         }
+        let w = self.clone();
+        spawn_local(async move { w.load_history().await });
     }
 
     /// Listens to the client and the DOM.
@@ -301,6 +363,8 @@ impl Widget {
                     }
                 }
             });
+            let w = self.clone();
+            l.on(&e.log, "click", move |ev| w.bubble_action(&ev));
             let w = self.clone();
             l.on(&e.composer, "submit", move |ev| {
                 ev.prevent_default();
@@ -371,6 +435,23 @@ impl Widget {
                 let m = Reflect::get(p, &"message".into()).unwrap_or(JsValue::NULL);
                 ui.message(&m);
             }
+            "message:queued" | "message:failed" => {
+                let (Some(cid), body) = (text(p, &["client_msg_id"]), text(p, &["body"])) else { return };
+                let failed = name == "message:failed";
+                let change = if failed { ui.model.send_failed(&cid) } else { ui.model.queued(&cid) };
+                // A message refused before its conversation existed went back to the box.
+                let can_retry = get(p, &["conversation_id"]).is_some_and(|v| v.is_string());
+                ui.outgoing_bubble(&cid, &body.unwrap_or_default(), change, can_retry);
+            }
+            "message:discarded" => {
+                if let Some(cid) = text(p, &["client_msg_id"]) {
+                    if ui.model.discarded(&cid) {
+                        if let Some(b) = ui.outgoing.remove(&cid) {
+                            b.remove();
+                        }
+                    }
+                }
+            }
             "conversation:status_changed" => {
                 if let Some(status) = text(p, &["status"]).and_then(|s| ConversationStatus::parse(&s)) {
                     ui.model.status_changed(status);
@@ -411,10 +492,11 @@ impl Widget {
         ui.render();
     }
 
-    /// Sends the composer's text (starting the conversation with it the first time).
+    /// Sends the composer's text (starting the conversation with it the first time). The
+    /// "sending" bubble comes from the client's `message:queued`, and goes by `client_msg_id`.
     fn submit(&self) {
-        let (body, bubble) = {
-            let mut ui = self.ui.borrow_mut();
+        let body = {
+            let ui = self.ui.borrow();
             let body = ui.els.input.value().trim().to_owned();
             if body.is_empty() {
                 return;
@@ -425,11 +507,7 @@ impl Widget {
             }
             ui.error(None);
             ui.els.input.set_value("");
-            let bubble = bubble(&ui.doc, "msg me sending", "", &body);
-            let _ = ui.els.log.append_child(&bubble);
-            ui.scroll();
-            ui.pending.push((body.clone(), bubble.clone()));
-            (body, bubble)
+            body
         };
         self.client.stop_typing();
         let w = self.clone();
@@ -437,7 +515,12 @@ impl Widget {
             let sent = match w.conversation(Some(body.clone())).await {
                 // The first message went with the start; it arrives with the history.
                 Ok(true) => Ok(None),
-                Ok(false) => JsFuture::from(w.client.send(body.clone())).await.map(Some),
+                Ok(false) => match JsFuture::from(w.client.send(body.clone())).await {
+                    Ok(m) => Ok(Some(m)),
+                    // Kept, shown failed with retry and discard (`message:failed`).
+                    Err(e) if text(&e, &["code"]).as_deref() != Some("outbox_full") => Ok(None),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match sent {
@@ -448,9 +531,7 @@ impl Widget {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    let mut ui = w.ui.borrow_mut();
-                    ui.pending.retain(|(_, b)| b != &bubble);
-                    bubble.set_class_name("msg me failed");
+                    let ui = w.ui.borrow();
                     if ui.els.input.value().is_empty() {
                         ui.els.input.set_value(&body);
                     }
@@ -461,6 +542,27 @@ impl Widget {
                 }
             }
         });
+    }
+
+    /// A click in the log: a failed bubble's "Retry" or "Discard".
+    fn bubble_action(&self, ev: &web_sys::Event) {
+        let Some(button) = ev.target().and_then(|t| t.dyn_into::<Element>().ok()) else { return };
+        let Some(act) = button.get_attribute("data-act") else { return };
+        let Some(cid) = button.closest("li").ok().flatten().and_then(|li| li.get_attribute("data-cid"))
+        else {
+            return;
+        };
+        // The client answers with `message:queued` / `message:discarded` at once: no borrow
+        // of the view is held here.
+        match act.as_str() {
+            "retry" => {
+                self.client.retry(cid);
+            }
+            "discard" => {
+                self.client.discard(cid);
+            }
+            _ => {}
+        }
     }
 
     /// Makes sure there is a conversation, starting it (with `first` as its first message) at
@@ -614,9 +716,18 @@ impl Ui {
         let mine = kind == "customer";
         let bubble = if mine {
             let class = "msg me";
-            if let Some(i) = self.pending.iter().position(|(b, _)| *b == body) {
-                let (_, el) = self.pending.remove(i);
+            let cid = text(m, &["client_msg_id"]);
+            let own = if self.model.confirmed(cid.as_deref()) {
+                cid.and_then(|c| self.outgoing.remove(&c))
+            } else {
+                None
+            };
+            if let Some(el) = own {
                 el.set_class_name(class);
+                let _ = el.remove_attribute("data-cid");
+                if let Ok(Some(fail)) = el.query_selector(".fail") {
+                    fail.remove();
+                }
                 // Keep the log in server order: the confirmed message goes to the end.
                 el
             } else {
@@ -636,6 +747,50 @@ impl Ui {
             self.remember_seen(seen);
         }
         self.last_seq = self.last_seq.max(seq);
+    }
+
+    /// Shows an own message on its way, or refused (with "Retry" and "Discard" buttons when the
+    /// client kept it).
+    fn outgoing_bubble(&mut self, cid: &str, body: &str, change: BubbleChange, can_retry: bool) {
+        let li = match change {
+            BubbleChange::Add => {
+                let b = bubble(&self.doc, "msg me sending", "", body);
+                attrs(&b, &[("data-cid", cid)]);
+                let _ = self.els.log.append_child(&b);
+                self.outgoing.insert(cid.to_owned(), b.clone());
+                self.scroll();
+                b
+            }
+            BubbleChange::Update => match self.outgoing.get(cid) {
+                Some(b) => b.clone(),
+                None => return,
+            },
+        };
+        if let Ok(Some(fail)) = li.query_selector(".fail") {
+            fail.remove();
+        }
+        let failed = self.model.outgoing.iter().any(|(id, s)| id == cid && *s == Outgoing::Failed);
+        if !failed {
+            li.set_class_name("msg me sending");
+            return;
+        }
+        li.set_class_name("msg me failed");
+        if can_retry {
+            let fail = el(&self.doc, "div", "fail");
+            let note = text_el(&self.doc, "span", "", "Not sent.");
+            let retry = text_el(&self.doc, "button", "", "Retry");
+            attrs(
+                &retry,
+                &[("type", "button"), ("data-act", "retry"), ("aria-label", "Retry sending this message")],
+            );
+            let discard = text_el(&self.doc, "button", "", "Discard");
+            attrs(
+                &discard,
+                &[("type", "button"), ("data-act", "discard"), ("aria-label", "Discard this message")],
+            );
+            append(&fail, &[&note, &retry, &discard]);
+            let _ = li.append_child(&fail);
+        }
     }
 
     fn system(&self, line: &str) {

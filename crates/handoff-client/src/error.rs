@@ -108,11 +108,13 @@ impl ClientError {
         }
     }
 
-    /// Whether a retry may succeed: network errors, 5xx, 429 and 408.
+    /// Whether a retry may succeed, by the outbox's rule
+    /// ([`handoff_protocol::timing::outbox::is_transient`]): network errors, 5xx, 408, 425 and 429.
     pub fn is_retryable(&self) -> bool {
+        use handoff_protocol::timing::outbox::is_transient;
         match self {
-            ClientError::Network(_) => true,
-            ClientError::Api { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            ClientError::Network(_) => is_transient(None),
+            ClientError::Api { status, .. } => is_transient(Some(*status)),
             _ => false,
         }
     }

@@ -466,6 +466,35 @@ pub struct EventsPage {
     pub status: ConversationStatus,
 }
 
+/// A visitor's last conversation, resolved less than this long ago (milliseconds), is the one
+/// the widget session continues: "write again to reopen it" holds across a reload. An older
+/// resolved conversation is history, and the next message starts a new one.
+pub const REOPEN_WINDOW_MS: u64 = 30 * 60 * 1000;
+
+/// At most this many conversations in `GET /api/widget/conversations`, newest first.
+pub const HISTORY_CONVERSATIONS_MAX: u32 = 20;
+
+/// A past or current conversation with its transcript.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationHistory {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Its persisted events from the first, in `seq` order, at most [`EVENTS_PAGE_MAX`] (a
+    /// longer one goes on at `GET /api/conversations/{id}/events?after=<the last seq here>`).
+    pub events: Vec<Event>,
+}
+
+/// `GET /api/widget/conversations`: the visitor's conversations (and, once `identify` verified
+/// a user, every conversation of that user in the project, from any device), newest first, at
+/// most [`HISTORY_CONVERSATIONS_MAX`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationList {
+    /// Newest first.
+    pub conversations: Vec<ConversationHistory>,
+}
+
 /// `POST /api/conversations/{id}/messages`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

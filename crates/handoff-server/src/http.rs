@@ -340,6 +340,7 @@ fn routes_documented() -> OpenApiRouter<AppState> {
         .routes(routes!(healthz))
         .routes(routes!(widget_session))
         .routes(routes!(identify))
+        .routes(routes!(conversation_history))
         .routes(routes!(create_conversation))
         .routes(routes!(get_conversation))
         .routes(routes!(events))
@@ -412,6 +413,23 @@ async fn identify(
     Service::check_customer(&caller, origin(&headers), false)?;
     limit(&s, Action::Session, ip, Some(&caller))?;
     s.identify(&caller, req).await.map(|()| StatusCode::NO_CONTENT)
+}
+
+/// The visitor's conversations with their transcripts, newest first (at most 20, each with its
+/// first 500 events); once `identify` verified a user, every conversation of that user in the
+/// project, from any device.
+#[utoipa::path(
+    get,
+    path = "/api/widget/conversations",
+    tag = "widget",
+    responses((status = 200, description = "OK", body = api::ConversationList), Unauthorized, Forbidden, RateLimited, Internal),
+    security(("bearer" = []))
+)]
+async fn conversation_history(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+) -> AppResult<Json<api::ConversationList>> {
+    s.conversation_history(&c).await.map(Json)
 }
 
 /// Start a conversation (the body, with a first message, is optional).

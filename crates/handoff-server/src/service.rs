@@ -509,7 +509,18 @@ impl Service {
                 .map_err(AppError::from)?;
             (id, token)
         };
-        let conversation = match self.store.open_conversation_of(&visitor_id).await.map_err(AppError::from)? {
+        let mut open = self.store.open_conversation_of(&visitor_id).await.map_err(AppError::from)?;
+        if open.is_none() {
+            // Just resolved: the visitor may write again to reopen it, also after a reload.
+            let recent = now.saturating_sub(api::REOPEN_WINDOW_MS);
+            let last = self.store.conversations_of(&visitor_id, 1).await.map_err(AppError::from)?;
+            open = last.into_iter().find(|c| {
+                c.visitor_id == visitor_id
+                    && c.status == ConversationStatus::Resolved
+                    && c.updated_at >= recent
+            });
+        }
+        let conversation = match open {
             Some(c) => Some(self.conversation_dto(&c).await?),
             None => None,
         };
@@ -565,6 +576,39 @@ impl Service {
             .identify_visitor(&visitor.id, &req.user_id, req.name.as_deref(), req.email.as_deref())
             .await
             .map_err(AppError::from)
+    }
+
+    /// `GET /api/widget/conversations`: the visitor's conversations with their transcripts
+    /// (and every conversation of the verified user, from any device), newest first.
+    ///
+    /// # Errors
+    /// 403 for callers other than visitors.
+    pub async fn conversation_history(&self, caller: &Caller) -> AppResult<api::ConversationList> {
+        let Caller::Customer { visitor, .. } = caller else {
+            return Err(AppError::forbidden("only visitors have a conversation history"));
+        };
+        let rows = self
+            .store
+            .conversations_of(&visitor.id, api::HISTORY_CONVERSATIONS_MAX)
+            .await
+            .map_err(AppError::from)?;
+        let mut conversations = Vec::with_capacity(rows.len());
+        for c in &rows {
+            let mut events = self
+                .store
+                .events_after(&c.id, Seq::ZERO, api::EVENTS_PAGE_MAX)
+                .await
+                .map_err(AppError::from)?;
+            for e in &mut events {
+                // A hand-over note is for agents.
+                if let Event::ConversationTransferred(t) = e {
+                    t.note = None;
+                }
+            }
+            conversations
+                .push(api::ConversationHistory { conversation: self.conversation_dto(c).await?, events });
+        }
+        Ok(api::ConversationList { conversations })
     }
 
     // ---- conversations ----

@@ -26,10 +26,10 @@ struct State {
 /// Where the visitor token is kept: `localStorage` unless the app passes its own
 /// `{getItem, setItem}` object, or `null` for memory only.
 #[derive(Clone)]
-struct Store(Option<JsValue>);
+pub(crate) struct Store(Option<JsValue>);
 
 impl Store {
-    fn from_option(v: &JsValue) -> Store {
+    pub(crate) fn from_option(v: &JsValue) -> Store {
         if v.is_undefined() {
             let local = web_sys::window().and_then(|w| w.local_storage().ok().flatten());
             return Store(local.map(JsValue::from));
@@ -46,19 +46,19 @@ impl Store {
         Some((obj.clone(), f))
     }
 
-    fn get(&self, key: &str) -> Option<String> {
+    pub(crate) fn get(&self, key: &str) -> Option<String> {
         let (obj, f) = self.method("getItem")?;
         f.call1(&obj, &JsValue::from_str(key)).ok()?.as_string()
     }
 
-    fn set(&self, key: &str, value: &str) {
+    pub(crate) fn set(&self, key: &str, value: &str) {
         if let Some((obj, f)) = self.method("setItem") {
             // A full or blocked storage only costs the visitor their history after a reload.
             let _ = f.call2(&obj, &JsValue::from_str(key), &JsValue::from_str(value));
         }
     }
 
-    fn remove(&self, key: &str) {
+    pub(crate) fn remove(&self, key: &str) {
         if let Some((obj, f)) = self.method("removeItem") {
             let _ = f.call1(&obj, &JsValue::from_str(key));
         }
@@ -121,12 +121,10 @@ impl HandoffClient {
         let storage = Reflect::get(options, &JsValue::from_str("storage")).unwrap_or(JsValue::UNDEFINED);
         let engine = Engine::new(&base, ws_url, true);
         super::common_options(&engine, options);
-        Ok(HandoffClient {
-            engine,
-            project_key,
-            store: Store::from_option(&storage),
-            state: Rc::new(RefCell::new(State::default())),
-        })
+        let store = Store::from_option(&storage);
+        // Unsent messages survive a reload where the visitor token does.
+        engine.with(|i| i.set_outbox_store(store.clone()));
+        Ok(HandoffClient { engine, project_key, store, state: Rc::new(RefCell::new(State::default())) })
     }
 
     /// Starts (or resumes, with the visitor token kept in storage) the widget session; connects
@@ -191,11 +189,26 @@ impl HandoffClient {
             let mut id = String::from("first-");
             id.push_str(&random_u64().to_string());
             let client_msg_id = body.as_ref().map(|_| ClientMsgId::new(id));
-            let req = CreateConversationRequest { body, client_msg_id };
-            let text = engine
-                .rest("POST", engine.url("/api/conversations"), serde_json::to_string(&req).ok())
-                .await
-                .map_err(|e| js_error(&e))?;
+            if let (Some(cid), Some(body)) = (&client_msg_id, &body) {
+                let queued =
+                    serde_json::json!({ "conversation_id": null, "client_msg_id": cid, "body": body });
+                engine.with(|i| i.emit_json("message:queued", &queued));
+            }
+            let req = CreateConversationRequest { body, client_msg_id: client_msg_id.clone() };
+            let r =
+                engine.rest("POST", engine.url("/api/conversations"), serde_json::to_string(&req).ok()).await;
+            let text = r.map_err(|e| {
+                if let (Some(cid), Some(body)) = (&client_msg_id, &req.body) {
+                    // Not started: the first message goes back to the app (`startConversation`
+                    // rejects); it is not kept (no conversation to keep it for).
+                    let error = serde_json::json!({ "code": e.code(), "message": e.to_string(), "status": e.status() });
+                    let failed = serde_json::json!({
+                        "conversation_id": null, "client_msg_id": cid, "body": body, "error": error,
+                    });
+                    engine.with(|i| i.emit_json("message:failed", &failed));
+                }
+                js_error(&e)
+            })?;
             let conv = super::text_to_js(&text);
             let id = ConversationId::new(field(&conv, &["id"])?);
             let previous = state.borrow_mut().conversation.replace(id.clone());
@@ -230,6 +243,20 @@ impl HandoffClient {
             return invalid(m);
         }
         engine_promise(&self.engine, move |i, resolve, reject| i.send(&id, body, resolve, reject))
+    }
+
+    /// Sends a failed message (`message:failed`) again, after the queued ones; `false` when
+    /// there is no failed message with this id.
+    pub fn retry(&self, client_msg_id: String) -> bool {
+        let cid = ClientMsgId::new(client_msg_id);
+        self.engine.with(|i| i.retry(&cid)).unwrap_or(false)
+    }
+
+    /// Drops a failed (or still waiting) message for good (`message:discarded`); `false` when
+    /// there is none with this id, or it is on its way.
+    pub fn discard(&self, client_msg_id: String) -> bool {
+        let cid = ClientMsgId::new(client_msg_id);
+        self.engine.with(|i| i.discard(&cid)).unwrap_or(false)
     }
 
     /// Asks for a human agent; resolves to the conversation (assigned or queued).
@@ -293,6 +320,13 @@ impl HandoffClient {
     /// Binds a signed-in user of the site (`{user_id, name?, email?, hmac}`).
     pub fn identify(&self, user: &JsValue) -> Promise {
         call(&self.engine, "POST", self.engine.url("/api/widget/identify"), js_to_json(user))
+    }
+
+    /// The visitor's conversations with their transcripts, newest first (earlier, resolved ones
+    /// included; once `identify` verified a user, theirs from every device):
+    /// `{conversations: [{conversation, events}]}`.
+    pub fn conversations(&self) -> Promise {
+        call(&self.engine, "GET", self.engine.url("/api/widget/conversations"), None)
     }
 
     /// The conversation's persisted events so far, all of them (fetched page by page):

@@ -16,7 +16,7 @@ use handoff_protocol::event::{AuthorKind, PresenceState, Typing};
 use handoff_protocol::ids::{ClientMsgId, ConversationId};
 use handoff_protocol::phoenix::{codec, Encoded, Vsn};
 use handoff_protocol::timing::buffer::{BufferAction, EventBuffer};
-use handoff_protocol::timing::outbox::{Outbox, OutboxAction};
+use handoff_protocol::timing::outbox::{Outbox, OutboxAction, OutboxItem};
 use handoff_protocol::timing::presence::{PresenceAction, PresenceTracker};
 use handoff_protocol::timing::supervisor::{
     ConnectionState, ConnectionSupervisor, SupervisorAction, LONG_POLL_WAIT_SECS,
@@ -76,6 +76,10 @@ struct Conv {
     /// Generation of the long-poll loop: a loop whose generation is stale stops.
     poll_gen: u32,
     holders: u32,
+    /// The outbox changed since it was last persisted.
+    dirty: bool,
+    /// Why the last send failed (for `message:failed`).
+    last_error: Option<ClientError>,
 }
 
 struct PendingSend {
@@ -105,6 +109,9 @@ pub(crate) struct Inner {
     presence: Option<(ConversationId, PresenceTracker)>,
     pending: Vec<PendingSend>,
     outbox_prefix: String,
+    /// Where outboxes are kept across reloads (`handoff.outbox.<conversation id>`); `None`:
+    /// memory only.
+    outbox_store: Option<super::customer::Store>,
     online: bool,
     timer: Option<(u64, Timeout)>,
     listeners: Vec<Listener>,
@@ -193,6 +200,7 @@ impl Engine {
                 presence: None,
                 pending: Vec::new(),
                 outbox_prefix: random_prefix(),
+                outbox_store: None,
                 online: web_sys::window().is_none_or(|w| w.navigator().on_line()),
                 timer: None,
                 listeners: Vec::new(),
@@ -267,6 +275,11 @@ impl Engine {
 impl Inner {
     fn emit(&mut self, channel: Option<String>, name: &str, payload: JsValue) {
         self.emits.push(Emit::Event { channel, name: name.to_owned(), payload });
+    }
+
+    /// Emits an event with a JSON payload.
+    pub(crate) fn emit_json(&mut self, name: &str, payload: &serde_json::Value) {
+        self.emit(None, name, json_to_js(payload));
     }
 
     /// Emits an `error` event with a code and message.
@@ -444,6 +457,12 @@ impl Inner {
         let now = now_ms();
         let mut outbox = Outbox::new(&self.outbox_prefix);
         outbox.set_online(now, self.online);
+        // What was typed before a reload and not sent yet goes out now (once: the server knows
+        // a replayed `client_msg_id`).
+        let restored = outbox.restore(now, self.stored_outbox(id));
+        for item in &restored {
+            self.emit_outbox(id, item, None);
+        }
         let mut buffer = EventBuffer::new(Seq::ZERO);
         buffer.request_catch_up();
         self.convs.push(Conv {
@@ -457,6 +476,8 @@ impl Inner {
             poll: None,
             poll_gen: 0,
             holders: 1,
+            dirty: false,
+            last_error: None,
         });
         self.hold(&Channel::Conversation(id.clone()).to_string());
         if self.polling {
@@ -492,9 +513,113 @@ impl Inner {
             self.emits.push(Emit::Settle { f: reject, value: err });
             return;
         };
+        let Ok(cid) = c.outbox.push(now, body.clone()) else {
+            let err = super::error_object(
+                "outbox_full",
+                "too many unsent messages: wait until they are sent",
+                None,
+            );
+            self.emits.push(Emit::Settle { f: reject, value: err });
+            return;
+        };
         c.typing.handle_send(now);
-        let cid = c.outbox.push(now, body);
+        c.dirty = true;
+        let item = OutboxItem { client_msg_id: cid.clone(), body, attempts: 0, failed: false };
+        let id = id.clone();
+        self.emit_outbox(&id, &item, None);
         self.pending.push(PendingSend { id: cid, resolve, reject, error: None });
+    }
+
+    /// Sends a failed message again (it goes after the queued ones); `false` when there is no
+    /// failed message with this id.
+    pub(crate) fn retry(&mut self, cid: &ClientMsgId) -> bool {
+        let now = now_ms();
+        let mut queued = None;
+        for c in &mut self.convs {
+            if c.outbox.retry(now, cid) {
+                c.dirty = true;
+                queued =
+                    c.outbox.items().find(|i| &i.client_msg_id == cid).cloned().map(|i| (c.id.clone(), i));
+                break;
+            }
+        }
+        let Some((id, item)) = queued else { return false };
+        self.emit_outbox(&id, &item, None);
+        true
+    }
+
+    /// Drops a failed (or still waiting) message for good; `false` when there is none with
+    /// this id, or it is on its way.
+    pub(crate) fn discard(&mut self, cid: &ClientMsgId) -> bool {
+        let now = now_ms();
+        let mut found = None;
+        for c in &mut self.convs {
+            if c.outbox.discard(now, cid) {
+                c.dirty = true;
+                found = Some(c.id.clone());
+                break;
+            }
+        }
+        let Some(id) = found else { return false };
+        if let Some(k) = self.pending.iter().position(|p| &p.id == cid) {
+            let p = self.pending.remove(k);
+            let err = super::error_object("discarded", "the message was discarded", None);
+            self.emits.push(Emit::Settle { f: p.reject, value: err });
+        }
+        let payload = serde_json::json!({ "conversation_id": id, "client_msg_id": cid });
+        self.emit(None, "message:discarded", json_to_js(&payload));
+        true
+    }
+
+    /// Keeps outboxes in `storage` across reloads (the customer client: `localStorage`).
+    pub(crate) fn set_outbox_store(&mut self, store: super::customer::Store) {
+        self.outbox_store = Some(store);
+    }
+
+    fn outbox_key(id: &ConversationId) -> String {
+        ["handoff.outbox.", id.as_str()].concat()
+    }
+
+    fn stored_outbox(&self, id: &ConversationId) -> Vec<OutboxItem> {
+        let text = self.outbox_store.as_ref().and_then(|s| s.get(&Self::outbox_key(id)));
+        text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    }
+
+    /// Writes changed outboxes to storage, keeping what another tab stored.
+    fn persist_outboxes(&mut self) {
+        let Some(store) = self.outbox_store.clone() else { return };
+        for i in 0..self.convs.len() {
+            if !std::mem::take(&mut self.convs[i].dirty) {
+                continue;
+            }
+            let id = self.convs[i].id.clone();
+            let merged = self.convs[i].outbox.merge_stored(self.stored_outbox(&id));
+            let key = Self::outbox_key(&id);
+            if merged.is_empty() {
+                store.remove(&key);
+            } else if let Ok(text) = serde_json::to_string(&merged) {
+                store.set(&key, &text);
+            }
+        }
+    }
+
+    /// `message:queued` (on its way) or, with `error`, `message:failed` (refused for good).
+    fn emit_outbox(&mut self, id: &ConversationId, item: &OutboxItem, error: Option<&ClientError>) {
+        let mut payload = serde_json::json!({
+            "conversation_id": id,
+            "client_msg_id": item.client_msg_id,
+            "body": item.body,
+        });
+        let failed = item.failed || error.is_some();
+        if failed {
+            let error = error.map_or_else(
+                || serde_json::json!({ "code": "send_failed", "message": "the server refused the message" }),
+                |e| serde_json::json!({ "code": e.code(), "message": e.to_string(), "status": e.status() }),
+            );
+            payload["error"] = error;
+        }
+        let name = if failed { "message:failed" } else { "message:queued" };
+        self.emit(None, name, json_to_js(&payload));
     }
 
     /// A key was typed in the conversation's input.
@@ -605,6 +730,7 @@ impl Inner {
                 break;
             }
         }
+        self.persist_outboxes();
         self.rearm(now);
     }
 
@@ -954,10 +1080,18 @@ impl Inner {
                 });
             }
             OutboxAction::Failed { client_msg_id } => {
+                let error = self.convs[i].last_error.take();
                 if let Some(k) = self.pending.iter().position(|p| p.id == client_msg_id) {
                     let p = self.pending.remove(k);
-                    let err = p.error.unwrap_or(ClientError::Network(String::from("send failed")));
+                    let err = p.error.or_else(|| error.clone());
+                    let err = err.unwrap_or(ClientError::Network(String::from("send failed")));
                     self.emits.push(Emit::Settle { f: p.reject, value: super::js_error(&err) });
+                }
+                let conv = &self.convs[i];
+                let item = conv.outbox.failed().find(|it| it.client_msg_id == client_msg_id).cloned();
+                if let Some(item) = item {
+                    let id = conv.id.clone();
+                    self.emit_outbox(&id, &item, error.as_ref());
                 }
             }
             _ => {}
@@ -979,6 +1113,7 @@ impl Inner {
         match r {
             Ok(message) => {
                 c.outbox.handle_sent(now, cid);
+                c.dirty = true;
                 if let Some(k) = self.pending.iter().position(|p| &p.id == cid) {
                     let p = self.pending.remove(k);
                     self.emits.push(Emit::Settle { f: p.resolve, value: message });
@@ -986,6 +1121,8 @@ impl Inner {
             }
             Err(e) => {
                 c.outbox.handle_failed(now, cid, e.is_retryable());
+                c.dirty = true;
+                c.last_error = Some(e.clone());
                 if let Some(p) = self.pending.iter_mut().find(|p| &p.id == cid) {
                     p.error = Some(e);
                 }

@@ -443,6 +443,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database errors.
     async fn open_conversation_of(&self, visitor: &VisitorId) -> Result<Option<ConversationRow>, StoreError>;
 
+    /// The conversations of a visitor and, when the visitor is verified, of every visitor of
+    /// the project verified as the same user; newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn conversations_of(
+        &self,
+        visitor: &VisitorId,
+        limit: u32,
+    ) -> Result<Vec<ConversationRow>, StoreError>;
+
     /// The project's queue, head first.
     ///
     /// # Errors

@@ -799,6 +799,22 @@ impl Store for SqlStore {
         Ok(row.as_ref().map(conversation).transpose()?)
     }
 
+    async fn conversations_of(
+        &self,
+        visitor: &VisitorId,
+        limit: u32,
+    ) -> Result<Vec<ConversationRow>, StoreError> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE visitor_id = $1 OR visitor_id IN \
+             (SELECT o.id FROM visitors me JOIN visitors o ON o.project_id = me.project_id \
+              AND o.user_id = me.user_id AND o.verified = 1 WHERE me.id = $1 AND me.verified = 1) \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        );
+        let rows =
+            sqlx::query(&sql).bind(visitor.as_str()).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(conversation).collect::<Result<_, _>>()?)
+    }
+
     async fn queue(&self, project: &ProjectId) -> Result<Vec<ConversationRow>, StoreError> {
         let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 AND status = 'queued' ORDER BY queued_at, id");
         let rows = sqlx::query(&sql).bind(project.as_str()).fetch_all(&self.pool).await?;

@@ -8,6 +8,7 @@ mod bot;
 mod delivery;
 mod edge;
 mod harness;
+mod history;
 mod realtime;
 mod rest;
 mod socket;
