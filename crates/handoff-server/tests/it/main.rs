@@ -12,3 +12,4 @@ mod realtime;
 mod rest;
 mod socket;
 mod socket_abuse;
+mod tabs;
