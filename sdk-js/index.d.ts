@@ -72,6 +72,10 @@ export interface HandoffEvents {
   "presence:updated": { conversation_id: string; state: PresenceState; at: number };
   "note:new": { note: Note };
   "offline_message:new": { offline_message: OfflineMessage };
+  /** Whether the project can take a chat now, on `project:{id}:availability`
+   * (`HandoffClient.watchAvailability()`): the current state after every (re)join, then each
+   * change. `show_offline_form`: no agent online, or outside business hours. */
+  "availability:changed": Availability;
   /** The connection state changed. */
   connection: ConnectionState;
   /** A channel could not be joined or was closed, or a catch-up was refused. */
@@ -96,6 +100,12 @@ export interface Theme {
   position: string;
   title: string;
   greeting: string;
+}
+export interface Availability {
+  project_id: string;
+  agents_online: number;
+  within_business_hours: boolean;
+  show_offline_form: boolean;
 }
 export interface WidgetConfig {
   agents_online: number;
@@ -194,6 +204,9 @@ export class HandoffClient implements Events {
   /** Through the outbox: in order, retried with the same `client_msg_id` until stored. */
   send(body: string): Promise<Message>;
   requestHandoff(): Promise<Conversation>;
+  /** Follows the project's availability live (after `start()`; opens the socket if no
+   * conversation has yet): `availability:changed` now and on every change. */
+  watchAvailability(): Unsubscribe;
   /** Call on every keystroke: debounced to one `typing` per 300 ms, `false` after 3 s idle. */
   typing(): void;
   stopTyping(): void;

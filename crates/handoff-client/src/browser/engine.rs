@@ -105,6 +105,8 @@ pub(crate) struct Inner {
     presence: Option<(ConversationId, PresenceTracker)>,
     pending: Vec<PendingSend>,
     outbox_prefix: String,
+    /// This page load's tab id, sent with every presence report (presence is kept per tab).
+    tab_id: String,
     online: bool,
     timer: Option<(u64, Timeout)>,
     listeners: Vec<Listener>,
@@ -193,6 +195,7 @@ impl Engine {
                 presence: None,
                 pending: Vec::new(),
                 outbox_prefix: random_prefix(),
+                tab_id: random_prefix(),
                 online: web_sys::window().is_none_or(|w| w.navigator().on_line()),
                 timer: None,
                 listeners: Vec::new(),
@@ -1010,9 +1013,14 @@ impl Inner {
 
     fn presence_action(&mut self, id: &ConversationId, a: PresenceAction) {
         let url = url::conversation(&self.base, id, "/presence");
+        let tab = self.tab_id.clone();
         let body = |state: PresenceState, token: Option<String>| {
-            serde_json::to_string(&handoff_protocol::api::PresenceRequest { state, token })
-                .unwrap_or_default()
+            serde_json::to_string(&handoff_protocol::api::PresenceRequest {
+                state,
+                token,
+                tab: Some(tab.clone()),
+            })
+            .unwrap_or_default()
         };
         match a {
             PresenceAction::Send(state) => self.fire_and_forget(url, body(state, None)),
