@@ -157,6 +157,8 @@ impl Model {
         }
         if self.screen == Screen::Chat && self.unattended() {
             self.screen = Screen::OfflineForm;
+        } else if self.screen == Screen::OfflineForm && status == ConversationStatus::Assigned {
+            self.screen = Screen::Chat; // someone took it after all: show them
         }
     }
 
@@ -372,5 +374,10 @@ mod tests {
         m.availability_changed(false);
         assert_eq!(m.screen, Screen::Chat);
         assert!(m.status_line().starts_with("Waiting for an agent"), "{}", m.status_line());
+        // Taken while the form shows: the chat.
+        m.availability_changed(true);
+        assert_eq!(m.screen, Screen::OfflineForm);
+        m.status_changed(ConversationStatus::Assigned);
+        assert_eq!(m.screen, Screen::Chat);
     }
 }
