@@ -280,6 +280,9 @@ test("multi-tab presence: closing one tab keeps the customer online; all hidden 
   const first = await visitor();
   await openChat(first.page);
   await say(first.page, "Three tabs of the same shop");
+  await until(first.page, (log) => log.includes("Three tabs of the same shop"), "own message");
+  await first.page.locator(`${W} .human`).click();
+  await until(first.page, (_, sub) => sub.includes("You are chatting with Ada Agent"), "assignment");
   const conv = await assignedConversation();
   const presence = async () => (await api.call("GET", `/api/conversations/${conv.id}`)).presence;
   // Two more tabs of the same visitor (same storage): they continue the conversation.
