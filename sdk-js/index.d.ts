@@ -84,6 +84,10 @@ export interface HandoffEvents {
   "message:failed": OutboxMessage & { error: { code: string; message: string; status?: number | null } };
   /** Customer client: an own message was dropped (`discard`). */
   "message:discarded": { conversation_id: string | null; client_msg_id: string };
+  /** Whether the project can take a chat now, on `project:{id}:availability`
+   * (`HandoffClient.watchAvailability()`): the current state after every (re)join, then each
+   * change. `show_offline_form`: no agent online, or outside business hours. */
+  "availability:changed": Availability;
   /** The connection state changed. */
   connection: ConnectionState;
   /** A channel could not be joined or was closed, or a catch-up was refused. */
@@ -114,6 +118,12 @@ export interface Theme {
   position: string;
   title: string;
   greeting: string;
+}
+export interface Availability {
+  project_id: string;
+  agents_online: number;
+  within_business_hours: boolean;
+  show_offline_form: boolean;
 }
 export interface WidgetConfig {
   agents_online: number;
@@ -224,6 +234,9 @@ export class HandoffClient implements Events {
   /** Drops a failed (or still waiting) message; `false` if there is none, or it is on its way. */
   discard(clientMsgId: string): boolean;
   requestHandoff(): Promise<Conversation>;
+  /** Follows the project's availability live (after `start()`; opens the socket if no
+   * conversation has yet): `availability:changed` now and on every change. */
+  watchAvailability(): Unsubscribe;
   /** Call on every keystroke: debounced to one `typing` per 300 ms, `false` after 3 s idle. */
   typing(): void;
   stopTyping(): void;

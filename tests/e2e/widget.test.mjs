@@ -208,11 +208,21 @@ test("chat: customer writes, the agent answers live, typing both ways, text neve
   await context.close();
 });
 
+/** The agent's capacity, set with the project's secret key. */
+async function setCapacity(capacity) {
+  const r = await fetch(`${server.base}/api/agents/${server.agent.id}`, {
+    method: "PATCH",
+    headers: { authorization: `Bearer ${server.secretKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ capacity }),
+  });
+  assert.equal(r.status, 200, await r.text());
+}
+
 test("handoff to the queue: live positions for everyone waiting, claim, resolve", async () => {
-  await setStatus("online"); // agents online: the chat (not the offline form) is offered
+  await setStatus("online"); // an agent online: the chat (not the offline form) is offered
+  await setCapacity(0); // ...but with no free slot: handoffs queue
   const a = await visitor();
   const b = await visitor();
-  await setStatus("away"); // ...but nobody takes new chats: handoffs queue
   for (const [v, text] of [[a, "I need a person (A)"], [b, "Me too (B)"]]) {
     await openChat(v.page);
     await say(v.page, text);
@@ -228,7 +238,8 @@ test("handoff to the queue: live positions for everyone waiting, claim, resolve"
 
   const { queue } = await api.call("GET", "/api/queue");
   assert.equal(queue.length, 2);
-  await api.call("POST", `/api/conversations/${queue[0].conversation_id}/claim`, {});
+  await setCapacity(1); // a slot: the head of the queue is offered to the agent
+  await eventually(async () => (await api.call("GET", `/api/conversations/${queue[0].conversation_id}`)).status === "assigned", { what: "A assigned" });
   await until(a.page, (log, sub) => sub.includes("You are chatting with Ada Agent") && log.includes("Ada Agent joined"), "A claimed");
   await until(b.page, (_, sub) => sub.includes("number 1 of 1"), "B moves up");
   await api.call("POST", `/api/conversations/${queue[0].conversation_id}/resolve`, {});
@@ -245,10 +256,98 @@ test("handoff to the queue: live positions for everyone waiting, claim, resolve"
   assert.equal((await api.call("GET", `/api/conversations/${bConv}`)).presence, "online");
   await b.page.close({ runBeforeUnload: true });
   await eventually(async () => (await api.call("GET", `/api/conversations/${bConv}`)).presence === "offline", { what: "offline on close" });
-  await api.call("POST", `/api/conversations/${bConv}/claim`, {});
+  // (Resolving A freed the slot: B may have been assigned already.)
+  if ((await api.call("GET", `/api/conversations/${bConv}`)).status === "queued") {
+    await api.call("POST", `/api/conversations/${bConv}/claim`, {});
+  }
   await api.call("POST", `/api/conversations/${bConv}/resolve`, {});
+  await setCapacity(3);
   await a.context.close();
   await b.context.close();
+});
+
+/** Makes `page` look hidden (or visible again) to the widget, as switching tabs does. */
+async function setHidden(page, hidden) {
+  await page.evaluate((hidden) => {
+    Object.defineProperty(document, "visibilityState", { value: hidden ? "hidden" : "visible", configurable: true });
+    Object.defineProperty(document, "hidden", { value: hidden, configurable: true });
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, hidden);
+}
+
+test("multi-tab presence: closing one tab keeps the customer online; all hidden is idle; all closed is offline", async () => {
+  await setStatus("online");
+  const first = await visitor();
+  await openChat(first.page);
+  await say(first.page, "Three tabs of the same shop");
+  await until(first.page, (log) => log.includes("Three tabs of the same shop"), "own message");
+  await first.page.locator(`${W} .human`).click();
+  await until(first.page, (_, sub) => sub.includes("You are chatting with Ada Agent"), "assignment");
+  const conv = await assignedConversation();
+  const presence = async () => (await api.call("GET", `/api/conversations/${conv.id}`)).presence;
+  // Two more tabs of the same visitor (same storage): they continue the conversation.
+  const tabs = [first.page];
+  for (let i = 0; i < 2; i += 1) {
+    const page = await first.context.newPage();
+    await page.goto(host.url);
+    await page.locator(`${W} .launcher`).waitFor();
+    tabs.push(page);
+  }
+  await eventually(async () => (await presence()) === "online", { what: "online" });
+  // Close one tab (its beacon says offline for that tab only): still green.
+  await tabs[0].close({ runBeforeUnload: true });
+  for (let i = 0; i < 10; i += 1) {
+    assert.equal(await presence(), "online", "another tab is still open");
+    await new Promise((ok) => setTimeout(ok, 150));
+  }
+  // One of the two left is hidden: the visible one keeps it green.
+  await setHidden(tabs[1], true);
+  await new Promise((ok) => setTimeout(ok, 1000));
+  assert.equal(await presence(), "online", "a hidden tab's idle does not override a visible tab");
+  // Both hidden: yellow.
+  await setHidden(tabs[2], true);
+  await eventually(async () => (await presence()) === "idle", { what: "idle when every tab is hidden" });
+  // Back to one, then none: grey.
+  await tabs[1].close({ runBeforeUnload: true });
+  await new Promise((ok) => setTimeout(ok, 500));
+  assert.equal(await presence(), "idle");
+  await tabs[2].close({ runBeforeUnload: true });
+  await eventually(async () => (await presence()) === "offline", { what: "offline when every tab is closed" });
+  await api.call("POST", `/api/conversations/${conv.id}/resolve`, {});
+  await first.context.close();
+});
+
+test("availability is live: the offline form comes when the last agent leaves and goes when one comes back, without a reload", async () => {
+  await setStatus("online");
+  const { context, page, problems } = await visitor();
+  await openChat(page);
+  const form = page.locator(`${W} form.offline`);
+  const composer = page.locator(`${W} .composer`);
+  await composer.waitFor();
+  await setStatus("offline");
+  await eventually(async () => (await form.isVisible()) && !(await composer.isVisible()), { what: "offline form without reload" });
+  assert.match(await subText(page), /away right now/);
+  await page.screenshot({ path: join(artifacts, "widget-availability-offline.png") });
+  await setStatus("online");
+  await eventually(async () => (await composer.isVisible()) && !(await form.isVisible()), { what: "chat again without reload" });
+  // Queued, then the last agent leaves: told so and offered the form, never left waiting.
+  await setCapacity(0);
+  await say(page, "Can a person help?");
+  await until(page, (log) => log.includes("Can a person help?"), "own message");
+  await page.locator(`${W} .human`).click();
+  await until(page, (_, sub) => sub.includes("number 1"), "queued");
+  await setStatus("offline");
+  await eventually(async () => await form.isVisible(), { what: "the form for an unattended queue" });
+  assert.match(await subText(page), /Nobody is available right now/);
+  // An agent comes back and takes it: the chat.
+  await setStatus("online");
+  await setCapacity(3);
+  await until(page, (_, sub) => sub.includes("You are chatting with Ada Agent"), "assigned");
+  assert.equal(await composer.isVisible(), true);
+  const conv = await assignedConversation();
+  await api.call("POST", `/api/conversations/${conv.id}/resolve`, {});
+  assert.deepEqual(problems, []);
+  await context.close();
 });
 
 test("offline form when nobody is online: validated, a failed submit loses nothing, stored for agents", async () => {

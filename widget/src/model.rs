@@ -87,7 +87,8 @@ impl Default for Model {
 impl Model {
     /// The session started. With no agent available (`agents_away`), a new visitor gets the
     /// offline form, unless a `bot` answers: then the chat opens, and the form comes when the
-    /// visitor asks for a human. A conversation to continue always opens the chat.
+    /// visitor asks for a human. A conversation to continue opens the chat, unless it waits in
+    /// a queue nobody attends: then the form, with the chat one click away.
     pub fn started(
         &mut self,
         status: Option<ConversationStatus>,
@@ -99,7 +100,31 @@ impl Model {
         self.agent = agent;
         self.agents_away = agents_away;
         self.bot = bot;
-        self.screen = if self.can_chat() { Screen::Chat } else { Screen::OfflineForm };
+        self.screen = if self.wants_form() { Screen::OfflineForm } else { Screen::Chat };
+    }
+
+    /// Whether the offline form should be on offer instead of the chat: nobody can chat (no
+    /// agent, no bot, no conversation), or the visitor waits in a queue nobody attends.
+    fn wants_form(&self) -> bool {
+        !self.can_chat() || self.unattended()
+    }
+
+    /// Queued while no agent is available: the visitor is told so and offered the form,
+    /// never left waiting silently.
+    pub fn unattended(&self) -> bool {
+        self.agents_away && self.status == Some(ConversationStatus::Queued)
+    }
+
+    /// Live availability (`availability:changed`): when nobody can take a chat any more, the
+    /// chat gives way to the offline form (as at page load); when an agent comes online, the
+    /// form gives way to the chat. A sent form's confirmation stays.
+    pub fn availability_changed(&mut self, agents_away: bool) {
+        self.agents_away = agents_away;
+        match self.screen {
+            Screen::Chat if self.wants_form() => self.screen = Screen::OfflineForm,
+            Screen::OfflineForm if !agents_away => self.screen = Screen::Chat,
+            _ => {}
+        }
     }
 
     /// Whether the chat is on offer (else only the offline form).
@@ -192,6 +217,11 @@ impl Model {
         if status != ConversationStatus::Assigned {
             self.typing = None;
         }
+        if self.screen == Screen::Chat && self.unattended() {
+            self.screen = Screen::OfflineForm;
+        } else if self.screen == Screen::OfflineForm && status == ConversationStatus::Assigned {
+            self.screen = Screen::Chat; // someone took it after all: show them
+        }
     }
 
     /// Whether the "talk to a human" action is offered.
@@ -204,6 +234,9 @@ impl Model {
         match (self.status, &self.agent, self.position) {
             (Some(ConversationStatus::Assigned), Some(name), _) => join(&["You are chatting with ", name]),
             (Some(ConversationStatus::Assigned), None, _) => "An agent has joined".to_owned(),
+            (Some(ConversationStatus::Queued), _, _) if self.agents_away => {
+                "Nobody is available right now. Leave your email and we will get back to you.".to_owned()
+            }
             (Some(ConversationStatus::Queued), _, Some((pos, len))) => {
                 let (pos, len) = (pos.to_string(), len.to_string());
                 join(&["Waiting for an agent: you are number ", &pos, " of ", &len, " in the queue"])
@@ -284,8 +317,10 @@ mod tests {
         assert!(!m.offers_human());
         assert!(!m.can_chat());
         let mut m = Model::default();
-        m.started(Some(ConversationStatus::Queued), None, true, false);
+        m.started(Some(ConversationStatus::Assigned), None, true, false);
         assert_eq!(m.screen, Screen::Chat);
+        // (A conversation queued while nobody is there gets the form: see
+        // `nobody_waits_silently_in_an_unattended_queue`.)
         let mut m = Model::default();
         m.started(None, None, false, false);
         assert!(m.offers_human());
@@ -372,5 +407,70 @@ mod tests {
         assert_eq!(safe_color("#abc"), "#abc");
         assert_eq!(safe_color("red;}body{display:none"), "#2563eb");
         assert_eq!(safe_color("#12345g"), "#2563eb");
+    }
+
+    #[test]
+    fn the_offline_form_comes_and_goes_with_availability() {
+        let mut m = Model::default();
+        m.started(None, None, false, false);
+        assert_eq!(m.screen, Screen::Chat);
+        // The last agent goes offline: the form, without a reload.
+        m.availability_changed(true);
+        assert_eq!(m.screen, Screen::OfflineForm);
+        assert!(!m.human_requested());
+        // An agent comes online: the chat again.
+        m.availability_changed(false);
+        assert_eq!(m.screen, Screen::Chat);
+        assert!(m.human_requested());
+        // A repeated state changes nothing; a sent form's confirmation stays.
+        m.availability_changed(false);
+        assert_eq!(m.screen, Screen::Chat);
+        m.screen = Screen::OfflineSent;
+        m.availability_changed(true);
+        m.availability_changed(false);
+        assert_eq!(m.screen, Screen::OfflineSent);
+    }
+
+    #[test]
+    fn a_chat_with_the_bot_or_an_agent_stays_when_agents_leave() {
+        let mut m = Model::default();
+        m.started(None, None, false, true);
+        m.availability_changed(true);
+        assert_eq!(m.screen, Screen::Chat, "the bot still answers");
+        let mut m = Model::default();
+        m.started(Some(ConversationStatus::Assigned), Some("Ann".into()), false, false);
+        m.availability_changed(true);
+        assert_eq!(m.screen, Screen::Chat, "a conversation in progress is not cut");
+    }
+
+    #[test]
+    fn nobody_waits_silently_in_an_unattended_queue() {
+        // Handed over while an agent was online; the last one leaves.
+        let mut m = Model::default();
+        m.started(Some(ConversationStatus::Bot), None, false, true);
+        m.status_changed(ConversationStatus::Queued);
+        assert_eq!(m.screen, Screen::Chat);
+        m.availability_changed(true);
+        assert_eq!(m.screen, Screen::OfflineForm);
+        assert!(m.status_line().starts_with("Nobody is available right now"), "{}", m.status_line());
+        assert!(m.can_chat(), "the chat stays one click away");
+        // Queued while already unattended (the handoff raced the last agent leaving).
+        let mut m = Model::default();
+        m.started(Some(ConversationStatus::Bot), None, true, true);
+        m.status_changed(ConversationStatus::Queued);
+        assert_eq!(m.screen, Screen::OfflineForm);
+        // Reloaded while waiting unattended.
+        let mut m = Model::default();
+        m.started(Some(ConversationStatus::Queued), None, true, false);
+        assert_eq!(m.screen, Screen::OfflineForm);
+        // An agent comes online: back to the chat, waiting for them.
+        m.availability_changed(false);
+        assert_eq!(m.screen, Screen::Chat);
+        assert!(m.status_line().starts_with("Waiting for an agent"), "{}", m.status_line());
+        // Taken while the form shows: the chat.
+        m.availability_changed(true);
+        assert_eq!(m.screen, Screen::OfflineForm);
+        m.status_changed(ConversationStatus::Assigned);
+        assert_eq!(m.screen, Screen::Chat);
     }
 }

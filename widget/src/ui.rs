@@ -81,6 +81,8 @@ struct Ui {
     session: Option<Storage>,
     listeners: Listeners,
     on_event: Option<Closure<dyn FnMut(JsValue, JsValue)>>,
+    /// Following the project's availability (from the first time the window opens).
+    watching: bool,
 }
 
 /// What `handoff_widget.mount` returns: `window.Handoff` calls these once the widget is up.
@@ -140,6 +142,7 @@ pub fn mount(base_url: String, project_key: String) -> Result<Widget, JsValue> {
         session: window.session_storage().ok().flatten(),
         listeners: Listeners::default(),
         on_event: None,
+        watching: false,
     }));
     let w = Widget { client, ui };
     w.wire();
@@ -170,6 +173,16 @@ impl Widget {
         };
         if let Some(t) = target {
             let _ = t.focus();
+        }
+        // From the first opening on, the chat and the offline form follow the project's
+        // availability live (the client may emit at once: no borrow held).
+        let watch = !std::mem::replace(&mut ui.watching, true);
+        drop(ui);
+        if watch {
+            if let Err(e) = self.client.watch_availability() {
+                self.ui.borrow_mut().watching = false;
+                web_sys::console::warn_2(&"Handoff: cannot follow availability".into(), &e);
+            }
         }
     }
 
@@ -482,6 +495,11 @@ impl Widget {
                     Reflect::get(p, &"is_typing".into()).ok().and_then(|v| v.as_bool()) == Some(true);
                 ui.model.typing =
                     typing.then(|| text(p, &["actor", "name"]).unwrap_or_else(|| "Someone".to_owned()));
+            }
+            "availability:changed" => {
+                if let Some(away) = get(p, &["show_offline_form"]).and_then(|v| v.as_bool()) {
+                    ui.model.availability_changed(away);
+                }
             }
             "connection" => ui.model.connection = p.as_string().unwrap_or_default(),
             _ => {}

@@ -339,7 +339,9 @@ pub struct WidgetConfig {
     pub agents_online: u32,
     /// Whether now is inside the project's business hours (always true without hours).
     pub within_business_hours: bool,
-    /// Show the offline form instead of the chat (no agent online, or outside hours).
+    /// Show the offline form instead of the chat (no agent online, or outside hours; the rule is
+    /// [`crate::event::availability::shows_offline_form`]). Live changes come as
+    /// `availability:changed` on `project:{id}:availability`.
     pub show_offline_form: bool,
     /// Whether a bot answers new conversations (the project has a bot webhook): then the chat
     /// opens with the bot even when no agent is available, and the offline form comes when the
@@ -557,6 +559,11 @@ pub struct PresenceRequest {
     /// The visitor token, when no `Authorization` header can be sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The reporting tab (random per page load, 1 to 64 of `A-Za-z0-9_-`): presence is kept per
+    /// tab and agents see the aggregate (see [`crate::timing::presence`]). Without it, the
+    /// report counts for one shared default tab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tab: Option<String>,
 }
 
 /// `POST /api/conversations/{id}/read`: the agent has read up to `seq`.

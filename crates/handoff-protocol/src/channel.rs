@@ -25,6 +25,9 @@ pub enum Channel {
     ProjectQueue(ProjectId),
     /// `agent:{id}`: personal notifications of one agent.
     Agent(AgentId),
+    /// `project:{id}:availability`: `availability:changed` (whether the project can take a chat
+    /// now), for the project's visitors before and during a conversation, and its agents.
+    ProjectAvailability(ProjectId),
 }
 
 impl Channel {
@@ -59,6 +62,7 @@ impl fmt::Display for Channel {
             Channel::ConversationAgents(id) => write!(f, "conversation:{id}:agents"),
             Channel::ProjectQueue(id) => write!(f, "project:{id}:queue"),
             Channel::Agent(id) => write!(f, "agent:{id}"),
+            Channel::ProjectAvailability(id) => write!(f, "project:{id}:availability"),
         }
     }
 }
@@ -80,6 +84,9 @@ impl FromStr for Channel {
             }
             ["project", id, "queue"] if valid_id(id) => Ok(Channel::ProjectQueue(ProjectId::new(*id))),
             ["agent", id] if valid_id(id) => Ok(Channel::Agent(AgentId::new(*id))),
+            ["project", id, "availability"] if valid_id(id) => {
+                Ok(Channel::ProjectAvailability(ProjectId::new(*id)))
+            }
             _ => Err(bad()),
         }
     }
@@ -156,7 +163,9 @@ pub enum JoinDenied {
 /// - `conversation:{id}`: its customer, and agents or the server of its project;
 /// - `conversation:{id}:agents`: agents of its project only (never a customer);
 /// - `project:{id}:queue`: agents of that project and its server;
-/// - `agent:{id}`: that agent only.
+/// - `agent:{id}`: that agent only;
+/// - `project:{id}:availability`: visitors, agents and the server of that project (it carries
+///   nothing private: only whether a chat can be taken now).
 ///
 /// # Errors
 /// [`JoinDenied`] with the reason.
@@ -190,6 +199,12 @@ pub fn may_join(
             _ => false,
         },
         Channel::Agent(id) => matches!(principal, Principal::Agent { agent_id, .. } if agent_id == id),
+        Channel::ProjectAvailability(id) => match principal {
+            Principal::Customer { project_id, .. }
+            | Principal::Agent { project_id, .. }
+            | Principal::Server { project_id } => project_id == id,
+            Principal::Anonymous => false,
+        },
     };
     if allowed {
         Ok(())
@@ -219,6 +234,7 @@ mod tests {
             (Channel::ConversationAgents("c1".into()), "conversation:c1:agents"),
             (Channel::ProjectQueue("p1".into()), "project:p1:queue"),
             (Channel::Agent("a1".into()), "agent:a1"),
+            (Channel::ProjectAvailability("p1".into()), "project:p1:availability"),
         ];
         for (channel, name) in cases {
             assert_eq!(channel.to_string(), name);
@@ -234,9 +250,16 @@ mod tests {
             Channel::from_topic("conversation:c1"),
             Err(ChannelError::NoPrefix("conversation:c1".into()))
         );
-        for bad in
-            ["", "conversation:", "conversation:c1:notes", "project:p1", "agent:", "room:1", "agent:a:b"]
-        {
+        for bad in [
+            "",
+            "conversation:",
+            "conversation:c1:notes",
+            "project:p1",
+            "project::availability",
+            "agent:",
+            "room:1",
+            "agent:a:b",
+        ] {
             assert_eq!(bad.parse::<Channel>(), Err(ChannelError::Unknown(bad.into())), "{bad}");
         }
     }
@@ -282,5 +305,16 @@ mod tests {
             may_join(&s, &Channel::ConversationAgents("c1".into()), Some(&o)),
             Err(JoinDenied::Forbidden)
         );
+    }
+
+    #[test]
+    fn the_availability_channel_is_open_to_the_whole_project_only() {
+        let ch = Channel::ProjectAvailability("p1".into());
+        assert_eq!(may_join(&customer("p1", "v1"), &ch, None), Ok(()));
+        assert_eq!(may_join(&agent("p1", "a1"), &ch, None), Ok(()));
+        assert_eq!(may_join(&Principal::Server { project_id: ProjectId::new("p1") }, &ch, None), Ok(()));
+        assert_eq!(may_join(&customer("p2", "v1"), &ch, None), Err(JoinDenied::Forbidden));
+        assert_eq!(may_join(&agent("p2", "a1"), &ch, None), Err(JoinDenied::Forbidden));
+        assert_eq!(may_join(&Principal::Anonymous, &ch, None), Err(JoinDenied::TokenRequired));
     }
 }

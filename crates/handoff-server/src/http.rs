@@ -674,7 +674,7 @@ async fn presence(
     let caller = s.authenticate(token).await?;
     Service::check_customer(&caller, origin(&headers), true)?;
     limit(&s, Action::Ephemeral, ip, Some(&caller))?;
-    s.presence(&caller, &id, req.state).await.map(|()| StatusCode::NO_CONTENT)
+    s.presence(&caller, &id, req.state, req.tab.as_deref()).await.map(|()| StatusCode::NO_CONTENT)
 }
 
 /// Agent read marker (unread counts).

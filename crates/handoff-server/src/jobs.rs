@@ -1,5 +1,6 @@
-//! Background jobs: customer presence expiry, agent auto-offline, agent token expiry, and
-//! forgetting idle rate-limit buckets.
+//! Background jobs: customer presence expiry, agent auto-offline, agent token expiry,
+//! announcing business hours opening and closing (`availability:changed`), and forgetting idle
+//! rate-limit buckets.
 //!
 //! With several nodes on one database, the expiry jobs run on one node at a time: the holder of
 //! the `expiry` lease in the store (a row with an expiry, taken in one conditional statement on
@@ -34,6 +35,9 @@ pub struct Expired {
     pub agents: usize,
     /// Agent tokens deleted.
     pub tokens: usize,
+    /// Projects whose business hours opened or closed since this node's previous run (their
+    /// availability was published).
+    pub hours: usize,
 }
 
 /// Runs the expiry jobs at `now` if this node holds (or takes) the lease; `None` when another
@@ -52,6 +56,7 @@ pub async fn run_once(service: &Service, now: u64, lease: Duration) -> Option<Ex
         customers: service.expire_presence(now, CUSTOMER_OFFLINE_AFTER_MS).await,
         agents: service.expire_agents(now, AGENT_OFFLINE_AFTER_MS).await,
         tokens: service.expire_tokens(now).await,
+        hours: service.business_hours_tick(now).await,
     })
 }
 

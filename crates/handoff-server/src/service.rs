@@ -14,10 +14,10 @@ use handoff_protocol::api::{
 };
 use handoff_protocol::channel::{ConversationOwner, Principal};
 use handoff_protocol::event::{
-    AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary, Author, AuthorKind, ConversationAssigned,
-    ConversationResolved, ConversationStatus, ConversationTransferred, Event, EventType, Message, MessageNew,
-    Note, NoteNew, OfflineMessage, OfflineMessageNew, PresenceState, PresenceUpdated, QueuePositionUpdated,
-    QueueUpdated, StatusChanged, TransferTarget, Typing,
+    AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary, Author, AuthorKind, AvailabilityChanged,
+    ConversationAssigned, ConversationResolved, ConversationStatus, ConversationTransferred, Event,
+    EventType, Message, MessageNew, Note, NoteNew, OfflineMessage, OfflineMessageNew, PresenceState,
+    PresenceUpdated, QueuePositionUpdated, QueueUpdated, StatusChanged, TransferTarget, Typing,
 };
 use handoff_protocol::ids::{
     AgentId, ClientMsgId, ConversationId, NoteId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
@@ -25,6 +25,7 @@ use handoff_protocol::ids::{
 use handoff_protocol::routing::{pick_agent, AgentLoad, DEFAULT_CAPACITY};
 use handoff_protocol::state::{Act, Actor, Command, ConversationState, TransferTo, Transition};
 use handoff_protocol::timing::agent::AgentLiveness;
+use handoff_protocol::timing::presence::{is_valid_tab_id, DEFAULT_TAB};
 use handoff_protocol::Channel;
 use tokio::sync::Notify;
 
@@ -145,6 +146,8 @@ pub struct Service {
     passwords: crypto::PasswordChecker,
     /// Sockets joined with each agent's token on this node (entries removed at zero).
     agent_sockets: Mutex<HashMap<AgentId, usize>>,
+    /// When this node last checked business hours (the availability job).
+    hours_checked: Mutex<Option<u64>>,
     /// This node, as the holder of the background jobs' lease.
     node_id: String,
 }
@@ -251,6 +254,7 @@ impl Service {
             queue_broadcasts,
             passwords: crypto::PasswordChecker::new(2, 64),
             agent_sockets: Mutex::new(HashMap::new()),
+            hours_checked: Mutex::new(None),
             node_id: crypto::random_id("node_"),
         }
     }
@@ -534,18 +538,69 @@ impl Service {
     }
 
     async fn widget_config(&self, project: &Project) -> AppResult<WidgetConfig> {
-        let agents = self.store.agents(&project.id).await.map_err(AppError::from)?;
-        let online = u32::try_from(agents.iter().filter(|a| a.status == AgentStatus::Online).count())
-            .unwrap_or(u32::MAX);
-        let within_business_hours = project.business_hours.as_ref().is_none_or(|h| h.is_open(now_ms()));
+        let a = self.availability(project, now_ms()).await?;
         Ok(WidgetConfig {
-            agents_online: online,
-            within_business_hours,
-            show_offline_form: online == 0 || !within_business_hours,
+            agents_online: a.agents_online,
+            within_business_hours: a.within_business_hours,
+            show_offline_form: a.show_offline_form,
             bot: project.webhook_url.is_some(),
             identity_required: project.enforce_identity,
             theme: project.theme.clone(),
         })
+    }
+
+    /// Whether `project` can take a chat at `now`: the state behind `show_offline_form`.
+    async fn availability(&self, project: &Project, now: u64) -> AppResult<AvailabilityChanged> {
+        let agents = self.store.agents(&project.id).await.map_err(AppError::from)?;
+        let online = u32::try_from(agents.iter().filter(|a| a.status == AgentStatus::Online).count())
+            .unwrap_or(u32::MAX);
+        let within_business_hours = project.business_hours.as_ref().is_none_or(|h| h.is_open(now));
+        Ok(AvailabilityChanged::new(project.id.clone(), online, within_business_hours))
+    }
+
+    /// The project's availability now, as `availability:changed` (sent to each socket that
+    /// joins `project:{id}:availability`, so a join or rejoin starts from the current state).
+    pub async fn current_availability(&self, project: &ProjectId) -> Option<Event> {
+        let p = self.store.project(project).await.ok().flatten()?;
+        self.availability(&p, now_ms()).await.ok().map(Event::AvailabilityChanged)
+    }
+
+    /// Publishes the project's availability on `project:{id}:availability`: after an agent's
+    /// status changed (the widget then offers the offline form, or the chat, without a reload).
+    /// The state is absolute, so a repeated or reordered publication is harmless.
+    pub async fn publish_availability(&self, project: &ProjectId) {
+        if let Some(event) = self.current_availability(project).await {
+            self.hub.publish(&Channel::ProjectAvailability(project.clone()), &event);
+        }
+    }
+
+    /// The availability job, run with the expiry jobs: announces business hours that opened or
+    /// closed since this node's previous run (nothing on its first run); returns how many.
+    pub async fn business_hours_tick(&self, now: u64) -> usize {
+        let previous =
+            self.hours_checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).replace(now);
+        match previous {
+            Some(previous) if previous < now => self.announce_business_hours(previous, now).await,
+            _ => 0,
+        }
+    }
+
+    /// Publishes the availability of every project whose business
+    /// hours opened or closed between `previous` and `now` (the previous run); returns how many.
+    pub async fn announce_business_hours(&self, previous: u64, now: u64) -> usize {
+        let Ok(projects) = self.store.projects_with_hours().await else { return 0 };
+        let mut announced = 0;
+        for p in &projects {
+            let Some(hours) = &p.business_hours else { continue };
+            if hours.is_open(previous) != hours.is_open(now) {
+                if let Ok(a) = self.availability(p, now).await {
+                    self.hub
+                        .publish(&Channel::ProjectAvailability(p.id.clone()), &Event::AvailabilityChanged(a));
+                    announced += 1;
+                }
+            }
+        }
+        announced
     }
 
     /// `POST /api/widget/identify`.
@@ -1450,15 +1505,18 @@ impl Service {
         Ok(())
     }
 
-    /// `POST /api/conversations/{id}/presence` (customers only).
+    /// `POST /api/conversations/{id}/presence` (customers only): one tab's report. Agents see
+    /// the aggregate of the conversation's tabs; `presence:updated` goes out only when it
+    /// changes (the rule of [`handoff_protocol::timing::presence`]).
     ///
     /// # Errors
-    /// 403 for agents; 404 when not visible.
+    /// 403 for agents; 404 when not visible; 422 for a bad state or tab id.
     pub async fn presence(
         &self,
         caller: &Caller,
         id: &ConversationId,
         state: PresenceState,
+        tab: Option<&str>,
     ) -> AppResult<()> {
         if !matches!(caller, Caller::Customer { .. }) {
             return Err(AppError::forbidden("only the customer reports presence"));
@@ -1466,40 +1524,48 @@ impl Service {
         if state == PresenceState::Unknown {
             return Err(AppError::validation("state must be online, idle or offline"));
         }
+        if tab.is_some_and(|t| !is_valid_tab_id(t)) {
+            return Err(AppError::validation("tab must be 1 to 64 letters, digits, `-` or `_`"));
+        }
         let c = self.visible(caller, id).await?;
         let now = now_ms();
-        self.store.set_presence(id, state, now).await.map_err(AppError::from)?;
-        if c.presence != state {
-            self.publish(
-                &c.project_id,
-                &Event::PresenceUpdated(PresenceUpdated {
-                    conversation_id: id.clone(),
-                    state,
-                    at: Timestamp(now),
-                }),
-                &[],
-            );
+        let changed = self
+            .store
+            .report_presence(id, tab.unwrap_or(DEFAULT_TAB), state, now)
+            .await
+            .map_err(AppError::from)?;
+        if let Some(state) = changed {
+            self.publish_presence(&c.project_id, id, state, now);
         }
         Ok(())
     }
 
-    /// Marks customers offline whose heartbeats stopped `after_ms` ago; returns how many.
+    fn publish_presence(&self, project: &ProjectId, id: &ConversationId, state: PresenceState, now: u64) {
+        self.publish(
+            project,
+            &Event::PresenceUpdated(PresenceUpdated {
+                conversation_id: id.clone(),
+                state,
+                at: Timestamp(now),
+            }),
+            &[],
+        );
+    }
+
+    /// Forgets customer tabs whose heartbeats stopped `after_ms` ago and announces the
+    /// conversations whose aggregate presence changed; returns how many.
     pub async fn expire_presence(&self, now: u64, after_ms: u64) -> usize {
-        let Ok(stale) = self.store.stale_presence(now.saturating_sub(after_ms)).await else { return 0 };
-        for c in &stale {
-            if self.store.set_presence(&c.id, PresenceState::Offline, now).await.is_ok() {
-                self.publish(
-                    &c.project_id,
-                    &Event::PresenceUpdated(PresenceUpdated {
-                        conversation_id: c.id.clone(),
-                        state: PresenceState::Offline,
-                        at: Timestamp(now),
-                    }),
-                    &[],
-                );
+        let changed = match self.store.expire_presence(now.saturating_sub(after_ms)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot expire presence");
+                return 0;
             }
+        };
+        for (c, state) in &changed {
+            self.publish_presence(&c.project_id, &c.id, *state, now);
         }
-        stale.len()
+        changed.len()
     }
 
     /// Sets agents offline who have no socket connected (on any node) and made no REST call
@@ -1532,6 +1598,7 @@ impl Service {
                         }),
                         &[],
                     );
+                    self.publish_availability(&a.project_id).await;
                 }
                 Ok(false) => {} // came back meanwhile, or another node was first
                 Err(e) => tracing::warn!(error = %e, "cannot expire an agent"),
@@ -1730,6 +1797,7 @@ impl Service {
                 status: AgentStatus::Offline,
             });
             self.publish(&agent.project_id, &event, &[]);
+            self.publish_availability(&agent.project_id).await;
         }
         Ok(())
     }
@@ -1839,6 +1907,7 @@ impl Service {
                 &Event::AgentStatusChanged(AgentStatusChanged { agent_id: me.id.clone(), status }),
                 &[],
             );
+            self.publish_availability(&me.project_id).await;
         }
         if status == AgentStatus::Online {
             self.drain_queue(&me.project_id, None).await;
@@ -2057,6 +2126,13 @@ impl RealtimeBackend for Service {
         Some(ConversationOwner { project_id: c.project_id, visitor_id: c.visitor_id })
     }
 
+    async fn joined(&self, channel: &Channel) -> Option<Event> {
+        match channel {
+            Channel::ProjectAvailability(project) => self.current_availability(project).await,
+            _ => None,
+        }
+    }
+
     async fn agent_socket(&self, agent: &AgentId, connected: bool) {
         // The first socket here and the last one gone are written at once: the 2-minute grace
         // counts from the close, not from the last refresh.
@@ -2131,11 +2207,19 @@ impl RealtimeBackend for Service {
             Event::PresenceUpdated(p)
                 if &p.conversation_id == id && matches!(caller, Caller::Customer { .. }) =>
             {
+                // A socket broadcast carries no tab id: it counts as the default tab, and the
+                // fan-out carries the conversation's aggregate.
                 let now = now_ms();
-                self.store.set_presence(id, p.state, now).await.map_err(|e| e.to_string())?;
+                let state = match self.store.report_presence(id, DEFAULT_TAB, p.state, now).await {
+                    Ok(Some(state)) => state,
+                    Ok(None) => {
+                        self.store.conversation(id).await.ok().flatten().map_or(p.state, |c| c.presence)
+                    }
+                    Err(e) => return Err(e.to_string()),
+                };
                 Ok(Event::PresenceUpdated(PresenceUpdated {
                     conversation_id: id.clone(),
-                    state: p.state,
+                    state,
                     at: Timestamp(now),
                 }))
             }

@@ -7,6 +7,7 @@ use handoff_protocol::api::{self, CreateConversationRequest, WidgetSessionReques
 use handoff_protocol::event::AuthorKind;
 use handoff_protocol::ids::{ClientMsgId, ConversationId};
 use handoff_protocol::phoenix::Vsn;
+use handoff_protocol::Channel;
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
@@ -336,6 +337,39 @@ impl HandoffClient {
             Ok(id) => super::history(&self.engine, id),
             Err(e) => rejected(&e),
         }
+    }
+
+    /// Follows the project's availability live: joins `project:{id}:availability` (opening the
+    /// socket if no conversation has yet) and emits `availability:changed`
+    /// `{project_id, agents_online, within_business_hours, show_offline_form}`: the current
+    /// state right after every (re)join, then each change (an agent going online or offline,
+    /// business hours opening or closing). Call after `start()`, for example when the chat
+    /// window opens; returns a function that stops following.
+    ///
+    /// # Errors
+    /// `not_ready` before `start()`.
+    #[wasm_bindgen(js_name = watchAvailability)]
+    pub fn watch_availability(&self) -> Result<Function, JsValue> {
+        let project = self
+            .state
+            .borrow()
+            .project_id
+            .clone()
+            .ok_or_else(|| js_error(&ClientError::NotReady("call start() first")))?;
+        let name = Channel::ProjectAvailability(project.into()).to_string();
+        self.engine.with(|i| {
+            i.hold(&name);
+            i.start();
+        });
+        let weak = self.engine.weak();
+        let mut name = Some(name);
+        Ok(Closure::<dyn FnMut()>::new(move || {
+            if let Some(n) = name.take() {
+                super::engine::run(&weak, |i| i.release(&n));
+            }
+        })
+        .into_js_value()
+        .unchecked_into())
     }
 
     /// Calls `fn(payload, eventName)` for each event named `event` (`"*"` for all): the catalog's

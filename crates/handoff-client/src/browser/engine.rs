@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     /// Where outboxes are kept across reloads (`handoff.outbox.<conversation id>`); `None`:
     /// memory only.
     outbox_store: Option<super::customer::Store>,
+    /// This page load's tab id, sent with every presence report (presence is kept per tab).
+    tab_id: String,
     online: bool,
     timer: Option<(u64, Timeout)>,
     listeners: Vec<Listener>,
@@ -201,6 +203,7 @@ impl Engine {
                 pending: Vec::new(),
                 outbox_prefix: random_prefix(),
                 outbox_store: None,
+                tab_id: random_prefix(),
                 online: web_sys::window().is_none_or(|w| w.navigator().on_line()),
                 timer: None,
                 listeners: Vec::new(),
@@ -1147,9 +1150,14 @@ impl Inner {
 
     fn presence_action(&mut self, id: &ConversationId, a: PresenceAction) {
         let url = url::conversation(&self.base, id, "/presence");
+        let tab = self.tab_id.clone();
         let body = |state: PresenceState, token: Option<String>| {
-            serde_json::to_string(&handoff_protocol::api::PresenceRequest { state, token })
-                .unwrap_or_default()
+            serde_json::to_string(&handoff_protocol::api::PresenceRequest {
+                state,
+                token,
+                tab: Some(tab.clone()),
+            })
+            .unwrap_or_default()
         };
         match a {
             PresenceAction::Send(state) => self.fire_and_forget(url, body(state, None)),

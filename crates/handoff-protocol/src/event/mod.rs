@@ -7,6 +7,7 @@
 //! decodes to [`Event::Unknown`] so that a newer server never breaks an older widget.
 
 pub mod agent;
+pub mod availability;
 pub mod conversation;
 pub mod message;
 pub mod note;
@@ -22,6 +23,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use agent::{AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary};
+pub use availability::AvailabilityChanged;
 pub use conversation::{
     ConversationAssigned, ConversationResolved, ConversationStatus, ConversationTransferred, StatusChanged,
     TransferTarget,
@@ -173,6 +175,8 @@ catalog! {
     NoteNew(NoteNew) = "note:new", persisted = true;
     /// `offline_message:new`
     OfflineMessageNew(OfflineMessageNew) = "offline_message:new", persisted = true;
+    /// Whether the project can take a chat now, on `project:{id}:availability`.
+    AvailabilityChanged(AvailabilityChanged) = "availability:changed", persisted = false;
 }
 
 impl Event {
@@ -279,7 +283,7 @@ mod tests {
 
     #[test]
     fn every_event_type_round_trips_its_wire_name() {
-        assert_eq!(EventType::ALL.len(), 13);
+        assert_eq!(EventType::ALL.len(), 14);
         for t in EventType::ALL {
             assert_eq!(t.as_str().parse::<EventType>(), Ok(*t));
             assert_eq!(EventType::try_from(t.as_str()), Ok(*t));

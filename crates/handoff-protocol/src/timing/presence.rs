@@ -10,6 +10,15 @@
 //! which covers a crashed tab; background tabs whose timers Chrome throttles to once a minute
 //! still beat in time.
 //!
+//! **Several tabs.** A visitor may have the same conversation open in several tabs, each with its
+//! own tracker. Every report carries the tab's id (random per page load, [`is_valid_tab_id`]);
+//! the server keeps one [`TabPresence`] per tab and shows agents the aggregate
+//! ([`conversation_presence`]): `online` if any tab is active, `idle` if every tab left is idle,
+//! `offline` when none is left (each closed by its beacon or silent for
+//! [`CUSTOMER_OFFLINE_AFTER_MS`]). `presence:updated` goes out only when the aggregate changes,
+//! so closing one of two tabs, or hiding one while another is in use, changes nothing an agent
+//! sees. A report without a tab id (an older client) counts as the tab [`DEFAULT_TAB`].
+//!
 //! ```
 //! use handoff_protocol::event::PresenceState;
 //! use handoff_protocol::timing::presence::{PresenceAction, PresenceTracker};
@@ -33,6 +42,61 @@ pub const CUSTOMER_OFFLINE_AFTER_MS: u64 = 75_000;
 /// The server marks an agent offline this long after their last socket closed (and their last
 /// REST call); see [`super::agent`].
 pub use super::agent::AGENT_OFFLINE_AFTER_MS;
+
+/// The tab id of reports that carry none (older clients): they share one entry.
+pub const DEFAULT_TAB: &str = "";
+/// Longest tab id, in bytes.
+pub const MAX_TAB_ID_LEN: usize = 64;
+
+/// Whether `id` is an acceptable tab id: 1 to [`MAX_TAB_ID_LEN`] ASCII letters, digits, `-` or `_`.
+pub fn is_valid_tab_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_TAB_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// One tab's last presence report, as the server keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TabPresence {
+    /// The state it reported.
+    pub state: PresenceState,
+    /// When (ms) its last report came.
+    pub last_heartbeat_ms: u64,
+}
+
+impl TabPresence {
+    /// The state this tab counts with at `now_ms`: `offline` once its heartbeats stopped for
+    /// [`CUSTOMER_OFFLINE_AFTER_MS`].
+    pub fn state_at(&self, now_ms: u64) -> PresenceState {
+        if now_ms.saturating_sub(self.last_heartbeat_ms) >= CUSTOMER_OFFLINE_AFTER_MS {
+            PresenceState::Offline
+        } else {
+            self.state
+        }
+    }
+}
+
+/// The customer's presence from their tabs' states: `online` if any tab is online, else `idle`
+/// if any is idle, else `offline` (no tab, or all offline; unknown states count as offline).
+pub fn aggregate_presence<I: IntoIterator<Item = PresenceState>>(tabs: I) -> PresenceState {
+    let mut out = PresenceState::Offline;
+    for state in tabs {
+        match state {
+            PresenceState::Online => return PresenceState::Online,
+            PresenceState::Idle => out = PresenceState::Idle,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The conversation's presence at `now_ms` from its tabs (expired tabs count as offline).
+pub fn conversation_presence<'a, I: IntoIterator<Item = &'a TabPresence>>(
+    tabs: I,
+    now_ms: u64,
+) -> PresenceState {
+    aggregate_presence(tabs.into_iter().map(|t| t.state_at(now_ms)))
+}
 
 /// What the tracker asks its owner to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +232,36 @@ impl PresenceTracker {
 mod tests {
     use super::*;
     use PresenceState::{Idle, Offline, Online};
+
+    #[test]
+    fn aggregate_is_online_if_any_tab_is_idle_if_all_are_and_offline_when_none_is_left() {
+        assert_eq!(aggregate_presence([]), Offline);
+        assert_eq!(aggregate_presence([Online, Offline]), Online);
+        assert_eq!(aggregate_presence([Idle, Online, Idle]), Online);
+        assert_eq!(aggregate_presence([Idle, Idle]), Idle);
+        assert_eq!(aggregate_presence([Idle, Offline]), Idle);
+        assert_eq!(aggregate_presence([Offline, PresenceState::Unknown]), Offline);
+    }
+
+    #[test]
+    fn a_silent_tab_stops_counting_after_the_heartbeat_timeout() {
+        let visible = TabPresence { state: Online, last_heartbeat_ms: 0 };
+        let hidden = TabPresence { state: Idle, last_heartbeat_ms: 50_000 };
+        assert_eq!(conversation_presence(&[visible, hidden], 74_999), Online);
+        // The visible tab crashed: its entry expires, the hidden one still counts.
+        assert_eq!(conversation_presence(&[visible, hidden], 75_000), Idle);
+        assert_eq!(conversation_presence(&[visible, hidden], 125_000), Offline);
+    }
+
+    #[test]
+    fn tab_ids_are_short_and_plain() {
+        assert!(is_valid_tab_id("t-3f9a_Z"));
+        assert!(!is_valid_tab_id(DEFAULT_TAB));
+        assert!(!is_valid_tab_id("a b"));
+        assert!(!is_valid_tab_id("ü"));
+        assert!(!is_valid_tab_id(&"x".repeat(MAX_TAB_ID_LEN + 1)));
+        assert!(is_valid_tab_id(&"x".repeat(MAX_TAB_ID_LEN)));
+    }
 
     fn drain(p: &mut PresenceTracker) -> Vec<PresenceAction> {
         std::iter::from_fn(|| p.poll_action()).collect()

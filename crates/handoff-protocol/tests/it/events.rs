@@ -126,6 +126,7 @@ fn samples() -> Vec<Event> {
                 handled_at: None,
             },
         }),
+        Event::AvailabilityChanged(AvailabilityChanged::new(ProjectId::new("prj_1"), 0, true)),
     ]
 }
 
@@ -167,7 +168,10 @@ fn seq_and_conversation_accessors_cover_persisted_conversation_events() {
         let t = event.event_type().unwrap();
         let conversation_event = !matches!(
             t,
-            EventType::QueueUpdated | EventType::AgentStatusChanged | EventType::OfflineMessageNew
+            EventType::QueueUpdated
+                | EventType::AgentStatusChanged
+                | EventType::OfflineMessageNew
+                | EventType::AvailabilityChanged
         );
         assert_eq!(event.conversation_id().is_some(), conversation_event, "{t}");
         // Every persisted event of a conversation's history carries its seq; notes and offline

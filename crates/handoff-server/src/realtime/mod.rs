@@ -47,6 +47,14 @@ pub trait RealtimeBackend: Send + Sync + 'static {
         let _ = (agent, connected);
     }
 
+    /// A socket joined `channel` with a token that may: the event that gives the joiner the
+    /// channel's current state, if the channel has one (`availability:changed` on
+    /// `project:{id}:availability`), sent to that socket only.
+    async fn joined(&self, channel: &Channel) -> Option<Event> {
+        let _ = channel;
+        None
+    }
+
     /// A client-sent broadcast on `channel` (only ephemeral events: `typing`,
     /// `presence:updated`). The backend checks that `principal` may emit it, applies its side
     /// effects (presence last-seen) and returns the event to fan out (with the actor set from

@@ -641,9 +641,21 @@ impl Conn {
         }
         // Without a token the join is accepted but delivers nothing until an `access_token`
         // push authorizes it (realtime-js may send its token right after the join).
+        let authorized = joined.token.is_some();
         self.joined.insert(topic.clone(), joined);
         self.send(&Frame::reply_ok(frame.join_ref, frame.r#ref, &topic, json!({"postgres_changes": []})))
             .await;
+        if authorized {
+            self.greet(&channel, &topic).await;
+        }
+    }
+
+    /// After an authorized join: the channel's current state, if it has one (the project's
+    /// availability), to this socket only.
+    async fn greet(&self, channel: &Channel, topic: &str) {
+        if let Some(event) = self.rt.backend.joined(channel).await {
+            self.send(&Frame::broadcast(topic, &event)).await;
+        }
     }
 
     async fn access_token(&mut self, frame: &Frame) {
@@ -653,8 +665,12 @@ impl Conn {
             return; // the common case: the same token on every heartbeat
         }
         let channel = j.channel.clone();
+        let upgrade = j.token.is_none();
         match self.authorize(&channel, &token).await {
             Ok((principal, hash)) => {
+                if upgrade {
+                    self.greet(&channel, &frame.topic).await;
+                }
                 self.rt.hub.subscribe(&frame.topic, self.id, self.vsn, self.outbox.clone(), Some(&hash));
                 if let Some(j) = self.joined.get_mut(&frame.topic) {
                     j.token = Some(token);

@@ -189,6 +189,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database errors.
     async fn project(&self, id: &ProjectId) -> Result<Option<Project>, StoreError>;
 
+    /// The projects that have business hours set (the availability job watches their
+    /// opening and closing).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn projects_with_hours(&self) -> Result<Vec<Project>, StoreError>;
+
     /// A project by public key.
     ///
     /// # Errors
@@ -575,22 +582,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database errors.
     async fn decliners(&self, id: &ConversationId) -> Result<Vec<AgentId>, StoreError>;
 
-    /// Records a customer presence report.
+    /// Records one tab's presence report (`offline` removes the tab) and recomputes the
+    /// conversation's presence from its tabs ([`conversation_presence`]), in one transaction.
+    /// Returns the new aggregate when it changed, `None` when agents see no difference.
+    ///
+    /// [`conversation_presence`]: handoff_protocol::timing::presence::conversation_presence
     ///
     /// # Errors
     /// Database errors.
-    async fn set_presence(
+    async fn report_presence(
         &self,
         id: &ConversationId,
+        tab: &str,
         state: PresenceState,
         now: u64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Option<PresenceState>, StoreError>;
 
-    /// Conversations whose customer is not offline but sent no heartbeat since `before`.
+    /// Forgets tabs that sent no heartbeat since `before` (and conversations not offline
+    /// whose last report of any tab is older), recomputes those conversations' presence, and
+    /// returns the ones whose aggregate changed, with the new state.
     ///
     /// # Errors
     /// Database errors.
-    async fn stale_presence(&self, before: u64) -> Result<Vec<ConversationRow>, StoreError>;
+    async fn expire_presence(&self, before: u64)
+        -> Result<Vec<(ConversationRow, PresenceState)>, StoreError>;
 
     /// Stores a note (the `note:new` event as JSON).
     ///

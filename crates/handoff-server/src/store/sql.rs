@@ -18,6 +18,7 @@ use super::{
     AgentRow, AppendRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow,
 };
 use crate::hours::BusinessHours;
+use handoff_protocol::timing::presence::{aggregate_presence, conversation_presence, TabPresence};
 use sqlx::{AnyPool, Row};
 
 /// The first schema. Its statements are idempotent (`IF NOT EXISTS`) because databases created
@@ -87,6 +88,15 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE agents ADD COLUMN last_socket_seen BIGINT",
             // Background jobs run on one node at a time: the holder of an unexpired lease.
             "CREATE TABLE job_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+        ],
+    ),
+    (
+        5,
+        &[
+            // Customer presence per tab; `conversations.presence` is their aggregate.
+            "CREATE TABLE presence_tabs (conversation_id TEXT NOT NULL, tab_id TEXT NOT NULL,
+                state TEXT NOT NULL, last_heartbeat BIGINT NOT NULL, PRIMARY KEY (conversation_id, tab_id))",
+            "CREATE INDEX presence_tabs_heartbeat ON presence_tabs (last_heartbeat)",
         ],
     ),
 ];
@@ -384,6 +394,12 @@ impl Store for SqlStore {
 
     async fn project(&self, id: &ProjectId) -> Result<Option<Project>, StoreError> {
         self.project_where("id", id.as_str()).await
+    }
+
+    async fn projects_with_hours(&self) -> Result<Vec<Project>, StoreError> {
+        let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE business_hours IS NOT NULL");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(project).collect::<Result<_, _>>()?)
     }
 
     async fn project_by_public_key(&self, key: &str) -> Result<Option<Project>, StoreError> {
@@ -1018,25 +1034,86 @@ impl Store for SqlStore {
         Ok(ids.into_iter().map(AgentId::new).collect())
     }
 
-    async fn set_presence(
+    async fn report_presence(
         &self,
         id: &ConversationId,
+        tab: &str,
         state: PresenceState,
         now: u64,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE conversations SET presence = $1, last_heartbeat = $2 WHERE id = $3")
-            .bind(state.as_str())
+    ) -> Result<Option<PresenceState>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Writing the conversation row first serializes concurrent reports of its tabs (a row
+        // lock on PostgreSQL, the write lock on SQLite).
+        let found = sqlx::query("UPDATE conversations SET last_heartbeat = $1 WHERE id = $2")
             .bind(to_i64(now))
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        if found.rows_affected() == 0 {
+            return Ok(None);
+        }
+        if state == PresenceState::Offline {
+            sqlx::query("DELETE FROM presence_tabs WHERE conversation_id = $1 AND tab_id = $2")
+                .bind(id.as_str())
+                .bind(tab)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query(
+                "INSERT INTO presence_tabs (conversation_id, tab_id, state, last_heartbeat) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (conversation_id, tab_id) DO UPDATE SET state = excluded.state, last_heartbeat = excluded.last_heartbeat",
+            )
+            .bind(id.as_str())
+            .bind(tab)
+            .bind(state.as_str())
+            .bind(to_i64(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let changed = recompute_presence(&mut tx, id, |tabs| conversation_presence(tabs, now)).await?;
+        tx.commit().await?;
+        Ok(changed)
     }
 
-    async fn stale_presence(&self, before: u64) -> Result<Vec<ConversationRow>, StoreError> {
-        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE presence <> 'offline' AND last_heartbeat < $1");
-        let rows = sqlx::query(&sql).bind(to_i64(before)).fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(conversation).collect::<Result<_, _>>()?)
+    async fn expire_presence(
+        &self,
+        before: u64,
+    ) -> Result<Vec<(ConversationRow, PresenceState)>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT conversation_id FROM presence_tabs WHERE last_heartbeat < $1
+             UNION SELECT id FROM conversations WHERE presence <> 'offline' AND last_heartbeat < $1",
+        )
+        .bind(to_i64(before))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for id in ids.into_iter().map(ConversationId::new) {
+            let mut tx = self.pool.begin().await?;
+            // Lock the row (see `report_presence`), then drop the silent tabs.
+            sqlx::query("UPDATE conversations SET presence = presence WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM presence_tabs WHERE conversation_id = $1 AND last_heartbeat < $2")
+                .bind(id.as_str())
+                .bind(to_i64(before))
+                .execute(&mut *tx)
+                .await?;
+            let changed =
+                recompute_presence(&mut tx, &id, |tabs| aggregate_presence(tabs.iter().map(|t| t.state)))
+                    .await?;
+            let row = if changed.is_some() {
+                let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1");
+                sqlx::query(&sql).bind(id.as_str()).fetch_optional(&mut *tx).await?
+            } else {
+                None
+            };
+            tx.commit().await?;
+            if let (Some(state), Some(row)) = (changed, row) {
+                out.push((conversation(&row)?, state));
+            }
+        }
+        Ok(out)
     }
 
     // ---- notes ----
@@ -1116,4 +1193,39 @@ impl Store for SqlStore {
             .await?;
         Ok(r.rows_affected() > 0)
     }
+}
+
+/// Sets a conversation's presence to `rule` of its remaining tabs; returns it when it changed.
+async fn recompute_presence(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &ConversationId,
+    rule: impl FnOnce(&[TabPresence]) -> PresenceState,
+) -> Result<Option<PresenceState>, StoreError> {
+    let rows = sqlx::query("SELECT state, last_heartbeat FROM presence_tabs WHERE conversation_id = $1")
+        .bind(id.as_str())
+        .fetch_all(&mut **tx)
+        .await?;
+    let tabs = rows
+        .iter()
+        .map(|r| {
+            Ok(TabPresence {
+                state: presence_of(&r.try_get::<String, _>(0)?),
+                last_heartbeat_ms: to_u64(r.try_get::<i64, _>(1)?),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let new = rule(&tabs);
+    let old: Option<String> = sqlx::query_scalar("SELECT presence FROM conversations WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    if old.as_deref().map(presence_of) == Some(new) || old.is_none() {
+        return Ok(None);
+    }
+    sqlx::query("UPDATE conversations SET presence = $1 WHERE id = $2")
+        .bind(new.as_str())
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(new))
 }

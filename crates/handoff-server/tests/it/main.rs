@@ -13,3 +13,4 @@ mod realtime;
 mod rest;
 mod socket;
 mod socket_abuse;
+mod tabs;
