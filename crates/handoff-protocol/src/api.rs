@@ -563,6 +563,7 @@ pub struct PresenceRequest {
     /// tab and agents see the aggregate (see [`crate::timing::presence`]). Without it, the
     /// report counts for one shared default tab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_tab))]
     pub tab: Option<String>,
 }
 
@@ -881,6 +882,13 @@ mod pattern_tests {
     #[test]
     fn constants_in_patterns() {
         assert!(ID_PATTERN.ends_with(&format!("{{1,{MAX_ID_CHARS}}}$")));
+        {
+            use crate::timing::presence::{is_valid_tab_id, MAX_TAB_ID_LEN, TAB_ID_PATTERN};
+            assert!(TAB_ID_PATTERN.ends_with(&format!("{{1,{MAX_TAB_ID_LEN}}}$")));
+            for tab in ["", "a", "tab-1_X", "tab.1", "tab 1", "é", &"x".repeat(64), &"x".repeat(65)] {
+                assert_eq!(re(TAB_ID_PATTERN).is_match(tab), is_valid_tab_id(tab), "{tab:?}");
+            }
+        }
         assert!(TOKEN_PATTERN.ends_with(&format!("{{1,{MAX_TOKEN_CHARS}}}$")));
         assert!(re(WEBHOOK_URL_PATTERN).is_match(" https://bot.example.com:8080/hook "));
         assert!(re(WEBHOOK_URL_PATTERN).is_match(""));

@@ -49,6 +49,18 @@ pub(crate) fn seq(description: &str) -> RefOr<Schema> {
         .into()
 }
 
+/// A presence report's tab id (`is_valid_tab_id`), or null.
+pub fn optional_tab() -> RefOr<Schema> {
+    use crate::timing::presence::{MAX_TAB_ID_LEN, TAB_ID_PATTERN};
+    string(
+        "The reporting tab (random per page load); presence is kept per tab.",
+        1,
+        MAX_TAB_ID_LEN,
+        TAB_ID_PATTERN,
+        true,
+    )
+}
+
 /// A project key (`is_valid_token`).
 pub fn project_key() -> RefOr<Schema> {
     string(

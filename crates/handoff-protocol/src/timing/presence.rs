@@ -48,6 +48,9 @@ pub const DEFAULT_TAB: &str = "";
 /// Longest tab id, in bytes.
 pub const MAX_TAB_ID_LEN: usize = 64;
 
+/// [`is_valid_tab_id`] as a regular expression (for the OpenAPI document).
+pub const TAB_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
 /// Whether `id` is an acceptable tab id: 1 to [`MAX_TAB_ID_LEN`] ASCII letters, digits, `-` or `_`.
 pub fn is_valid_tab_id(id: &str) -> bool {
     !id.is_empty()
