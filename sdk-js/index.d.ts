@@ -88,6 +88,10 @@ export interface HandoffEvents {
    * (`HandoffClient.watchAvailability()`): the current state after every (re)join, then each
    * change. `show_offline_form`: no agent online, or outside business hours. */
   "availability:changed": Availability;
+  /** Customer client: `identify` for another user than the one this browser's visitor was
+   * identified as started a new visitor (the previous one's conversation, unsent messages and
+   * token are forgotten): clear whatever shows the previous user's chat. */
+  "visitor:changed": { visitor_id: string; previous_visitor_id: string | null; session: WidgetSession };
   /** The connection state changed. */
   connection: ConnectionState;
   /** A channel could not be joined or was closed, or a catch-up was refused. */
@@ -241,6 +245,9 @@ export class HandoffClient implements Events {
   typing(): void;
   stopTyping(): void;
   sendOfflineMessage(form: { name: string; email: string; message: string }): Promise<OfflineMessage>;
+  /** Binds a signed-in user (after `start()`). Another user than the visitor's (remembered
+   * next to the token, or refused by the server with `409 identity_conflict`) gets a new
+   * visitor first (`visitor:changed`): one user never sees another's chat. */
   identify(user: { user_id: string; name?: string; email?: string; hmac: string }): Promise<void>;
   /** Every persisted event so far, fetched page by page (`last_seq`: the latest). */
   history(): Promise<EventsPage>;

@@ -720,3 +720,85 @@ test("history: a resolved conversation survives a reload and reopens; an identif
     });
   }
 });
+
+test("another user on the same browser: Handoff.identify for user B shows none of A's chat, B starts a new conversation, A's stays", async () => {
+  await setStatus("online");
+  const out = execFileSync(serverBin, ["project", "set", "--project", server.projectId, "--identity", "optional"], {
+    env: { ...process.env, DATABASE_URL: server.db, RUST_LOG: "warn" },
+    encoding: "utf8",
+  });
+  const secret = /identity_secret=(\S+)/.exec(out)[1];
+  const hmac = (u) => createHmac("sha256", secret).update(u).digest("hex");
+  const bodiesOf = async (id) =>
+    (await api.call("GET", `/api/conversations/${id}/events?after=0`)).events
+      .filter((e) => e.event === "message:new")
+      .map((e) => e.payload.message.body);
+  try {
+    // User A signs in and chats with the agent; an answer arrives while the window is minimized.
+    const v = await visitor();
+    const { page } = v;
+    await page.evaluate((h) => window.Handoff.identify({ user_id: "shared-a", hmac: h }), hmac("shared-a"));
+    await openChat(page);
+    await say(page, "A private question");
+    await page.locator(`${W} .human`).click();
+    await until(page, (_, sub) => sub.includes("Ada Agent"), "assigned");
+    const convA = await assignedOrAny(page);
+    await page.locator(`${W} .launcher`).click(); // minimize
+    await api.call("POST", `/api/conversations/${convA}/messages`, { body: "Answer for A only", client_msg_id: "sw-1" });
+    const badge = page.locator(`${W} .badge`);
+    await eventually(async () => (await badge.isVisible()) && (await badge.innerText()) === "1", { what: "A's unread badge" });
+
+    // User B signs in on the same page: nothing of A's is left, not even the badge.
+    await page.evaluate((h) => window.Handoff.identify({ user_id: "shared-b", hmac: h }), hmac("shared-b"));
+    await eventually(async () => !(await badge.isVisible()), { what: "badge cleared" });
+    await openChat(page);
+    let log = await logText(page);
+    assert.ok(!log.includes("A private question") && !log.includes("Answer for A only"), log);
+    await say(page, "B here");
+    await until(page, (log) => log.includes("B here"), "B's message");
+    const convB = await eventually(async () => {
+      const keys = await page.evaluate(() => Object.keys(localStorage));
+      const k = keys.find((k) => k.startsWith("handoff.seen.") && k !== `handoff.seen.${convA}`);
+      return k ? k.slice("handoff.seen.".length) : null;
+    }, { what: "B's conversation" });
+    // A's conversation is untouched: the agent still has it, without B's message.
+    assert.deepEqual(await bodiesOf(convA), ["A private question", "Answer for A only"]);
+    const a = await api.call("GET", `/api/conversations/${convA}`);
+    assert.notEqual(a.status, "resolved");
+    assert.notEqual(convB, convA);
+    const bodiesB = await bodiesOf(convB);
+    assert.ok(bodiesB.includes("B here") && !bodiesB.includes("A private question"), String(bodiesB));
+
+    // A reload with B still signed in: B's chat, none of A's.
+    await page.reload();
+    await page.evaluate((h) => window.Handoff.identify({ user_id: "shared-b", hmac: h }), hmac("shared-b"));
+    await openChatIfClosed(page);
+    await until(page, (log) => log.includes("B here"), "B's chat after a reload");
+    await new Promise((ok) => setTimeout(ok, 800));
+    log = await logText(page);
+    assert.ok(!log.includes("A private question") && !log.includes("Answer for A only"), log);
+
+    // A signs back in on this browser, the call queued before the widget is up: B's chat is
+    // never shown, not even for a moment while the page loads.
+    await page.reload({ waitUntil: "commit" });
+    await page.waitForFunction(() => window.Handoff);
+    await page.evaluate((h) => window.Handoff.identify({ user_id: "shared-a", hmac: h }), hmac("shared-a"));
+    const seen = [];
+    const deadline = Date.now() + 4000;
+    while (Date.now() < deadline) {
+      seen.push(await page.locator(`${W} .log`).innerText({ timeout: 200 }).catch(() => ""));
+      await new Promise((ok) => setTimeout(ok, 50));
+    }
+    assert.ok(seen.every((t) => !t.includes("B here")), "B's chat shown to A");
+    // A, identified on a new visitor, sees their own conversation as an earlier one.
+    await openChatIfClosed(page);
+    await until(page, (log) => log.includes("A private question") && !log.includes("B here"), "A's history, not B's");
+    assert.deepEqual(await bodiesOf(convA), ["A private question", "Answer for A only"]);
+    assert.deepEqual(v.problems, []);
+    await v.context.close();
+  } finally {
+    execFileSync(serverBin, ["project", "set", "--project", server.projectId, "--identity", "off"], {
+      env: { ...process.env, DATABASE_URL: server.db, RUST_LOG: "warn" },
+    });
+  }
+});

@@ -197,8 +197,14 @@ impl Widget {
     }
 
     /// Binds a signed-in user of the site: `{user_id, name?, email?, hmac}` (once the session is
-    /// up: a call made earlier waits for it).
+    /// up: a call made earlier waits for it). When this browser's visitor was identified as
+    /// another user, the client starts a new visitor (`visitor:changed`) and the window drops
+    /// everything of the previous user's: log, open conversation, history, unread badge.
     pub fn identify(&self, user: JsValue) -> Promise {
+        // Known before the session starts (a call queued by the loader): a stored visitor
+        // identified as another user is not even resumed.
+        let user_id = Reflect::get(&user, &"user_id".into()).ok().and_then(|v| v.as_string());
+        self.client.expect_user(user_id);
         let (client, ready) = (self.client.clone(), self.ui.borrow().ready.clone());
         let w = self.clone();
         wasm_bindgen_futures::future_to_promise(async move {
@@ -502,6 +508,11 @@ impl Widget {
                 }
             }
             "connection" => ui.model.connection = p.as_string().unwrap_or_default(),
+            "visitor:changed" => {
+                let session = get(p, &["session"]).unwrap_or(JsValue::NULL);
+                ui.new_visitor(&session);
+                return;
+            }
             _ => {}
         }
         if let Some(seq) = seq {
@@ -722,6 +733,29 @@ impl Widget {
 }
 
 impl Ui {
+    /// Another user signed in on this browser and the client started a new visitor: nothing of
+    /// the previous user's stays on screen (log but the greeting, draft, open conversation,
+    /// earlier transcripts, unread badge); the window stays as open as it was.
+    fn new_visitor(&mut self, session: &JsValue) {
+        while let Ok(Some(old)) = self.els.log.query_selector(":scope > :not(.greeting)") {
+            old.remove();
+        }
+        self.els.input.set_value("");
+        self.error(None);
+        self.shown.clear();
+        self.outgoing.clear();
+        self.last_seq = 0;
+        self.conversation = None;
+        self.starting = None;
+        let flag = |k: &str| get(session, &["config", k]).and_then(|v| v.as_bool()).unwrap_or(false);
+        let (away, bot) = (flag("show_offline_form"), flag("bot"));
+        let open = self.model.open;
+        let connection = std::mem::take(&mut self.model.connection);
+        self.model = Model { open, connection, ..Model::default() };
+        self.model.started(None, None, away, bot);
+        self.render();
+    }
+
     /// Renders a message once (by id); an own message replaces its "sending" bubble.
     fn message(&mut self, m: &JsValue) {
         let Some(id) = text(m, &["id"]) else { return };

@@ -87,6 +87,9 @@ pub enum ErrorCode {
     /// The conversation is assigned to another agent: only its assignee (or the project's
     /// secret key, except to speak as the bot) may act on it.
     NotAssignee,
+    /// The visitor is already verified as another user: a different user on the same browser
+    /// starts a new visitor (a new widget session) and identifies that one.
+    IdentityConflict,
     /// Too many requests.
     RateLimited,
     /// The request took longer than the server allows (a client sending too slowly).
@@ -100,7 +103,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server sends (all but [`ErrorCode::Unknown`]).
-    pub const KNOWN: [ErrorCode; 15] = [
+    pub const KNOWN: [ErrorCode; 16] = [
         ErrorCode::BadRequest,
         ErrorCode::ValidationFailed,
         ErrorCode::PayloadTooLarge,
@@ -112,6 +115,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::InvalidTransition,
         ErrorCode::AgentUnavailable,
+        ErrorCode::IdentityConflict,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RateLimited,
         ErrorCode::RequestTimeout,
@@ -132,6 +136,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::InvalidTransition => "invalid_transition",
             ErrorCode::AgentUnavailable => "agent_unavailable",
+            ErrorCode::IdentityConflict => "identity_conflict",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -153,7 +158,7 @@ impl ErrorCode {
             | ErrorCode::NotAssignee => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::InvalidTransition | ErrorCode::AgentUnavailable => 409,
+            ErrorCode::InvalidTransition | ErrorCode::AgentUnavailable | ErrorCode::IdentityConflict => 409,
             ErrorCode::RateLimited => 429,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::Internal | ErrorCode::Unknown => 500,

@@ -257,7 +257,7 @@ mod errors {
     #[derive(utoipa::IntoResponses)]
     #[response(
         status = 409,
-        description = "`invalid_transition` (not in the conversation's current state) or `agent_unavailable`"
+        description = "`invalid_transition` (not in the conversation's current state), `agent_unavailable`, or `identity_conflict` (identify: the visitor is verified as another user)"
     )]
     pub(super) struct Conflict(api::ErrorBody);
 
@@ -393,12 +393,14 @@ async fn widget_session(
 }
 
 /// Bind a verified user to the visitor: `hmac` is HMAC-SHA256 of the user id with the project's identity secret.
+/// A visitor already verified as another user is refused with 409 `identity_conflict` (the same user again is
+/// fine): the new user starts a new widget session, without the visitor token, and identifies that visitor.
 #[utoipa::path(
     post,
     path = "/api/widget/identify",
     tag = "widget",
     request_body = api::IdentifyRequest,
-    responses((status = 204, description = "Done"), BadRequest, Unauthorized, Forbidden, TooLarge, Invalid, RateLimited, Internal),
+    responses((status = 204, description = "Done"), BadRequest, Unauthorized, Forbidden, Conflict, TooLarge, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn identify(

@@ -606,7 +606,8 @@ impl Service {
     /// `POST /api/widget/identify`.
     ///
     /// # Errors
-    /// 403 for a bad HMAC or a project without identity verification.
+    /// 403 for a bad HMAC or a project without identity verification; 409 `identity_conflict`
+    /// when the visitor is already verified as another user (the same user again is fine).
     pub async fn identify(&self, caller: &Caller, req: api::IdentifyRequest) -> AppResult<()> {
         let Caller::Customer { visitor, project } = caller else {
             return Err(AppError::forbidden("only visitors identify"));
@@ -627,10 +628,19 @@ impl Service {
         if !crypto::hmac_verify(secret, req.user_id.as_bytes(), &req.hmac) {
             return Err(AppError::forbidden("identity HMAC does not match"));
         }
-        self.store
+        let bound = self
+            .store
             .identify_visitor(&visitor.id, &req.user_id, req.name.as_deref(), req.email.as_deref())
-            .await
-            .map_err(AppError::from)
+            .await?;
+        if !bound {
+            // Another user signed in on a browser whose visitor is someone's: never hand them
+            // that user's conversations. They start a new visitor (a new session) instead.
+            return Err(AppError::new(
+                ErrorCode::IdentityConflict,
+                "this visitor is verified as another user: start a new widget session (without the visitor token) and identify that visitor",
+            ));
+        }
+        Ok(())
     }
 
     /// `GET /api/widget/conversations`: the visitor's conversations with their transcripts

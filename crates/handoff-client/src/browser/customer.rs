@@ -8,7 +8,7 @@ use handoff_protocol::event::AuthorKind;
 use handoff_protocol::ids::{ClientMsgId, ConversationId};
 use handoff_protocol::phoenix::Vsn;
 use handoff_protocol::Channel;
-use js_sys::{Function, Promise, Reflect};
+use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
 use super::engine::Engine;
@@ -22,6 +22,9 @@ struct State {
     session: Option<JsValue>,
     project_id: Option<String>,
     conversation: Option<ConversationId>,
+    /// The user the site says is signed in (`identify`, or the widget before its session
+    /// starts): a stored visitor identified as someone else is not resumed.
+    expected_user: Option<String>,
 }
 
 /// Where the visitor token is kept: `localStorage` unless the app passes its own
@@ -95,6 +98,96 @@ fn token_key(project_key: &str) -> String {
     k
 }
 
+/// Next to the token: the `user_id` the stored visitor was identified as.
+fn user_key(project_key: &str) -> String {
+    let mut k = String::from("handoff.visitor_user.");
+    k.push_str(project_key);
+    k
+}
+
+/// Starts (or resumes) the widget session: the stored visitor token, unless it is unknown to
+/// the server or was identified as another user than the one expected.
+async fn open_session(
+    engine: &Engine,
+    store: &Store,
+    state: &Rc<RefCell<State>>,
+    project_key: String,
+) -> Result<JsValue, JsValue> {
+    let (key, ukey) = (token_key(&project_key), user_key(&project_key));
+    let expected = state.borrow().expected_user.clone();
+    if let (Some(stored), Some(expected)) = (store.get(&ukey), expected) {
+        if stored != expected {
+            // Another user signed in on this browser: never resume the previous one's visitor.
+            store.remove(&key);
+            store.remove(&ukey);
+        }
+    }
+    let url = engine.url("/api/widget/session");
+    let mut req = WidgetSessionRequest { project_key, visitor_token: store.get(&key) };
+    let mut r = engine.rest("POST", url.clone(), serde_json::to_string(&req).ok()).await;
+    if matches!(&r, Err(ClientError::Api { status: 401 | 404, .. })) && req.visitor_token.is_some() {
+        // The stored token is unknown (a wiped database, another project): start afresh.
+        store.remove(&key);
+        store.remove(&ukey);
+        req.visitor_token = None;
+        r = engine.rest("POST", url, serde_json::to_string(&req).ok()).await;
+    }
+    let text = r.map_err(|e| js_error(&e))?;
+    let session = super::text_to_js(&text);
+    let token = field(&session, &["visitor_token"])?;
+    let visitor = field(&session, &["visitor_id"])?;
+    let project = field(&session, &["project_id"])?;
+    if req.visitor_token.as_deref() != Some(token.as_str()) {
+        store.remove(&ukey); // a new visitor: identified by nobody yet
+    }
+    store.set(&key, &token);
+    let conv = super::path_str(&session, &["conversation", "id"]).map(ConversationId::new);
+    engine.with(|i| {
+        i.set_token(Some(token));
+        i.set_me(AuthorKind::Customer, visitor);
+        // The socket opens with the first conversation: a page view without a chat
+        // costs the server no socket.
+        if let Some(id) = &conv {
+            i.follow(id);
+            i.track_presence(id);
+            i.start();
+        }
+    });
+    let mut s = state.borrow_mut();
+    s.conversation = conv;
+    s.project_id = Some(project);
+    s.session = Some(session.clone());
+    Ok(session)
+}
+
+/// Another user on this browser: forgets the visitor and starts a new session (see
+/// `identify`).
+async fn switch_visitor(
+    engine: &Engine,
+    store: &Store,
+    state: &Rc<RefCell<State>>,
+    project_key: String,
+) -> Result<(), JsValue> {
+    store.remove(&token_key(&project_key));
+    store.remove(&user_key(&project_key));
+    let previous = state.borrow().session.as_ref().and_then(|s| super::path_str(s, &["visitor_id"]));
+    engine.with(super::engine::Inner::forget_visitor);
+    {
+        let mut s = state.borrow_mut();
+        s.conversation = None;
+        s.session = None;
+    }
+    let session = open_session(engine, store, state, project_key).await?;
+    let payload = Object::new();
+    let visitor = super::path_str(&session, &["visitor_id"]).map_or(JsValue::NULL, JsValue::from);
+    let _ = Reflect::set(&payload, &"visitor_id".into(), &visitor);
+    let _ =
+        Reflect::set(&payload, &"previous_visitor_id".into(), &previous.map_or(JsValue::NULL, JsValue::from));
+    let _ = Reflect::set(&payload, &"session".into(), &session);
+    engine.with(|i| i.emit_js("visitor:changed", payload.into()));
+    Ok(())
+}
+
 fn field(v: &JsValue, path: &[&str]) -> Result<String, JsValue> {
     super::path_str(v, path).ok_or_else(|| {
         let mut m = String::from("the answer has no ");
@@ -137,39 +230,7 @@ impl HandoffClient {
         let state = self.state.clone();
         let project_key = self.project_key.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let key = token_key(&project_key);
-            let url = engine.url("/api/widget/session");
-            let mut req = WidgetSessionRequest { project_key, visitor_token: store.get(&key) };
-            let mut r = engine.rest("POST", url.clone(), serde_json::to_string(&req).ok()).await;
-            if matches!(&r, Err(ClientError::Api { status: 401 | 404, .. })) && req.visitor_token.is_some() {
-                // The stored token is unknown (a wiped database, another project): start afresh.
-                store.remove(&key);
-                req.visitor_token = None;
-                r = engine.rest("POST", url, serde_json::to_string(&req).ok()).await;
-            }
-            let text = r.map_err(|e| js_error(&e))?;
-            let session = super::text_to_js(&text);
-            let token = field(&session, &["visitor_token"])?;
-            let visitor = field(&session, &["visitor_id"])?;
-            let project = field(&session, &["project_id"])?;
-            store.set(&key, &token);
-            let conv = super::path_str(&session, &["conversation", "id"]).map(ConversationId::new);
-            engine.with(|i| {
-                i.set_token(Some(token));
-                i.set_me(AuthorKind::Customer, visitor);
-                // The socket opens with the first conversation: a page view without a chat
-                // costs the server no socket.
-                if let Some(id) = &conv {
-                    i.follow(id);
-                    i.track_presence(id);
-                    i.start();
-                }
-            });
-            let mut s = state.borrow_mut();
-            s.conversation = conv;
-            s.project_id = Some(project);
-            s.session = Some(session.clone());
-            Ok(session)
+            open_session(&engine, &store, &state, project_key).await
         })
     }
 
@@ -318,9 +379,43 @@ impl HandoffClient {
         )
     }
 
-    /// Binds a signed-in user of the site (`{user_id, name?, email?, hmac}`).
+    /// Binds a signed-in user of the site (`{user_id, name?, email?, hmac}`); call after
+    /// `start()`. When the visitor is already identified as another user (this browser
+    /// remembers whom, and the server refuses with `identity_conflict`), the client forgets that
+    /// visitor (its conversation, unsent messages and stored token), starts a new session,
+    /// emits `visitor:changed` `{visitor_id, previous_visitor_id, session}`, and identifies the
+    /// new visitor: one user never sees another's chat.
     pub fn identify(&self, user: &JsValue) -> Promise {
-        call(&self.engine, "POST", self.engine.url("/api/widget/identify"), js_to_json(user))
+        let user_id = opt_str(user, "user_id");
+        if user_id.is_some() {
+            self.state.borrow_mut().expected_user.clone_from(&user_id);
+        }
+        let body = js_to_json(user);
+        let engine = self.engine.clone();
+        let store = self.store.clone();
+        let state = self.state.clone();
+        let project_key = self.project_key.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let ukey = user_key(&project_key);
+            let url = engine.url("/api/widget/identify");
+            let known = store.get(&ukey);
+            let mut switched = false;
+            if known.is_some() && user_id.is_some() && known != user_id {
+                switch_visitor(&engine, &store, &state, project_key.clone()).await?;
+                switched = true;
+            }
+            let mut r = engine.rest("POST", url.clone(), body.clone()).await;
+            let conflict = matches!(&r, Err(ClientError::Api { code, .. }) if code == "identity_conflict");
+            if conflict && !switched {
+                switch_visitor(&engine, &store, &state, project_key).await?;
+                r = engine.rest("POST", url, body).await;
+            }
+            r.map_err(|e| js_error(&e))?;
+            if let Some(u) = &user_id {
+                store.set(&ukey, u);
+            }
+            Ok(JsValue::UNDEFINED)
+        })
     }
 
     /// The visitor's conversations with their transcripts, newest first (earlier, resolved ones
@@ -401,5 +496,16 @@ impl HandoffClient {
     /// socket, timer, listener and request released.
     pub fn close(&self) {
         self.engine.with(super::engine::Inner::close);
+    }
+}
+
+impl HandoffClient {
+    /// The user the site says is signed in, known before `start()` (the widget: a
+    /// `Handoff.identify` queued before its session): a stored visitor identified as another
+    /// user is then not resumed at all, so nothing of theirs is shown even for a moment.
+    pub fn expect_user(&self, user_id: Option<String>) {
+        if user_id.is_some() {
+            self.state.borrow_mut().expected_user = user_id;
+        }
     }
 }

@@ -280,6 +280,11 @@ impl Inner {
         self.emits.push(Emit::Event { channel, name: name.to_owned(), payload });
     }
 
+    /// Emits an event with a JS payload.
+    pub(crate) fn emit_js(&mut self, name: &str, payload: JsValue) {
+        self.emit(None, name, payload);
+    }
+
     /// Emits an event with a JSON payload.
     pub(crate) fn emit_json(&mut self, name: &str, payload: &serde_json::Value) {
         self.emit(None, name, json_to_js(payload));
@@ -496,6 +501,31 @@ impl Inner {
             self.convs.remove(i);
             self.release(&Channel::Conversation(id.clone()).to_string());
         }
+    }
+
+    /// Forgets the visitor (another user signs in on this browser): presence of its conversation
+    /// goes `offline` (with the old token), every followed conversation is dropped with its
+    /// outbox, in memory and in storage (nothing typed by one user is ever sent, or shown, as
+    /// another's), pending sends are rejected with `closed`, and the token is cleared. The
+    /// socket stays up for the next visitor's channels.
+    pub(crate) fn forget_visitor(&mut self) {
+        let now = now_ms();
+        if let Some((_, p)) = &mut self.presence {
+            p.handle_close(now);
+        }
+        self.pump();
+        self.presence = None;
+        for c in std::mem::take(&mut self.convs) {
+            if let Some(store) = &self.outbox_store {
+                store.remove(&Self::outbox_key(&c.id));
+            }
+            self.release(&Channel::Conversation(c.id.clone()).to_string());
+        }
+        for p in std::mem::take(&mut self.pending) {
+            let err = super::js_error(&ClientError::Closed);
+            self.emits.push(Emit::Settle { f: p.reject, value: err });
+        }
+        self.set_token(None);
     }
 
     /// Reports customer presence for this conversation from now on.

@@ -419,7 +419,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database errors.
     async fn visitor_name(&self, id: &VisitorId) -> Result<Option<String>, StoreError>;
 
-    /// Binds a verified identity to a visitor.
+    /// Binds a verified identity to a visitor, unless the visitor is already verified as
+    /// another user (one conditional update: two racing identities cannot both bind). `true`
+    /// when bound (or already bound to `user_id`), `false` on such a conflict.
     ///
     /// # Errors
     /// Database errors.
@@ -429,7 +431,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         user_id: &str,
         name: Option<&str>,
         email: Option<&str>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Creates a conversation with its first events (a first message), in one transaction:
     /// both are stored or neither. `c.last_seq` is the last of `events`' seqs (0 without).

@@ -771,15 +771,18 @@ impl Store for SqlStore {
         user_id: &str,
         name: Option<&str>,
         email: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE visitors SET user_id = $1, name = COALESCE($2, name), email = COALESCE($3, email), verified = 1 WHERE id = $4")
-            .bind(user_id)
-            .bind(name.map(str::to_owned))
-            .bind(email.map(str::to_owned))
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE visitors SET user_id = $1, name = COALESCE($2, name), email = COALESCE($3, email), verified = 1 \
+             WHERE id = $4 AND (verified = 0 OR user_id IS NULL OR user_id = $1)",
+        )
+        .bind(user_id)
+        .bind(name.map(str::to_owned))
+        .bind(email.map(str::to_owned))
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     // ---- conversations ----

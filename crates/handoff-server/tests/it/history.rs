@@ -121,3 +121,66 @@ both_dbs!(history_of_an_identified_user_across_devices, |s: TestServer| async mo
     let anonymous = s.visitor().await;
     assert!(history(&s, &anonymous).await.is_empty());
 });
+
+both_dbs!(another_user_on_a_verified_visitor_is_refused, |s: TestServer| async move {
+    s.svc.store().set_identity(&s.project, Some("id-secret"), false).await.unwrap();
+    s.set_status(&s.agent1.0, "online").await;
+    // User A on a shared browser: one resolved conversation, one still open.
+    let browser = s.visitor().await;
+    identify(&s, &browser, "user-a").await;
+    let old = resolved_conversation(&s, &browser, "a's old question").await;
+    let (st, open) =
+        s.call("POST", "/api/conversations", Some(&browser), Some(json!({"body": "a's open chat"}))).await;
+    assert_eq!(st, 201, "{open}");
+
+    // User B signs in on the same browser: refused, and A's identity stays bound.
+    let hmac_b = handoff_server::crypto::hmac_hex("id-secret", b"user-b");
+    let (st, v) = s
+        .call(
+            "POST",
+            "/api/widget/identify",
+            Some(&browser),
+            Some(json!({"user_id": "user-b", "hmac": hmac_b})),
+        )
+        .await;
+    assert_eq!((st, v["error"]["code"].as_str()), (409, Some("identity_conflict")), "{v}");
+    let list = history(&s, &browser).await;
+    assert_eq!(list.len(), 2, "A's visitor is still A's");
+    // A on another device still sees both; B's identify did not take A's place.
+    let phone = s.visitor().await;
+    identify(&s, &phone, "user-a").await;
+    assert_eq!(history(&s, &phone).await.len(), 2);
+
+    // The same user identifying again keeps working (idempotent), with a new name too.
+    let hmac_a = handoff_server::crypto::hmac_hex("id-secret", b"user-a");
+    let (st, v) = s
+        .call(
+            "POST",
+            "/api/widget/identify",
+            Some(&browser),
+            Some(json!({"user_id": "user-a", "name": "Ann", "hmac": hmac_a})),
+        )
+        .await;
+    assert_eq!(st, 204, "{v}");
+
+    // B on a fresh visitor (a new session on the same browser): works, sees nothing of A's.
+    let fresh = s.visitor().await;
+    identify(&s, &fresh, "user-b").await;
+    assert!(history(&s, &fresh).await.is_empty());
+    let (st, session) =
+        s.call("POST", "/api/widget/session", None, Some(json!({"project_key": s.public_key}))).await;
+    assert_eq!(st, 200);
+    assert!(session["conversation"].is_null(), "{session}");
+    let (st, c) = s.call("POST", "/api/conversations", Some(&fresh), Some(json!({"body": "b here"}))).await;
+    assert_eq!(st, 201, "{c}");
+    assert_ne!(c["id"], open["id"]);
+    assert_ne!(c["id"].as_str(), Some(old.as_str()));
+    let (st, _) = s
+        .call("GET", &format!("/api/conversations/{}", open["id"].as_str().unwrap()), Some(&fresh), None)
+        .await;
+    assert_eq!(st, 404, "B cannot read A's conversation");
+
+    // An anonymous visitor (never verified) may still become a user: the first identify binds.
+    let anonymous = s.visitor().await;
+    identify(&s, &anonymous, "user-c").await;
+});
