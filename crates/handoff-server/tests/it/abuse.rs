@@ -165,8 +165,9 @@ async fn unknown_and_known_emails_cost_the_same() {
     known.sort();
     unknown.sort();
     let (k, u) = (known[3], unknown[3]);
-    // Without the dummy verification an unknown email answered ~30x faster.
-    assert!(u * 2 > k && k * 2 > u, "median known {k:?} vs unknown {u:?}");
+    // Without the dummy verification an unknown email answered ~30x faster; within 3x either
+    // way leaves room for a loaded machine.
+    assert!(u * 3 > k && k * 3 > u, "median known {k:?} vs unknown {u:?}");
 }
 
 async fn ids_and_long_polls(db: Db) {
