@@ -5,6 +5,11 @@
 use super::*;
 
 impl Service {
+    /// An agent by id, or 404.
+    async fn agent_or_404(&self, id: &AgentId) -> AppResult<AgentRow> {
+        self.store.agent(id).await.map_err(AppError::from)?.ok_or_else(|| AppError::not_found("agent"))
+    }
+
     /// `POST /api/agents/login`.
     ///
     /// # Errors
@@ -71,7 +76,7 @@ impl Service {
     /// 404 unknown agent; 422 a password of under 8 characters.
     pub async fn set_agent_password(&self, id: &AgentId, password: &str) -> AppResult<()> {
         validate_password(password)?;
-        self.store.agent(id).await.map_err(AppError::from)?.ok_or_else(|| AppError::not_found("agent"))?;
+        self.agent_or_404(id).await?;
         let password = password.to_owned();
         let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password))
             .await
@@ -87,12 +92,7 @@ impl Service {
     /// # Errors
     /// 404 unknown agent.
     pub async fn set_agent_disabled(&self, id: &AgentId, disabled: bool) -> AppResult<()> {
-        let agent = self
-            .store
-            .agent(id)
-            .await
-            .map_err(AppError::from)?
-            .ok_or_else(|| AppError::not_found("agent"))?;
+        let agent = self.agent_or_404(id).await?;
         let revoked = self.store.set_agent_disabled(id, disabled, now_ms()).await.map_err(AppError::from)?;
         self.revoke_sockets(&revoked);
         if disabled && agent.status != AgentStatus::Offline {
@@ -142,17 +142,12 @@ impl Service {
         if capacity > api::MAX_CAPACITY {
             return Err(AppError::validation(format!("capacity must be 0 to {}", api::MAX_CAPACITY)));
         }
-        let agent = self
-            .store
-            .agent(id)
-            .await
-            .map_err(AppError::from)?
-            .ok_or_else(|| AppError::not_found("agent"))?;
+        let agent = self.agent_or_404(id).await?;
         self.store.set_agent_capacity(id, capacity).await.map_err(AppError::from)?;
         if capacity > agent.capacity && agent.status == AgentStatus::Online {
             self.drain_queue(&agent.project_id, None).await;
         }
-        self.store.agent(id).await.map_err(AppError::from)?.ok_or_else(|| AppError::not_found("agent"))
+        self.agent_or_404(id).await
     }
 
     /// A new secret key for a project; the old one stops working at once (sockets included).

@@ -12,6 +12,23 @@ use handoff_protocol::Event;
 
 use crate::harness::{Db, Socket, TestServer};
 
+/// Two tests of `body(db)`: `<name>::sqlite` and `<name>::postgres`.
+macro_rules! on_both_dbs {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$body(crate::harness::Db::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$body(crate::harness::Db::Postgres).await;
+            }
+        }
+    };
+}
+
 /// A server that believes `X-Forwarded-For` from loopback, so one test can play many clients.
 async fn behind_proxy(db: Db, tweak: impl FnOnce(&mut handoff_server::Config)) -> Option<TestServer> {
     TestServer::start_config(db, |c| {
@@ -118,15 +135,7 @@ async fn login_flood(db: Db) {
     eprintln!("login flood: {limited}/500 limited in {:?}", started.elapsed());
 }
 
-#[tokio::test]
-async fn login_flood_is_limited_and_the_server_stays_responsive_sqlite() {
-    login_flood(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn login_flood_is_limited_and_the_server_stays_responsive_postgres() {
-    login_flood(Db::Postgres).await;
-}
+on_both_dbs!(login_flood_is_limited_and_the_server_stays_responsive, login_flood);
 
 #[tokio::test]
 async fn unknown_and_known_emails_cost_the_same() {
@@ -252,15 +261,7 @@ async fn ids_and_long_polls(db: Db) {
     assert_eq!(s.svc.long_poll_conversations(), 0);
 }
 
-#[tokio::test]
-async fn ids_are_checked_and_long_polls_are_bounded_sqlite() {
-    ids_and_long_polls(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn ids_are_checked_and_long_polls_are_bounded_postgres() {
-    ids_and_long_polls(Db::Postgres).await;
-}
+on_both_dbs!(ids_are_checked_and_long_polls_are_bounded, ids_and_long_polls);
 
 async fn control_characters(db: Db) {
     let Some(s) = TestServer::start(db).await else { return };
@@ -332,15 +333,7 @@ async fn control_characters(db: Db) {
     assert_eq!(bodies, ["hello", "line 1\r\nline\t2"]);
 }
 
-#[tokio::test]
-async fn control_characters_are_refused_on_every_text_field_sqlite() {
-    control_characters(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn control_characters_are_refused_on_every_text_field_postgres() {
-    control_characters(Db::Postgres).await;
-}
+on_both_dbs!(control_characters_are_refused_on_every_text_field, control_characters);
 
 #[tokio::test]
 async fn identify_refuses_oversized_names_and_nothing_is_stored() {
@@ -448,15 +441,7 @@ async fn queue_flood(db: Db) {
     assert!(updates >= 1 && updates < handed, "{updates} queue:updated for {handed} handoffs");
 }
 
-#[tokio::test]
-async fn queue_flood_from_one_ip_is_bounded_sqlite() {
-    queue_flood(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn queue_flood_from_one_ip_is_bounded_postgres() {
-    queue_flood(Db::Postgres).await;
-}
+on_both_dbs!(queue_flood_from_one_ip_is_bounded, queue_flood);
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after_per_caller() {
@@ -725,12 +710,4 @@ async fn cut_within_a_second(sock: &mut Socket) {
     assert!(t.elapsed() < Duration::from_secs(1));
 }
 
-#[tokio::test]
-async fn agent_tokens_expire_and_are_revoked_sqlite() {
-    token_lifetimes(Db::Sqlite).await;
-}
-
-#[tokio::test]
-async fn agent_tokens_expire_and_are_revoked_postgres() {
-    token_lifetimes(Db::Postgres).await;
-}
+on_both_dbs!(agent_tokens_expire_and_are_revoked, token_lifetimes);
