@@ -110,11 +110,27 @@ export type Unsubscribe = () => void;
 export interface HandoffError extends Error {
   /** The server's code (`unauthorized`, `invalid_transition`, `validation_failed`, ...) or the
    * client's own: `network_error`, `invalid_response`, `not_ready`, `closed`, `join_failed`,
-   * `channel_closed`. */
+   * `channel_closed`; loading the wasm: `wasm_load_failed`, `wasm_not_wasm` (see
+   * {@link HandoffInitError}). */
   code: string;
-  /** HTTP status for server errors. */
+  /** HTTP status for server errors (and for the wasm's download). */
   status?: number;
   channel?: string;
+}
+
+/** Why `initHandoff` (and so `createClient`, `createAgentClient`) rejected. The failure is not
+ * cached: the next call downloads again. */
+export interface HandoffInitError extends HandoffError {
+  /** `wasm_load_failed`: the download failed (network, HTTP status) or the wasm did not
+   * compile. `wasm_not_wasm`: the URL answered with something else, usually an HTML page
+   * (Vite's dev server with the SDK pre-bundled: `optimizeDeps: { exclude: ["@handoff/sdk"] }`). */
+  code: "wasm_load_failed" | "wasm_not_wasm";
+  /** Where the wasm was loaded from, when it was a URL. */
+  url?: string;
+  /** `wasm_not_wasm`: how to fix it. */
+  hint?: string;
+  /** The engine's or `fetch`'s error. */
+  cause?: unknown;
 }
 
 export interface Theme {
@@ -351,6 +367,10 @@ export function connectSupabase(
  * customer's messages only; a customer counts agents' and the bot's. */
 export function countsAsUnread(authorKind: AuthorKind, readerKind: "agent" | "customer"): boolean;
 
-export function initHandoff(moduleOrPath?: string | URL | Response | BufferSource | WebAssembly.Module): Promise<void>;
+/** Loads the wasm once (a failure rejects with a {@link HandoffInitError} and is forgotten:
+ * the next call tries again). */
+export function initHandoff(moduleOrPath?: string | URL | Request | Response | BufferSource | WebAssembly.Module): Promise<void>;
+/** `initHandoff()` (rejects with a {@link HandoffInitError}), then `new HandoffClient(options)`. */
 export function createClient(options: HandoffClientOptions): Promise<HandoffClient>;
+/** `initHandoff()` (rejects with a {@link HandoffInitError}), then `new AgentClient(options)`. */
 export function createAgentClient(options: AgentClientOptions): Promise<AgentClient>;

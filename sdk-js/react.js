@@ -141,22 +141,27 @@ const QUEUE_EVENTS = new Set([
   "message:new",
 ]);
 
+const EMPTY_QUEUE = Object.freeze({
+  queue: [],
+  agents: {},
+  offlineMessages: [],
+  activity: [],
+  connection: undefined,
+  error: undefined,
+});
+
 /**
  * Live state of an agent's project: `{queue, agents, offlineMessages, activity, connection,
  * error}`. `agents` maps agent id to status; `activity` is the seq-deduplicated list of
  * conversation events seen on the queue channel (for inbox previews and toasts).
  */
 export function useQueueRealtime(agentClient) {
-  const [state, setState] = useState({
-    queue: [],
-    agents: {},
-    offlineMessages: [],
-    activity: [],
-    connection: agentClient?.connectionState,
-    error: undefined,
-  });
+  const [state, setState] = useState(() => ({ ...EMPTY_QUEUE, connection: agentClient?.connectionState }));
 
   useEffect(() => {
+    // The client may have connected before it got here (`setAgent(await login())`): its state
+    // now, not only the changes from here on; and nothing of a previous client's.
+    setState({ ...EMPTY_QUEUE, connection: agentClient?.connectionState });
     if (!agentClient) return undefined;
     let alive = true;
     let live = false;

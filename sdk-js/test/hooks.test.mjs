@@ -151,6 +151,28 @@ test("useQueueRealtime subscribes, keeps the newest queue, dedupes, cleans up", 
   assert.equal(client.handlers.length, 0);
 });
 
+test("useQueueRealtime reads the connection of a client that arrives already connected", async () => {
+  // The usual pattern: render without a client, then `setAgent(await login())` with its socket up.
+  const { out, update, unmount } = mount(useQueueRealtime, undefined);
+  assert.equal(out.current.connection, undefined);
+  const first = new FakeClient();
+  update(first);
+  await flush();
+  assert.equal(out.current.connection, "connected", "the state at hand-over, not only later changes");
+  act(() => first.emit("connection", "reconnecting"));
+  assert.equal(out.current.connection, "reconnecting");
+  // Another client (e.g. after logout and login): its own state, nothing of the previous one's.
+  act(() => first.emit("queue:updated", { queue: [{ conversation_id: "a", position: 1, waiting_since: 1 }] }));
+  const second = new FakeClient();
+  second.connectionState = "polling";
+  second.queue = () => new Promise(() => {});
+  update(second);
+  assert.equal(out.current.connection, "polling");
+  assert.deepEqual(out.current.queue, []);
+  assert.equal(first.handlers.length, 0);
+  unmount();
+});
+
 test("insertBySeq keeps order and identity", () => {
   const a = insertBySeq([], "message:new", msg(2, "b"));
   const b = insertBySeq(a, "message:new", msg(1, "a"));
