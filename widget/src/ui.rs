@@ -132,23 +132,22 @@ pub fn mount(
     let sheet = CssStyleSheet::new()?;
     sheet.replace_sync(&stylesheet("#2563eb"))?;
     let els = build(&doc);
-    let drawn = host.as_ref().and_then(|h| Some((h.shadow_root()?, h.is_connected())));
-    let drawn = match drawn {
-        // The loader's launcher stays (with its stylesheet) until the session is up; the
-        // widget's root waits hidden beside it (the loader's sheet hides `[hidden]` too).
-        Some((shadow, true)) => {
-            let theirs = shadow.query_selector(".root")?;
-            let _ = shadow.append_child(&els.root);
-            theirs.map(|r| (shadow, r))
-        }
-        _ => {
-            let host = doc.create_element("handoff-widget")?;
-            let shadow = host.attach_shadow(&ShadowRootInit::new(ShadowRootMode::Open))?;
-            shadow.set_adopted_style_sheets(&Array::of1(&sheet));
-            let _ = shadow.append_child(&els.root);
-            let _ = body.append_child(&host);
-            None
-        }
+    // The loader's launcher stays (with its stylesheet) until the session is up; the widget's
+    // root waits hidden beside it (the loader's sheet hides `[hidden]` too).
+    let theirs = host
+        .filter(|h| h.is_connected())
+        .and_then(|h| h.shadow_root())
+        .and_then(|s| s.query_selector(".root").ok().flatten().map(|r| (s, r)));
+    let drawn = if let Some((shadow, theirs)) = theirs {
+        let _ = shadow.append_child(&els.root);
+        Some((shadow, theirs))
+    } else {
+        let host = doc.create_element("handoff-widget")?;
+        let shadow = host.attach_shadow(&ShadowRootInit::new(ShadowRootMode::Open))?;
+        shadow.set_adopted_style_sheets(&Array::of1(&sheet));
+        let _ = shadow.append_child(&els.root);
+        let _ = body.append_child(&host);
+        None
     };
 
     let mut ready_resolve = None;
