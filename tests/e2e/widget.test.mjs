@@ -802,3 +802,46 @@ test("another user on the same browser: Handoff.identify for user B shows none o
     });
   }
 });
+
+test("first paint: the loader draws the launcher before the wasm is up; a click on it opens the chat once it is, one launcher throughout", async () => {
+  const context = await browser.newContext();
+  let release;
+  const held = new Promise((ok) => (release = ok));
+  await context.route(/\/widget\/handoff_widget_bg(\.[0-9a-f]{16})?\.wasm$/, async (route) => {
+    await held;
+    await route.continue();
+  });
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(String(e)));
+  await page.goto(host.url);
+  const launcher = page.locator(`${W} .launcher`);
+  await launcher.waitFor();
+  assert.equal(await launcher.getAttribute("aria-label"), "Open chat");
+  assert.equal(await launcher.evaluate((e) => getComputedStyle(e).backgroundColor), "rgb(37, 99, 235)", "the project's colour");
+  await launcher.click(); // queued: the wasm is held back
+  await page.waitForTimeout(300);
+  assert.equal(await page.locator(`${W} .panel`).count(), 0, "no chat window before the wasm");
+  // From now on, every frame shows exactly one launcher (no flicker, never two).
+  await page.evaluate(() => {
+    window.launcherCounts = new Set();
+    const frame = () => {
+      const shown = [...document.querySelectorAll("handoff-widget")]
+        .flatMap((h) => [...h.shadowRoot.querySelectorAll(".launcher")])
+        .filter((l) => l.getBoundingClientRect().width > 0);
+      window.launcherCounts.add(shown.length);
+      requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+  });
+  release();
+  await page.locator(`${W} .panel`).waitFor();
+  await page.waitForTimeout(100);
+  assert.deepEqual(await page.evaluate(() => [...window.launcherCounts]), [1]);
+  assert.equal(await page.locator(W).count(), 1);
+  assert.equal(await launcher.getAttribute("aria-expanded"), "true", "the widget's own launcher, open");
+  await page.keyboard.press("Escape");
+  await eventually(async () => !(await page.locator(`${W} .panel`).isVisible()), { what: "minimized by Escape" });
+  assert.deepEqual(problems, []);
+  await context.close();
+});

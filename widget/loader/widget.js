@@ -3,6 +3,10 @@
 // It never blocks the page (async; everything below is deferred work), defines `window.Handoff`
 // at once (calls made before the widget is ready are queued), then imports the wasm widget from
 // the same origin as this script. While the server is down it warns once and retries.
+// First paint: while the wasm downloads and compiles, the loader makes the session call itself
+// and draws the launcher from its answer (plain DOM in the widget's shadow root, the project's
+// colour and side); a click on it opens the chat once the widget is up. The widget builds in
+// that shadow root, takes the answer instead of calling again, and swaps its own launcher in.
 // `cargo xtask web` replaces the two widget file names below by their content-hashed names.
 (() => {
   "use strict";
@@ -37,16 +41,80 @@
       return () => (off ? off() : (dropped = true));
     },
   };
+  // The session call, as the client would make it (the client checks the token still applies).
+  let token = null;
+  try {
+    token = localStorage.getItem("handoff.visitor_token." + key);
+  } catch {}
+  const session = fetch(base + "/api/widget/session", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ project_key: key, visitor_token: token || undefined }),
+  })
+    .then((r) => r.text().then((text) => ({ ok: r.ok, token, text })))
+    .catch(() => null);
+  let host = null;
+  const draw = (a) => {
+    if (widget || host || !a || !a.ok) return;
+    // Reloaded with the chat open: a closed launcher flipping open would flicker; the widget draws.
+    try {
+      if (sessionStorage.getItem("handoff.open")) return;
+    } catch {}
+    let theme = {};
+    try {
+      theme = JSON.parse(a.text).config.theme || {};
+    } catch {}
+    const color = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.test(theme.color) ? theme.color : "#2563eb";
+    const el = (tag, attrs, ns) => {
+      const e = ns ? document.createElementNS(ns, tag) : document.createElement(tag);
+      for (const k in attrs) e.setAttribute(k, attrs[k]);
+      return e;
+    };
+    const sheet = new CSSStyleSheet();
+    // The launcher's rules of widget/src/widget.css (a constructed sheet: strict CSPs allow it).
+    sheet.replaceSync(`:host{all:initial;--hf-accent:${color}}
+.root{all:initial;position:fixed;bottom:20px;right:20px;z-index:2147483000;display:flex;flex-direction:column;align-items:flex-end;gap:12px}
+.root.left{right:auto;left:20px;align-items:flex-start}
+.root *{box-sizing:border-box}[hidden]{display:none!important}
+button{cursor:pointer;border:0;padding:0;margin:0;position:relative;width:56px;height:56px;border-radius:50%;background:var(--hf-accent);box-shadow:0 4px 14px rgba(0,0,0,.25);display:grid;place-items:center;transition:transform .15s}
+button:hover{transform:scale(1.06)}button:focus-visible{outline:2px solid var(--hf-accent);outline-offset:2px}
+svg{width:28px;height:28px;fill:#fff}
+@media (max-width:480px){.root,.root.left{bottom:12px;right:12px;left:auto}.root.left{left:12px;right:auto}}`);
+    host = document.createElement("handoff-widget");
+    const shadow = host.attachShadow({ mode: "open" });
+    shadow.adoptedStyleSheets = [sheet];
+    const root = el("div", { class: theme.position === "left" ? "root left" : "root" });
+    const button = el("button", { class: "launcher", type: "button", "aria-label": "Open chat", "aria-expanded": "false" });
+    const svg = el("svg", { viewBox: "0 0 24 24", "aria-hidden": "true" }, "http://www.w3.org/2000/svg");
+    svg.append(el("path", { d: "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z" }, svg.namespaceURI));
+    button.append(svg);
+    button.onclick = () => window.Handoff.open(); // queued until the widget is up
+    root.append(button);
+    shadow.append(root);
+    document.body.append(host);
+  };
+  session.then((a) => (document.body ? draw(a) : document.addEventListener("DOMContentLoaded", () => draw(a), { once: true })));
   let warned = false;
   let attempt = 0;
   const load = async () => {
     try {
       // A failed module fetch is remembered by the browser: a retry uses a fresh URL.
       const q = attempt ? `?retry=${attempt}` : "";
-      const glue = await import(`${base}/widget/handoff_widget.js${q}`);
-      await glue.default({ module_or_path: `${base}/widget/handoff_widget_bg.wasm` });
+      const glue = import(`${base}/widget/handoff_widget.js${q}`);
+      const wasm = fetch(`${base}/widget/handoff_widget_bg.wasm`);
+      wasm.catch(() => {});
+      glue.catch(() => {});
+      // The launcher first: compiling the wasm holds the main thread, so it starts once the
+      // session answer is in and its launcher painted (or at most 100 ms later).
+      await session;
+      await new Promise((go) => {
+        requestAnimationFrame(() => setTimeout(go));
+        setTimeout(go, 100);
+      });
+      const mod = await glue;
+      await mod.default({ module_or_path: wasm });
       const mount = () => {
-        widget = glue.mount(base, key);
+        widget = mod.mount(base, key, host, session);
         for (const { name, args, ok, fail } of queued.splice(0)) {
           try {
             ok(widget[name](...args));

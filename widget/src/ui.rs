@@ -16,8 +16,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{
-    CssStyleSheet, Document, Element, HtmlElement, HtmlInputElement, HtmlTextAreaElement, ShadowRootInit,
-    ShadowRootMode, Storage,
+    CssStyleSheet, Document, Element, HtmlElement, HtmlInputElement, HtmlTextAreaElement, ShadowRoot,
+    ShadowRootInit, ShadowRootMode, Storage,
 };
 
 use crate::dom::{append, attrs, el, show, text_el, Listeners};
@@ -83,6 +83,11 @@ struct Ui {
     on_event: Option<Closure<dyn FnMut(JsValue, JsValue)>>,
     /// Following the project's availability (from the first time the window opens).
     watching: bool,
+    /// The launcher the loader drew (its `.root`) and the shadow root holding it, until the
+    /// session is up: then the widget's stylesheet and root replace it in one task.
+    drawn: Option<(ShadowRoot, Element)>,
+    /// The loader's session call, used by the first start (see `HandoffClient::start_prefetched`).
+    prefetched: JsValue,
 }
 
 /// What `handoff_widget.mount` returns: `window.Handoff` calls these once the widget is up.
@@ -102,10 +107,20 @@ impl std::fmt::Debug for Widget {
 /// Builds the widget for `projectKey` on the server at `baseUrl` and starts its session (retried
 /// quietly while the server is unreachable). The launcher shows once the session is up.
 ///
+/// The loader may pass the `<handoff-widget>` host where it already drew the launcher from its
+/// own session call (`host`, or `null`), and that call's answer (`session`: a promise of `{ok,
+/// token, text}`, or `null`): the widget builds into that shadow root and swaps its launcher in
+/// when its session is up, with no frame in between, using that answer instead of a second call.
+///
 /// # Errors
 /// When the page has no `document.body` or the client options are invalid.
 #[wasm_bindgen]
-pub fn mount(base_url: String, project_key: String) -> Result<Widget, JsValue> {
+pub fn mount(
+    base_url: String,
+    project_key: String,
+    host: Option<Element>,
+    session: JsValue,
+) -> Result<Widget, JsValue> {
     let window = web_sys::window().ok_or("no window")?;
     let doc = window.document().ok_or("no document")?;
     let body = doc.body().ok_or("no document.body")?;
@@ -114,14 +129,26 @@ pub fn mount(base_url: String, project_key: String) -> Result<Widget, JsValue> {
     Reflect::set(&options, &"projectKey".into(), &project_key.into())?;
     let client = Rc::new(HandoffClient::new(&options)?);
 
-    let host = doc.create_element("handoff-widget")?;
-    let shadow = host.attach_shadow(&ShadowRootInit::new(ShadowRootMode::Open))?;
     let sheet = CssStyleSheet::new()?;
     sheet.replace_sync(&stylesheet("#2563eb"))?;
-    shadow.set_adopted_style_sheets(&Array::of1(&sheet));
     let els = build(&doc);
-    let _ = shadow.append_child(&els.root);
-    let _ = body.append_child(&host);
+    // The loader's launcher stays (with its stylesheet) until the session is up; the widget's
+    // root waits hidden beside it (the loader's sheet hides `[hidden]` too).
+    let theirs = host
+        .filter(|h| h.is_connected())
+        .and_then(|h| h.shadow_root())
+        .and_then(|s| s.query_selector(".root").ok().flatten().map(|r| (s, r)));
+    let drawn = if let Some((shadow, theirs)) = theirs {
+        let _ = shadow.append_child(&els.root);
+        Some((shadow, theirs))
+    } else {
+        let host = doc.create_element("handoff-widget")?;
+        let shadow = host.attach_shadow(&ShadowRootInit::new(ShadowRootMode::Open))?;
+        shadow.set_adopted_style_sheets(&Array::of1(&sheet));
+        let _ = shadow.append_child(&els.root);
+        let _ = body.append_child(&host);
+        None
+    };
 
     let mut ready_resolve = None;
     let ready = Promise::new(&mut |resolve, _| ready_resolve = Some(resolve));
@@ -143,6 +170,8 @@ pub fn mount(base_url: String, project_key: String) -> Result<Widget, JsValue> {
         listeners: Listeners::default(),
         on_event: None,
         watching: false,
+        drawn,
+        prefetched: session,
     }));
     let w = Widget { client, ui };
     w.wire();
@@ -229,7 +258,8 @@ impl Widget {
         let mut delay = 1_000;
         let mut warned = false;
         loop {
-            match JsFuture::from(self.client.start()).await {
+            let prefetched = std::mem::replace(&mut self.ui.borrow_mut().prefetched, JsValue::NULL);
+            match JsFuture::from(self.client.start_prefetched(prefetched)).await {
                 Ok(session) => {
                     self.started(&session);
                     return;
@@ -337,6 +367,17 @@ impl Widget {
             let asked = std::mem::take(&mut ui.model.open); // `Handoff.open()` before the session
             ui.render();
             show(&ui.els.root, true);
+            if let Some((shadow, theirs)) = ui.drawn.take() {
+                // Same task as showing ours: the page never paints both or neither.
+                shadow.set_adopted_style_sheets(&Array::of1(&ui.sheet));
+                let focused = shadow.active_element().is_some_and(|a| theirs.contains(Some(&a)));
+                theirs.remove();
+                if focused {
+                    if let Ok(l) = ui.els.launcher.clone().dyn_into::<HtmlElement>() {
+                        let _ = l.focus();
+                    }
+                }
+            }
             if let Some(resolve) = ui.ready_resolve.take() {
                 let _ = resolve.call0(&JsValue::UNDEFINED);
             }

@@ -130,7 +130,7 @@ fn build_widget(root: &Path, out: &Path) -> Result {
     let loader_src = root.join("widget/loader/widget.js");
     let loader = std::fs::read_to_string(&loader_src)
         .map_err(|e| format!("cannot read {}: {e}", loader_src.display()))?;
-    let loader = hashed_loader(&loader, &glue_name, &wasm_name)?;
+    let loader = hashed_loader(&without_comment_lines(&loader), &glue_name, &wasm_name)?;
     std::fs::write(out.join("widget.js"), loader).map_err(|e| format!("cannot write widget.js: {e}"))?;
     // Only the current and the previous build's files remain, and the unhashed ones.
     let keep = [glue_name, wasm_name, WIDGET_GLUE.to_owned(), WIDGET_WASM.to_owned()];
@@ -171,6 +171,21 @@ fn replace_all(text: &str, from: &str, to: &str, what: &str) -> Result<String> {
     } else {
         Err(format!("{what} does not mention {from}: cannot point it at the content-hashed name"))
     }
+}
+
+/// The loader as served: without its whole-line comments (`// ...`, `/** ... */`), which every
+/// visitor would download; no other change (no minifier).
+fn without_comment_lines(src: &str) -> String {
+    src.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !(t.starts_with("//") || (t.starts_with("/*") && t.ends_with("*/")))
+        })
+        .fold(String::with_capacity(src.len()), |mut out, l| {
+            out.push_str(l);
+            out.push('\n');
+            out
+        })
 }
 
 /// The loader importing the widget's glue and wasm by their content-hashed names.
@@ -592,5 +607,13 @@ mod tests {
         assert!(!built.contains(&format!("/{WIDGET_GLUE}")) && !built.contains(&format!("/{WIDGET_WASM}")));
         assert_eq!(widget_refs(&built), [glue, wasm]);
         assert!(hashed_loader("no reference", "a", "b").is_err());
+    }
+
+    #[test]
+    fn the_served_loader_has_no_comment_lines() {
+        let src = "// a\n(() => {\n  /** b */\n  f(); // c\n  g(`x // y`);\n})();\n";
+        assert_eq!(without_comment_lines(src), "(() => {\n  f(); // c\n  g(`x // y`);\n})();\n");
+        let served = without_comment_lines(include_str!("../../../widget/loader/widget.js"));
+        assert!(!served.contains("content-hashed"), "the header comment is gone");
     }
 }

@@ -106,12 +106,15 @@ fn user_key(project_key: &str) -> String {
 }
 
 /// Starts (or resumes) the widget session: the stored visitor token, unless it is unknown to
-/// the server or was identified as another user than the one expected.
+/// the server or was identified as another user than the one expected. `prefetched` is the
+/// widget loader's own session call, made while the wasm downloads (see
+/// [`HandoffClient::start_prefetched`]).
 async fn open_session(
     engine: &Engine,
     store: &Store,
     state: &Rc<RefCell<State>>,
     project_key: String,
+    prefetched: Option<JsValue>,
 ) -> Result<JsValue, JsValue> {
     let (key, ukey) = (token_key(&project_key), user_key(&project_key));
     let expected = state.borrow().expected_user.clone();
@@ -124,7 +127,10 @@ async fn open_session(
     }
     let url = engine.url("/api/widget/session");
     let mut req = WidgetSessionRequest { project_key, visitor_token: store.get(&key) };
-    let mut r = engine.rest("POST", url.clone(), serde_json::to_string(&req).ok()).await;
+    let mut r = match prefetched_answer(prefetched, req.visitor_token.as_deref()).await {
+        Some(text) => Ok(text),
+        None => engine.rest("POST", url.clone(), serde_json::to_string(&req).ok()).await,
+    };
     if matches!(&r, Err(ClientError::Api { status: 401 | 404, .. })) && req.visitor_token.is_some() {
         // The stored token is unknown (a wiped database, another project): start afresh.
         store.remove(&key);
@@ -160,6 +166,16 @@ async fn open_session(
     Ok(session)
 }
 
+/// The body of the loader's session answer when it succeeded and was asked with the token this
+/// client would send now (none when the stored visitor was just dropped for another user, so
+/// that visitor is not resumed); else the client makes the call itself.
+async fn prefetched_answer(prefetched: Option<JsValue>, token: Option<&str>) -> Option<String> {
+    let answer = wasm_bindgen_futures::JsFuture::from(Promise::resolve(&prefetched?)).await.ok()?;
+    let ok = Reflect::get(&answer, &"ok".into()).ok()?.as_bool()?;
+    let sent = Reflect::get(&answer, &"token".into()).ok()?.as_string();
+    (ok && sent.as_deref() == token).then(|| Reflect::get(&answer, &"text".into()).ok()?.as_string())?
+}
+
 /// Another user on this browser: forgets the visitor and starts a new session (see
 /// `identify`).
 async fn switch_visitor(
@@ -177,7 +193,7 @@ async fn switch_visitor(
         s.conversation = None;
         s.session = None;
     }
-    let session = open_session(engine, store, state, project_key).await?;
+    let session = open_session(engine, store, state, project_key, None).await?;
     let payload = Object::new();
     let visitor = super::path_str(&session, &["visitor_id"]).map_or(JsValue::NULL, JsValue::from);
     let _ = Reflect::set(&payload, &"visitor_id".into(), &visitor);
@@ -194,6 +210,24 @@ fn field(v: &JsValue, path: &[&str]) -> Result<String, JsValue> {
         m.push_str(&path.join("."));
         js_error(&ClientError::InvalidResponse(m))
     })
+}
+
+impl HandoffClient {
+    /// [`start`](Self::start) with the answer of a session call already on its way (the widget
+    /// loader's, made while the wasm downloads): a promise of `{ok, token, text}` (whether the
+    /// status was 2xx, the visitor token sent or `null`, the body) or of `null`. The answer is
+    /// used only when it succeeded and was asked with the token this client would send; else
+    /// the client calls the server as `start` does. Not part of the JS API.
+    pub fn start_prefetched(&self, prefetched: JsValue) -> Promise {
+        let engine = self.engine.clone();
+        let store = self.store.clone();
+        let state = self.state.clone();
+        let project_key = self.project_key.clone();
+        let prefetched = (!prefetched.is_null() && !prefetched.is_undefined()).then_some(prefetched);
+        wasm_bindgen_futures::future_to_promise(async move {
+            open_session(&engine, &store, &state, project_key, prefetched).await
+        })
+    }
 }
 
 #[wasm_bindgen]
@@ -230,7 +264,7 @@ impl HandoffClient {
         let state = self.state.clone();
         let project_key = self.project_key.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            open_session(&engine, &store, &state, project_key).await
+            open_session(&engine, &store, &state, project_key, None).await
         })
     }
 
