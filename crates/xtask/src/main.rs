@@ -157,7 +157,8 @@ fn test() -> Result {
         &["doc", "-p", "handoff-protocol", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
-    web::build(&root)?;
+    let web = web::build(&root)?;
+    web::check_sizes(&web)?;
     run(&root, &cargo, &["test", "--workspace"])?;
     contract()?;
     web::browser_tests(&root)?;
