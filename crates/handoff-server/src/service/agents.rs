@@ -103,7 +103,26 @@ impl Service {
             self.publish(&agent.project_id, &event, &[]);
             self.publish_availability(&agent.project_id).await;
         }
+        if disabled {
+            self.requeue_conversations_of(&agent).await;
+        }
         Ok(())
+    }
+
+    /// Gives a disabled agent's open conversations back to the queue (as their transfer to
+    /// it, so customers and agents see it happen), from where free agents get them.
+    async fn requeue_conversations_of(&self, agent: &AgentRow) {
+        let held = match self.store.inbox(&agent.project_id, &agent.id).await {
+            Ok(rows) => rows,
+            Err(e) => return tracing::error!(error = %e, "cannot list a disabled agent's conversations"),
+        };
+        let me = Caller::Agent(agent.clone());
+        for c in held.iter().filter(|c| c.agent_id.as_ref() == Some(&agent.id)) {
+            let back = api::TransferRequest { to: "queue".into(), note: None };
+            if let Err(e) = self.transfer(&me, &c.id, back).await {
+                tracing::warn!(error = %e, conversation = %c.id, "cannot requeue a disabled agent's conversation");
+            }
+        }
     }
 
     /// `PATCH /api/agents/{id}` (the project's secret key): changes an agent's settings.

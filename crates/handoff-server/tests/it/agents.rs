@@ -406,3 +406,32 @@ async fn expiry_runs_once_per_cluster() {
     }
     drop(cys);
 }
+
+// A disabled agent's conversations go back to the queue (as their transfer to it, which the
+// customer sees), and a free agent gets them; the disabled agent holds none.
+both_dbs!(a_disabled_agents_conversations_are_requeued, |s: TestServer| async move {
+    s.set_status(&s.agent1.0, "online").await;
+    let (vt, c) = s.conversation().await;
+    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/handoff"), Some(&vt), None).await;
+    assert_eq!(
+        (st, v["status"].as_str(), v["agent"]["id"].as_str()),
+        (200, Some("assigned"), Some(s.agent1.1.as_str()))
+    );
+    s.svc.set_agent_disabled(&AgentId::new(s.agent1.1.as_str()), true).await.unwrap();
+    let (_, v) = s.call("GET", &format!("/api/conversations/{c}"), Some(&vt), None).await;
+    assert_eq!(v["status"], "queued", "{v}");
+    assert!(v.get("agent").is_none_or(Value::is_null), "{v}");
+    let (_, page) = s.call("GET", &format!("/api/conversations/{c}/events"), Some(&vt), None).await;
+    assert!(
+        page["events"].as_array().unwrap().iter().any(|e| e["event"] == "conversation:transferred"),
+        "{page}"
+    );
+    // The next agent online gets it.
+    s.set_status(&s.agent2.0, "online").await;
+    let (_, v) = s.call("GET", &format!("/api/conversations/{c}"), Some(&vt), None).await;
+    assert_eq!(
+        (v["status"].as_str(), v["agent"]["id"].as_str()),
+        (Some("assigned"), Some(s.agent2.1.as_str())),
+        "{v}"
+    );
+});
