@@ -51,6 +51,8 @@ pub const LINE_PATTERN: &str = r"^[^\x00-\x08\x0A-\x1F\x7F]*[^\x00-\x20\x7F\x85\
 pub const OPTIONAL_LINE_PATTERN: &str = r"^[^\x00-\x08\x0A-\x1F\x7F]*$";
 /// What [`is_valid_email`] accepts, but for the length.
 pub const EMAIL_PATTERN: &str = r"^[^@\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]+@[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*(?:\.[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*)+$";
+/// Longest webhook URL, in bytes.
+pub const MAX_URL_CHARS: usize = 2_048;
 /// Webhook URLs the server always takes (surrounding whitespace is trimmed; blank removes the
 /// webhook): `http(s)://`, a host name (never an address: the last label has letters only), an
 /// optional port and path. The server takes some more (any URL it parses with a public host),

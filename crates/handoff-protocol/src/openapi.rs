@@ -9,7 +9,7 @@ use utoipa::openapi::RefOr;
 
 use crate::api::{
     EMAIL_PATTERN, ID_PATTERN, LINE_PATTERN, MAX_BODY_CHARS, MAX_EMAIL_CHARS, MAX_ID_CHARS, MAX_NAME_CHARS,
-    MAX_NOTE_CHARS, MAX_PASSWORD_CHARS, MAX_SEQ, MAX_TOKEN_CHARS, OPTIONAL_LINE_PATTERN,
+    MAX_NOTE_CHARS, MAX_PASSWORD_CHARS, MAX_SEQ, MAX_TOKEN_CHARS, MAX_URL_CHARS, OPTIONAL_LINE_PATTERN,
     OPTIONAL_TEXT_PATTERN, TEXT_PATTERN, TOKEN_PATTERN, WEBHOOK_URL_PATTERN,
 };
 
@@ -159,5 +159,6 @@ pub fn webhook_url() -> RefOr<Schema> {
              link-local networks are refused); `null` removes the webhook.",
         ))
         .pattern(Some(WEBHOOK_URL_PATTERN))
+        .max_length(Some(MAX_URL_CHARS))
         .into()
 }

@@ -106,6 +106,9 @@ fn is_local_name(host: &str) -> bool {
 /// # Errors
 /// A message for the caller saying what is wrong.
 pub fn check_url(url: &str, allow_private: bool) -> Result<Url, String> {
+    if url.len() > handoff_protocol::api::MAX_URL_CHARS {
+        return Err(format!("webhook url is longer than {} bytes", handoff_protocol::api::MAX_URL_CHARS));
+    }
     let parsed = Url::parse(url).map_err(|e| format!("webhook url is not an absolute URL ({e})"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err("webhook url must be an http:// or https:// URL".to_owned());
@@ -403,6 +406,16 @@ mod tests {
             assert!(e.contains("--allow-private-webhooks"), "{bad}: {e}");
             assert!(check_url(bad, true).is_ok(), "{bad} with the opt-in");
         }
+    }
+
+    #[test]
+    fn overlong_urls_are_refused() {
+        let max = handoff_protocol::api::MAX_URL_CHARS;
+        let at_max = format!("https://bot.example.com/{}", "a".repeat(max - 24));
+        assert_eq!(at_max.len(), max);
+        assert!(check_url(&at_max, false).is_ok());
+        let over = format!("{at_max}a");
+        assert!(check_url(&over, false).unwrap_err().contains("longer than 2048"));
     }
 
     #[test]
