@@ -613,8 +613,8 @@ impl Store for SqlStore {
         used_after: u64,
     ) -> Result<Option<AgentRow>, StoreError> {
         let sql = format!(
-            "SELECT {AGENT_COLUMNS} FROM agents a JOIN agent_tokens t ON t.agent_id = a.id \
-             WHERE t.token_hash = $1 AND a.disabled_at IS NULL AND t.created_at >= $2 \
+            "SELECT {AGENT_COLUMNS}, COALESCE(t.last_used, t.created_at) \
+             FROM agents a JOIN agent_tokens t ON t.agent_id = a.id WHERE t.token_hash = $1 AND a.disabled_at IS NULL AND t.created_at >= $2 \
              AND COALESCE(t.last_used, t.created_at) >= $3"
         );
         let row = sqlx::query(&sql)
@@ -623,18 +623,17 @@ impl Store for SqlStore {
             .bind(to_i64(used_after))
             .fetch_optional(&self.pool)
             .await?;
-        let found = row.as_ref().map(agent).transpose()?;
-        if found.is_some() {
-            sqlx::query(
-                "UPDATE agent_tokens SET last_used = $1 WHERE token_hash = $2 AND COALESCE(last_used, created_at) < $3",
-            )
-            .bind(to_i64(now))
-            .bind(hash)
-            .bind(to_i64(now.saturating_sub(TOUCH_AGENT_TOKEN_MS)))
-            .execute(&self.pool)
-            .await?;
+        let Some(row) = row else { return Ok(None) };
+        // Written only when stale: most requests of an agent read and never write.
+        let used = to_u64(row.try_get::<i64, _>(12)?);
+        if used.saturating_add(TOUCH_AGENT_TOKEN_MS) <= now {
+            sqlx::query("UPDATE agent_tokens SET last_used = $1 WHERE token_hash = $2")
+                .bind(to_i64(now))
+                .bind(hash)
+                .execute(&self.pool)
+                .await?;
         }
-        Ok(found)
+        Ok(Some(agent(&row)?))
     }
 
     async fn delete_expired_agent_tokens(
@@ -727,22 +726,23 @@ impl Store for SqlStore {
         seen_after: u64,
     ) -> Result<Option<VisitorRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, project_id, name, email, verified FROM visitors \
+            "SELECT id, project_id, name, email, verified, COALESCE(last_seen, created_at) FROM visitors \
              WHERE token_hash = $1 AND COALESCE(last_seen, created_at) >= $2",
         )
         .bind(hash)
         .bind(to_i64(seen_after))
         .fetch_optional(&self.pool)
         .await?;
-        if row.is_some() {
-            sqlx::query(
-                "UPDATE visitors SET last_seen = $1 WHERE token_hash = $2 AND COALESCE(last_seen, created_at) < $3",
-            )
-            .bind(to_i64(now))
-            .bind(hash)
-            .bind(to_i64(now.saturating_sub(TOUCH_VISITOR_MS)))
-            .execute(&self.pool)
-            .await?;
+        // Written only when stale: a visitor's messages, typing and presence read and never write.
+        if let Some(r) = &row {
+            let seen = to_u64(r.try_get::<i64, _>(5)?);
+            if seen.saturating_add(TOUCH_VISITOR_MS) <= now {
+                sqlx::query("UPDATE visitors SET last_seen = $1 WHERE token_hash = $2")
+                    .bind(to_i64(now))
+                    .bind(hash)
+                    .execute(&self.pool)
+                    .await?;
+            }
         }
         Ok(row
             .map(|r| -> Result<VisitorRow, sqlx::Error> {

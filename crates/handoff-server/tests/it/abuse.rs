@@ -487,6 +487,11 @@ async fn rate_limits_answer_429_with_retry_after_per_caller() {
     assert_eq!(status, 201);
 }
 
+/// The status of a widget session started by the client at `ip`.
+async fn session_from(s: &TestServer, ip: &str) -> u16 {
+    call_from(s, ip, "POST", "/api/widget/session", None, Some(json!({"project_key": s.public_key}))).await.0
+}
+
 #[tokio::test]
 async fn forwarded_for_counts_only_from_a_trusted_proxy() {
     // Untrusted: every request is the peer's (127.0.0.1), whatever the header says.
@@ -496,79 +501,18 @@ async fn forwarded_for_counts_only_from_a_trusted_proxy() {
         return;
     };
     for i in 0..3 {
-        assert_eq!(
-            call_from(
-                &s,
-                &format!("192.0.2.{i}"),
-                "POST",
-                "/api/widget/session",
-                None,
-                Some(json!({"project_key": s.public_key}))
-            )
-            .await
-            .0,
-            200
-        );
+        assert_eq!(session_from(&s, &format!("192.0.2.{i}")).await, 200);
     }
-    assert_eq!(
-        call_from(
-            &s,
-            "192.0.2.99",
-            "POST",
-            "/api/widget/session",
-            None,
-            Some(json!({"project_key": s.public_key}))
-        )
-        .await
-        .0,
-        429
-    );
+    assert_eq!(session_from(&s, "192.0.2.99").await, 429);
     // Trusted: each forwarded client has its own bucket.
     let Some(s) = behind_proxy(Db::Sqlite, |c| c.limits.apply("session.ip=60/1m:3").unwrap()).await else {
         return;
     };
     for i in 0..3 {
-        assert_eq!(
-            call_from(
-                &s,
-                "192.0.2.1",
-                "POST",
-                "/api/widget/session",
-                None,
-                Some(json!({"project_key": s.public_key}))
-            )
-            .await
-            .0,
-            200,
-            "{i}"
-        );
+        assert_eq!(session_from(&s, "192.0.2.1").await, 200, "{i}");
     }
-    assert_eq!(
-        call_from(
-            &s,
-            "192.0.2.1",
-            "POST",
-            "/api/widget/session",
-            None,
-            Some(json!({"project_key": s.public_key}))
-        )
-        .await
-        .0,
-        429
-    );
-    assert_eq!(
-        call_from(
-            &s,
-            "192.0.2.2",
-            "POST",
-            "/api/widget/session",
-            None,
-            Some(json!({"project_key": s.public_key}))
-        )
-        .await
-        .0,
-        200
-    );
+    assert_eq!(session_from(&s, "192.0.2.1").await, 429);
+    assert_eq!(session_from(&s, "192.0.2.2").await, 200);
 }
 
 #[tokio::test]
