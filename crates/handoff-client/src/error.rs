@@ -5,11 +5,10 @@
 use handoff_protocol::api::{ErrorBody, ErrorCode};
 
 /// A failed client operation.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientError {
     /// The server answered with an error (`{"error": {"code", "message"}}`).
-    #[error("{message}")]
     Api {
         /// HTTP status.
         status: u16,
@@ -20,25 +19,26 @@ pub enum ClientError {
         message: String,
     },
     /// The request did not reach the server, or no answer came.
-    #[error("network error: {0}")]
     Network(String),
     /// The server's answer was not what the API documents.
-    #[error("invalid response: {0}")]
     InvalidResponse(String),
     /// The call needs a step first (`start()`, `login()`, a conversation).
-    #[error("{0}")]
     NotReady(&'static str),
     /// The client was closed.
-    #[error("the client is closed")]
     Closed,
 }
 
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for ClientError {}
+
 /// The wire code of an [`ErrorCode`].
 pub fn code_str(code: ErrorCode) -> String {
-    serde_json::to_value(code)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".to_owned())
+    code.as_str().to_owned()
 }
 
 /// The code the server would use for an HTTP status, for error answers without a JSON body
@@ -59,34 +59,45 @@ pub fn code_for_status(status: u16) -> ErrorCode {
 }
 
 impl ClientError {
-    /// The error of a non-2xx answer with its body text.
+    /// The error of a non-2xx answer with its body text (natively; the browser reads the body
+    /// with `JSON.parse` and calls [`Self::from_parts`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_response(status: u16, body: &str) -> ClientError {
-        match serde_json::from_str::<serde_json::Value>(body) {
-            Ok(v) => {
-                // Keep the raw code string: an unknown code must reach the app unchanged.
-                let code = v.pointer("/error/code").and_then(|c| c.as_str()).map(str::to_owned);
-                let message = v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned);
-                if let (Some(code), Some(message)) = (code, message) {
-                    return ClientError::Api { status, code, message };
-                }
-                Self::bare(status)
-            }
-            Err(_) => Self::bare(status),
-        }
+        let v = serde_json::from_str::<serde_json::Value>(body).unwrap_or_default();
+        let field = |name: &str| v.get("error")?.get(name)?.as_str().map(str::to_owned);
+        Self::from_parts(status, field("code"), field("message"))
     }
 
-    fn bare(status: u16) -> ClientError {
-        let mut message = String::from("HTTP ");
-        message.push_str(&status.to_string());
-        ClientError::Api { status, code: code_str(code_for_status(status)), message }
+    /// The error of a non-2xx answer whose body had `error.code` and `error.message` (or not:
+    /// a proxy's 502, an HTML 404, which map by status). The raw code is kept: an unknown code
+    /// must reach the app unchanged.
+    pub fn from_parts(status: u16, code: Option<String>, message: Option<String>) -> ClientError {
+        match (code, message) {
+            (Some(code), Some(message)) => ClientError::Api { status, code, message },
+            _ => ClientError::Api {
+                status,
+                code: code_str(code_for_status(status)),
+                message: ["HTTP ", &crate::decimal(status.into())].concat(),
+            },
+        }
     }
 
     /// The typed server error, if it is one.
     pub fn api_error(&self) -> Option<ErrorBody> {
         let ClientError::Api { code, message, .. } = self else { return None };
-        let code =
-            serde_json::from_value(serde_json::Value::String(code.clone())).unwrap_or(ErrorCode::Unknown);
+        let code = ErrorCode::KNOWN.into_iter().find(|c| c.as_str() == code).unwrap_or(ErrorCode::Unknown);
         Some(ErrorBody { error: handoff_protocol::api::ApiError { code, message: message.clone() } })
+    }
+
+    /// The human-readable message (also the `Display`), built without `core::fmt`.
+    pub fn message(&self) -> String {
+        match self {
+            ClientError::Api { message, .. } => message.clone(),
+            ClientError::Network(m) => ["network error: ", m].concat(),
+            ClientError::InvalidResponse(m) => ["invalid response: ", m].concat(),
+            ClientError::NotReady(m) => (*m).to_owned(),
+            ClientError::Closed => "the client is closed".to_owned(),
+        }
     }
 
     /// The machine-readable code passed to JavaScript.

@@ -1,13 +1,16 @@
-//! The channels of one socket: refs, joins, replies, rejoins. Pure bookkeeping over the
-//! protocol crate's [`Frame`]s (no I/O), so it is tested natively.
+//! The channels of one socket: refs, joins, replies, rejoins. Pure bookkeeping (no I/O, no
+//! JSON), so it is tested natively: frames come in as an [`Inbound`] head (the wasm side reads
+//! it from the browser's `JSON.parse`) and go out as a [`Push`] (written with `JSON.stringify`),
+//! so that no JSON codec is compiled into the browser. Their wire shapes are those of the
+//! protocol crate's [`Frame`](handoff_protocol::phoenix::Frame) constructors; the tests check
+//! the two agree.
 //!
 //! Phoenix rules followed here: every push gets a fresh `ref` from one counter; a join's `ref`
 //! is also its `join_ref`, and frames of an older join of the same topic are ignored; after a
 //! reconnect every channel joins again; `phx_error` means "rejoin", `phx_close` means "gone".
 
 use handoff_protocol::channel::{PHOENIX_TOPIC, TOPIC_PREFIX};
-use handoff_protocol::phoenix::{Frame, FrameKind, JoinConfig, JoinPayload, ReplyStatus};
-use handoff_protocol::Event;
+use handoff_protocol::phoenix::{FrameKind, ACCESS_TOKEN, BROADCAST, HEARTBEAT, PHX_JOIN, PHX_LEAVE};
 
 /// Where a channel stands on the current socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,12 +47,10 @@ pub enum Incoming {
         /// The server's reason.
         reason: String,
     },
-    /// A broadcast event on a joined channel.
+    /// A broadcast on a joined channel (its payload is the caller's to read).
     Event {
         /// Channel name.
         channel: String,
-        /// The event (an unknown name gives [`Event::Unknown`]).
-        event: Event,
     },
     /// The reply to the last heartbeat.
     HeartbeatReply,
@@ -59,6 +60,71 @@ pub enum Incoming {
     ChannelClosed(String),
     /// Nothing to do (acks, presence, stale refs, unknown frames).
     Ignored,
+}
+
+/// The head of an incoming frame, and for a `phx_reply` its status and error reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inbound {
+    /// The ref of the join the frame belongs to.
+    pub join_ref: Option<String>,
+    /// The message ref (a reply echoes its push's).
+    pub r#ref: Option<String>,
+    /// `realtime:<channel>` or `phoenix`.
+    pub topic: String,
+    /// The Phoenix event name.
+    pub event: String,
+    /// A reply's `status` (`"ok"`, `"error"`).
+    pub status: Option<String>,
+    /// An error reply's `response.reason`.
+    pub reason: Option<String>,
+}
+
+/// What a push carries besides its head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PushKind {
+    /// `phx_join` with `{config: {broadcast, presence, postgres_changes: [], private},
+    /// access_token?}`.
+    Join {
+        /// The token that authorizes the join.
+        access_token: Option<String>,
+        /// Whether the channel is private (authorized by token).
+        private: bool,
+    },
+    /// `phx_leave` with `{}`.
+    Leave,
+    /// `heartbeat` with `{}` on `phoenix`.
+    Heartbeat,
+    /// `access_token` with `{access_token}`.
+    AccessToken(String),
+    /// `broadcast` with `{type: "broadcast", event, payload}`: the caller adds those.
+    Broadcast,
+}
+
+/// An outgoing frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Push {
+    /// The join ref (a join's is its own `ref`; none for heartbeats).
+    pub join_ref: Option<String>,
+    /// A fresh message ref.
+    pub r#ref: String,
+    /// The wire topic.
+    pub topic: String,
+    /// What it is.
+    pub kind: PushKind,
+}
+
+impl Push {
+    /// The Phoenix event name.
+    pub fn event(&self) -> &'static str {
+        match self.kind {
+            PushKind::Join { .. } => PHX_JOIN,
+            PushKind::Leave => PHX_LEAVE,
+            PushKind::Heartbeat => HEARTBEAT,
+            PushKind::AccessToken(_) => ACCESS_TOKEN,
+            PushKind::Broadcast => BROADCAST,
+        }
+    }
 }
 
 /// The channels of one client, across sockets.
@@ -81,7 +147,7 @@ impl Subscriptions {
     /// A fresh message ref.
     pub fn next_ref(&mut self) -> String {
         self.next_ref += 1;
-        self.next_ref.to_string()
+        crate::decimal(self.next_ref)
     }
 
     /// The access token sent with every join.
@@ -90,7 +156,7 @@ impl Subscriptions {
     }
 
     /// `access_token` pushes for every joined channel (after a token refresh).
-    pub fn token_pushes(&mut self) -> Vec<Frame> {
+    pub fn token_pushes(&mut self) -> Vec<Push> {
         let Some(token) = self.token.clone() else { return Vec::new() };
         let joined: Vec<(String, String)> = self
             .subs
@@ -101,8 +167,8 @@ impl Subscriptions {
         joined
             .into_iter()
             .map(|(join_ref, topic)| {
-                let r = self.next_ref();
-                Frame::access_token(&join_ref, &r, &topic, &token)
+                let r#ref = self.next_ref();
+                Push { join_ref: Some(join_ref), r#ref, topic, kind: PushKind::AccessToken(token.clone()) }
             })
             .collect()
     }
@@ -132,7 +198,7 @@ impl Subscriptions {
 
     /// Releases one hold on `name`; when the last goes, the channel is dropped and, if it was
     /// joined, the `phx_leave` to send is returned.
-    pub fn remove(&mut self, name: &str) -> Option<Frame> {
+    pub fn remove(&mut self, name: &str) -> Option<Push> {
         let i = self.subs.iter().position(|s| s.name == name)?;
         self.subs[i].holders = self.subs[i].holders.saturating_sub(1);
         if self.subs[i].holders > 0 {
@@ -140,8 +206,8 @@ impl Subscriptions {
         }
         let sub = self.subs.remove(i);
         let join_ref = sub.join_ref.filter(|_| matches!(sub.state, SubState::Joined | SubState::Joining))?;
-        let r = self.next_ref();
-        Some(Frame::leave(&join_ref, &r, &sub.topic))
+        let r#ref = self.next_ref();
+        Some(Push { join_ref: Some(join_ref), r#ref, topic: sub.topic, kind: PushKind::Leave })
     }
 
     /// Whether `name` is held.
@@ -155,21 +221,18 @@ impl Subscriptions {
     }
 
     /// The join of `name` (a fresh `join_ref`), if it is held and not joined or joining.
-    pub fn join(&mut self, name: &str) -> Option<Frame> {
+    pub fn join(&mut self, name: &str) -> Option<Push> {
         let i = self.subs.iter().position(|s| s.name == name && s.state == SubState::Pending)?;
         let join_ref = self.next_ref();
-        let payload = JoinPayload {
-            config: JoinConfig { private: self.private, ..JoinConfig::default() },
-            access_token: self.token.clone(),
-        };
+        let kind = PushKind::Join { access_token: self.token.clone(), private: self.private };
         let sub = &mut self.subs[i];
         sub.state = SubState::Joining;
         sub.join_ref = Some(join_ref.clone());
-        Some(Frame::join(&join_ref, &sub.topic, &payload))
+        Some(Push { join_ref: Some(join_ref.clone()), r#ref: join_ref, topic: sub.topic.clone(), kind })
     }
 
     /// The joins of every pending channel (a socket just opened).
-    pub fn join_all(&mut self) -> Vec<Frame> {
+    pub fn join_all(&mut self) -> Vec<Push> {
         let names: Vec<String> =
             self.subs.iter().filter(|s| s.state == SubState::Pending).map(|s| s.name.clone()).collect();
         names.iter().filter_map(|n| self.join(n)).collect()
@@ -192,25 +255,25 @@ impl Subscriptions {
     }
 
     /// A heartbeat, remembering its ref for the reply.
-    pub fn heartbeat(&mut self) -> Frame {
-        let r = self.next_ref();
-        self.heartbeat_ref = Some(r.clone());
-        Frame::heartbeat(&r)
+    pub fn heartbeat(&mut self) -> Push {
+        let r#ref = self.next_ref();
+        self.heartbeat_ref = Some(r#ref.clone());
+        Push { join_ref: None, r#ref, topic: PHOENIX_TOPIC.to_owned(), kind: PushKind::Heartbeat }
     }
 
-    /// A client broadcast push of `event` on joined channel `name`.
-    pub fn broadcast(&mut self, name: &str, event: &Event) -> Option<Frame> {
+    /// A client broadcast push on joined channel `name` (the caller adds event and payload).
+    pub fn broadcast(&mut self, name: &str) -> Option<Push> {
         let sub = self.subs.iter().find(|s| s.name == name && s.state == SubState::Joined)?;
         let (join_ref, topic) = (sub.join_ref.clone()?, sub.topic.clone());
-        let r = self.next_ref();
-        Some(Frame::push_broadcast(&join_ref, &r, &topic, event))
+        let r#ref = self.next_ref();
+        Some(Push { join_ref: Some(join_ref), r#ref, topic, kind: PushKind::Broadcast })
     }
 
     /// Interprets an incoming frame.
-    pub fn handle(&mut self, frame: &Frame) -> Incoming {
+    pub fn handle(&mut self, frame: &Inbound) -> Incoming {
+        let kind = FrameKind::of(&frame.event);
         if frame.topic == PHOENIX_TOPIC {
-            if frame.kind() == FrameKind::Reply && frame.r#ref.is_some() && frame.r#ref == self.heartbeat_ref
-            {
+            if kind == FrameKind::Reply && frame.r#ref.is_some() && frame.r#ref == self.heartbeat_ref {
                 self.heartbeat_ref = None;
                 return Incoming::HeartbeatReply;
             }
@@ -224,25 +287,24 @@ impl Subscriptions {
         if frame.join_ref.is_some() && frame.join_ref != sub.join_ref {
             return Incoming::Ignored;
         }
-        match frame.kind() {
+        match kind {
             FrameKind::Reply if sub.state == SubState::Joining && frame.r#ref == sub.join_ref => {
-                match frame.reply() {
-                    Ok(reply) if reply.status == ReplyStatus::Ok => {
+                match frame.status.as_deref() {
+                    Some("ok") => {
                         sub.state = SubState::Joined;
                         Incoming::Joined(sub.name.clone())
                     }
-                    Ok(reply) => {
+                    Some(_) => {
                         sub.state = SubState::Failed;
-                        let reason = reply.reason().unwrap_or("join refused").to_owned();
+                        let reason = frame.reason.clone().unwrap_or_else(|| "join refused".to_owned());
                         Incoming::JoinFailed { channel: sub.name.clone(), reason }
                     }
-                    Err(_) => Incoming::Ignored,
+                    None => Incoming::Ignored,
                 }
             }
-            FrameKind::Broadcast if sub.state == SubState::Joined => match frame.broadcast_event() {
-                Ok(event) => Incoming::Event { channel: sub.name.clone(), event },
-                Err(_) => Incoming::Ignored,
-            },
+            FrameKind::Broadcast if sub.state == SubState::Joined => {
+                Incoming::Event { channel: sub.name.clone() }
+            }
             FrameKind::Error => {
                 sub.state = SubState::Pending;
                 sub.join_ref = None;
@@ -261,8 +323,39 @@ impl Subscriptions {
 mod tests {
     use super::*;
     use handoff_protocol::event::{Author, AuthorKind, Typing};
-    use handoff_protocol::phoenix::{codec, Vsn};
+    use handoff_protocol::phoenix::{codec, Frame, JoinConfig, JoinPayload, ReplyStatus, Vsn};
+    use handoff_protocol::Event;
     use serde_json::json;
+
+    /// The protocol crate's frame of a push: the wire shape the wasm side writes.
+    fn frame(p: &Push) -> Frame {
+        let (j, r, t) = (p.join_ref.as_deref().unwrap_or_default(), p.r#ref.as_str(), p.topic.as_str());
+        match &p.kind {
+            PushKind::Join { access_token, private } => {
+                let config = JoinConfig { private: *private, ..JoinConfig::default() };
+                Frame::join(j, t, &JoinPayload { config, access_token: access_token.clone() })
+            }
+            PushKind::Leave => Frame::leave(j, r, t),
+            PushKind::Heartbeat => Frame::heartbeat(r),
+            PushKind::AccessToken(token) => Frame::access_token(j, r, t, token),
+            PushKind::Broadcast => Frame::push_broadcast(j, r, t, &typing()),
+        }
+    }
+
+    /// What the wasm side reads of an incoming frame.
+    fn inbound(f: &Frame) -> Inbound {
+        let reply = (f.event == "phx_reply").then(|| f.reply().ok()).flatten();
+        Inbound {
+            join_ref: f.join_ref.clone(),
+            r#ref: f.r#ref.clone(),
+            topic: f.topic.clone(),
+            event: f.event.clone(),
+            status: reply
+                .as_ref()
+                .map(|r| if r.status == ReplyStatus::Ok { "ok" } else { "error" }.to_owned()),
+            reason: reply.as_ref().and_then(|r| r.reason().map(str::to_owned)),
+        }
+    }
 
     fn typing() -> Event {
         Event::Typing(Typing {
@@ -280,7 +373,7 @@ mod tests {
         let joins = s.join_all();
         assert_eq!(joins.len(), 1);
         assert_eq!(
-            codec::encode_text(Vsn::V2, &joins[0]).unwrap(),
+            codec::encode_text(Vsn::V2, &frame(&joins[0])).unwrap(),
             r#"["1","1","realtime:conversation:c1","phx_join",{"access_token":"tok","config":{"broadcast":{"ack":false,"self":false},"postgres_changes":[],"presence":{"enabled":false,"key":""},"private":true}}]"#
         );
         assert!(!s.settled());
@@ -290,18 +383,18 @@ mod tests {
             "realtime:conversation:c1",
             json!({"postgres_changes": []}),
         );
-        assert_eq!(s.handle(&ok), Incoming::Joined("conversation:c1".into()));
+        assert_eq!(s.handle(&inbound(&ok)), Incoming::Joined("conversation:c1".into()));
         assert!(s.settled());
         let b = Frame::broadcast("realtime:conversation:c1", &typing());
-        assert_eq!(s.handle(&b), Incoming::Event { channel: "conversation:c1".into(), event: typing() });
+        assert_eq!(s.handle(&inbound(&b)), Incoming::Event { channel: "conversation:c1".into() });
 
         s.reset();
         assert_eq!(s.state("conversation:c1"), Some(SubState::Pending));
-        assert_eq!(s.handle(&b), Incoming::Ignored, "no events before the rejoin");
+        assert_eq!(s.handle(&inbound(&b)), Incoming::Ignored, "no events before the rejoin");
         let again = s.join_all();
         assert_eq!(again[0].join_ref.as_deref(), Some("2"));
         // The old join's late reply is ignored.
-        assert_eq!(s.handle(&ok), Incoming::Ignored);
+        assert_eq!(s.handle(&inbound(&ok)), Incoming::Ignored);
     }
 
     #[test]
@@ -311,12 +404,12 @@ mod tests {
         let j = s.join("agent:a2").unwrap();
         let err = Frame::reply_error(
             j.join_ref.clone(),
-            j.r#ref.clone(),
+            Some(j.r#ref.clone()),
             &j.topic,
             "not allowed to join this channel",
         );
         assert_eq!(
-            s.handle(&err),
+            s.handle(&inbound(&err)),
             Incoming::JoinFailed {
                 channel: "agent:a2".into(),
                 reason: "not allowed to join this channel".into()
@@ -328,9 +421,9 @@ mod tests {
 
         s.add("project:p1:queue");
         let j = s.join("project:p1:queue").unwrap();
-        s.handle(&Frame::reply_ok(j.join_ref.clone(), j.r#ref.clone(), &j.topic, json!({})));
+        s.handle(&inbound(&Frame::reply_ok(j.join_ref.clone(), Some(j.r#ref.clone()), &j.topic, json!({}))));
         assert_eq!(
-            s.handle(&Frame::error(j.join_ref.clone(), &j.topic)),
+            s.handle(&inbound(&Frame::error(j.join_ref.clone(), &j.topic))),
             Incoming::ChannelError("project:p1:queue".into())
         );
         assert!(s.join("project:p1:queue").is_some(), "phx_error means rejoin");
@@ -342,10 +435,11 @@ mod tests {
         assert!(s.add("conversation:c1"));
         assert!(!s.add("conversation:c1"));
         let j = s.join("conversation:c1").unwrap();
-        s.handle(&Frame::reply_ok(j.join_ref.clone(), j.r#ref.clone(), &j.topic, json!({})));
+        s.handle(&inbound(&Frame::reply_ok(j.join_ref.clone(), Some(j.r#ref.clone()), &j.topic, json!({}))));
         assert_eq!(s.remove("conversation:c1"), None);
         let leave = s.remove("conversation:c1").unwrap();
-        assert_eq!(leave.event, "phx_leave");
+        assert_eq!(leave.event(), "phx_leave");
+        assert_eq!(frame(&leave).event, "phx_leave");
         assert_eq!(leave.join_ref, j.join_ref);
         assert!(!s.contains("conversation:c1"));
         assert_eq!(s.remove("conversation:c1"), None);
@@ -356,20 +450,21 @@ mod tests {
         let mut s = Subscriptions::new(false);
         let hb = s.heartbeat();
         assert_eq!(hb.topic, "phoenix");
-        let reply = Frame::reply_ok(None, hb.r#ref.clone(), "phoenix", json!({}));
-        assert_eq!(s.handle(&reply), Incoming::HeartbeatReply);
-        assert_eq!(s.handle(&reply), Incoming::Ignored, "a reply counts once");
+        let reply = Frame::reply_ok(None, Some(hb.r#ref.clone()), "phoenix", json!({}));
+        assert_eq!(s.handle(&inbound(&reply)), Incoming::HeartbeatReply);
+        assert_eq!(s.handle(&inbound(&reply)), Incoming::Ignored, "a reply counts once");
 
         s.add("room");
         let j = s.join("room").unwrap();
-        assert!(!j.join_payload().unwrap().config.private);
-        s.handle(&Frame::reply_ok(j.join_ref.clone(), j.r#ref.clone(), &j.topic, json!({})));
+        assert!(!frame(&j).join_payload().unwrap().config.private);
+        s.handle(&inbound(&Frame::reply_ok(j.join_ref.clone(), Some(j.r#ref.clone()), &j.topic, json!({}))));
         assert!(s.token_pushes().is_empty(), "no token, nothing to push");
         s.set_token(Some("new".into()));
         let pushes = s.token_pushes();
-        assert_eq!(pushes[0].access_token_value(), Some("new"));
-        let b = s.broadcast("room", &typing()).unwrap();
+        assert_eq!(frame(&pushes[0]).access_token_value(), Some("new"));
+        let b = s.broadcast("room").unwrap();
+        assert_eq!(frame(&b).broadcast_event().unwrap(), typing());
         assert_eq!(b.join_ref, j.join_ref);
-        assert!(s.broadcast("nope", &typing()).is_none());
+        assert!(s.broadcast("nope").is_none());
     }
 }

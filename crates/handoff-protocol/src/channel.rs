@@ -46,6 +46,19 @@ impl Channel {
         name.parse()
     }
 
+    /// The channel's name (`conversation:c1`), also its `Display`. Built without `core::fmt`,
+    /// which the wasm client leaves out.
+    pub fn name(&self) -> String {
+        let (before, id, after) = match self {
+            Channel::Conversation(id) => ("conversation:", id.as_str(), ""),
+            Channel::ConversationAgents(id) => ("conversation:", id.as_str(), ":agents"),
+            Channel::ProjectQueue(id) => ("project:", id.as_str(), ":queue"),
+            Channel::Agent(id) => ("agent:", id.as_str(), ""),
+            Channel::ProjectAvailability(id) => ("project:", id.as_str(), ":availability"),
+        };
+        [before, id, after].concat()
+    }
+
     /// The conversation this channel belongs to, if any.
     pub fn conversation_id(&self) -> Option<&ConversationId> {
         match self {
@@ -57,13 +70,7 @@ impl Channel {
 
 impl fmt::Display for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Channel::Conversation(id) => write!(f, "conversation:{id}"),
-            Channel::ConversationAgents(id) => write!(f, "conversation:{id}:agents"),
-            Channel::ProjectQueue(id) => write!(f, "project:{id}:queue"),
-            Channel::Agent(id) => write!(f, "agent:{id}"),
-            Channel::ProjectAvailability(id) => write!(f, "project:{id}:availability"),
-        }
+        f.write_str(&self.name())
     }
 }
 

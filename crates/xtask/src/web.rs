@@ -122,7 +122,7 @@ fn build_widget(root: &Path, out: &Path) -> Result {
     };
     let wasm = read(WIDGET_WASM)?;
     let wasm_name = hashed_name(WIDGET_WASM, &wasm);
-    let glue = String::from_utf8(read(WIDGET_GLUE)?).map_err(|e| format!("{WIDGET_GLUE}: {e}"))?;
+    let glue = minify(root, &dir.join(WIDGET_GLUE), true)?;
     let glue = replace_all(&glue, WIDGET_WASM, &wasm_name, WIDGET_GLUE)?;
     let glue_name = hashed_name(WIDGET_GLUE, glue.as_bytes());
     write(&wasm_name, &wasm)?;
@@ -130,8 +130,11 @@ fn build_widget(root: &Path, out: &Path) -> Result {
     let loader_src = root.join("widget/loader/widget.js");
     let loader = std::fs::read_to_string(&loader_src)
         .map_err(|e| format!("cannot read {}: {e}", loader_src.display()))?;
-    let loader = hashed_loader(&without_comment_lines(&loader), &glue_name, &wasm_name)?;
-    std::fs::write(out.join("widget.js"), loader).map_err(|e| format!("cannot write widget.js: {e}"))?;
+    let loader = hashed_loader(&loader, &glue_name, &wasm_name)?;
+    let widget_js = out.join("widget.js");
+    std::fs::write(&widget_js, loader).map_err(|e| format!("cannot write widget.js: {e}"))?;
+    let loader = minify(root, &widget_js, false)?;
+    std::fs::write(&widget_js, loader).map_err(|e| format!("cannot write widget.js: {e}"))?;
     // Only the current and the previous build's files remain, and the unhashed ones.
     let keep = [glue_name, wasm_name, WIDGET_GLUE.to_owned(), WIDGET_WASM.to_owned()];
     if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -173,19 +176,27 @@ fn replace_all(text: &str, from: &str, to: &str, what: &str) -> Result<String> {
     }
 }
 
-/// The loader as served: without its whole-line comments (`// ...`, `/** ... */`), which every
-/// visitor would download; no other change (no minifier).
-fn without_comment_lines(src: &str) -> String {
-    src.lines()
-        .filter(|l| {
-            let t = l.trim_start();
-            !(t.starts_with("//") || (t.starts_with("/*") && t.ends_with("*/")))
-        })
-        .fold(String::with_capacity(src.len()), |mut out, l| {
-            out.push_str(l);
-            out.push('\n');
-            out
-        })
+/// `file` minified by esbuild (`widget/build/`, pinned; installed by `npm ci`): what every
+/// visitor downloads carries no comments, long names or whitespace (the widget's glue: 8.8 KB
+/// gzip before, 6.0 after). `module`: an ES module (wasm-bindgen's glue) rather than a classic
+/// script (the loader).
+fn minify(root: &Path, file: &Path, module: bool) -> Result<String> {
+    let tools = root.join("widget/build");
+    setup::npm(&tools)?;
+    let esbuild = tools.join("node_modules/.bin/esbuild");
+    let mut args =
+        vec![file.to_string_lossy().into_owned(), "--minify".to_owned(), "--log-level=warning".to_owned()];
+    if module {
+        args.push("--format=esm".to_owned());
+    }
+    let out = Command::new(&esbuild)
+        .args(&args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", esbuild.display()))?;
+    if !out.status.success() {
+        return Err(format!("esbuild {} failed: {}", file.display(), String::from_utf8_lossy(&out.stderr)));
+    }
+    String::from_utf8(out.stdout).map_err(|e| format!("esbuild output: {e}"))
 }
 
 /// The loader importing the widget's glue and wasm by their content-hashed names.
@@ -209,6 +220,9 @@ pub fn widget_refs(loader: &str) -> Vec<String> {
 
 fn build_sdk(root: &Path, sdk: &Path) -> Result {
     build_wasm(root, "handoff-client", sdk)?;
+    let glue = sdk.join("handoff_client.js");
+    let minified = minify(root, &glue, true)?;
+    std::fs::write(&glue, minified).map_err(|e| format!("cannot write {}: {e}", glue.display()))?;
     let js = root.join("sdk-js");
     let dist = js.join("dist");
     mkdir(&dist)?;
@@ -278,6 +292,14 @@ pub const SDK_GZIP_CEILING: u64 = 164_000;
 /// Fails when the built widget or SDK is heavier than its ceiling (deterministic for a build:
 /// a check, not a timed test).
 pub fn check_sizes(web: &Path) -> Result {
+    // The widget's size is the loader's and what it imports: a loader whose references were
+    // lost (minified away, renamed) would pass with its own few bytes.
+    let loader = std::fs::read_to_string(web.join("widget.js")).unwrap_or_default();
+    let refs = widget_refs(&loader);
+    let has = |ext: &str| refs.iter().any(|r| Path::new(r).extension().is_some_and(|x| x == ext));
+    if !(has("js") && has("wasm")) {
+        return Err(format!("the built widget.js does not import a glue and a wasm file: {refs:?}"));
+    }
     let (widget, sdk) = report_sizes(web);
     for (name, size, ceiling) in [("widget", widget, WIDGET_GZIP_CEILING), ("SDK", sdk, SDK_GZIP_CEILING)] {
         if size == 0 || size > ceiling {
@@ -631,13 +653,5 @@ mod tests {
         assert!(!built.contains(&format!("/{WIDGET_GLUE}")) && !built.contains(&format!("/{WIDGET_WASM}")));
         assert_eq!(widget_refs(&built), [glue, wasm]);
         assert!(hashed_loader("no reference", "a", "b").is_err());
-    }
-
-    #[test]
-    fn the_served_loader_has_no_comment_lines() {
-        let src = "// a\n(() => {\n  /** b */\n  f(); // c\n  g(`x // y`);\n})();\n";
-        assert_eq!(without_comment_lines(src), "(() => {\n  f(); // c\n  g(`x // y`);\n})();\n");
-        let served = without_comment_lines(include_str!("../../../widget/loader/widget.js"));
-        assert!(!served.contains("content-hashed"), "the header comment is gone");
     }
 }

@@ -3,11 +3,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use handoff_protocol::api::{self, LoginRequest};
+use handoff_protocol::api;
 use handoff_protocol::event::{AgentStatus, AuthorKind};
 use handoff_protocol::ids::ConversationId;
 use handoff_protocol::phoenix::Vsn;
-use handoff_protocol::{Channel, Seq};
+use handoff_protocol::Channel;
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
@@ -118,10 +118,10 @@ impl AgentClient {
         let ws = self.ws.clone();
         let login = self.login.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let body = serde_json::to_string(&LoginRequest { email, password }).ok();
-            let text =
+            // `LoginRequest`.
+            let body = super::json_body(&[("email", &email.into()), ("password", &password.into())]);
+            let r =
                 engine.rest("POST", engine.url("/api/agents/login"), body).await.map_err(|e| js_error(&e))?;
-            let r = super::text_to_js(&text);
             let token = super::path_str(&r, &["token"]).ok_or_else(incomplete)?;
             let agent = js_sys::Reflect::get(&r, &JsValue::from_str("agent")).unwrap_or(JsValue::NULL);
             signed_in(&engine, &ws, &login, token, agent)?;
@@ -138,19 +138,15 @@ impl AgentClient {
         let login = self.login.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             engine.with(|i| i.set_token(Some(token.clone())));
-            let text = match engine.rest("GET", engine.url("/api/agents/me"), None).await {
-                Ok(text) => text,
+            let agent = match engine.rest("GET", engine.url("/api/agents/me"), None).await {
+                Ok(agent) => agent,
                 Err(e) => {
                     engine.with(|i| i.set_token(None));
                     return Err(js_error(&e));
                 }
             };
-            let agent = super::text_to_js(&text);
             signed_in(&engine, &ws, &login, token.clone(), agent.clone())?;
-            let r = js_sys::Object::new();
-            let _ = js_sys::Reflect::set(&r, &JsValue::from_str("token"), &JsValue::from_str(&token));
-            let _ = js_sys::Reflect::set(&r, &JsValue::from_str("agent"), &agent);
-            Ok(r.into())
+            Ok(super::object(&[("token", &token.into()), ("agent", &agent)]))
         })
     }
 
@@ -204,8 +200,8 @@ impl AgentClient {
         if let (Some(idle), Some(chosen)) = (self.idle.borrow().as_ref(), AgentStatus::parse(status)) {
             idle.status_chosen(chosen);
         }
-        let body = serde_json::json!({ "status": status }).to_string();
-        call(&self.engine, "PUT", self.engine.url("/api/agents/me/status"), Some(body))
+        let body = super::json_body(&[("status", &status.into())]);
+        call(&self.engine, "PUT", self.engine.url("/api/agents/me/status"), body)
     }
 
     /// My conversations and the queue, with unread counts.
@@ -241,7 +237,7 @@ impl AgentClient {
     #[wasm_bindgen(js_name = subscribeQueue)]
     pub fn subscribe_queue(&self) -> Result<Function, JsValue> {
         let (project, _) = self.ids().map_err(|e| js_error(&e))?;
-        Ok(self.hold(Channel::ProjectQueue(project.into()).to_string()))
+        Ok(self.hold(Channel::ProjectQueue(project.into()).name()))
     }
 
     /// Joins `agent:{me}`; returns a function that leaves it.
@@ -251,7 +247,7 @@ impl AgentClient {
     #[wasm_bindgen(js_name = subscribeAgent)]
     pub fn subscribe_agent(&self) -> Result<Function, JsValue> {
         let (_, agent) = self.ids().map_err(|e| js_error(&e))?;
-        Ok(self.hold(Channel::Agent(agent.into()).to_string()))
+        Ok(self.hold(Channel::Agent(agent.into()).name()))
     }
 
     fn hold(&self, name: String) -> Function {
@@ -273,7 +269,7 @@ impl AgentClient {
     #[wasm_bindgen(js_name = subscribeConversation)]
     pub fn subscribe_conversation(&self, id: &str) -> Function {
         let id = conv(id);
-        let notes = Channel::ConversationAgents(id.clone()).to_string();
+        let notes = Channel::ConversationAgents(id.clone()).name();
         self.engine.with(|i| {
             i.follow(&id);
             i.hold(&notes);
@@ -299,7 +295,12 @@ impl AgentClient {
 
     /// Transfers to `"queue"` or an agent id, with an optional note.
     pub fn transfer(&self, id: &str, to: String, note: Option<String>) -> Promise {
-        self.post(id, "/transfer", serde_json::to_string(&api::TransferRequest { to, note }).ok())
+        // `TransferRequest`: `{to, note?}`.
+        let body = match note {
+            Some(note) => super::json_body(&[("to", &to.into()), ("note", &note.into())]),
+            None => super::json_body(&[("to", &to.into())]),
+        };
+        self.post(id, "/transfer", body)
     }
 
     /// Declines an assignment (it goes to another agent or back to the queue).
@@ -323,15 +324,15 @@ impl AgentClient {
         if let Err(m) = api::validate_body(&body) {
             return invalid(m);
         }
-        self.post(id, "/notes", serde_json::to_string(&api::NoteRequest { body }).ok())
+        self.post(id, "/notes", super::json_body(&[("body", &body.into())]))
     }
 
     /// Marks the conversation read up to `seq` (unread counts).
     #[wasm_bindgen(js_name = markRead)]
     pub fn mark_read(&self, id: &str, seq: f64) -> Promise {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let seq = Seq(seq.max(0.0) as u64);
-        self.post(id, "/read", serde_json::to_string(&api::ReadRequest { seq }).ok())
+        // `ReadRequest`: a whole, non-negative `seq`.
+        let seq = if seq.is_finite() { seq.max(0.0).trunc() } else { 0.0 };
+        self.post(id, "/read", super::json_body(&[("seq", &seq.into())]))
     }
 
     /// Sends a message in a followed conversation through the outbox; resolves to the stored

@@ -3,16 +3,19 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use handoff_protocol::api::{self, CreateConversationRequest, WidgetSessionRequest};
+use handoff_protocol::api;
 use handoff_protocol::event::AuthorKind;
 use handoff_protocol::ids::{ClientMsgId, ConversationId};
 use handoff_protocol::phoenix::Vsn;
 use handoff_protocol::Channel;
-use js_sys::{Function, Object, Promise, Reflect};
+use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
 use super::engine::Engine;
-use super::{call, engine_promise, invalid, js_error, js_to_json, opt_str, random_u64, rejected};
+use super::{
+    call, engine_promise, invalid, js_error, js_to_json, json_body, opt_str, random_u64, rejected,
+    str_or_null,
+};
 use crate::error::ClientError;
 use crate::url;
 
@@ -78,7 +81,7 @@ impl Store {
 /// await client.startConversation("Hello!");
 /// await client.send("Can I talk to a human?");
 /// ```
-#[wasm_bindgen]
+#[cfg_attr(feature = "js", wasm_bindgen)]
 pub struct HandoffClient {
     engine: Engine,
     project_key: String,
@@ -126,24 +129,31 @@ async fn open_session(
         }
     }
     let url = engine.url("/api/widget/session");
-    let mut req = WidgetSessionRequest { project_key, visitor_token: store.get(&key) };
-    let mut r = match prefetched_answer(prefetched, req.visitor_token.as_deref()).await {
-        Some(text) => Ok(text),
-        None => engine.rest("POST", url.clone(), serde_json::to_string(&req).ok()).await,
+    let mut visitor_token = store.get(&key);
+    // `WidgetSessionRequest`: `{project_key, visitor_token?}`.
+    let request = |token: Option<&str>| {
+        let key = JsValue::from_str(&project_key);
+        match token {
+            Some(t) => json_body(&[("project_key", &key), ("visitor_token", &t.into())]),
+            None => json_body(&[("project_key", &key)]),
+        }
     };
-    if matches!(&r, Err(ClientError::Api { status: 401 | 404, .. })) && req.visitor_token.is_some() {
+    let mut r = match prefetched_answer(prefetched, visitor_token.as_deref()).await {
+        Some(text) => Ok(super::text_to_js(&text)),
+        None => engine.rest("POST", url.clone(), request(visitor_token.as_deref())).await,
+    };
+    if matches!(&r, Err(ClientError::Api { status: 401 | 404, .. })) && visitor_token.is_some() {
         // The stored token is unknown (a wiped database, another project): start afresh.
         store.remove(&key);
         store.remove(&ukey);
-        req.visitor_token = None;
-        r = engine.rest("POST", url, serde_json::to_string(&req).ok()).await;
+        visitor_token = None;
+        r = engine.rest("POST", url, request(None)).await;
     }
-    let text = r.map_err(|e| js_error(&e))?;
-    let session = super::text_to_js(&text);
+    let session = r.map_err(|e| js_error(&e))?;
     let token = field(&session, &["visitor_token"])?;
     let visitor = field(&session, &["visitor_id"])?;
     let project = field(&session, &["project_id"])?;
-    if req.visitor_token.as_deref() != Some(token.as_str()) {
+    if visitor_token.as_deref() != Some(token.as_str()) {
         store.remove(&ukey); // a new visitor: identified by nobody yet
     }
     store.set(&key, &token);
@@ -194,21 +204,17 @@ async fn switch_visitor(
         s.session = None;
     }
     let session = open_session(engine, store, state, project_key, None).await?;
-    let payload = Object::new();
-    let visitor = super::path_str(&session, &["visitor_id"]).map_or(JsValue::NULL, JsValue::from);
-    let _ = Reflect::set(&payload, &"visitor_id".into(), &visitor);
-    let _ =
-        Reflect::set(&payload, &"previous_visitor_id".into(), &previous.map_or(JsValue::NULL, JsValue::from));
-    let _ = Reflect::set(&payload, &"session".into(), &session);
-    engine.with(|i| i.emit_js("visitor:changed", payload.into()));
+    let visitor = str_or_null(super::path_str(&session, &["visitor_id"]).as_deref());
+    let previous = str_or_null(previous.as_deref());
+    let payload =
+        super::object(&[("visitor_id", &visitor), ("previous_visitor_id", &previous), ("session", &session)]);
+    engine.with(|i| i.emit_js("visitor:changed", payload));
     Ok(())
 }
 
 fn field(v: &JsValue, path: &[&str]) -> Result<String, JsValue> {
     super::path_str(v, path).ok_or_else(|| {
-        let mut m = String::from("the answer has no ");
-        m.push_str(&path.join("."));
-        js_error(&ClientError::InvalidResponse(m))
+        js_error(&ClientError::InvalidResponse(["the answer has no ", &path.join(".")].concat()))
     })
 }
 
@@ -230,7 +236,7 @@ impl HandoffClient {
     }
 }
 
-#[wasm_bindgen]
+#[cfg_attr(feature = "js", wasm_bindgen)]
 impl HandoffClient {
     /// `new HandoffClient({ baseUrl, projectKey, storage?, realtimeUrl?, catchUpIntervalMs? })`:
     /// `catchUpIntervalMs` is how often a connected client checks for events it missed (default
@@ -238,7 +244,7 @@ impl HandoffClient {
     ///
     /// # Errors
     /// A `validation_failed` error when `baseUrl` or `projectKey` is missing.
-    #[wasm_bindgen(constructor)]
+    #[cfg_attr(feature = "js", wasm_bindgen(constructor))]
     pub fn new(options: &JsValue) -> Result<HandoffClient, JsValue> {
         let base = opt_str(options, "baseUrl")
             .ok_or_else(|| super::error_object("validation_failed", "baseUrl is required", None))?;
@@ -269,7 +275,7 @@ impl HandoffClient {
     }
 
     /// Starts a conversation, optionally with a first message; resolves to the conversation.
-    #[wasm_bindgen(js_name = startConversation)]
+    #[cfg_attr(feature = "js", wasm_bindgen(js_name = startConversation))]
     pub fn start_conversation(&self, body: Option<String>) -> Promise {
         if self.state.borrow().session.is_none() {
             return rejected(&ClientError::NotReady("call start() first"));
@@ -282,30 +288,28 @@ impl HandoffClient {
         let engine = self.engine.clone();
         let state = self.state.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let mut id = String::from("first-");
-            id.push_str(&random_u64().to_string());
-            let client_msg_id = body.as_ref().map(|_| ClientMsgId::new(id));
-            if let (Some(cid), Some(body)) = (&client_msg_id, &body) {
-                let queued =
-                    serde_json::json!({ "conversation_id": null, "client_msg_id": cid, "body": body });
-                engine.with(|i| i.emit_json("message:queued", &queued));
-            }
-            let req = CreateConversationRequest { body, client_msg_id: client_msg_id.clone() };
-            let r =
-                engine.rest("POST", engine.url("/api/conversations"), serde_json::to_string(&req).ok()).await;
-            let text = r.map_err(|e| {
-                if let (Some(cid), Some(body)) = (&client_msg_id, &req.body) {
+            let first =
+                body.map(|b| (ClientMsgId::new(["first-", &crate::decimal(random_u64())].concat()), b));
+            // `CreateConversationRequest`: `{body?, client_msg_id?}`.
+            let req = match &first {
+                Some((cid, body)) => {
+                    let queued = super::engine::outbox_payload(None, cid, body, None);
+                    engine.with(|i| i.emit_js("message:queued", queued));
+                    json_body(&[("body", &body.into()), ("client_msg_id", &cid.as_str().into())])
+                }
+                None => Some("{}".to_owned()),
+            };
+            let r = engine.rest("POST", engine.url("/api/conversations"), req).await;
+            let conv = r.map_err(|e| {
+                if let Some((cid, body)) = &first {
                     // Not started: the first message goes back to the app (`startConversation`
                     // rejects); it is not kept (no conversation to keep it for).
-                    let error = serde_json::json!({ "code": e.code(), "message": e.to_string(), "status": e.status() });
-                    let failed = serde_json::json!({
-                        "conversation_id": null, "client_msg_id": cid, "body": body, "error": error,
-                    });
-                    engine.with(|i| i.emit_json("message:failed", &failed));
+                    let error = super::error_payload(&e);
+                    let failed = super::engine::outbox_payload(None, cid, body, Some(&error));
+                    engine.with(|i| i.emit_js("message:failed", failed));
                 }
                 js_error(&e)
             })?;
-            let conv = super::text_to_js(&text);
             let id = ConversationId::new(field(&conv, &["id"])?);
             let previous = state.borrow_mut().conversation.replace(id.clone());
             engine.with(|i| {
@@ -356,7 +360,7 @@ impl HandoffClient {
     }
 
     /// Asks for a human agent; resolves to the conversation (assigned or queued).
-    #[wasm_bindgen(js_name = requestHandoff)]
+    #[cfg_attr(feature = "js", wasm_bindgen(js_name = requestHandoff))]
     pub fn request_handoff(&self) -> Promise {
         match self.conversation() {
             Ok(id) => call(
@@ -377,7 +381,7 @@ impl HandoffClient {
     }
 
     /// The input lost focus or was cleared: typing stops now.
-    #[wasm_bindgen(js_name = stopTyping)]
+    #[cfg_attr(feature = "js", wasm_bindgen(js_name = stopTyping))]
     pub fn stop_typing(&self) {
         if let Ok(id) = self.conversation() {
             self.engine.with(|i| i.typing_stop(&id));
@@ -385,7 +389,7 @@ impl HandoffClient {
     }
 
     /// Leaves a message for later (`{name, email, message}`), when no agent is available.
-    #[wasm_bindgen(js_name = sendOfflineMessage)]
+    #[cfg_attr(feature = "js", wasm_bindgen(js_name = sendOfflineMessage))]
     pub fn send_offline_message(&self, form: &JsValue) -> Promise {
         let Some(project) = self.state.borrow().project_id.clone() else {
             return rejected(&ClientError::NotReady("call start() first"));
@@ -404,7 +408,9 @@ impl HandoffClient {
         if let Err(m) = api::validate_body(&message) {
             return invalid(m);
         }
-        let body = serde_json::to_string(&api::OfflineMessageRequest { name, email, message }).ok();
+        // `OfflineMessageRequest`.
+        let body =
+            json_body(&[("name", &name.into()), ("email", &email.into()), ("message", &message.into())]);
         call(
             &self.engine,
             "POST",
@@ -477,7 +483,7 @@ impl HandoffClient {
     ///
     /// # Errors
     /// `not_ready` before `start()`.
-    #[wasm_bindgen(js_name = watchAvailability)]
+    #[cfg_attr(feature = "js", wasm_bindgen(js_name = watchAvailability))]
     pub fn watch_availability(&self) -> Result<Function, JsValue> {
         let project = self
             .state
@@ -485,7 +491,7 @@ impl HandoffClient {
             .project_id
             .clone()
             .ok_or_else(|| js_error(&ClientError::NotReady("call start() first")))?;
-        let name = Channel::ProjectAvailability(project.into()).to_string();
+        let name = Channel::ProjectAvailability(project.into()).name();
         self.engine.with(|i| {
             i.hold(&name);
             i.start();
@@ -509,19 +515,19 @@ impl HandoffClient {
     }
 
     /// `idle`, `connecting`, `connected`, `reconnecting`, `polling` or `closed`.
-    #[wasm_bindgen(getter, js_name = connectionState)]
+    #[cfg_attr(feature = "js", wasm_bindgen(getter, js_name = connectionState))]
     pub fn connection_state(&self) -> String {
         self.engine.state().to_owned()
     }
 
     /// The current conversation's id, if any.
-    #[wasm_bindgen(getter, js_name = conversationId)]
+    #[cfg_attr(feature = "js", wasm_bindgen(getter, js_name = conversationId))]
     pub fn conversation_id(&self) -> Option<String> {
         self.state.borrow().conversation.as_ref().map(|c| c.as_str().to_owned())
     }
 
     /// The widget session, once started.
-    #[wasm_bindgen(getter)]
+    #[cfg_attr(feature = "js", wasm_bindgen(getter))]
     pub fn session(&self) -> JsValue {
         self.state.borrow().session.clone().unwrap_or(JsValue::NULL)
     }

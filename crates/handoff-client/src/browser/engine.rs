@@ -11,26 +11,77 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
-use handoff_protocol::api::SendMessageRequest;
-use handoff_protocol::event::{AuthorKind, PresenceState, Typing};
+use handoff_protocol::event::{Author, AuthorKind, EventType, PresenceState};
 use handoff_protocol::ids::{ClientMsgId, ConversationId};
-use handoff_protocol::phoenix::{codec, Encoded, Vsn};
-use handoff_protocol::timing::buffer::{BufferAction, EventBuffer};
+use handoff_protocol::timing::buffer::{BufferAction, EventBuffer, Sequenced};
 use handoff_protocol::timing::outbox::{Outbox, OutboxAction, OutboxItem};
 use handoff_protocol::timing::presence::{PresenceAction, PresenceTracker};
 use handoff_protocol::timing::supervisor::{
     ConnectionState, ConnectionSupervisor, SupervisorAction, LONG_POLL_WAIT_SECS,
 };
 use handoff_protocol::timing::typing::{TypingAction, TypingChange, TypingReceiver, TypingSender};
-use handoff_protocol::{Channel, Event, Seq};
-use js_sys::Function;
+use handoff_protocol::{Channel, Seq};
+use js_sys::{Array, Function};
 use wasm_bindgen::prelude::*;
 
 use super::handles::{Aborter, Listener, Socket, SocketEvent};
-use super::{http, json_to_js, now_ms, random_u64};
+use super::{at, http, now_ms, object, path_str, path_u64, random_u64, wire};
 use crate::error::ClientError;
-use crate::subs::{Incoming, Subscriptions};
+use crate::subs::{Incoming, Push, Subscriptions};
 use crate::url;
+
+/// An event as the browser parsed it: its wire name and payload, with what the machines need
+/// read once through the protocol crate's payload paths ([`EventType::seq_path`] and the
+/// others). Payloads reach the app as these JS objects, never decoded into Rust types.
+pub(crate) struct JsEvent {
+    pub(crate) name: String,
+    pub(crate) seq: Option<Seq>,
+    conversation: Option<String>,
+    message_id: Option<String>,
+    pub(crate) payload: JsValue,
+}
+
+impl JsEvent {
+    /// An event from its name and payload; `None` when a history event lacks its `seq` (a
+    /// malformed payload would otherwise pass as ephemeral).
+    pub(crate) fn new(name: String, payload: JsValue) -> Option<JsEvent> {
+        let t = name.parse::<EventType>().ok();
+        let path = |f: fn(EventType) -> Option<&'static [&'static str]>| t.and_then(f);
+        let seq = path(EventType::seq_path).map(|p| path_u64(&payload, p).map(Seq));
+        if seq == Some(None) {
+            return None;
+        }
+        Some(JsEvent {
+            seq: seq.flatten(),
+            conversation: path(EventType::conversation_id_path).and_then(|p| path_str(&payload, p)),
+            message_id: path(EventType::message_id_path).and_then(|p| path_str(&payload, p)),
+            name,
+            payload,
+        })
+    }
+
+    /// An `{event, payload}` object (a catch-up page's entries, a broadcast's payload).
+    pub(crate) fn from_wire(v: &JsValue) -> Option<JsEvent> {
+        JsEvent::new(path_str(v, &["event"])?, at(v, &["payload"]))
+    }
+
+    /// The author at `path` of the payload (`actor` of `typing`, `message.author`).
+    fn author(&self, path: &[&str]) -> Option<Author> {
+        let a = at(&self.payload, path);
+        let kind = AuthorKind::from_name(&path_str(&a, &["kind"])?);
+        Some(Author { kind, id: path_str(&a, &["id"])?, name: path_str(&a, &["name"]) })
+    }
+}
+
+impl Sequenced for JsEvent {
+    fn seq(&self) -> Option<Seq> {
+        self.seq
+    }
+
+    fn message_id(&self) -> Option<&str> {
+        self.message_id.as_deref()
+    }
+}
 
 /// The wire name of a connection state, as JS sees it.
 pub(crate) fn state_name(s: ConnectionState) -> &'static str {
@@ -64,7 +115,7 @@ struct Handler {
 /// One followed conversation: its ordered, deduplicated event stream and its sends.
 struct Conv {
     id: ConversationId,
-    buffer: EventBuffer,
+    buffer: EventBuffer<JsEvent>,
     outbox: Outbox,
     typing: TypingSender,
     /// Who types in it, with the 3 s time-to-live.
@@ -94,7 +145,6 @@ pub(crate) struct Inner {
     me: Weak<RefCell<Inner>>,
     base: String,
     ws_url: String,
-    vsn: Vsn,
     token: Option<String>,
     /// Who we are, so that our own typing is not shown to us.
     me_actor: Option<(AuthorKind, String)>,
@@ -131,15 +181,21 @@ pub(crate) struct Engine(pub(crate) Rc<RefCell<Inner>>);
 /// Feeds one input to the engine behind `weak`, then dispatches to JS. `None` when the engine is
 /// gone or busy (it never is: JS calls us back only from the event loop).
 pub(crate) fn run<R>(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner) -> R) -> Option<R> {
-    let rc = weak.upgrade()?;
-    let (r, emits) = {
-        let mut inner = rc.try_borrow_mut().ok()?;
-        let r = f(&mut inner);
+    let (mut f, mut out) = (Some(f), None);
+    run_input(weak, &mut |inner| out = f.take().map(|f| f(inner)));
+    out
+}
+
+/// [`run`]'s work, compiled once instead of once per kind of input.
+fn run_input(weak: &Weak<RefCell<Inner>>, f: &mut dyn FnMut(&mut Inner)) {
+    let Some(rc) = weak.upgrade() else { return };
+    let emits = {
+        let Ok(mut inner) = rc.try_borrow_mut() else { return };
+        f(&mut inner);
         inner.pump();
-        (r, std::mem::take(&mut inner.emits))
+        std::mem::take(&mut inner.emits)
     };
     dispatch(&rc, emits);
-    Some(r)
 }
 
 fn dispatch(rc: &Rc<RefCell<Inner>>, emits: Vec<Emit>) {
@@ -188,7 +244,6 @@ impl Engine {
                 me: me.clone(),
                 base: url::trim_base(base).to_owned(),
                 ws_url,
-                vsn: Vsn::V2,
                 token: None,
                 me_actor: None,
                 started: false,
@@ -225,13 +280,13 @@ impl Engine {
         run(&self.weak(), f)
     }
 
-    /// A REST call with the engine's token; resolves to the body text.
+    /// A REST call with the engine's token; resolves to the parsed answer.
     pub(crate) async fn rest(
         &self,
         method: &str,
         path_or_url: String,
         body: Option<String>,
-    ) -> Result<String, ClientError> {
+    ) -> Result<JsValue, ClientError> {
         let (token, signal) = {
             let inner = self.0.try_borrow().map_err(|_| ClientError::NotReady("busy"))?;
             if inner.closed {
@@ -285,11 +340,6 @@ impl Inner {
         self.emit(None, name, payload);
     }
 
-    /// Emits an event with a JSON payload.
-    pub(crate) fn emit_json(&mut self, name: &str, payload: &serde_json::Value) {
-        self.emit(None, name, json_to_js(payload));
-    }
-
     /// Emits an `error` event with a code and message.
     pub(crate) fn emit_error(&mut self, code: &str, message: &str) {
         let err = super::error_object(code, message, None);
@@ -299,12 +349,15 @@ impl Inner {
     pub(crate) fn set_token(&mut self, token: Option<String>) {
         self.token.clone_from(&token);
         self.subs.set_token(token);
-        let pushes = self.subs.token_pushes();
-        if let Some(s) = self.socket.as_ref().filter(|_| self.socket_open) {
-            for f in &pushes {
-                s.send(self.vsn, f);
-            }
+        for p in self.subs.token_pushes() {
+            self.push(&p);
         }
+    }
+
+    /// Sends a push on the open socket; `false` when there is none.
+    fn push(&self, push: &Push) -> bool {
+        let socket = self.socket.as_ref().filter(|_| self.socket_open);
+        socket.zip(wire::encode(push, None)).is_some_and(|(s, text)| s.send(&text))
     }
 
     /// How often a connected client catches up at least (milliseconds; the supervisor clamps).
@@ -439,19 +492,15 @@ impl Inner {
         if !self.socket_open {
             return;
         }
-        if let Some(frame) = self.subs.join(name) {
-            if let Some(s) = &self.socket {
-                s.send(self.vsn, &frame);
-            }
+        if let Some(join) = self.subs.join(name) {
+            self.push(&join);
         }
     }
 
     /// Releases a plain channel.
     pub(crate) fn release(&mut self, name: &str) {
         if let Some(leave) = self.subs.remove(name) {
-            if let Some(s) = self.socket.as_ref().filter(|_| self.socket_open) {
-                s.send(self.vsn, &leave);
-            }
+            self.push(&leave);
         }
     }
 
@@ -487,7 +536,7 @@ impl Inner {
             dirty: false,
             last_error: None,
         });
-        self.hold(&Channel::Conversation(id.clone()).to_string());
+        self.hold(&Channel::Conversation(id.clone()).name());
         if self.polling {
             self.spawn_poll(id.clone());
         }
@@ -499,7 +548,7 @@ impl Inner {
         self.convs[i].holders -= 1;
         if self.convs[i].holders == 0 {
             self.convs.remove(i);
-            self.release(&Channel::Conversation(id.clone()).to_string());
+            self.release(&Channel::Conversation(id.clone()).name());
         }
     }
 
@@ -519,7 +568,7 @@ impl Inner {
             if let Some(store) = &self.outbox_store {
                 store.remove(&Self::outbox_key(&c.id));
             }
-            self.release(&Channel::Conversation(c.id.clone()).to_string());
+            self.release(&Channel::Conversation(c.id.clone()).name());
         }
         for p in std::mem::take(&mut self.pending) {
             let err = super::js_error(&ClientError::Closed);
@@ -599,8 +648,9 @@ impl Inner {
             let err = super::error_object("discarded", "the message was discarded", None);
             self.emits.push(Emit::Settle { f: p.reject, value: err });
         }
-        let payload = serde_json::json!({ "conversation_id": id, "client_msg_id": cid });
-        self.emit(None, "message:discarded", json_to_js(&payload));
+        let payload =
+            object(&[("conversation_id", &id.as_str().into()), ("client_msg_id", &cid.as_str().into())]);
+        self.emit(None, "message:discarded", payload);
         true
     }
 
@@ -613,9 +663,22 @@ impl Inner {
         ["handoff.outbox.", id.as_str()].concat()
     }
 
+    /// The stored outbox: `[{client_msg_id, body, failed?}]` (as JSON text).
     fn stored_outbox(&self, id: &ConversationId) -> Vec<OutboxItem> {
         let text = self.outbox_store.as_ref().and_then(|s| s.get(&Self::outbox_key(id)));
-        text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+        let items: Array =
+            text.map(|t| super::text_to_js(&t)).and_then(|v| v.dyn_into().ok()).unwrap_or_default();
+        items
+            .iter()
+            .filter_map(|v| {
+                Some(OutboxItem {
+                    client_msg_id: ClientMsgId::new(path_str(&v, &["client_msg_id"])?),
+                    body: path_str(&v, &["body"])?,
+                    attempts: 0,
+                    failed: at(&v, &["failed"]).as_bool() == Some(true),
+                })
+            })
+            .collect()
     }
 
     /// Writes changed outboxes to storage, keeping what another tab stored.
@@ -630,7 +693,21 @@ impl Inner {
             let key = Self::outbox_key(&id);
             if merged.is_empty() {
                 store.remove(&key);
-            } else if let Ok(text) = serde_json::to_string(&merged) {
+                continue;
+            }
+            let items = Array::new();
+            for item in &merged {
+                let mut props = vec![
+                    ("client_msg_id", JsValue::from_str(item.client_msg_id.as_str())),
+                    ("body", JsValue::from_str(&item.body)),
+                ];
+                if item.failed {
+                    props.push(("failed", JsValue::TRUE));
+                }
+                let props: Vec<(&str, &JsValue)> = props.iter().map(|(k, v)| (*k, v)).collect();
+                items.push(&object(&props));
+            }
+            if let Some(text) = super::js_to_json(&items) {
                 store.set(&key, &text);
             }
         }
@@ -638,21 +715,19 @@ impl Inner {
 
     /// `message:queued` (on its way) or, with `error`, `message:failed` (refused for good).
     fn emit_outbox(&mut self, id: &ConversationId, item: &OutboxItem, error: Option<&ClientError>) {
-        let mut payload = serde_json::json!({
-            "conversation_id": id,
-            "client_msg_id": item.client_msg_id,
-            "body": item.body,
-        });
         let failed = item.failed || error.is_some();
-        if failed {
-            let error = error.map_or_else(
-                || serde_json::json!({ "code": "send_failed", "message": "the server refused the message" }),
-                |e| serde_json::json!({ "code": e.code(), "message": e.to_string(), "status": e.status() }),
-            );
-            payload["error"] = error;
-        }
+        let error = failed.then(|| {
+            error.map_or_else(
+                || {
+                    let message = "the server refused the message";
+                    object(&[("code", &"send_failed".into()), ("message", &message.into())])
+                },
+                super::error_payload,
+            )
+        });
+        let payload = outbox_payload(Some(id.as_str()), &item.client_msg_id, &item.body, error.as_ref());
         let name = if failed { "message:failed" } else { "message:queued" };
-        self.emit(None, name, json_to_js(&payload));
+        self.emit(None, name, payload);
     }
 
     /// A key was typed in the conversation's input.
@@ -675,9 +750,10 @@ impl Inner {
 
     /// Sends a client broadcast on a joined channel (Supabase channels).
     #[cfg(feature = "supabase")]
-    pub(crate) fn broadcast(&mut self, channel: &str, event: &Event) -> bool {
-        let Some(frame) = self.subs.broadcast(channel, event) else { return false };
-        self.socket.as_ref().filter(|_| self.socket_open).is_some_and(|s| s.send(self.vsn, &frame))
+    pub(crate) fn broadcast(&mut self, channel: &str, event: &str, payload: &JsValue) -> bool {
+        let Some(push) = self.subs.broadcast(channel) else { return false };
+        let socket = self.socket.as_ref().filter(|_| self.socket_open);
+        socket.zip(wire::encode(&push, Some((event, payload)))).is_some_and(|(s, text)| s.send(&text))
     }
 
     /// Closes everything: presence goes `offline` by beacon, pending sends are rejected, and the
@@ -829,9 +905,7 @@ impl Inner {
             }
             SupervisorAction::SendHeartbeat if self.socket_open => {
                 let hb = self.subs.heartbeat();
-                if let Some(s) = &self.socket {
-                    s.send(self.vsn, &hb);
-                }
+                self.push(&hb);
             }
             SupervisorAction::StartPolling => {
                 self.polling = true;
@@ -877,11 +951,8 @@ impl Inner {
         match e {
             SocketEvent::Open => {
                 self.socket_open = true;
-                let joins = self.subs.join_all();
-                if let Some(s) = &self.socket {
-                    for j in &joins {
-                        s.send(self.vsn, j);
-                    }
+                for j in self.subs.join_all() {
+                    self.push(&j);
                 }
                 if self.subs.settled() {
                     self.sup.handle_connected(now);
@@ -897,10 +968,10 @@ impl Inner {
         }
     }
 
-    fn frame(&mut self, m: &Encoded) {
+    fn frame(&mut self, data: &JsValue) {
         let now = now_ms();
-        let Ok(frame) = codec::decode(self.vsn, m) else { return };
-        match self.subs.handle(&frame) {
+        let Some(frame) = wire::decode(data) else { return };
+        match self.subs.handle(&frame.head) {
             Incoming::Joined(name) => {
                 if let Ok(Channel::Conversation(id)) = name.parse::<Channel>() {
                     if let Some(c) = self.convs.iter_mut().find(|c| c.id == id) {
@@ -918,11 +989,12 @@ impl Inner {
                     self.sup.handle_connected(now);
                 }
             }
-            Incoming::Event { channel, event } => {
+            Incoming::Event { channel } => {
+                let Some(event) = JsEvent::from_wire(&frame.payload) else { return };
                 let conv = event
-                    .seq()
-                    .and(event.conversation_id())
-                    .and_then(|id| self.convs.iter_mut().find(|c| &c.id == id));
+                    .seq
+                    .and(event.conversation.as_deref())
+                    .and_then(|id| self.convs.iter_mut().find(|c| c.id.as_str() == id));
                 match conv {
                     Some(c) => c.buffer.handle_event(now, event),
                     None => self.apply(Some(channel), event),
@@ -940,34 +1012,50 @@ impl Inner {
 
     /// An event in order (or ephemeral): typing goes through the conversation's receiver (3 s
     /// time-to-live, our own typing dropped), everything else to the app.
-    #[allow(clippy::needless_pass_by_value)]
-    fn apply(&mut self, channel: Option<String>, event: Event) {
+    fn apply(&mut self, channel: Option<String>, event: JsEvent) {
         let now = now_ms();
-        let conv = event.conversation_id().and_then(|id| self.convs.iter_mut().find(|c| &c.id == id));
-        match (&event, conv) {
-            (Event::Typing(t), Some(c)) => {
-                let mine =
-                    self.me_actor.as_ref().is_some_and(|(k, id)| *k == t.actor.kind && *id == t.actor.id);
-                if !mine {
-                    c.rx.handle_typing(now, &t.actor, t.is_typing);
+        let conv =
+            event.conversation.as_deref().and_then(|id| self.convs.iter_mut().find(|c| c.id.as_str() == id));
+        if let Some(c) = conv {
+            if event.name == EventType::Typing.as_str() {
+                if let Some(actor) = event.author(&["actor"]) {
+                    let mine =
+                        self.me_actor.as_ref().is_some_and(|(k, id)| *k == actor.kind && *id == actor.id);
+                    if !mine {
+                        let is_typing = at(&event.payload, &["is_typing"]).as_bool() == Some(true);
+                        c.rx.handle_typing(now, &actor, is_typing);
+                    }
                 }
                 return;
             }
-            (Event::MessageNew(m), Some(c)) => c.rx.handle_message(now, &m.message.author),
-            _ => {}
+            if event.name == EventType::MessageNew.as_str() {
+                if let Some(author) = event.author(&["message", "author"]) {
+                    c.rx.handle_message(now, &author);
+                }
+            }
         }
-        let payload = event.payload_value().map_or(JsValue::NULL, |v| json_to_js(&v));
-        self.emit(channel, event.name(), payload);
+        self.emit(channel, &event.name, event.payload);
     }
 
+    /// `typing` as the receiver shows it: `{conversation_id, actor: {kind, id, name?}, is_typing}`.
     fn typing_change(&mut self, id: &ConversationId, change: TypingChange) {
         let (actor, is_typing) = match change {
             TypingChange::Started(a) => (a, true),
             TypingChange::Stopped(a) => (a, false),
             _ => return,
         };
-        let event = Event::Typing(Typing { conversation_id: id.clone(), actor, is_typing });
-        let payload = event.payload_value().map_or(JsValue::NULL, |v| json_to_js(&v));
+        let kind = JsValue::from_str(actor.kind.as_str());
+        let actor = match &actor.name {
+            Some(name) => {
+                object(&[("kind", &kind), ("id", &actor.id.as_str().into()), ("name", &name.into())])
+            }
+            None => object(&[("kind", &kind), ("id", &actor.id.as_str().into())]),
+        };
+        let payload = object(&[
+            ("conversation_id", &id.as_str().into()),
+            ("actor", &actor),
+            ("is_typing", &JsValue::from_bool(is_typing)),
+        ]);
         self.emit(None, "typing", payload);
     }
 
@@ -1019,7 +1107,7 @@ impl Inner {
     fn events_fetched(
         &mut self,
         id: &ConversationId,
-        r: Result<String, ClientError>,
+        r: Result<JsValue, ClientError>,
         poll: Option<u32>,
     ) -> bool {
         let now = now_ms();
@@ -1030,25 +1118,15 @@ impl Inner {
         // Only the current loop goes on (a stopped one's late answer is still fed: the buffer
         // drops what it has already applied).
         let current = poll.is_some_and(|g| g == c.poll_gen);
-        // `{events: [{event, payload}], last_seq, status}`, decoded through `Value` only (one
-        // deserializer for every event type keeps the wasm small).
-        let page = r.and_then(|text| {
-            serde_json::from_str::<serde_json::Value>(&text)
-                .map_err(|e| ClientError::InvalidResponse(e.to_string()))
-        });
-        match page {
-            Ok(mut page) => {
-                let events = match page.get_mut("events").map(serde_json::Value::take) {
-                    Some(serde_json::Value::Array(events)) => events,
-                    _ => Vec::new(),
-                };
-                let latest = Seq(page.get("last_seq").and_then(serde_json::Value::as_u64).unwrap_or(0));
+        // `{events: [{event, payload}], last_seq, status}`, as `JSON.parse` gave it.
+        match r {
+            Ok(page) => {
+                let events: Array = at(&page, &["events"]).dyn_into().unwrap_or_default();
+                let latest = Seq(path_u64(&page, &["last_seq"]).unwrap_or(0));
                 let mut last_event = None;
-                for mut e in events {
-                    let payload = e.get_mut("payload").map(serde_json::Value::take).unwrap_or_default();
-                    let Some(name) = e.get("event").and_then(serde_json::Value::as_str) else { continue };
-                    if let Ok(event) = Event::from_parts(name, payload) {
-                        last_event = event.seq().max(last_event);
+                for e in events.iter() {
+                    if let Some(event) = JsEvent::from_wire(&e) {
+                        last_event = event.seq.max(last_event);
                         c.buffer.handle_event(now, event);
                     }
                 }
@@ -1102,8 +1180,11 @@ impl Inner {
             OutboxAction::Send { client_msg_id, body } => {
                 let id = self.convs[i].id.clone();
                 let url = url::conversation(&self.base, &id, "/messages");
-                let req = SendMessageRequest { body, client_msg_id: Some(client_msg_id.clone()) };
-                let body = serde_json::to_string(&req).unwrap_or_default();
+                let body = super::json_body(&[
+                    ("body", &body.into()),
+                    ("client_msg_id", &client_msg_id.as_str().into()),
+                ])
+                .unwrap_or_default();
                 let weak = self.me.clone();
                 let token = self.token.clone();
                 let signal = self.life.as_ref().and_then(Aborter::signal);
@@ -1131,11 +1212,10 @@ impl Inner {
         }
     }
 
-    fn sent(&mut self, id: &ConversationId, cid: &ClientMsgId, r: Result<String, ClientError>) {
+    fn sent(&mut self, id: &ConversationId, cid: &ClientMsgId, r: Result<JsValue, ClientError>) {
         let now = now_ms();
-        let r = r.and_then(|text| {
-            let message = js_sys::Reflect::get(&super::text_to_js(&text), &JsValue::from_str("message"))
-                .unwrap_or(JsValue::UNDEFINED);
+        let r = r.and_then(|answer| {
+            let message = at(&answer, &["message"]);
             if message.is_object() {
                 Ok(message)
             } else {
@@ -1180,14 +1260,15 @@ impl Inner {
 
     fn presence_action(&mut self, id: &ConversationId, a: PresenceAction) {
         let url = url::conversation(&self.base, id, "/presence");
-        let tab = self.tab_id.clone();
+        let tab = JsValue::from_str(&self.tab_id);
+        // `PresenceRequest`: `{state, tab, token?}`.
         let body = |state: PresenceState, token: Option<String>| {
-            serde_json::to_string(&handoff_protocol::api::PresenceRequest {
-                state,
-                token,
-                tab: Some(tab.clone()),
-            })
-            .unwrap_or_default()
+            let state = JsValue::from_str(state.as_str());
+            let body = match token {
+                Some(t) => super::json_body(&[("state", &state), ("tab", &tab), ("token", &t.into())]),
+                None => super::json_body(&[("state", &state), ("tab", &tab)]),
+            };
+            body.unwrap_or_default()
         };
         match a {
             PresenceAction::Send(state) => self.fire_and_forget(url, body(state, None)),
@@ -1201,4 +1282,21 @@ impl Inner {
             _ => {}
         }
     }
+}
+
+/// The payload of `message:queued` and `message:failed`: `{conversation_id, client_msg_id, body,
+/// error?}`.
+pub(crate) fn outbox_payload(
+    conversation: Option<&str>,
+    cid: &ClientMsgId,
+    body: &str,
+    error: Option<&JsValue>,
+) -> JsValue {
+    let conversation = super::str_or_null(conversation);
+    let (cid, body) = (JsValue::from_str(cid.as_str()), JsValue::from_str(body));
+    let mut props = vec![("conversation_id", &conversation), ("client_msg_id", &cid), ("body", &body)];
+    if let Some(e) = error {
+        props.push(("error", e));
+    }
+    object(&props)
 }

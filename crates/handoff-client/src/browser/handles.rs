@@ -3,7 +3,6 @@
 //! client's state is its `close()`. Timers are `gloo_timers::callback::Timeout`, which cancels
 //! on drop the same way.
 
-use handoff_protocol::phoenix::{codec, Encoded, Frame, Vsn};
 use js_sys::Function;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -63,7 +62,8 @@ impl Drop for Aborter {
 /// What a socket reports.
 pub(crate) enum SocketEvent {
     Open,
-    Message(Encoded),
+    /// A message's data: a string, or an `ArrayBuffer` for binary frames.
+    Message(JsValue),
     Closed,
 }
 
@@ -86,14 +86,8 @@ impl Socket {
         let o = on.clone();
         let open = Closure::<dyn FnMut(JsValue)>::new(move |_| o(SocketEvent::Open));
         let o = on.clone();
-        let message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            let data = e.data();
-            if let Some(text) = data.as_string() {
-                o(SocketEvent::Message(Encoded::Text(text)));
-            } else if let Ok(buf) = data.dyn_into::<js_sys::ArrayBuffer>() {
-                o(SocketEvent::Message(Encoded::Binary(js_sys::Uint8Array::new(&buf).to_vec())));
-            }
-        });
+        let message =
+            Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| o(SocketEvent::Message(e.data())));
         let close = Closure::<dyn FnMut(JsValue)>::new(move |_| on(SocketEvent::Closed));
         ws.set_onopen(Some(open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
@@ -102,12 +96,9 @@ impl Socket {
         Some(Socket { ws, _open: open, _message: message, _close: close })
     }
 
-    /// Sends a frame with the socket's serializer.
-    pub(crate) fn send(&self, vsn: Vsn, frame: &Frame) -> bool {
-        match codec::encode_text(vsn, frame) {
-            Ok(text) => self.ws.send_with_str(&text).is_ok(),
-            Err(_) => false,
-        }
+    /// Sends an encoded frame.
+    pub(crate) fn send(&self, text: &str) -> bool {
+        self.ws.send_with_str(text).is_ok()
     }
 }
 

@@ -1,5 +1,6 @@
-//! `fetch` with the API's conventions: JSON bodies, `Authorization: Bearer`, errors mapped to
-//! [`ClientError`] with the server's code and message.
+//! `fetch` with the API's conventions: JSON bodies, `Authorization: Bearer`, answers parsed by
+//! the browser's `JSON.parse`, errors mapped to [`ClientError`] with the server's code and
+//! message.
 
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -15,14 +16,14 @@ fn network(e: &JsValue) -> ClientError {
     ClientError::Network(msg)
 }
 
-/// Sends a request; resolves to the body text of a 2xx answer (empty for 204).
+/// Sends a request; resolves to the parsed body of a 2xx answer (`undefined` for 204).
 pub(crate) async fn request(
     method: &str,
     url: &str,
     token: Option<&str>,
     body: Option<&str>,
     signal: Option<&AbortSignal>,
-) -> Result<String, ClientError> {
+) -> Result<JsValue, ClientError> {
     let init = RequestInit::new();
     init.set_method(method);
     let headers = Headers::new().map_err(|e| network(&e))?;
@@ -47,9 +48,11 @@ pub(crate) async fn request(
         Ok(p) => JsFuture::from(p).await.map_err(|e| network(&e))?.as_string().unwrap_or_default(),
         Err(e) => return Err(network(&e)),
     };
+    let body = super::text_to_js(&text);
     if response.ok() {
-        Ok(text)
+        Ok(body)
     } else {
-        Err(ClientError::from_response(response.status(), &text))
+        let field = |name| super::path_str(&body, &["error", name]);
+        Err(ClientError::from_parts(response.status(), field("code"), field("message")))
     }
 }

@@ -11,6 +11,7 @@ mod http;
 mod idle;
 #[cfg(feature = "supabase")]
 mod supabase;
+mod wire;
 
 #[cfg(feature = "agent")]
 pub use agent::{counts_as_unread, AgentClient};
@@ -20,6 +21,7 @@ pub use supabase::{connect_supabase, RealtimeChannel, RealtimeClient};
 
 use js_sys::{Promise, Reflect, JSON};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::error::ClientError;
 use engine::Engine;
@@ -36,12 +38,27 @@ pub(crate) fn random_u64() -> u64 {
     (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
 }
 
-/// A JSON value as a plain JS object, with the wire field names.
-pub(crate) fn json_to_js(v: &serde_json::Value) -> JsValue {
-    serde_json::to_string(v).ok().and_then(|s| JSON::parse(&s).ok()).unwrap_or(JsValue::NULL)
+/// A plain JS object with these properties (payloads for the app, request bodies): built in JS
+/// and written by `JSON.stringify`, so no JSON encoder is compiled into the wasm.
+pub(crate) fn object(props: &[(&str, &JsValue)]) -> JsValue {
+    let o = js_sys::Object::new();
+    for (k, v) in props {
+        let _ = Reflect::set(&o, &JsValue::from_str(k), v);
+    }
+    o.into()
 }
 
-/// A REST answer's body text as a plain JS value (`undefined` when empty).
+/// [`object`] as JSON text (a request body).
+pub(crate) fn json_body(props: &[(&str, &JsValue)]) -> Option<String> {
+    js_to_json(&object(props))
+}
+
+/// A string, or `null`.
+pub(crate) fn str_or_null(s: Option<&str>) -> JsValue {
+    s.map_or(JsValue::NULL, JsValue::from_str)
+}
+
+/// Parsed JSON text (`undefined` when empty or not JSON).
 pub(crate) fn text_to_js(text: &str) -> JsValue {
     if text.is_empty() {
         JsValue::UNDEFINED
@@ -53,6 +70,26 @@ pub(crate) fn text_to_js(text: &str) -> JsValue {
 /// A JS value as JSON text.
 pub(crate) fn js_to_json(v: &JsValue) -> Option<String> {
     JSON::stringify(v).ok().and_then(|s| s.as_string())
+}
+
+/// The value at `path` in a parsed JSON answer or payload (`["message", "seq"]`); `undefined`
+/// when a step is missing.
+pub(crate) fn at(v: &JsValue, path: &[&str]) -> JsValue {
+    let mut cur = v.clone();
+    for key in path {
+        if !cur.is_object() {
+            return JsValue::UNDEFINED;
+        }
+        cur = Reflect::get(&cur, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED);
+    }
+    cur
+}
+
+/// A whole, non-negative number at `path` (a `seq`).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+pub(crate) fn path_u64(v: &JsValue, path: &[&str]) -> Option<u64> {
+    let n = at(v, path).as_f64()?;
+    (n.is_finite() && n >= 0.0).then_some(n as u64)
 }
 
 /// A JS `Error` with `code` (and `status`, `channel` when known).
@@ -67,26 +104,24 @@ pub(crate) fn error_object(code: &str, message: &str, channel: Option<&str>) -> 
 
 /// A [`ClientError`] as a JS `Error` with `code`, `message` and `status`.
 pub(crate) fn js_error(e: &ClientError) -> JsValue {
-    let message = e.to_string();
-    let err = error_object(e.code(), &message, None);
+    let err = error_object(e.code(), &e.message(), None);
     if let Some(status) = e.status() {
         let _ = Reflect::set(&err, &"status".into(), &status.into());
     }
     err
 }
 
+/// `{code, message, status}` of an error, as `message:failed` carries it.
+pub(crate) fn error_payload(e: &ClientError) -> JsValue {
+    let status = e.status().map_or(JsValue::NULL, JsValue::from);
+    object(&[("code", &e.code().into()), ("message", &e.message().into()), ("status", &status)])
+}
+
 /// A string at `path` in a parsed JSON answer (`["conversation", "id"]`). Answers are parsed by
 /// `JSON.parse` and read where needed, instead of being deserialized into Rust types: every
 /// typed deserializer is code in the wasm.
 pub(crate) fn path_str(v: &JsValue, path: &[&str]) -> Option<String> {
-    let mut cur = v.clone();
-    for key in path {
-        if !cur.is_object() {
-            return None;
-        }
-        cur = Reflect::get(&cur, &JsValue::from_str(key)).ok()?;
-    }
-    cur.as_string()
+    at(v, path).as_string()
 }
 
 /// A string property of an options object.
@@ -114,7 +149,7 @@ pub(crate) fn common_options(engine: &Engine, options: &JsValue) {
 pub(crate) fn call(engine: &Engine, method: &'static str, url: String, body: Option<String>) -> Promise {
     let engine = engine.clone();
     wasm_bindgen_futures::future_to_promise(async move {
-        engine.rest(method, url, body).await.map(|t| text_to_js(&t)).map_err(|e| js_error(&e))
+        engine.rest(method, url, body).await.map_err(|e| js_error(&e))
     })
 }
 
@@ -122,35 +157,26 @@ pub(crate) fn call(engine: &Engine, method: &'static str, url: String, body: Opt
 /// page (a page holds at most 500 events) until the last event got reaches the conversation's
 /// latest `seq`; resolves to `{events, last_seq, status}` with every event.
 pub(crate) fn history(engine: &Engine, id: handoff_protocol::ConversationId) -> Promise {
-    use serde_json::Value;
     let engine = engine.clone();
     wasm_bindgen_futures::future_to_promise(async move {
-        let mut all = Vec::new();
+        let all = js_sys::Array::new();
         let mut after = handoff_protocol::Seq::ZERO;
         loop {
             let url = crate::url::events(&engine.base(), &id, after, None);
-            let text = engine.rest("GET", url, None).await.map_err(|e| js_error(&e))?;
-            let mut page: Value = serde_json::from_str(&text)
-                .map_err(|e| js_error(&ClientError::InvalidResponse(e.to_string())))?;
-            let latest = page.get("last_seq").and_then(Value::as_u64).unwrap_or(0);
-            let events = match page.get_mut("events").map(Value::take) {
-                Some(Value::Array(events)) => events,
-                _ => Vec::new(),
-            };
+            let page = engine.rest("GET", url, None).await.map_err(|e| js_error(&e))?;
+            let latest = path_u64(&page, &["last_seq"]).unwrap_or(0);
+            let events: js_sys::Array = at(&page, &["events"]).dyn_into().unwrap_or_default();
             // Each event's own seq; `last_seq` is not "got up to" when the page was cut.
-            let last = events
-                .iter()
-                .filter_map(|e| {
-                    let name = e.get("event")?.as_str()?;
-                    handoff_protocol::Event::from_parts(name, e.get("payload")?.clone()).ok()?.seq()
-                })
-                .max();
-            all.extend(events);
+            let mut last = None;
+            for e in events.iter() {
+                last = engine::JsEvent::from_wire(&e).and_then(|e| e.seq).max(last);
+                all.push(&e);
+            }
             match last {
                 Some(last) if last.0 < latest && last > after => after = last,
                 _ => {
-                    page["events"] = Value::Array(all);
-                    return Ok(json_to_js(&page));
+                    let _ = Reflect::set(&page, &"events".into(), &all);
+                    return Ok(page);
                 }
             }
         }

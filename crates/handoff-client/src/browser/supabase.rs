@@ -2,12 +2,11 @@
 //! server), with the same socket, supervisor and frames as the Handoff clients.
 
 use handoff_protocol::phoenix::Vsn;
-use handoff_protocol::Event;
 use js_sys::Function;
 use wasm_bindgen::prelude::*;
 
 use super::engine::Engine;
-use super::{js_to_json, opt_str};
+use super::opt_str;
 use crate::url;
 
 /// Connects to a Supabase Realtime endpoint: `connectSupabase("https://<ref>.supabase.co",
@@ -103,12 +102,8 @@ impl RealtimeChannel {
     }
 
     /// Broadcasts `{event, payload}` to the channel's other subscribers; `false` when not joined.
-    pub fn send(&self, event: String, payload: &JsValue) -> bool {
-        let payload = js_to_json(payload)
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or(serde_json::Value::Null);
-        let event = Event::Unknown { event, payload };
-        self.engine.with(|i| i.broadcast(&self.name, &event)).unwrap_or(false)
+    pub fn send(&self, event: &str, payload: &JsValue) -> bool {
+        self.engine.with(|i| i.broadcast(&self.name, event, payload)).unwrap_or(false)
     }
 
     /// Leaves the channel.

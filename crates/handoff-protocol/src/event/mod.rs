@@ -179,6 +179,49 @@ catalog! {
     AvailabilityChanged(AvailabilityChanged) = "availability:changed", persisted = false;
 }
 
+impl EventType {
+    /// Where the payload keeps the event's conversation `seq`, for the events that have one (the
+    /// same as [`Event::seq`]). Readers of the raw JSON, like the wasm client, follow these
+    /// paths instead of decoding the typed payload.
+    pub fn seq_path(self) -> Option<&'static [&'static str]> {
+        match self {
+            EventType::MessageNew => Some(&["message", "seq"]),
+            EventType::StatusChanged
+            | EventType::ConversationAssigned
+            | EventType::AgentClaimed
+            | EventType::ConversationTransferred
+            | EventType::ConversationResolved => Some(&["seq"]),
+            _ => None,
+        }
+    }
+
+    /// Where the payload keeps the conversation id, for events about one conversation (the
+    /// same as [`Event::conversation_id`]).
+    pub fn conversation_id_path(self) -> Option<&'static [&'static str]> {
+        match self {
+            EventType::MessageNew => Some(&["message", "conversation_id"]),
+            EventType::NoteNew => Some(&["note", "conversation_id"]),
+            EventType::StatusChanged
+            | EventType::ConversationAssigned
+            | EventType::AgentClaimed
+            | EventType::ConversationTransferred
+            | EventType::ConversationResolved
+            | EventType::QueuePositionUpdated
+            | EventType::Typing
+            | EventType::PresenceUpdated => Some(&["conversation_id"]),
+            _ => None,
+        }
+    }
+
+    /// Where a `message:new` keeps its message id (the buffer's dedupe key).
+    pub fn message_id_path(self) -> Option<&'static [&'static str]> {
+        match self {
+            EventType::MessageNew => Some(&["message", "id"]),
+            _ => None,
+        }
+    }
+}
+
 impl Event {
     /// The conversation counter of a persisted conversation event; `None` for ephemeral
     /// events and for events that are not about one conversation's history.

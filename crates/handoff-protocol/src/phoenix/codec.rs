@@ -278,9 +278,9 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn str(&mut self, n: u8) -> Result<String, CodecError> {
+    fn str(&mut self, n: u8) -> Result<&'a str, CodecError> {
         let bytes = self.take(usize::from(n))?;
-        std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| CodecError::InvalidUtf8)
+        std::str::from_utf8(bytes).map_err(|_| CodecError::InvalidUtf8)
     }
 
     fn rest(&self) -> &'a [u8] {
@@ -288,14 +288,32 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a binary message: a kind 3 push or a kind 4 broadcast. Both come out as a
-/// `broadcast` frame with payload `{"type": "broadcast", "event", "payload"}` (and `meta` when
-/// present), exactly as realtime-js presents them.
+/// The parts of a binary message, borrowed from its bytes: what [`decode_binary`] decodes
+/// further, and what a reader that leaves JSON to the browser (the wasm client) uses as is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BinaryParts<'a> {
+    /// The push's join ref (kind 3; `None` when absent or empty).
+    pub join_ref: Option<&'a str>,
+    /// The push's ref (kind 3; `None` when absent or empty).
+    pub r#ref: Option<&'a str>,
+    /// The topic.
+    pub topic: &'a str,
+    /// The user event name.
+    pub event: &'a str,
+    /// The metadata JSON text (empty: none).
+    pub meta: &'a str,
+    /// Whether `data` is JSON text (else raw bytes).
+    pub json: bool,
+    /// The user payload.
+    pub data: &'a [u8],
+}
+
+/// Splits a binary message (a kind 3 push or a kind 4 broadcast) into its parts.
 ///
 /// # Errors
-/// When the bytes are truncated, not UTF-8 where strings are, of an unknown kind, or carry
-/// invalid JSON.
-pub fn decode_binary(bytes: &[u8]) -> Result<Frame, CodecError> {
+/// When the bytes are truncated, not UTF-8 where strings are, of an unknown kind or with an
+/// unknown payload encoding.
+pub fn split_binary(bytes: &[u8]) -> Result<BinaryParts<'_>, CodecError> {
     let kind = *bytes.first().ok_or(CodecError::Truncated)?;
     let mut r = Reader { bytes, at: 1 };
     let (join_ref, r#ref, topic, event, meta, encoding) = match kind {
@@ -319,32 +337,54 @@ pub fn decode_binary(bytes: &[u8]) -> Result<Frame, CodecError> {
         }
         other => return Err(CodecError::UnknownKind(other)),
     };
-    let meta = if meta.is_empty() {
-        None
-    } else {
-        Some(serde_json::from_str::<Value>(&meta).map_err(CodecError::from)?)
-    };
-    let data = r.rest();
-    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
-    let payload = match encoding {
-        ENCODING_JSON => {
-            let inner: Value = serde_json::from_slice(data).map_err(CodecError::from)?;
-            let mut m = Map::new();
-            m.insert("type".into(), Value::String(BROADCAST.to_owned()));
-            m.insert("event".into(), Value::String(event));
-            m.insert("payload".into(), inner);
-            if let Some(meta) = meta {
-                m.insert("meta".into(), meta);
-            }
-            Payload::Json(Value::Object(m))
-        }
-        ENCODING_BINARY => Payload::BinaryBroadcast { event, meta, data: data.to_vec() },
+    let json = match encoding {
+        ENCODING_JSON => true,
+        ENCODING_BINARY => false,
         _ => return Err(CodecError::Shape("unknown payload encoding")),
     };
-    Ok(Frame {
-        join_ref: non_empty(join_ref),
-        r#ref: non_empty(r#ref),
+    Ok(BinaryParts {
+        join_ref: join_ref.filter(|s| !s.is_empty()),
+        r#ref: r#ref.filter(|s| !s.is_empty()),
         topic,
+        event,
+        meta,
+        json,
+        data: r.rest(),
+    })
+}
+
+/// Decodes a binary message: a kind 3 push or a kind 4 broadcast. Both come out as a
+/// `broadcast` frame with payload `{"type": "broadcast", "event", "payload"}` (and `meta` when
+/// present), exactly as realtime-js presents them.
+///
+/// # Errors
+/// When the bytes are truncated, not UTF-8 where strings are, of an unknown kind, or carry
+/// invalid JSON.
+pub fn decode_binary(bytes: &[u8]) -> Result<Frame, CodecError> {
+    let parts = split_binary(bytes)?;
+    let meta = if parts.meta.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str::<Value>(parts.meta).map_err(CodecError::from)?)
+    };
+    let event = parts.event.to_owned();
+    let payload = if parts.json {
+        let inner: Value = serde_json::from_slice(parts.data).map_err(CodecError::from)?;
+        let mut m = Map::new();
+        m.insert("type".into(), Value::String(BROADCAST.to_owned()));
+        m.insert("event".into(), Value::String(event));
+        m.insert("payload".into(), inner);
+        if let Some(meta) = meta {
+            m.insert("meta".into(), meta);
+        }
+        Payload::Json(Value::Object(m))
+    } else {
+        Payload::BinaryBroadcast { event, meta, data: parts.data.to_vec() }
+    };
+    Ok(Frame {
+        join_ref: parts.join_ref.map(str::to_owned),
+        r#ref: parts.r#ref.map(str::to_owned),
+        topic: parts.topic.to_owned(),
         event: BROADCAST.to_owned(),
         payload,
     })

@@ -108,6 +108,24 @@ pub enum FrameKind {
     Unknown,
 }
 
+impl FrameKind {
+    /// The kind of a frame with this event name.
+    pub fn of(event: &str) -> FrameKind {
+        match event {
+            PHX_JOIN => FrameKind::Join,
+            PHX_LEAVE => FrameKind::Leave,
+            PHX_REPLY => FrameKind::Reply,
+            PHX_CLOSE => FrameKind::Close,
+            PHX_ERROR => FrameKind::Error,
+            HEARTBEAT => FrameKind::Heartbeat,
+            ACCESS_TOKEN => FrameKind::AccessToken,
+            BROADCAST => FrameKind::Broadcast,
+            PRESENCE_STATE | PRESENCE_DIFF | PRESENCE => FrameKind::Presence,
+            _ => FrameKind::Unknown,
+        }
+    }
+}
+
 /// The `config` of a Supabase join.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinConfig {
@@ -281,18 +299,7 @@ impl Frame {
 
     /// What the frame is.
     pub fn kind(&self) -> FrameKind {
-        match self.event.as_str() {
-            PHX_JOIN => FrameKind::Join,
-            PHX_LEAVE => FrameKind::Leave,
-            PHX_REPLY => FrameKind::Reply,
-            PHX_CLOSE => FrameKind::Close,
-            PHX_ERROR => FrameKind::Error,
-            HEARTBEAT => FrameKind::Heartbeat,
-            ACCESS_TOKEN => FrameKind::AccessToken,
-            BROADCAST => FrameKind::Broadcast,
-            PRESENCE_STATE | PRESENCE_DIFF | PRESENCE => FrameKind::Presence,
-            _ => FrameKind::Unknown,
-        }
+        FrameKind::of(&self.event)
     }
 
     fn json_payload(&self) -> Result<&Value, CodecError> {

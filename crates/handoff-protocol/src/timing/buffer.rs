@@ -22,7 +22,7 @@
 //! #     Event::StatusChanged(StatusChanged { conversation_id: "c".into(), seq: Seq(seq),
 //! #         status: ConversationStatus::Queued, previous: ConversationStatus::Bot })
 //! # }
-//! let mut b = EventBuffer::new(Seq(0));
+//! let mut b = EventBuffer::<Event>::new(Seq(0));
 //! b.handle_event(0, status(2)); // early: held
 //! assert_eq!(b.poll_action(), None);
 //! b.handle_event(10, status(1));
@@ -32,11 +32,11 @@
 //! assert_eq!(b.poll_action(), None);
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::Clock;
 use crate::event::Event;
-use crate::ids::{MessageId, Seq};
+use crate::ids::Seq;
 
 /// A gap not filled within this long triggers a catch-up.
 pub const GAP_CATCH_UP_MS: u64 = 2_000;
@@ -45,12 +45,38 @@ pub const MAX_HELD: usize = 256;
 /// Message ids remembered for dedupe.
 const RECENT_MESSAGE_IDS: usize = 512;
 
+/// What the buffer needs to know of an event. [`Event`] is one; the wasm client buffers the
+/// wire JSON as `JSON.parse` gave it, reading these two facts with
+/// [`EventType::seq_path`](crate::event::EventType::seq_path) and
+/// [`EventType::message_id_path`](crate::event::EventType::message_id_path), so that no typed
+/// decoder is compiled into the browser.
+pub trait Sequenced {
+    /// The conversation counter; `None` for an ephemeral event (passed straight through).
+    fn seq(&self) -> Option<Seq>;
+    /// The id of the message a `message:new` carries (dropped when already applied under another
+    /// `seq`); `None` for other events.
+    fn message_id(&self) -> Option<&str>;
+}
+
+impl Sequenced for Event {
+    fn seq(&self) -> Option<Seq> {
+        Event::seq(self)
+    }
+
+    fn message_id(&self) -> Option<&str> {
+        match self {
+            Event::MessageNew(m) => Some(m.message.id.as_str()),
+            _ => None,
+        }
+    }
+}
+
 /// What the buffer asks its owner to do.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub enum BufferAction {
+pub enum BufferAction<E = Event> {
     /// Apply this event to the UI or model: it is the next in order (or ephemeral).
-    Apply(Event),
+    Apply(E),
     /// Fetch `GET .../events?after=<after>` and feed the result to `handle_event`.
     CatchUp {
         /// The last applied `seq`.
@@ -60,22 +86,24 @@ pub enum BufferAction {
 
 /// Seq-ordered, deduplicated delivery of one conversation's events.
 #[derive(Clone, Debug)]
-pub struct EventBuffer {
+pub struct EventBuffer<E = Event> {
     clock: Clock,
     applied: Seq,
-    held: BTreeMap<Seq, Event>,
+    /// Events after a gap, sorted by `seq` (at most [`MAX_HELD`]: a sorted `Vec` is as quick as
+    /// a map at that size, and much smaller in the wasm build).
+    held: Vec<(Seq, E)>,
     gap_since: Option<u64>,
-    recent_messages: VecDeque<MessageId>,
-    actions: VecDeque<BufferAction>,
+    recent_messages: VecDeque<String>,
+    actions: VecDeque<BufferAction<E>>,
 }
 
-impl EventBuffer {
+impl<E: Sequenced> EventBuffer<E> {
     /// A buffer that has applied everything up to `applied` (`Seq::ZERO` for a new client).
     pub fn new(applied: Seq) -> Self {
         EventBuffer {
             clock: Clock::default(),
             applied,
-            held: BTreeMap::new(),
+            held: Vec::new(),
             gap_since: None,
             recent_messages: VecDeque::new(),
             actions: VecDeque::new(),
@@ -93,24 +121,26 @@ impl EventBuffer {
     }
 
     /// An event arrived (from the socket, a long-poll or a catch-up page).
-    pub fn handle_event(&mut self, now_ms: u64, event: Event) {
+    pub fn handle_event(&mut self, now_ms: u64, event: E) {
         let now = self.clock.advance(now_ms);
         let Some(seq) = event.seq() else {
             self.actions.push_back(BufferAction::Apply(event));
             return;
         };
-        if seq <= self.applied || self.held.contains_key(&seq) {
+        if seq <= self.applied {
             return;
         }
+        let Err(at) = self.held.binary_search_by_key(&seq, |(s, _)| *s) else { return };
         if seq == self.applied.next() {
             self.apply(seq, event);
-            while let Some(next) = self.held.remove(&self.applied.next()) {
-                let s = self.applied.next();
+            // Everything held is above `applied`, in order: the next one, if here, is first.
+            while self.held.first().is_some_and(|(s, _)| *s == self.applied.next()) {
+                let (s, next) = self.held.remove(0);
                 self.apply(s, next);
             }
             self.gap_since = if self.held.is_empty() { None } else { Some(now) };
         } else {
-            self.held.insert(seq, event);
+            self.held.insert(at, (seq, event));
             self.gap_since.get_or_insert(now);
             if self.held.len() > MAX_HELD {
                 self.held.clear();
@@ -120,16 +150,16 @@ impl EventBuffer {
         }
     }
 
-    fn apply(&mut self, seq: Seq, event: Event) {
+    fn apply(&mut self, seq: Seq, event: E) {
         self.applied = seq;
-        if let Event::MessageNew(m) = &event {
-            if self.recent_messages.contains(&m.message.id) {
+        if let Some(id) = event.message_id() {
+            if self.recent_messages.iter().any(|m| m == id) {
                 return;
             }
             if self.recent_messages.len() == RECENT_MESSAGE_IDS {
                 self.recent_messages.pop_front();
             }
-            self.recent_messages.push_back(m.message.id.clone());
+            self.recent_messages.push_back(id.to_owned());
         }
         self.actions.push_back(BufferAction::Apply(event));
     }
@@ -142,18 +172,20 @@ impl EventBuffer {
     pub fn handle_page(&mut self, now_ms: u64, last_event: Option<Seq>, latest: Seq) {
         self.clock.advance(now_ms);
         if let Some(last) = last_event.filter(|last| *last < latest) {
-            let action = BufferAction::CatchUp { after: last.max(self.applied) };
-            if !self.actions.contains(&action) {
-                self.actions.push_back(action);
-            }
+            self.catch_up(last.max(self.applied));
         }
     }
 
     /// Asks for a catch-up now (the supervisor's `CatchUp`, after any transition).
     pub fn request_catch_up(&mut self) {
-        let action = BufferAction::CatchUp { after: self.applied };
-        if !self.actions.contains(&action) {
-            self.actions.push_back(action);
+        self.catch_up(self.applied);
+    }
+
+    fn catch_up(&mut self, after: Seq) {
+        let queued =
+            self.actions.iter().any(|a| matches!(a, BufferAction::CatchUp { after: a } if *a == after));
+        if !queued {
+            self.actions.push_back(BufferAction::CatchUp { after });
         }
     }
 
@@ -167,7 +199,7 @@ impl EventBuffer {
     }
 
     /// The next action, in order.
-    pub fn poll_action(&mut self) -> Option<BufferAction> {
+    pub fn poll_action(&mut self) -> Option<BufferAction<E>> {
         self.actions.pop_front()
     }
 
@@ -181,7 +213,7 @@ impl EventBuffer {
 mod tests {
     use super::*;
     use crate::event::{Author, AuthorKind, ConversationStatus, Message, MessageNew, StatusChanged, Typing};
-    use crate::ids::Timestamp;
+    use crate::ids::{MessageId, Timestamp};
     use proptest::prelude::*;
 
     fn msg(seq: u64) -> Event {
@@ -214,7 +246,7 @@ mod tests {
 
     #[test]
     fn ephemeral_events_pass_straight_through() {
-        let mut b = EventBuffer::new(Seq(5));
+        let mut b = EventBuffer::<Event>::new(Seq(5));
         let t = Event::Typing(Typing {
             conversation_id: "c".into(),
             actor: Author { kind: AuthorKind::Agent, id: "a".into(), name: None },
@@ -227,7 +259,7 @@ mod tests {
     #[test]
     fn a_gap_asks_for_catch_up_after_2_s() {
         assert_eq!(GAP_CATCH_UP_MS, 2_000);
-        let mut b = EventBuffer::new(Seq(0));
+        let mut b = EventBuffer::<Event>::new(Seq(0));
         b.handle_event(1_000, msg(1));
         b.handle_event(1_100, msg(3));
         assert_eq!(applied_seqs(&drain(&mut b)), [1]);
@@ -245,7 +277,7 @@ mod tests {
 
     #[test]
     fn a_message_id_seen_before_is_dropped() {
-        let mut b = EventBuffer::new(Seq(0));
+        let mut b = EventBuffer::<Event>::new(Seq(0));
         b.handle_event(0, msg(1));
         let mut again = msg(2);
         if let Event::MessageNew(m) = &mut again {
@@ -259,7 +291,7 @@ mod tests {
 
     #[test]
     fn too_many_held_events_turn_into_one_catch_up() {
-        let mut b = EventBuffer::new(Seq(0));
+        let mut b = EventBuffer::<Event>::new(Seq(0));
         for s in 2..=(MAX_HELD as u64 + 2) {
             b.handle_event(0, msg(s));
         }
@@ -278,7 +310,7 @@ mod tests {
     #[test]
     fn a_catch_up_pages_until_done() {
         // 620 events, pages of 500: the client asks again after 500 and gets all, once each.
-        let mut b = EventBuffer::new(Seq(0));
+        let mut b = EventBuffer::<Event>::new(Seq(0));
         b.request_catch_up();
         let mut applied = Vec::new();
         let mut requests = Vec::new();
@@ -303,7 +335,7 @@ mod tests {
 
     #[test]
     fn last_seq_is_not_applied_up_to() {
-        let mut b = EventBuffer::new(Seq(0));
+        let mut b = EventBuffer::<Event>::new(Seq(0));
         // A truncated page: events 1..=3 of 10.
         for s in 1..=3 {
             b.handle_event(0, msg(s));
@@ -321,7 +353,7 @@ mod tests {
 
     #[test]
     fn status_events_count_too() {
-        let mut b = EventBuffer::new(Seq(0));
+        let mut b = EventBuffer::<Event>::new(Seq(0));
         let status = Event::StatusChanged(StatusChanged {
             conversation_id: "c".into(),
             seq: Seq(1),
@@ -351,7 +383,7 @@ mod tests {
                     deliveries.swap(a, last);
                 }
             }
-            let mut b = EventBuffer::new(Seq(0));
+            let mut b = EventBuffer::<Event>::new(Seq(0));
             let mut out = Vec::new();
             let mut now = 0;
             for (i, s) in deliveries.iter().enumerate() {

@@ -181,6 +181,29 @@ fn seq_and_conversation_accessors_cover_persisted_conversation_events() {
     }
 }
 
+/// The JSON paths that readers of raw payloads follow (the wasm client) find what the typed
+/// accessors return, for every event of the catalog.
+#[test]
+fn payload_paths_agree_with_the_typed_accessors() {
+    fn at<'a>(v: &'a serde_json::Value, path: Option<&[&str]>) -> Option<&'a serde_json::Value> {
+        path?.iter().try_fold(v, |v, key| v.get(key))
+    }
+    for event in samples() {
+        let t = event.event_type().unwrap();
+        let payload = event.payload_value().unwrap();
+        let seq = at(&payload, t.seq_path()).map(|v| Seq(v.as_u64().unwrap()));
+        assert_eq!(seq, event.seq(), "{t}");
+        let conv = at(&payload, t.conversation_id_path()).map(|v| v.as_str().unwrap());
+        assert_eq!(conv, event.conversation_id().map(ConversationId::as_str), "{t}");
+        let id = at(&payload, t.message_id_path()).map(|v| v.as_str().unwrap());
+        let typed = match &event {
+            Event::MessageNew(m) => Some(m.message.id.as_str()),
+            _ => None,
+        };
+        assert_eq!(id, typed, "{t}");
+    }
+}
+
 #[test]
 fn transfer_to_the_queue_has_its_own_shape() {
     let json = serde_json::to_value(TransferTarget::Queue).unwrap();
