@@ -12,7 +12,7 @@ let ready;
 
 /** What to do when the wasm URL answers with something else (an HTML page, usually). */
 const NOT_WASM_HINT =
-  'With Vite\'s dev server, exclude the SDK from dependency pre-bundling (it moves the glue away from the wasm, and the dev server answers the wasm URL with index.html): optimizeDeps: { exclude: ["@handoff/sdk"] } in vite.config. Otherwise serve dist/handoff_client_bg.wasm beside dist/handoff_client.js, or pass the wasm\'s URL to initHandoff(url).';
+  'With Vite\'s dev server and the SDK outside the app\'s node_modules (hoisted in a workspace, a custom cacheDir), exclude it from dependency pre-bundling: optimizeDeps: { exclude: ["@handoff/sdk"] } in vite.config. Otherwise serve dist/handoff_client_bg.wasm beside dist/handoff_client.js, or pass the wasm\'s URL to initHandoff(url).';
 
 /**
  * Loads and instantiates the WebAssembly module once. By default the `.wasm` is fetched next to
@@ -32,8 +32,7 @@ export function initHandoff(moduleOrPath) {
 }
 
 async function load(source) {
-  // The same URL the glue would use (bundlers emit the asset for this `new URL` form).
-  const where = source === undefined ? new URL("./dist/handoff_client_bg.wasm", import.meta.url) : source;
+  const where = source === undefined ? wasmUrl() : source;
   const isResponse = typeof Response === "function" && where instanceof Response;
   const isRequest = typeof Request === "function" && where instanceof Request;
   const url = isResponse || isRequest ? where.url : typeof where === "string" || where instanceof URL ? String(where) : undefined;
@@ -77,6 +76,19 @@ async function load(source) {
     }
     throw initError("wasm_load_failed", `Cannot load the Handoff SDK's WebAssembly${at}: ${describe(cause)}`, { url, cause });
   }
+}
+
+/**
+ * The wasm beside the glue, as the glue would load it: bundlers (Vite, webpack, Rollup) emit the
+ * asset for this `new URL(..., import.meta.url)` form. Vite's dev server runs this file
+ * pre-bundled from `node_modules/.vite/deps/`, where the wasm was not copied: there, it is
+ * still in the installed package, two folders up, which the dev server serves as it is.
+ */
+function wasmUrl() {
+  const url = new URL("./dist/handoff_client_bg.wasm", import.meta.url);
+  return url.pathname.includes("/node_modules/.vite/deps/")
+    ? new URL("../../../@handoff/sdk/dist/handoff_client_bg.wasm", url)
+    : url;
 }
 
 /** The engine's "no `\0asm` at the start" (V8, SpiderMonkey, JavaScriptCore), or a text answer. */

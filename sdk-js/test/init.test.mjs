@@ -4,7 +4,11 @@
 // imports a fresh copy of index.js, so nothing is cached between tests.
 import { test, beforeEach } from "node:test";
 import assert from "node:assert/strict";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { register } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 
 const fakeGlue = `
 export default async function init(arg) {
@@ -155,4 +159,23 @@ test("bytes that are not wasm are wasm_not_wasm too", async () => {
   assert.match(err.message, /expected magic word/);
   assert.equal(requests.length, 0);
   await sdk.initHandoff(WASM);
+});
+
+test("the wasm is beside the glue; pre-bundled by Vite's dev server, in the installed package", async () => {
+  answers.push(wasm(), wasm());
+  await (await freshSdk()).initHandoff();
+  assert.equal(requests[0], new URL("../dist/handoff_client_bg.wasm", import.meta.url).href);
+
+  // Vite serves the bundle from node_modules/.vite/deps/, where the wasm was not copied.
+  const app = mkdtempSync(join(tmpdir(), "handoff-sdk-vite-"));
+  try {
+    const deps = join(app, "node_modules/.vite/deps");
+    mkdirSync(deps, { recursive: true });
+    copyFileSync(new URL("../index.js", import.meta.url), join(deps, "@handoff_sdk.js"));
+    const bundled = await import(pathToFileURL(join(deps, "@handoff_sdk.js")).href);
+    await bundled.initHandoff();
+    assert.equal(requests[1], pathToFileURL(join(app, "node_modules/@handoff/sdk/dist/handoff_client_bg.wasm")).href);
+  } finally {
+    rmSync(app, { recursive: true, force: true });
+  }
 });

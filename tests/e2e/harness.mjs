@@ -3,8 +3,8 @@
 // playwright-core.
 //
 // Run through `cargo xtask e2e` (or `cargo xtask test`), which builds the server and the web
-// assets first. Run alone: `node --test --test-concurrency=1 tests/e2e/` after `cargo xtask web`
-// and `cargo build -p handoff-server`.
+// assets first. Run alone: `node --test --test-concurrency=1 tests/e2e/` after `cargo xtask web`,
+// `cargo build -p handoff-server` and `npm ci` in examples/vite-react (vite-react.test.mjs).
 
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
@@ -39,7 +39,8 @@ function cli(db, args) {
   return fields;
 }
 
-function freePort() {
+/** A port the OS says is free on 127.0.0.1 (for servers that cannot listen on port 0). */
+export function freePort() {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.once("error", fail);

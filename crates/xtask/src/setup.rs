@@ -51,20 +51,50 @@ pub fn chromium() -> Result {
 
 /// `npm ci` in `dir` unless its `node_modules` is up to date with the lock file.
 pub fn npm(dir: &Path) -> Result {
+    if installed(dir) {
+        Ok(())
+    } else {
+        run(dir, "npm", &["ci", "--no-audit", "--no-fund"])
+    }
+}
+
+/// Whether `dir/node_modules` was installed after the last change of the lock file.
+fn installed(dir: &Path) -> bool {
     let lock = dir.join("package-lock.json");
     let stamp = dir.join("node_modules/.package-lock.json");
-    let fresh = match (std::fs::metadata(&lock), std::fs::metadata(&stamp)) {
+    match (std::fs::metadata(&lock), std::fs::metadata(&stamp)) {
         (Ok(l), Ok(s)) => match (l.modified(), s.modified()) {
             (Ok(l), Ok(s)) => s >= l,
             _ => false,
         },
         _ => false,
-    };
-    if fresh {
-        Ok(())
-    } else {
-        run(dir, "npm", &["ci", "--no-audit", "--no-fund"])
     }
+}
+
+/// `npm ci` in `dir`, which depends on the package in the folder `local` (`file:`) installed as
+/// a packed copy (`install-links` in its `.npmrc`), unless `node_modules` is up to date with the
+/// lock file and holds `local` as it is now. npm records no integrity for a folder, so it never
+/// notices that `local` changed: the integrity of `npm pack` (deterministic: npm fixes the
+/// tarball's dates) is kept beside the copy and compared.
+pub fn npm_with_local(dir: &Path, local: &Path) -> Result {
+    let pack = Command::new("npm")
+        .args(["pack", "--dry-run", "--json"])
+        .current_dir(local)
+        .output()
+        .map_err(|e| format!("cannot run npm pack in {}: {e}", local.display()))?;
+    let json = String::from_utf8_lossy(&pack.stdout);
+    let integrity = json
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("\"integrity\": \""))
+        .and_then(|v| v.split('"').next())
+        .filter(|_| pack.status.success())
+        .ok_or_else(|| format!("`npm pack --dry-run --json` in {} gave no integrity", local.display()))?;
+    let stamp = dir.join("node_modules/.local-package-integrity");
+    if installed(dir) && std::fs::read_to_string(&stamp).is_ok_and(|have| have == integrity) {
+        return Ok(());
+    }
+    run(dir, "npm", &["ci", "--no-audit", "--no-fund"])?;
+    std::fs::write(&stamp, integrity).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
 }
 
 /// A virtualenv under the target directory with the contract test's pinned Python packages

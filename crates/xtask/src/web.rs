@@ -326,7 +326,8 @@ pub fn browser_tests(root: &Path) -> Result {
 }
 
 /// The browser end-to-end suites in `tests/e2e/` (playwright-core driving Debian's Chromium
-/// against a real server on the built web assets; see `tests/e2e/harness.mjs`).
+/// against a real server on the built web assets; see `tests/e2e/harness.mjs`), and the Vite +
+/// React example (`examples/vite-react/`) on the built npm SDK, which they drive.
 pub fn e2e(root: &Path) -> Result {
     let dir = root.join("tests/e2e");
     if !dir.join("package-lock.json").exists() {
@@ -334,6 +335,11 @@ pub fn e2e(root: &Path) -> Result {
     }
     setup::chromium()?;
     setup::npm(&dir)?;
+    let sdk = root.join("sdk-js");
+    if !sdk.join("dist/handoff_client_bg.wasm").exists() {
+        return Err("sdk-js/dist is not built: run `cargo xtask web` first".to_owned());
+    }
+    setup::npm_with_local(&root.join("examples/vite-react"), &sdk)?;
     run(root, &cargo(), &["build", "-p", "handoff-server"])?;
     let bin = target_dir(root).join("debug/handoff-server");
     run_env(
