@@ -5,7 +5,6 @@
 //! borrow, then call the client.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use handoff_client::HandoffClient;
@@ -21,7 +20,7 @@ use web_sys::{
 };
 
 use crate::dom::{append, attrs, el, show, text_el, Listeners};
-use crate::model::{safe_color, BubbleChange, Model, Outgoing, Screen};
+use crate::model::{decimal, parse_decimal, safe_color, BubbleChange, Model, Outgoing, Screen};
 
 const CSS: &str = include_str!("widget.css");
 const SVG_NS: &str = "http://www.w3.org/2000/svg";
@@ -64,12 +63,12 @@ struct Ui {
     sheet: CssStyleSheet,
     model: Model,
     /// Rendered message ids (live events and send answers both carry the message).
-    shown: HashSet<String>,
+    shown: Vec<String>,
     /// The highest persisted `seq` rendered: replays of older events are skipped.
     last_seq: u64,
     /// Own messages' bubbles until the server confirms them, by `client_msg_id` (the model
     /// says which is sending and which failed).
-    outgoing: HashMap<String, Element>,
+    outgoing: Vec<(String, Element)>,
     conversation: Option<String>,
     /// The conversation's start while it is on its way.
     starting: Option<Promise>,
@@ -157,9 +156,9 @@ pub fn mount(
         els,
         sheet,
         model: Model::default(),
-        shown: HashSet::new(),
+        shown: Vec::new(),
         last_seq: 0,
-        outgoing: HashMap::new(),
+        outgoing: Vec::new(),
         conversation: None,
         starting: None,
         ready,
@@ -506,7 +505,7 @@ impl Widget {
             "message:discarded" => {
                 if let Some(cid) = text(p, &["client_msg_id"]) {
                     if ui.model.discarded(&cid) {
-                        if let Some(b) = ui.outgoing.remove(&cid) {
+                        if let Some(b) = ui.take_outgoing(&cid) {
                             b.remove();
                         }
                     }
@@ -800,9 +799,10 @@ impl Ui {
     /// Renders a message once (by id); an own message replaces its "sending" bubble.
     fn message(&mut self, m: &JsValue) {
         let Some(id) = text(m, &["id"]) else { return };
-        if !self.shown.insert(id) {
+        if self.shown.contains(&id) {
             return;
         }
+        self.shown.push(id);
         let body = text(m, &["body"]).unwrap_or_default();
         let kind = text(m, &["author", "kind"]).unwrap_or_default();
         let seq = count(m, &["seq"]).unwrap_or(0);
@@ -811,7 +811,7 @@ impl Ui {
             let class = "msg me";
             let cid = text(m, &["client_msg_id"]);
             let own = if self.model.confirmed(cid.as_deref()) {
-                cid.and_then(|c| self.outgoing.remove(&c))
+                cid.and_then(|c| self.take_outgoing(&c))
             } else {
                 None
             };
@@ -850,12 +850,12 @@ impl Ui {
                 let b = bubble(&self.doc, "msg me sending", "", body);
                 attrs(&b, &[("data-cid", cid)]);
                 let _ = self.els.log.append_child(&b);
-                self.outgoing.insert(cid.to_owned(), b.clone());
+                self.outgoing.push((cid.to_owned(), b.clone()));
                 self.scroll();
                 b
             }
-            BubbleChange::Update => match self.outgoing.get(cid) {
-                Some(b) => b.clone(),
+            BubbleChange::Update => match self.outgoing.iter().find(|(c, _)| c == cid) {
+                Some((_, b)) => b.clone(),
                 None => return,
             },
         };
@@ -886,6 +886,12 @@ impl Ui {
         }
     }
 
+    /// The bubble of an own message until the server confirmed it, taken out.
+    fn take_outgoing(&mut self, cid: &str) -> Option<Element> {
+        let k = self.outgoing.iter().position(|(c, _)| c == cid)?;
+        Some(self.outgoing.swap_remove(k).1)
+    }
+
     fn system(&self, line: &str) {
         let li = text_el(&self.doc, "li", "sys", line);
         let _ = self.els.log.append_child(&li);
@@ -907,12 +913,12 @@ impl Ui {
 
     fn seen_of(&self, id: &str) -> u64 {
         let v = self.local.as_ref().and_then(|s| s.get_item(&Self::seen_key(id)).ok().flatten());
-        v.and_then(|v| v.parse().ok()).unwrap_or(0)
+        v.and_then(|v| parse_decimal(&v)).unwrap_or(0)
     }
 
     fn remember_seen(&self, seq: u64) {
         if let (Some(s), Some(id)) = (&self.local, &self.conversation) {
-            let _ = s.set_item(&Self::seen_key(id), &seq.to_string());
+            let _ = s.set_item(&Self::seen_key(id), &decimal(seq));
         }
     }
 
