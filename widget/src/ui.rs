@@ -130,33 +130,35 @@ pub fn mount(
 ) -> Result<Widget, JsValue> {
     let window = web_sys::window().ok_or("no window")?;
     let doc = window.document().ok_or("no document")?;
-    let body = doc.body().ok_or("no document.body")?;
+    let body: Element =
+        get(&doc, &["body"]).filter(JsValue::is_object).ok_or("no document.body")?.unchecked_into();
     let options = Object::new();
     Reflect::set(&options, &"baseUrl".into(), &base_url.into())?;
     Reflect::set(&options, &"projectKey".into(), &project_key.into())?;
     let client = Rc::new(HandoffClient::new(&options)?);
 
     let sheet = CssStyleSheet::new()?;
-    sheet.replace_sync(&stylesheet("#2563eb"))?;
+    call(&sheet, "replaceSync", &[&stylesheet("#2563eb").into()]).ok_or("replaceSync")?;
     let els = build(&doc)?;
     // The loader's launcher stays (with its stylesheet) until the session is up; the widget's
     // root waits hidden beside it (the loader's sheet hides `[hidden]` too).
-    let theirs = host.filter(|h| h.is_connected()).and_then(|h| h.shadow_root()).and_then(|s| {
-        // `querySelector` is the same method on a shadow root: one import for both.
-        let r = s.unchecked_ref::<Element>().query_selector(".root").ok().flatten()?;
+    let theirs = host.filter(|h| flag(h, &["isConnected"]) == Some(true)).and_then(|h| {
+        let s = get(&h, &["shadowRoot"]).filter(JsValue::is_object)?.unchecked_into::<ShadowRoot>();
+        let r = find(&s, ".root")?;
         Some((s, r))
     });
     let drawn = if let Some((shadow, theirs)) = theirs {
-        let _ = shadow.append_child(&els[ROOT]);
+        add(&shadow, &els[ROOT]);
         Some((shadow, theirs))
     } else {
         let host = el(&doc, "handoff-widget", "");
         let init = Object::new();
         set_prop(&init, "mode", &"open".into());
-        let shadow = host.attach_shadow(init.unchecked_ref())?;
-        shadow.set_adopted_style_sheets(&Array::of1(&sheet));
-        let _ = shadow.append_child(&els[ROOT]);
-        let _ = body.append_child(&host);
+        let shadow: ShadowRoot =
+            call(&host, "attachShadow", &[&init]).ok_or("attachShadow")?.unchecked_into();
+        set_prop(&shadow, "adoptedStyleSheets", &Array::of1(&sheet));
+        add(&shadow, &els[ROOT]);
+        add(&body, &host);
         None
     };
 
@@ -176,7 +178,7 @@ pub fn mount(
         ready_resolve,
         position_left: false,
         local: window.local_storage().ok().flatten(),
-        session: window.session_storage().ok().flatten(),
+        session: get(&window, &["sessionStorage"]).filter(JsValue::is_object).map(JsCast::unchecked_into),
         on_dom: None,
         on_event: None,
         watching: false,
@@ -319,10 +321,10 @@ impl Widget {
             return;
         };
         let ui = self.ui.borrow();
-        while let Ok(Some(old)) = ui.els[LOG].query_selector(".old") {
-            old.remove();
+        while let Some(old) = find(&ui.els[LOG], ".old") {
+            remove(&old);
         }
-        let first = ui.els[LOG].first_child();
+        let first = get(&ui.els[LOG], &["firstChild"]).unwrap_or(JsValue::NULL);
         let mut items: Vec<Element> = Vec::new();
         for h in list.iter().rev() {
             let id = text(&h, &["conversation", "id"]);
@@ -330,7 +332,8 @@ impl Widget {
                 continue;
             }
             let when = get(&h, &["conversation", "created_at"]).and_then(|v| v.as_f64()).unwrap_or(0.0);
-            let date: String = js_sys::Date::new(&JsValue::from_f64(when)).to_date_string().into();
+            let date = js_sys::Date::new(&JsValue::from_f64(when));
+            let date = call(&date, "toDateString", &[]).and_then(|d| d.as_string()).unwrap_or_default();
             items.push(text_el(
                 &ui.doc,
                 "li",
@@ -360,7 +363,7 @@ impl Widget {
             }
         }
         for item in &items {
-            let _ = ui.els[LOG].insert_before(item, first.as_ref());
+            call(&ui.els[LOG], "insertBefore", &[item, &first]);
         }
         if !items.is_empty() {
             ui.scroll();
@@ -373,15 +376,15 @@ impl Widget {
             let mut ui = self.ui.borrow_mut();
             let theme = |k: &str| text(session, &["config", "theme", k]).unwrap_or_default();
             let color = theme("color");
-            let _ = ui.sheet.replace_sync(&stylesheet(safe_color(&color)));
+            call(&ui.sheet, "replaceSync", &[&stylesheet(safe_color(&color)).into()]);
             ui.position_left = theme("position") == "left";
             let title = theme("title");
-            ui.els[TITLE].set_text_content(Some(&title));
-            ui.els[PANEL].set_attribute("aria-label", &title).ok();
+            set_text(&ui.els[TITLE], Some(&title));
+            set(&ui.els[PANEL], "aria-label", &title);
             let greeting = theme("greeting");
             if !greeting.is_empty() {
                 let bubble = bubble(&ui.doc, "msg greeting", &title, &greeting);
-                let _ = ui.els[LOG].append_child(&bubble);
+                add(&ui.els[LOG], &bubble);
             }
             let status =
                 text(session, &["conversation", "status"]).and_then(|s| ConversationStatus::parse(&s));
@@ -398,9 +401,11 @@ impl Widget {
             show(&ui.els[ROOT], true);
             if let Some((shadow, theirs)) = ui.drawn.take() {
                 // Same task as showing ours: the page never paints both or neither.
-                shadow.set_adopted_style_sheets(&Array::of1(&ui.sheet));
-                let focused = shadow.active_element().is_some_and(|a| theirs.contains(Some(&a)));
-                theirs.remove();
+                set_prop(&shadow, "adoptedStyleSheets", &Array::of1(&ui.sheet));
+                let focused = get(&shadow, &["activeElement"])
+                    .filter(JsValue::is_object)
+                    .is_some_and(|a| contains(&theirs, &a));
+                remove(&theirs);
                 if focused {
                     refocus = Some(ui.els[LAUNCHER].clone());
                 }
@@ -441,21 +446,21 @@ impl Widget {
 
     /// One DOM event in the window, by kind and by which of its elements it concerns.
     fn dom_event(&self, ev: &Event) {
-        let Some(target) = ev.target().and_then(|t| t.dyn_into::<Element>().ok()) else { return };
+        let Some(target) = get(ev, &["target"]).and_then(|t| t.dyn_into::<Element>().ok()) else { return };
         let kind = text(ev, &["type"]).unwrap_or_default();
         let (which, in_panel) = {
             // Busy: an event the widget's own work fired at once (the `focusout` of a focused
             // button it removes), none it handles.
             let Ok(ui) = self.ui.try_borrow() else { return };
             // A click counts for the button it is in (the launcher's icon is an SVG in it).
-            let target = if kind == "click" { target.closest("button").ok().flatten() } else { Some(target) };
+            let target = if kind == "click" { closest(&target, "button") } else { Some(target) };
             let Some(target) = target else { return };
-            if kind == "click" && target.get_attribute("data-act").is_some() {
+            if kind == "click" && attr(&target, "data-act").is_some() {
                 drop(ui);
                 return self.bubble_action(&target);
             }
             let which = ui.els.iter().position(|e| *e == target).unwrap_or(KEPT);
-            (which, ui.els[PANEL].contains(Some(&target)))
+            (which, contains(&ui.els[PANEL], &target))
         };
         match (kind.as_str(), which) {
             ("click", LAUNCHER) => {
@@ -487,16 +492,16 @@ impl Widget {
                     && flag(ev, &["shiftKey"]) == Some(false)
                     && flag(ev, &["isComposing"]) == Some(false)
                 {
-                    ev.prevent_default();
+                    prevent(ev);
                     self.submit();
                 }
             }
             ("submit", COMPOSER) => {
-                ev.prevent_default();
+                prevent(ev);
                 self.submit();
             }
             ("submit", OFFLINE) => {
-                ev.prevent_default();
+                prevent(ev);
                 let w = self.clone();
                 spawn(Box::pin(async move { w.submit_offline().await }));
             }
@@ -540,7 +545,7 @@ impl Widget {
                 if let Some(cid) = text(p, &["client_msg_id"]) {
                     if ui.model.discarded(&cid) {
                         if let Some(b) = ui.take_outgoing(&cid) {
-                            b.remove();
+                            remove(&b);
                         }
                     }
                 }
@@ -649,9 +654,8 @@ impl Widget {
 
     /// A click in the log: a failed bubble's "Retry" or "Discard".
     fn bubble_action(&self, button: &Element) {
-        let Some(act) = button.get_attribute("data-act") else { return };
-        let Some(cid) = button.closest("li").ok().flatten().and_then(|li| li.get_attribute("data-cid"))
-        else {
+        let Some(act) = attr(button, "data-act") else { return };
+        let Some(cid) = closest(button, "li").and_then(|li| attr(&li, "data-cid")) else {
             return;
         };
         // The client answers with `message:queued` / `message:discarded` at once: no borrow
@@ -753,21 +757,21 @@ impl Widget {
             ];
             let mut first_error = None;
             for (field, ok, why) in checks {
-                let _ = field.set_attribute("aria-invalid", if ok { "false" } else { "true" });
+                set(field, "aria-invalid", if ok { "false" } else { "true" });
                 if !ok && first_error.is_none() {
                     first_error = Some((field.clone(), why));
                 }
             }
             if let Some((field, why)) = first_error {
-                e[OFF_ERROR].set_text_content(Some(why));
+                set_text(&e[OFF_ERROR], Some(why));
                 show(&e[OFF_ERROR], true);
                 drop(ui); // focus events run the widget's listener at once
                 focus(&field);
                 return;
             }
             show(&e[OFF_ERROR], false);
-            let _ = e[OFF_SUBMIT].set_attribute("disabled", "");
-            e[OFF_SUBMIT].set_text_content(Some("Sending…"));
+            set(&e[OFF_SUBMIT], "disabled", "");
+            set_text(&e[OFF_SUBMIT], Some("Sending…"));
             (name, email, message)
         };
         let form = Object::new();
@@ -776,8 +780,8 @@ impl Widget {
         }
         let r = JsFuture::from(self.client.send_offline_message(&form)).await;
         let mut ui = self.ui.borrow_mut();
-        let _ = ui.els[OFF_SUBMIT].remove_attribute("disabled");
-        ui.els[OFF_SUBMIT].set_text_content(Some("Send message"));
+        unset(&ui.els[OFF_SUBMIT], "disabled");
+        set_text(&ui.els[OFF_SUBMIT], Some("Send message"));
         match r {
             Ok(_) => {
                 let thanks = [
@@ -788,7 +792,7 @@ impl Widget {
                     ".",
                 ]
                 .concat();
-                ui.els[SENT_TEXT].set_text_content(Some(&thanks));
+                set_text(&ui.els[SENT_TEXT], Some(&thanks));
                 set_prop(&ui.els[OFF_MESSAGE], "value", &JsValue::from_str(""));
                 ui.model.screen = Screen::OfflineSent;
                 ui.render();
@@ -797,7 +801,7 @@ impl Widget {
                 let why = text(&e, &["message"]).unwrap_or_else(|| "network error".to_owned());
                 let msg =
                     ["Your message was not sent (", why.as_str(), "). Nothing is lost: try again."].concat();
-                ui.els[OFF_ERROR].set_text_content(Some(&msg));
+                set_text(&ui.els[OFF_ERROR], Some(&msg));
                 show(&ui.els[OFF_ERROR], true);
             }
         }
@@ -809,8 +813,8 @@ impl Ui {
     /// the previous user's stays on screen (log but the greeting, draft, open conversation,
     /// earlier transcripts, unread badge); the window stays as open as it was.
     fn new_visitor(&mut self, session: &JsValue) {
-        while let Ok(Some(old)) = self.els[LOG].query_selector(":scope > :not(.greeting)") {
-            old.remove();
+        while let Some(old) = find(&self.els[LOG], ":scope > :not(.greeting)") {
+            remove(&old);
         }
         set_prop(&self.els[INPUT], "value", &JsValue::from_str(""));
         self.error(None);
@@ -849,9 +853,9 @@ impl Ui {
             };
             if let Some(el) = own {
                 set(&el, "class", class);
-                let _ = el.remove_attribute("data-cid");
-                if let Ok(Some(fail)) = el.query_selector(".fail") {
-                    fail.remove();
+                unset(&el, "data-cid");
+                if let Some(fail) = find(&el, ".fail") {
+                    remove(&fail);
                 }
                 // Keep the log in server order: the confirmed message goes to the end.
                 el
@@ -864,7 +868,7 @@ impl Ui {
             self.model.typing = None;
             bubble(&self.doc, if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body)
         };
-        let _ = self.els[LOG].append_child(&bubble);
+        add(&self.els[LOG], &bubble);
         self.scroll();
         self.model.message(seq, mine);
         if self.model.open {
@@ -881,7 +885,7 @@ impl Ui {
             BubbleChange::Add => {
                 let b = bubble(&self.doc, "msg me sending", "", body);
                 set(&b, "data-cid", cid);
-                let _ = self.els[LOG].append_child(&b);
+                add(&self.els[LOG], &b);
                 self.outgoing.push((cid.to_owned(), b.clone()));
                 self.scroll();
                 b
@@ -891,8 +895,8 @@ impl Ui {
                 None => return,
             },
         };
-        if let Ok(Some(fail)) = li.query_selector(".fail") {
-            fail.remove();
+        if let Some(fail) = find(&li, ".fail") {
+            remove(&fail);
         }
         let failed = self.model.outgoing.iter().any(|(id, s)| id == cid && *s == Outgoing::Failed);
         if !failed {
@@ -913,7 +917,7 @@ impl Ui {
             let retry = button("Retry", "retry", "Retry sending this message");
             let discard = button("Discard", "discard", "Discard this message");
             append(&fail, &[&note, &retry, &discard]);
-            let _ = li.append_child(&fail);
+            add(&li, &fail);
         }
     }
 
@@ -925,7 +929,7 @@ impl Ui {
 
     fn system(&self, line: &str) {
         let li = text_el(&self.doc, "li", "sys", line);
-        let _ = self.els[LOG].append_child(&li);
+        add(&self.els[LOG], &li);
         self.scroll();
     }
 
@@ -935,7 +939,7 @@ impl Ui {
     }
 
     fn error(&self, message: Option<&str>) {
-        self.els[ERROR].set_text_content(message);
+        set_text(&self.els[ERROR], message);
         show(&self.els[ERROR], message.is_some());
     }
 
@@ -968,7 +972,7 @@ impl Ui {
         set(&e[ROOT], "class", &class);
         show(&e[PANEL], m.open);
         let badge = m.badge();
-        e[BADGE].set_text_content(Some(&badge));
+        set_text(&e[BADGE], Some(&badge));
         show(&e[BADGE], !badge.is_empty());
         let label = match (m.open, badge.as_str()) {
             (true, _) => "Minimize chat".to_owned(),
@@ -978,15 +982,15 @@ impl Ui {
         set(&e[LAUNCHER], "aria-label", &label);
         set(&e[LAUNCHER], "aria-expanded", if m.open { "true" } else { "false" });
         set(&e[ICON], "d", if m.open { ICON_CLOSE } else { ICON_CHAT });
-        e[SUB].set_text_content(Some(&m.status_line()));
+        set_text(&e[SUB], Some(&m.status_line()));
         let notice = m.connection_notice();
-        e[CONN].set_text_content(notice);
+        set_text(&e[CONN], notice);
         show(&e[CONN], notice.is_some());
         let chat = m.screen == Screen::Chat;
         show(&e[LOG], chat);
         show(&e[COMPOSER], chat);
         let typing = m.typing.as_ref().filter(|_| chat).map(|n| [n.as_str(), " is typing…"].concat());
-        e[TYPING].set_text_content(typing.as_deref());
+        set_text(&e[TYPING], typing.as_deref());
         show(&e[TYPING], typing.is_some());
         show(&e[ACTIONS], m.offers_human());
         show(&e[OFFLINE], m.screen == Screen::OfflineForm);
@@ -1004,9 +1008,9 @@ fn stylesheet(color: &str) -> String {
 fn bubble(doc: &Document, class: &str, who: &str, body: &str) -> Element {
     let li = el(doc, "li", class);
     if !who.is_empty() {
-        let _ = li.append_child(&text_el(doc, "span", "who", who));
+        add(&li, &text_el(doc, "span", "who", who));
     }
-    let _ = li.append_child(&text_el(doc, "p", "body", body));
+    add(&li, &text_el(doc, "p", "body", body));
     li
 }
 
