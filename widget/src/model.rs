@@ -238,7 +238,7 @@ impl Model {
                 "Nobody is available right now. Leave your email and we will get back to you.".to_owned()
             }
             (Some(ConversationStatus::Queued), _, Some((pos, len))) => {
-                let (pos, len) = (pos.to_string(), len.to_string());
+                let (pos, len) = (decimal(pos.into()), decimal(len.into()));
                 join(&["Waiting for an agent: you are number ", &pos, " of ", &len, " in the queue"])
             }
             (Some(ConversationStatus::Queued), _, None) => "Waiting for an agent".to_owned(),
@@ -265,7 +265,7 @@ impl Model {
     pub fn badge(&self) -> String {
         match self.unread {
             0 => String::new(),
-            n @ 1..=9 => n.to_string(),
+            n @ 1..=9 => decimal(n.into()),
             _ => "9+".to_owned(),
         }
     }
@@ -273,6 +273,33 @@ impl Model {
 
 fn join(parts: &[&str]) -> String {
     parts.concat()
+}
+
+/// `n` in decimal: what `n.to_string()` gives, without `core::fmt` in the wasm.
+pub fn decimal(mut n: u64) -> String {
+    let mut s = String::new();
+    loop {
+        #[allow(clippy::cast_possible_truncation)] // a digit
+        s.insert(0, char::from(b'0' + (n % 10) as u8));
+        n /= 10;
+        if n == 0 {
+            return s;
+        }
+    }
+}
+
+/// A decimal written by [`decimal`] (only ASCII digits, no sign, no overflow), else `None`.
+pub fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.bytes().try_fold(0u64, |n, b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 /// An accent colour from the project config if it is `#rgb` or `#rrggbb`, else the default: the
@@ -399,6 +426,17 @@ mod tests {
         assert!(m.discarded("r-9"));
         assert!(!m.discarded("r-9"));
         assert_eq!(m.outgoing.len(), 2);
+    }
+
+    #[test]
+    fn decimals_round_trip_as_to_string_does() {
+        for n in [0, 7, 10, 42, 999, 1_000_000, u64::MAX] {
+            assert_eq!(decimal(n), n.to_string());
+            assert_eq!(parse_decimal(&decimal(n)), Some(n));
+        }
+        for bad in ["", "-1", "1a", " 1", "18446744073709551616"] {
+            assert_eq!(parse_decimal(bad), None, "{bad}");
+        }
     }
 
     #[test]

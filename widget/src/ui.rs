@@ -5,7 +5,8 @@
 //! borrow, then call the client.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use handoff_client::HandoffClient;
@@ -14,49 +15,48 @@ use handoff_protocol::event::ConversationStatus;
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{
-    CssStyleSheet, Document, Element, HtmlElement, HtmlInputElement, HtmlTextAreaElement, ShadowRoot,
-    ShadowRootInit, ShadowRootMode, Storage,
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{CssStyleSheet, Document, Element, Event, ShadowRoot, Storage};
+
+#[allow(clippy::wildcard_imports)] // the element indices
+use crate::dom::*;
+use crate::model::{decimal, parse_decimal, safe_color, BubbleChange, Model, Outgoing, Screen};
+
+/// `widget.css` without its comments (they would ship in the wasm), at compile time.
+const CSS: &str = {
+    const SRC: &[u8] = include_bytes!("widget.css");
+    const BYTES: [u8; uncomment::<0>(SRC).1] = uncomment(SRC).0;
+    match std::str::from_utf8(&BYTES) {
+        Ok(css) => css,
+        Err(_) => panic!("widget.css is UTF-8"),
+    }
 };
 
-use crate::dom::{append, attrs, el, show, text_el, Listeners};
-use crate::model::{safe_color, BubbleChange, Model, Outgoing, Screen};
-
-const CSS: &str = include_str!("widget.css");
-const SVG_NS: &str = "http://www.w3.org/2000/svg";
-const OPEN_KEY: &str = "handoff.open";
-/// The launcher's icon: a speech bubble while minimized, a chevron while open.
-const ICON_CHAT: &str = "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z";
-const ICON_CLOSE: &str =
-    "M5.3 8.3a1 1 0 0 1 1.4 0L12 13.6l5.3-5.3a1 1 0 1 1 1.4 1.4l-6 6a1 1 0 0 1-1.4 0l-6-6a1 1 0 0 1 0-1.4z";
-
-/// The elements the widget updates.
-struct Els {
-    root: Element,
-    launcher: Element,
-    icon: Element,
-    badge: Element,
-    panel: Element,
-    title: Element,
-    sub: Element,
-    conn: Element,
-    log: Element,
-    typing: Element,
-    actions: Element,
-    composer: Element,
-    input: HtmlTextAreaElement,
-    error: Element,
-    offline: Element,
-    off_name: HtmlInputElement,
-    off_email: HtmlInputElement,
-    off_message: HtmlTextAreaElement,
-    off_error: Element,
-    off_submit: Element,
-    back: Element,
-    sent: Element,
-    sent_text: Element,
+/// `css` without its `/* comments */` (and the line end after one), and the length of that:
+/// `N` is that length (with `N` = 0 only the length is computed).
+const fn uncomment<const N: usize>(css: &[u8]) -> ([u8; N], usize) {
+    let (mut out, mut i, mut o) = ([0u8; N], 0, 0);
+    while i < css.len() {
+        if css[i] == b'/' && i + 1 < css.len() && css[i + 1] == b'*' {
+            i += 2;
+            while i + 1 < css.len() && !(css[i] == b'*' && css[i + 1] == b'/') {
+                i += 1;
+            }
+            i += 2;
+            if i < css.len() && css[i] == b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        if o < N {
+            out[o] = css[i];
+        }
+        o += 1;
+        i += 1;
+    }
+    (out, o)
 }
+const OPEN_KEY: &str = "handoff.open";
 
 struct Ui {
     doc: Document,
@@ -64,12 +64,12 @@ struct Ui {
     sheet: CssStyleSheet,
     model: Model,
     /// Rendered message ids (live events and send answers both carry the message).
-    shown: HashSet<String>,
+    shown: Vec<String>,
     /// The highest persisted `seq` rendered: replays of older events are skipped.
     last_seq: u64,
     /// Own messages' bubbles until the server confirms them, by `client_msg_id` (the model
     /// says which is sending and which failed).
-    outgoing: HashMap<String, Element>,
+    outgoing: Vec<(String, Element)>,
     conversation: Option<String>,
     /// The conversation's start while it is on its way.
     starting: Option<Promise>,
@@ -79,7 +79,9 @@ struct Ui {
     position_left: bool,
     local: Option<Storage>,
     session: Option<Storage>,
-    listeners: Listeners,
+    /// The one DOM listener (clicks, keys, submits, input, focus changes in the window): `Fn`,
+    /// as it runs again inside itself (a `focus()` it makes fires `focusout`).
+    on_dom: Option<Closure<dyn Fn(Event)>>,
     on_event: Option<Closure<dyn FnMut(JsValue, JsValue)>>,
     /// Following the project's availability (from the first time the window opens).
     watching: bool,
@@ -90,7 +92,11 @@ struct Ui {
     prefetched: JsValue,
 }
 
-/// What `handoff_widget.mount` returns: `window.Handoff` calls these once the widget is up.
+// The JS API (`mount`, `Widget`) is documented with `//` comments: wasm-bindgen copies doc
+// comments into the glue every page downloads (the loader documents `window.Handoff`).
+
+// What `handoff_widget.mount` returns: `window.Handoff` calls these once the widget is up.
+#[allow(missing_docs)]
 #[wasm_bindgen]
 #[derive(Clone)]
 pub struct Widget {
@@ -104,17 +110,18 @@ impl std::fmt::Debug for Widget {
     }
 }
 
-/// Builds the widget for `projectKey` on the server at `baseUrl` and starts its session (retried
-/// quietly while the server is unreachable). The launcher shows once the session is up.
-///
-/// The loader may pass the `<handoff-widget>` host where it already drew the launcher from its
-/// own session call (`host`, or `null`), and that call's answer (`session`: a promise of `{ok,
-/// token, text}`, or `null`): the widget builds into that shadow root and swaps its launcher in
-/// when its session is up, with no frame in between, using that answer instead of a second call.
-///
-/// # Errors
-/// When the page has no `document.body` or the client options are invalid.
-#[wasm_bindgen]
+// Builds the widget for `projectKey` on the server at `baseUrl` and starts its session (retried
+// quietly while the server is unreachable). The launcher shows once the session is up.
+//
+// The loader may pass the `<handoff-widget>` host where it already drew the launcher from its
+// own session call (`host`, or `null`), and that call's answer (`session`: a promise of `{ok,
+// token, text}`, or `null`): the widget builds into that shadow root and swaps its launcher in
+// when its session is up, with no frame in between, using that answer instead of a second call.
+//
+// # Errors
+// When the page has no `document.body` or the client options are invalid.
+#[allow(missing_docs, clippy::missing_errors_doc)]
+#[wasm_bindgen(skip_jsdoc)]
 pub fn mount(
     base_url: String,
     project_key: String,
@@ -123,30 +130,35 @@ pub fn mount(
 ) -> Result<Widget, JsValue> {
     let window = web_sys::window().ok_or("no window")?;
     let doc = window.document().ok_or("no document")?;
-    let body = doc.body().ok_or("no document.body")?;
+    let body: Element =
+        get(&doc, &["body"]).filter(JsValue::is_object).ok_or("no document.body")?.unchecked_into();
     let options = Object::new();
     Reflect::set(&options, &"baseUrl".into(), &base_url.into())?;
     Reflect::set(&options, &"projectKey".into(), &project_key.into())?;
     let client = Rc::new(HandoffClient::new(&options)?);
 
     let sheet = CssStyleSheet::new()?;
-    sheet.replace_sync(&stylesheet("#2563eb"))?;
-    let els = build(&doc);
+    call(&sheet, "replaceSync", &[&stylesheet("#2563eb").into()]).ok_or("replaceSync")?;
+    let els = build(&doc)?;
     // The loader's launcher stays (with its stylesheet) until the session is up; the widget's
     // root waits hidden beside it (the loader's sheet hides `[hidden]` too).
-    let theirs = host
-        .filter(|h| h.is_connected())
-        .and_then(|h| h.shadow_root())
-        .and_then(|s| s.query_selector(".root").ok().flatten().map(|r| (s, r)));
+    let theirs = host.filter(|h| flag(h, &["isConnected"]) == Some(true)).and_then(|h| {
+        let s = get(&h, &["shadowRoot"]).filter(JsValue::is_object)?.unchecked_into::<ShadowRoot>();
+        let r = find(&s, ".root")?;
+        Some((s, r))
+    });
     let drawn = if let Some((shadow, theirs)) = theirs {
-        let _ = shadow.append_child(&els.root);
+        add(&shadow, &els[ROOT]);
         Some((shadow, theirs))
     } else {
-        let host = doc.create_element("handoff-widget")?;
-        let shadow = host.attach_shadow(&ShadowRootInit::new(ShadowRootMode::Open))?;
-        shadow.set_adopted_style_sheets(&Array::of1(&sheet));
-        let _ = shadow.append_child(&els.root);
-        let _ = body.append_child(&host);
+        let host = el(&doc, "handoff-widget", "");
+        let init = Object::new();
+        set_prop(&init, "mode", &"open".into());
+        let shadow: ShadowRoot =
+            call(&host, "attachShadow", &[&init]).ok_or("attachShadow")?.unchecked_into();
+        set_prop(&shadow, "adoptedStyleSheets", &Array::of1(&sheet));
+        add(&shadow, &els[ROOT]);
+        add(&body, &host);
         None
     };
 
@@ -157,17 +169,17 @@ pub fn mount(
         els,
         sheet,
         model: Model::default(),
-        shown: HashSet::new(),
+        shown: Vec::new(),
         last_seq: 0,
-        outgoing: HashMap::new(),
+        outgoing: Vec::new(),
         conversation: None,
         starting: None,
         ready,
         ready_resolve,
         position_left: false,
         local: window.local_storage().ok().flatten(),
-        session: window.session_storage().ok().flatten(),
-        listeners: Listeners::default(),
+        session: get(&window, &["sessionStorage"]).filter(JsValue::is_object).map(JsCast::unchecked_into),
+        on_dom: None,
         on_event: None,
         watching: false,
         drawn,
@@ -176,13 +188,15 @@ pub fn mount(
     let w = Widget { client, ui };
     w.wire();
     let started = w.clone();
-    spawn_local(async move { started.start().await });
+    spawn(Box::pin(async move { started.start().await }));
     Ok(w)
 }
 
+#[allow(missing_docs)]
 #[wasm_bindgen]
 impl Widget {
-    /// Opens the chat window.
+    // Opens the chat window.
+    #[wasm_bindgen(skip_jsdoc)]
     pub fn open(&self) {
         let mut ui = self.ui.borrow_mut();
         if ui.model.screen == Screen::Loading {
@@ -196,17 +210,13 @@ impl Widget {
             let _ = s.set_item(OPEN_KEY, "1");
         }
         ui.render();
-        let target: Option<HtmlElement> = match ui.model.screen {
-            Screen::OfflineForm => ui.els.off_name.clone().dyn_into().ok(),
-            _ => ui.els.input.clone().dyn_into().ok(),
-        };
-        if let Some(t) = target {
-            let _ = t.focus();
-        }
+        let field = ui.els[if ui.model.screen == Screen::OfflineForm { OFF_NAME } else { INPUT }].clone();
         // From the first opening on, the chat and the offline form follow the project's
         // availability live (the client may emit at once: no borrow held).
         let watch = !std::mem::replace(&mut ui.watching, true);
         drop(ui);
+        // Focus events run the widget's listener at once: no borrow held either.
+        focus(&field);
         if watch {
             if let Err(e) = self.client.watch_availability() {
                 self.ui.borrow_mut().watching = false;
@@ -215,7 +225,8 @@ impl Widget {
         }
     }
 
-    /// Minimizes the chat window to the launcher.
+    // Minimizes the chat window to the launcher.
+    #[wasm_bindgen(skip_jsdoc)]
     pub fn close(&self) {
         let mut ui = self.ui.borrow_mut();
         ui.model.open = false;
@@ -225,27 +236,43 @@ impl Widget {
         ui.render();
     }
 
-    /// Binds a signed-in user of the site: `{user_id, name?, email?, hmac}` (once the session is
-    /// up: a call made earlier waits for it). When this browser's visitor was identified as
-    /// another user, the client starts a new visitor (`visitor:changed`) and the window drops
-    /// everything of the previous user's: log, open conversation, history, unread badge.
+    // Binds a signed-in user of the site: `{user_id, name?, email?, hmac}` (once the session is
+    // up: a call made earlier waits for it). When this browser's visitor was identified as
+    // another user, the client starts a new visitor (`visitor:changed`) and the window drops
+    // everything of the previous user's: log, open conversation, history, unread badge.
+    #[wasm_bindgen(skip_jsdoc)]
     pub fn identify(&self, user: JsValue) -> Promise {
         // Known before the session starts (a call queued by the loader): a stored visitor
         // identified as another user is not even resumed.
         let user_id = Reflect::get(&user, &"user_id".into()).ok().and_then(|v| v.as_string());
         self.client.expect_user(user_id);
-        let (client, ready) = (self.client.clone(), self.ui.borrow().ready.clone());
+        let ready = self.ui.borrow().ready.clone();
         let w = self.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            JsFuture::from(ready).await?;
-            let r = JsFuture::from(client.identify(&user)).await?;
-            // A verified user's conversations from other devices join the history.
-            w.load_history().await;
-            Ok(r)
-        })
+        let mut settle = None;
+        let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
+        if let Some((resolve, reject)) = settle {
+            spawn(Box::pin(async move {
+                let r = match JsFuture::from(ready).await {
+                    Ok(_) => JsFuture::from(w.client.identify(&user)).await,
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(r) => {
+                        // A verified user's conversations from other devices join the history.
+                        w.load_history().await;
+                        let _ = resolve.call1(&JsValue::UNDEFINED, &r);
+                    }
+                    Err(e) => {
+                        let _ = reject.call1(&JsValue::UNDEFINED, &e);
+                    }
+                }
+            }));
+        }
+        promise
     }
 
-    /// `fn(payload, name)` for the client's events (`"*"`: all); returns an unsubscribe function.
+    // `fn(payload, name)` for the client's events (`"*"`: all); returns an unsubscribe function.
+    #[wasm_bindgen(skip_jsdoc)]
     pub fn on(&self, event: String, f: Function) -> Function {
         self.client.on(event, f)
     }
@@ -288,15 +315,16 @@ impl Widget {
     /// the log, oldest first; the current conversation is the live log below them.
     async fn load_history(&self) {
         let Ok(list) = JsFuture::from(self.client.conversations()).await else { return };
-        let Some(list) = get(&list, &["conversations"]).filter(Array::is_array).map(|v| Array::from(&v))
+        let Some(list) =
+            get(&list, &["conversations"]).filter(Array::is_array).map(JsCast::unchecked_into::<Array>)
         else {
             return;
         };
         let ui = self.ui.borrow();
-        while let Ok(Some(old)) = ui.els.log.query_selector(".old") {
-            old.remove();
+        while let Some(old) = find(&ui.els[LOG], ".old") {
+            remove(&old);
         }
-        let first = ui.els.log.first_child();
+        let first = get(&ui.els[LOG], &["firstChild"]).unwrap_or(JsValue::NULL);
         let mut items: Vec<Element> = Vec::new();
         for h in list.iter().rev() {
             let id = text(&h, &["conversation", "id"]);
@@ -304,15 +332,18 @@ impl Widget {
                 continue;
             }
             let when = get(&h, &["conversation", "created_at"]).and_then(|v| v.as_f64()).unwrap_or(0.0);
-            let date: String = js_sys::Date::new(&JsValue::from_f64(when)).to_date_string().into();
+            let date = js_sys::Date::new(&JsValue::from_f64(when));
+            let date = call(&date, "toDateString", &[]).and_then(|d| d.as_string()).unwrap_or_default();
             items.push(text_el(
                 &ui.doc,
                 "li",
                 "sys old",
                 &["Earlier conversation, ", date.as_str()].concat(),
             ));
-            let events =
-                get(&h, &["events"]).filter(Array::is_array).map(|v| Array::from(&v)).unwrap_or_default();
+            let events = get(&h, &["events"])
+                .filter(Array::is_array)
+                .map(JsCast::unchecked_into::<Array>)
+                .unwrap_or_default();
             for e in events.iter() {
                 if text(&e, &["event"]).as_deref() != Some("message:new") {
                     continue;
@@ -332,7 +363,7 @@ impl Widget {
             }
         }
         for item in &items {
-            let _ = ui.els.log.insert_before(item, first.as_ref());
+            call(&ui.els[LOG], "insertBefore", &[item, &first]);
         }
         if !items.is_empty() {
             ui.scroll();
@@ -340,19 +371,20 @@ impl Widget {
     }
 
     fn started(&self, session: &JsValue) {
+        let mut refocus = None;
         let reopen = {
             let mut ui = self.ui.borrow_mut();
             let theme = |k: &str| text(session, &["config", "theme", k]).unwrap_or_default();
             let color = theme("color");
-            let _ = ui.sheet.replace_sync(&stylesheet(safe_color(&color)));
+            call(&ui.sheet, "replaceSync", &[&stylesheet(safe_color(&color)).into()]);
             ui.position_left = theme("position") == "left";
             let title = theme("title");
-            ui.els.title.set_text_content(Some(&title));
-            ui.els.panel.set_attribute("aria-label", &title).ok();
+            set_text(&ui.els[TITLE], Some(&title));
+            set(&ui.els[PANEL], "aria-label", &title);
             let greeting = theme("greeting");
             if !greeting.is_empty() {
                 let bubble = bubble(&ui.doc, "msg greeting", &title, &greeting);
-                let _ = ui.els.log.append_child(&bubble);
+                add(&ui.els[LOG], &bubble);
             }
             let status =
                 text(session, &["conversation", "status"]).and_then(|s| ConversationStatus::parse(&s));
@@ -366,16 +398,16 @@ impl Widget {
             ui.model.started(status, agent, away, bot);
             let asked = std::mem::take(&mut ui.model.open); // `Handoff.open()` before the session
             ui.render();
-            show(&ui.els.root, true);
+            show(&ui.els[ROOT], true);
             if let Some((shadow, theirs)) = ui.drawn.take() {
                 // Same task as showing ours: the page never paints both or neither.
-                shadow.set_adopted_style_sheets(&Array::of1(&ui.sheet));
-                let focused = shadow.active_element().is_some_and(|a| theirs.contains(Some(&a)));
-                theirs.remove();
+                set_prop(&shadow, "adoptedStyleSheets", &Array::of1(&ui.sheet));
+                let focused = get(&shadow, &["activeElement"])
+                    .filter(JsValue::is_object)
+                    .is_some_and(|a| contains(&theirs, &a));
+                remove(&theirs);
                 if focused {
-                    if let Ok(l) = ui.els.launcher.clone().dyn_into::<HtmlElement>() {
-                        let _ = l.focus();
-                    }
+                    refocus = Some(ui.els[LAUNCHER].clone());
                 }
             }
             if let Some(resolve) = ui.ready_resolve.take() {
@@ -383,11 +415,15 @@ impl Widget {
             }
             asked || ui.session.as_ref().and_then(|s| s.get_item(OPEN_KEY).ok().flatten()).is_some()
         };
+        // Focus events run the widget's listener at once: no borrow held.
+        if let Some(launcher) = refocus {
+            focus(&launcher);
+        }
         if reopen {
             self.open();
         }
         let w = self.clone();
-        spawn_local(async move { w.load_history().await });
+        spawn(Box::pin(async move { w.load_history().await }));
     }
 
     /// Listens to the client and the DOM.
@@ -397,87 +433,89 @@ impl Widget {
             w.event(&name.as_string().unwrap_or_default(), &payload);
         });
         let _ = self.client.on("*".to_owned(), on_event.as_ref().unchecked_ref::<Function>().clone());
-        let mut l = Listeners::default();
-        {
-            let ui = self.ui.borrow();
-            let e = &ui.els;
-            let w = self.clone();
-            l.on(&e.launcher, "click", move |_| {
-                let open = w.ui.borrow().model.open;
-                if open {
-                    w.close();
-                } else {
-                    w.open();
-                }
-            });
-            let w = self.clone();
-            let min = e.panel.query_selector(".min").ok().flatten().expect("built");
-            l.on(&min, "click", move |_| w.close());
-            let w = self.clone();
-            l.on(&e.panel, "keydown", move |ev| {
-                if ev.dyn_ref::<web_sys::KeyboardEvent>().is_some_and(|k| k.key() == "Escape") {
-                    w.close();
-                    let launcher: Option<HtmlElement> = w.ui.borrow().els.launcher.clone().dyn_into().ok();
-                    if let Some(l) = launcher {
-                        let _ = l.focus();
-                    }
-                }
-            });
-            let w = self.clone();
-            l.on(&e.log, "click", move |ev| w.bubble_action(&ev));
-            let w = self.clone();
-            l.on(&e.composer, "submit", move |ev| {
-                ev.prevent_default();
-                w.submit();
-            });
-            let w = self.clone();
-            l.on(&e.input, "keydown", move |ev| {
-                let Some(k) = ev.dyn_ref::<web_sys::KeyboardEvent>() else { return };
-                if k.key() == "Enter" && !k.shift_key() && !k.is_composing() {
-                    ev.prevent_default();
-                    w.submit();
-                }
-            });
-            let w = self.clone();
-            l.on(&e.input, "input", move |_| {
-                let empty = w.ui.borrow().els.input.value().is_empty();
-                if empty {
-                    w.client.stop_typing();
-                } else {
-                    w.client.typing();
-                }
-            });
-            let w = self.clone();
-            l.on(&e.input, "blur", move |_| w.client.stop_typing());
-            let w = self.clone();
-            let human = e.actions.query_selector("button").ok().flatten().expect("built");
-            l.on(&human, "click", move |_| {
-                let w = w.clone();
-                spawn_local(async move { w.handoff().await });
-            });
-            let w = self.clone();
-            l.on(&e.offline, "submit", move |ev| {
-                ev.prevent_default();
-                let w = w.clone();
-                spawn_local(async move { w.submit_offline().await });
-            });
-            let w = self.clone();
-            l.on(&e.back, "click", move |_| {
-                let mut ui = w.ui.borrow_mut();
-                ui.model.screen = Screen::Chat;
-                ui.render();
-            });
-            let w = self.clone();
-            let again = e.sent.query_selector("button").ok().flatten().expect("built");
-            l.on(&again, "click", move |_| {
-                let mut ui = w.ui.borrow_mut();
-                ui.model.screen = Screen::OfflineForm;
-                ui.render();
-            });
-        }
+        let w = self.clone();
+        let on_dom = Closure::<dyn Fn(Event)>::new(move |ev: Event| w.dom_event(&ev));
         let mut ui = self.ui.borrow_mut();
-        ui.listeners = l;
+        // Every event the window handles bubbles up to its root (`focusout` is `blur` that does).
+        for kind in ["click", "keydown", "submit", "input", "focusout"] {
+            let _ = ui.els[ROOT].add_event_listener_with_callback(kind, on_dom.as_ref().unchecked_ref());
+        }
+        ui.on_dom = Some(on_dom);
         ui.on_event = Some(on_event);
+    }
+
+    /// One DOM event in the window, by kind and by which of its elements it concerns.
+    fn dom_event(&self, ev: &Event) {
+        let Some(target) = get(ev, &["target"]).and_then(|t| t.dyn_into::<Element>().ok()) else { return };
+        let kind = text(ev, &["type"]).unwrap_or_default();
+        let (which, in_panel) = {
+            // Busy: an event the widget's own work fired at once (the `focusout` of a focused
+            // button it removes), none it handles.
+            let Ok(ui) = self.ui.try_borrow() else { return };
+            // A click counts for the button it is in (the launcher's icon is an SVG in it).
+            let target = if kind == "click" { closest(&target, "button") } else { Some(target) };
+            let Some(target) = target else { return };
+            if kind == "click" && attr(&target, "data-act").is_some() {
+                drop(ui);
+                return self.bubble_action(&target);
+            }
+            let which = ui.els.iter().position(|e| *e == target).unwrap_or(KEPT);
+            (which, contains(&ui.els[PANEL], &target))
+        };
+        match (kind.as_str(), which) {
+            ("click", LAUNCHER) => {
+                let open = self.ui.borrow().model.open;
+                if open {
+                    self.close();
+                } else {
+                    self.open();
+                }
+            }
+            ("click", MIN) => self.close(),
+            ("click", HUMAN) => {
+                let w = self.clone();
+                spawn(Box::pin(async move { w.handoff().await }));
+            }
+            ("click", BACK | AGAIN) => {
+                let mut ui = self.ui.borrow_mut();
+                ui.model.screen = if which == BACK { Screen::Chat } else { Screen::OfflineForm };
+                ui.render();
+            }
+            ("keydown", _) => {
+                let key = text(ev, &["key"]);
+                if key.as_deref() == Some("Escape") && in_panel {
+                    self.close();
+                    let launcher = self.ui.borrow().els[LAUNCHER].clone();
+                    focus(&launcher);
+                } else if which == INPUT
+                    && key.as_deref() == Some("Enter")
+                    && flag(ev, &["shiftKey"]) == Some(false)
+                    && flag(ev, &["isComposing"]) == Some(false)
+                {
+                    prevent(ev);
+                    self.submit();
+                }
+            }
+            ("submit", COMPOSER) => {
+                prevent(ev);
+                self.submit();
+            }
+            ("submit", OFFLINE) => {
+                prevent(ev);
+                let w = self.clone();
+                spawn(Box::pin(async move { w.submit_offline().await }));
+            }
+            ("input", INPUT) => {
+                let empty = value(&self.ui.borrow().els[INPUT]).is_empty();
+                if empty {
+                    self.client.stop_typing();
+                } else {
+                    self.client.typing();
+                }
+            }
+            ("focusout", INPUT) => self.client.stop_typing(),
+            _ => {}
+        }
     }
 
     /// One client event.
@@ -506,8 +544,8 @@ impl Widget {
             "message:discarded" => {
                 if let Some(cid) = text(p, &["client_msg_id"]) {
                     if ui.model.discarded(&cid) {
-                        if let Some(b) = ui.outgoing.remove(&cid) {
-                            b.remove();
+                        if let Some(b) = ui.take_outgoing(&cid) {
+                            remove(&b);
                         }
                     }
                 }
@@ -567,7 +605,7 @@ impl Widget {
     fn submit(&self) {
         let body = {
             let ui = self.ui.borrow();
-            let body = ui.els.input.value().trim().to_owned();
+            let body = value(&ui.els[INPUT]).trim().to_owned();
             if body.is_empty() {
                 return;
             }
@@ -576,12 +614,12 @@ impl Widget {
                 return;
             }
             ui.error(None);
-            ui.els.input.set_value("");
+            set_prop(&ui.els[INPUT], "value", &JsValue::from_str(""));
             body
         };
         self.client.stop_typing();
         let w = self.clone();
-        spawn_local(async move {
+        spawn(Box::pin(async move {
             let sent = match w.conversation(Some(body.clone())).await {
                 // The first message went with the start; it arrives with the history.
                 Ok(true) => Ok(None),
@@ -602,8 +640,8 @@ impl Widget {
                 Ok(None) => {}
                 Err(e) => {
                     let ui = w.ui.borrow();
-                    if ui.els.input.value().is_empty() {
-                        ui.els.input.set_value(&body);
+                    if value(&ui.els[INPUT]).is_empty() {
+                        set_prop(&ui.els[INPUT], "value", &JsValue::from_str(&body));
                     }
                     let why = text(&e, &["message"]).unwrap_or_default();
                     ui.error(Some(
@@ -611,15 +649,13 @@ impl Widget {
                     ));
                 }
             }
-        });
+        }));
     }
 
     /// A click in the log: a failed bubble's "Retry" or "Discard".
-    fn bubble_action(&self, ev: &web_sys::Event) {
-        let Some(button) = ev.target().and_then(|t| t.dyn_into::<Element>().ok()) else { return };
-        let Some(act) = button.get_attribute("data-act") else { return };
-        let Some(cid) = button.closest("li").ok().flatten().and_then(|li| li.get_attribute("data-cid"))
-        else {
+    fn bubble_action(&self, button: &Element) {
+        let Some(act) = attr(button, "data-act") else { return };
+        let Some(cid) = closest(button, "li").and_then(|li| attr(&li, "data-cid")) else {
             return;
         };
         // The client answers with `message:queued` / `message:discarded` at once: no borrow
@@ -707,36 +743,35 @@ impl Widget {
         let (name, email, message) = {
             let ui = self.ui.borrow();
             let e = &ui.els;
-            let name = e.off_name.value().trim().to_owned();
-            let email = e.off_email.value().trim().to_owned();
-            let message = e.off_message.value().trim().to_owned();
+            let name = value(&e[OFF_NAME]).trim().to_owned();
+            let email = value(&e[OFF_EMAIL]).trim().to_owned();
+            let message = value(&e[OFF_MESSAGE]).trim().to_owned();
             let checks: [(&Element, bool, &str); 3] = [
-                (e.off_name.as_ref(), !name.is_empty(), "Please enter your name."),
+                (&e[OFF_NAME], !name.is_empty(), "Please enter your name."),
                 (
-                    e.off_email.as_ref(),
+                    &e[OFF_EMAIL],
                     is_valid_email(&email),
                     "Please enter a valid email address, like you@example.com.",
                 ),
-                (e.off_message.as_ref(), validate_body(&message).is_ok(), "Please write a message."),
+                (&e[OFF_MESSAGE], validate_body(&message).is_ok(), "Please write a message."),
             ];
             let mut first_error = None;
             for (field, ok, why) in checks {
-                let _ = field.set_attribute("aria-invalid", if ok { "false" } else { "true" });
+                set(field, "aria-invalid", if ok { "false" } else { "true" });
                 if !ok && first_error.is_none() {
                     first_error = Some((field.clone(), why));
                 }
             }
             if let Some((field, why)) = first_error {
-                e.off_error.set_text_content(Some(why));
-                show(&e.off_error, true);
-                if let Ok(h) = field.dyn_into::<HtmlElement>() {
-                    let _ = h.focus();
-                }
+                set_text(&e[OFF_ERROR], Some(why));
+                show(&e[OFF_ERROR], true);
+                drop(ui); // focus events run the widget's listener at once
+                focus(&field);
                 return;
             }
-            show(&e.off_error, false);
-            let _ = e.off_submit.set_attribute("disabled", "");
-            e.off_submit.set_text_content(Some("Sending…"));
+            show(&e[OFF_ERROR], false);
+            set(&e[OFF_SUBMIT], "disabled", "");
+            set_text(&e[OFF_SUBMIT], Some("Sending…"));
             (name, email, message)
         };
         let form = Object::new();
@@ -745,8 +780,8 @@ impl Widget {
         }
         let r = JsFuture::from(self.client.send_offline_message(&form)).await;
         let mut ui = self.ui.borrow_mut();
-        let _ = ui.els.off_submit.remove_attribute("disabled");
-        ui.els.off_submit.set_text_content(Some("Send message"));
+        unset(&ui.els[OFF_SUBMIT], "disabled");
+        set_text(&ui.els[OFF_SUBMIT], Some("Send message"));
         match r {
             Ok(_) => {
                 let thanks = [
@@ -757,8 +792,8 @@ impl Widget {
                     ".",
                 ]
                 .concat();
-                ui.els.sent_text.set_text_content(Some(&thanks));
-                ui.els.off_message.set_value("");
+                set_text(&ui.els[SENT_TEXT], Some(&thanks));
+                set_prop(&ui.els[OFF_MESSAGE], "value", &JsValue::from_str(""));
                 ui.model.screen = Screen::OfflineSent;
                 ui.render();
             }
@@ -766,8 +801,8 @@ impl Widget {
                 let why = text(&e, &["message"]).unwrap_or_else(|| "network error".to_owned());
                 let msg =
                     ["Your message was not sent (", why.as_str(), "). Nothing is lost: try again."].concat();
-                ui.els.off_error.set_text_content(Some(&msg));
-                show(&ui.els.off_error, true);
+                set_text(&ui.els[OFF_ERROR], Some(&msg));
+                show(&ui.els[OFF_ERROR], true);
             }
         }
     }
@@ -778,10 +813,10 @@ impl Ui {
     /// the previous user's stays on screen (log but the greeting, draft, open conversation,
     /// earlier transcripts, unread badge); the window stays as open as it was.
     fn new_visitor(&mut self, session: &JsValue) {
-        while let Ok(Some(old)) = self.els.log.query_selector(":scope > :not(.greeting)") {
-            old.remove();
+        while let Some(old) = find(&self.els[LOG], ":scope > :not(.greeting)") {
+            remove(&old);
         }
-        self.els.input.set_value("");
+        set_prop(&self.els[INPUT], "value", &JsValue::from_str(""));
         self.error(None);
         self.shown.clear();
         self.outgoing.clear();
@@ -800,9 +835,10 @@ impl Ui {
     /// Renders a message once (by id); an own message replaces its "sending" bubble.
     fn message(&mut self, m: &JsValue) {
         let Some(id) = text(m, &["id"]) else { return };
-        if !self.shown.insert(id) {
+        if self.shown.contains(&id) {
             return;
         }
+        self.shown.push(id);
         let body = text(m, &["body"]).unwrap_or_default();
         let kind = text(m, &["author", "kind"]).unwrap_or_default();
         let seq = count(m, &["seq"]).unwrap_or(0);
@@ -811,15 +847,15 @@ impl Ui {
             let class = "msg me";
             let cid = text(m, &["client_msg_id"]);
             let own = if self.model.confirmed(cid.as_deref()) {
-                cid.and_then(|c| self.outgoing.remove(&c))
+                cid.and_then(|c| self.take_outgoing(&c))
             } else {
                 None
             };
             if let Some(el) = own {
-                el.set_class_name(class);
-                let _ = el.remove_attribute("data-cid");
-                if let Ok(Some(fail)) = el.query_selector(".fail") {
-                    fail.remove();
+                set(&el, "class", class);
+                unset(&el, "data-cid");
+                if let Some(fail) = find(&el, ".fail") {
+                    remove(&fail);
                 }
                 // Keep the log in server order: the confirmed message goes to the end.
                 el
@@ -832,7 +868,7 @@ impl Ui {
             self.model.typing = None;
             bubble(&self.doc, if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body)
         };
-        let _ = self.els.log.append_child(&bubble);
+        add(&self.els[LOG], &bubble);
         self.scroll();
         self.model.message(seq, mine);
         if self.model.open {
@@ -848,57 +884,63 @@ impl Ui {
         let li = match change {
             BubbleChange::Add => {
                 let b = bubble(&self.doc, "msg me sending", "", body);
-                attrs(&b, &[("data-cid", cid)]);
-                let _ = self.els.log.append_child(&b);
-                self.outgoing.insert(cid.to_owned(), b.clone());
+                set(&b, "data-cid", cid);
+                add(&self.els[LOG], &b);
+                self.outgoing.push((cid.to_owned(), b.clone()));
                 self.scroll();
                 b
             }
-            BubbleChange::Update => match self.outgoing.get(cid) {
-                Some(b) => b.clone(),
+            BubbleChange::Update => match self.outgoing.iter().find(|(c, _)| c == cid) {
+                Some((_, b)) => b.clone(),
                 None => return,
             },
         };
-        if let Ok(Some(fail)) = li.query_selector(".fail") {
-            fail.remove();
+        if let Some(fail) = find(&li, ".fail") {
+            remove(&fail);
         }
         let failed = self.model.outgoing.iter().any(|(id, s)| id == cid && *s == Outgoing::Failed);
         if !failed {
-            li.set_class_name("msg me sending");
+            set(&li, "class", "msg me sending");
             return;
         }
-        li.set_class_name("msg me failed");
+        set(&li, "class", "msg me failed");
         if can_retry {
             let fail = el(&self.doc, "div", "fail");
             let note = text_el(&self.doc, "span", "", "Not sent.");
-            let retry = text_el(&self.doc, "button", "", "Retry");
-            attrs(
-                &retry,
-                &[("type", "button"), ("data-act", "retry"), ("aria-label", "Retry sending this message")],
-            );
-            let discard = text_el(&self.doc, "button", "", "Discard");
-            attrs(
-                &discard,
-                &[("type", "button"), ("data-act", "discard"), ("aria-label", "Discard this message")],
-            );
+            let button = |text: &str, act: &str, label: &str| {
+                let b = text_el(&self.doc, "button", "", text);
+                set(&b, "type", "button");
+                set(&b, "data-act", act);
+                set(&b, "aria-label", label);
+                b
+            };
+            let retry = button("Retry", "retry", "Retry sending this message");
+            let discard = button("Discard", "discard", "Discard this message");
             append(&fail, &[&note, &retry, &discard]);
-            let _ = li.append_child(&fail);
+            add(&li, &fail);
         }
+    }
+
+    /// The bubble of an own message until the server confirmed it, taken out.
+    fn take_outgoing(&mut self, cid: &str) -> Option<Element> {
+        let k = self.outgoing.iter().position(|(c, _)| c == cid)?;
+        Some(self.outgoing.swap_remove(k).1)
     }
 
     fn system(&self, line: &str) {
         let li = text_el(&self.doc, "li", "sys", line);
-        let _ = self.els.log.append_child(&li);
+        add(&self.els[LOG], &li);
         self.scroll();
     }
 
     fn scroll(&self) {
-        self.els.log.set_scroll_top(self.els.log.scroll_height());
+        let log = &self.els[LOG];
+        set_prop(log, "scrollTop", &get(log, &["scrollHeight"]).unwrap_or_default());
     }
 
     fn error(&self, message: Option<&str>) {
-        self.els.error.set_text_content(message);
-        show(&self.els.error, message.is_some());
+        set_text(&self.els[ERROR], message);
+        show(&self.els[ERROR], message.is_some());
     }
 
     fn seen_key(id: &str) -> String {
@@ -907,12 +949,12 @@ impl Ui {
 
     fn seen_of(&self, id: &str) -> u64 {
         let v = self.local.as_ref().and_then(|s| s.get_item(&Self::seen_key(id)).ok().flatten());
-        v.and_then(|v| v.parse().ok()).unwrap_or(0)
+        v.and_then(|v| parse_decimal(&v)).unwrap_or(0)
     }
 
     fn remember_seen(&self, seq: u64) {
         if let (Some(s), Some(id)) = (&self.local, &self.conversation) {
-            let _ = s.set_item(&Self::seen_key(id), &seq.to_string());
+            let _ = s.set_item(&Self::seen_key(id), &decimal(seq));
         }
     }
 
@@ -927,35 +969,33 @@ impl Ui {
         if m.open {
             class.push_str(" open");
         }
-        e.root.set_class_name(&class);
-        show(&e.panel, m.open);
+        set(&e[ROOT], "class", &class);
+        show(&e[PANEL], m.open);
         let badge = m.badge();
-        e.badge.set_text_content(Some(&badge));
-        show(&e.badge, !badge.is_empty());
+        set_text(&e[BADGE], Some(&badge));
+        show(&e[BADGE], !badge.is_empty());
         let label = match (m.open, badge.as_str()) {
             (true, _) => "Minimize chat".to_owned(),
             (false, "") => "Open chat".to_owned(),
             (false, n) => ["Open chat, ", n, " unread"].concat(),
         };
-        attrs(
-            &e.launcher,
-            &[("aria-label", &label), ("aria-expanded", if m.open { "true" } else { "false" })],
-        );
-        attrs(&e.icon, &[("d", if m.open { ICON_CLOSE } else { ICON_CHAT })]);
-        e.sub.set_text_content(Some(&m.status_line()));
+        set(&e[LAUNCHER], "aria-label", &label);
+        set(&e[LAUNCHER], "aria-expanded", if m.open { "true" } else { "false" });
+        set(&e[ICON], "d", if m.open { ICON_CLOSE } else { ICON_CHAT });
+        set_text(&e[SUB], Some(&m.status_line()));
         let notice = m.connection_notice();
-        e.conn.set_text_content(notice);
-        show(&e.conn, notice.is_some());
+        set_text(&e[CONN], notice);
+        show(&e[CONN], notice.is_some());
         let chat = m.screen == Screen::Chat;
-        show(&e.log, chat);
-        show(&e.composer, chat);
+        show(&e[LOG], chat);
+        show(&e[COMPOSER], chat);
         let typing = m.typing.as_ref().filter(|_| chat).map(|n| [n.as_str(), " is typing…"].concat());
-        e.typing.set_text_content(typing.as_deref());
-        show(&e.typing, typing.is_some());
-        show(&e.actions, m.offers_human());
-        show(&e.offline, m.screen == Screen::OfflineForm);
-        show(&e.back, m.can_chat());
-        show(&e.sent, m.screen == Screen::OfflineSent);
+        set_text(&e[TYPING], typing.as_deref());
+        show(&e[TYPING], typing.is_some());
+        show(&e[ACTIONS], m.offers_human());
+        show(&e[OFFLINE], m.screen == Screen::OfflineForm);
+        show(&e[BACK], m.can_chat());
+        show(&e[SENT], m.screen == Screen::OfflineSent);
     }
 }
 
@@ -968,159 +1008,14 @@ fn stylesheet(color: &str) -> String {
 fn bubble(doc: &Document, class: &str, who: &str, body: &str) -> Element {
     let li = el(doc, "li", class);
     if !who.is_empty() {
-        let _ = li.append_child(&text_el(doc, "span", "who", who));
+        add(&li, &text_el(doc, "span", "who", who));
     }
-    let _ = li.append_child(&text_el(doc, "p", "body", body));
+    add(&li, &text_el(doc, "p", "body", body));
     li
 }
 
-/// The chat window's elements (hidden until the session is up).
-#[allow(clippy::too_many_lines)] // one element after the other, in page order
-fn build(doc: &Document) -> Els {
-    let root = el(doc, "div", "root");
-    show(&root, false);
-
-    let panel = el(doc, "section", "panel");
-    attrs(&panel, &[("role", "dialog"), ("aria-label", "Chat")]);
-    let header = el(doc, "header", "");
-    let titles = el(doc, "div", "titles");
-    let title = text_el(doc, "h2", "", "Chat with us");
-    let sub = el(doc, "p", "sub");
-    attrs(&sub, &[("aria-live", "polite")]);
-    append(&titles, &[&title, &sub]);
-    let min = text_el(doc, "button", "min", "×");
-    attrs(&min, &[("type", "button"), ("aria-label", "Minimize chat")]);
-    append(&header, &[&titles, &min]);
-    let conn = el(doc, "p", "conn");
-    attrs(&conn, &[("role", "status")]);
-
-    let log = el(doc, "ol", "log");
-    attrs(&log, &[("role", "log"), ("aria-live", "polite"), ("aria-label", "Messages")]);
-    let typing = el(doc, "p", "typing");
-    attrs(&typing, &[("aria-live", "polite")]);
-    let actions = el(doc, "div", "actions");
-    let human = text_el(doc, "button", "human", "Talk to a human");
-    attrs(&human, &[("type", "button")]);
-    append(&actions, &[&human]);
-    let error = el(doc, "p", "error");
-    attrs(&error, &[("role", "alert")]);
-    show(&error, false);
-    let composer = el(doc, "form", "composer");
-    let input = el(doc, "textarea", "");
-    attrs(
-        &input,
-        &[
-            ("aria-label", "Message"),
-            ("placeholder", "Write a message…"),
-            ("rows", "1"),
-            ("maxlength", "4000"),
-        ],
-    );
-    let send_button = text_el(doc, "button", "send", "Send");
-    attrs(&send_button, &[("type", "submit")]);
-    append(&composer, &[&input, &send_button]);
-
-    let offline = el(doc, "form", "offline");
-    attrs(&offline, &[("novalidate", ""), ("aria-label", "Leave a message")]);
-    let intro = text_el(
-        doc,
-        "p",
-        "",
-        "No one is available right now. Leave a message and we will get back to you by email.",
-    );
-    let field = |label: &str, tag: &str, attrs_: &[(&str, &str)]| {
-        let l = text_el(doc, "label", "", label);
-        let input = el(doc, tag, "");
-        attrs(&input, attrs_);
-        let _ = l.append_child(&input);
-        (l, input)
-    };
-    let (name_l, off_name) =
-        field("Name", "input", &[("name", "name"), ("autocomplete", "name"), ("required", "")]);
-    let (email_l, off_email) = field(
-        "Email",
-        "input",
-        &[("name", "email"), ("type", "email"), ("autocomplete", "email"), ("required", "")],
-    );
-    let (msg_l, off_message) =
-        field("Message", "textarea", &[("name", "message"), ("required", ""), ("maxlength", "4000")]);
-    let off_error = el(doc, "p", "error");
-    attrs(&off_error, &[("role", "alert")]);
-    show(&off_error, false);
-    let off_submit = text_el(doc, "button", "", "Send message");
-    attrs(&off_submit, &[("type", "submit")]);
-    let back = text_el(doc, "button", "back", "Back to the chat");
-    attrs(&back, &[("type", "button")]);
-    append(&offline, &[&intro, &name_l, &email_l, &msg_l, &off_error, &off_submit, &back]);
-
-    let sent = el(doc, "div", "sent");
-    attrs(&sent, &[("role", "status")]);
-    let sent_text = el(doc, "p", "");
-    let again = text_el(doc, "button", "", "Send another message");
-    attrs(&again, &[("type", "button")]);
-    append(&sent, &[&sent_text, &again]);
-
-    append(&panel, &[&header, &conn, &log, &typing, &offline, &sent, &actions, &error, &composer]);
-
-    let launcher = el(doc, "button", "launcher");
-    attrs(&launcher, &[("type", "button"), ("aria-label", "Open chat"), ("aria-expanded", "false")]);
-    let svg = doc.create_element_ns(Some(SVG_NS), "svg").expect("SVG is supported");
-    let icon = doc.create_element_ns(Some(SVG_NS), "path").expect("SVG is supported");
-    attrs(&svg, &[("viewBox", "0 0 24 24"), ("aria-hidden", "true")]);
-    attrs(&icon, &[("d", ICON_CHAT)]);
-    let _ = svg.append_child(&icon);
-    let _ = launcher.append_child(&svg);
-    let badge = el(doc, "span", "badge");
-    attrs(&badge, &[("aria-hidden", "true")]);
-    show(&badge, false);
-    let _ = launcher.append_child(&badge);
-    append(&root, &[&panel, &launcher]);
-
-    Els {
-        root,
-        launcher,
-        icon,
-        badge,
-        panel,
-        title,
-        sub,
-        conn,
-        log,
-        typing,
-        actions,
-        composer,
-        input: input.unchecked_into(),
-        error,
-        offline,
-        off_name: off_name.unchecked_into(),
-        off_email: off_email.unchecked_into(),
-        off_message: off_message.unchecked_into(),
-        off_error,
-        off_submit,
-        back,
-        sent,
-        sent_text,
-    }
-}
-
-/// A string at `path` in a JS object.
-fn text(v: &JsValue, path: &[&str]) -> Option<String> {
-    get(v, path)?.as_string()
-}
-
-/// A non-negative integer at `path` in a JS object (a `seq`, a status, a queue position).
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-fn count(v: &JsValue, path: &[&str]) -> Option<u64> {
-    get(v, path)?.as_f64().filter(|n| *n >= 0.0).map(|n| n as u64)
-}
-
-fn get(v: &JsValue, path: &[&str]) -> Option<JsValue> {
-    let mut cur = v.clone();
-    for key in path {
-        if !cur.is_object() {
-            return None;
-        }
-        cur = Reflect::get(&cur, &JsValue::from_str(key)).ok()?;
-    }
-    Some(cur)
+/// Runs one of the widget's tasks on the page's event loop: one instantiation of `spawn_local`
+/// for all of them (each is code in the wasm).
+fn spawn(task: Pin<Box<dyn Future<Output = ()>>>) {
+    wasm_bindgen_futures::spawn_local(task);
 }
