@@ -2,6 +2,7 @@
 //! (no DOM, no clock), so it is tested natively; `ui.rs` renders it.
 
 use handoff_protocol::event::ConversationStatus;
+pub use handoff_protocol::ids::decimal;
 
 /// Which body the chat window shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,20 +276,7 @@ fn join(parts: &[&str]) -> String {
     parts.concat()
 }
 
-/// `n` in decimal: what `n.to_string()` gives, without `core::fmt` in the wasm.
-pub fn decimal(mut n: u64) -> String {
-    let mut s = String::new();
-    loop {
-        #[allow(clippy::cast_possible_truncation)] // a digit
-        s.insert(0, char::from(b'0' + (n % 10) as u8));
-        n /= 10;
-        if n == 0 {
-            return s;
-        }
-    }
-}
-
-/// A decimal written by [`decimal`] (only ASCII digits, no sign, no overflow), else `None`.
+/// A decimal written by [`decimal`](handoff_protocol::ids::decimal) (only ASCII digits, no sign, no overflow), else `None`.
 pub fn parse_decimal(s: &str) -> Option<u64> {
     if s.is_empty() {
         return None;

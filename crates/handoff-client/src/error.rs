@@ -77,7 +77,7 @@ impl ClientError {
             _ => ClientError::Api {
                 status,
                 code: code_str(code_for_status(status)),
-                message: ["HTTP ", &crate::decimal(status.into())].concat(),
+                message: ["HTTP ", &handoff_protocol::ids::decimal(status.into())].concat(),
             },
         }
     }

@@ -147,7 +147,7 @@ impl Subscriptions {
     /// A fresh message ref.
     pub fn next_ref(&mut self) -> String {
         self.next_ref += 1;
-        crate::decimal(self.next_ref)
+        handoff_protocol::ids::decimal(self.next_ref)
     }
 
     /// The access token sent with every join.

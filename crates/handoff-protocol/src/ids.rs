@@ -161,6 +161,21 @@ impl Timestamp {
     }
 }
 
+/// `n` in decimal, what `n.to_string()` gives, without `core::fmt`: the browser builds (SDK and
+/// widget) leave the formatting machinery out, and write refs, statuses and counters with this.
+pub fn decimal(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b'0' + u8::try_from(n % 10).unwrap_or(0));
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +195,12 @@ mod tests {
         assert_eq!(Seq::default(), Seq::ZERO);
         assert_eq!(Seq::ZERO.next(), Seq(1));
         assert_eq!(serde_json::to_string(&Seq(7)).unwrap(), "7");
+    }
+
+    #[test]
+    fn decimal_is_to_string() {
+        for n in [0, 7, 10, 409, 65_535, u64::MAX] {
+            assert_eq!(super::decimal(n), n.to_string());
+        }
     }
 }

@@ -283,11 +283,12 @@ pub fn report_sizes(web: &Path) -> (u64, u64) {
 }
 
 /// Ceiling on what a page with the widget's script tag downloads (loader, glue, wasm; gzip -9
-/// bytes). Issue 13's target is 45 KB; the ceiling sits just above today's build so the figure
-/// cannot creep up, and comes down as the work lands.
-pub const WIDGET_GZIP_CEILING: u64 = 176_000;
-/// Ceiling on the npm SDK (wasm, glue, `index.js`; gzip -9 bytes); issue 13's target is 70 KB.
-pub const SDK_GZIP_CEILING: u64 = 164_000;
+/// bytes). Issue 13's target is 45 KB; the ceiling sits just above today's build (88,981 B) so
+/// the figure cannot creep up, and comes down as the work lands.
+pub const WIDGET_GZIP_CEILING: u64 = 90_000;
+/// Ceiling on the npm SDK (wasm, glue, `index.js`; gzip -9 bytes; today 83,555 B); issue 13's
+/// target is 70 KB.
+pub const SDK_GZIP_CEILING: u64 = 85_000;
 
 /// Fails when the built widget or SDK is heavier than its ceiling (deterministic for a build:
 /// a check, not a timed test).

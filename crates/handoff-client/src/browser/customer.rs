@@ -288,8 +288,9 @@ impl HandoffClient {
         let engine = self.engine.clone();
         let state = self.state.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let first =
-                body.map(|b| (ClientMsgId::new(["first-", &crate::decimal(random_u64())].concat()), b));
+            let first = body.map(|b| {
+                (ClientMsgId::new(["first-", &handoff_protocol::ids::decimal(random_u64())].concat()), b)
+            });
             // `CreateConversationRequest`: `{body?, client_msg_id?}`.
             let req = match &first {
                 Some((cid, body)) => {

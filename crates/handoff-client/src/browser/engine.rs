@@ -366,6 +366,7 @@ impl Inner {
     }
 
     /// The socket URL of the next connection.
+    #[cfg(feature = "agent")]
     pub(crate) fn set_ws_url(&mut self, ws_url: String) {
         self.ws_url = ws_url;
     }
