@@ -25,16 +25,24 @@
 //! node's own subscribers keep getting events while Redis is down. Events published on other
 //! nodes while this node's Redis subscription is reconnecting are missed; clients recover them
 //! by `seq` catch-up, as after any gap.
+//!
+//! # Long-polls
+//! A long-poll (`GET /api/conversations/{id}/events?wait=`) waits on its conversation's topic
+//! with [`Hub::wait`]. Wherever the hub delivers a persisted event (one with a `seq`) to this
+//! node's subscribers — published on this node, or received from another through Redis — it
+//! also wakes the long-polls of this node waiting on that topic, so a write on any node answers
+//! them. A waiter is registered only while its [`Waiter`] lives (the request), and a topic's
+//! entry goes with its last waiter.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::StreamExt;
 use handoff_protocol::phoenix::{codec, Frame, Payload, Vsn, BROADCAST};
-use handoff_protocol::{Channel, Event};
+use handoff_protocol::{Channel, Event, EventType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, Notify, OwnedSemaphorePermit, Semaphore};
@@ -166,15 +174,29 @@ struct Subscriber {
 struct Local {
     topics: RwLock<HashMap<String, HashMap<SocketId, Subscriber>>>,
     revocations: broadcast::Sender<Arc<str>>,
+    /// Long-polls of this node, by wire topic; an entry lives while one of its [`Waiter`]s does.
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl Default for Local {
     fn default() -> Self {
-        Local { topics: RwLock::default(), revocations: broadcast::channel(REVOCATION_QUEUE).0 }
+        Local {
+            topics: RwLock::default(),
+            revocations: broadcast::channel(REVOCATION_QUEUE).0,
+            waiters: Mutex::default(),
+        }
     }
 }
 
 impl Local {
+    /// Wakes this node's long-polls waiting on a topic (a persisted event was published on it).
+    fn wake(&self, topic: &str) {
+        let notify = self.waiters.lock().unwrap_or_else(PoisonError::into_inner).get(topic).cloned();
+        if let Some(notify) = notify {
+            notify.notify_waiters();
+        }
+    }
+
     /// Delivers a broadcast frame to the topic's subscribers, encoding it at most once per
     /// serializer.
     fn deliver(&self, frame: &Frame, except: Option<SocketId>) {
@@ -385,6 +407,34 @@ impl Hub {
         self.local.topics.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 
+    /// Registers a long-poll of this node on a channel until the returned [`Waiter`] is dropped:
+    /// [`Waiter::notified`] resolves when a persisted event (one with a `seq`) is published on
+    /// the channel, on this node or, with Redis, on any other.
+    pub fn wait(&self, channel: &Channel) -> Waiter<'_> {
+        let topic = channel.topic();
+        let notify = self
+            .local
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(topic.clone())
+            .or_default()
+            .clone();
+        Waiter { local: &self.local, topic, notify }
+    }
+
+    /// How many long-polls of this node wait on a channel now.
+    pub fn waiting(&self, channel: &Channel) -> usize {
+        let waiters = self.local.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        // The map holds one reference, each waiter one.
+        waiters.get(&channel.topic()).map_or(0, |n| Arc::strong_count(n) - 1)
+    }
+
+    /// How many channels have long-polls of this node waiting on them.
+    pub fn waited_channels(&self) -> usize {
+        self.local.waiters.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
     /// Publishes an event on a channel, to every subscriber on every node. Fire-and-forget:
     /// never blocks, never fails the caller.
     pub fn publish(&self, channel: &Channel, event: &Event) {
@@ -394,6 +444,9 @@ impl Hub {
     /// Publishes, skipping one socket of this node (a client broadcast with `self: false`).
     pub fn publish_except(&self, channel: &Channel, event: &Event, except: Option<SocketId>) {
         let frame = Frame::broadcast(&channel.topic(), event);
+        if event.seq().is_some() {
+            self.local.wake(&frame.topic);
+        }
         self.local.deliver(&frame, except);
         if let Some(redis) = &self.redis {
             let Payload::Json(payload) = frame.payload else { return };
@@ -413,6 +466,44 @@ impl Hub {
             }
         }
     }
+}
+
+/// A long-poll's registration on a topic (see [`Hub::wait`]); the topic's entry goes with its
+/// last waiter (on answer, timeout or a client that hung up).
+#[derive(Debug)]
+pub struct Waiter<'a> {
+    local: &'a Local,
+    topic: String,
+    notify: Arc<Notify>,
+}
+
+impl Waiter<'_> {
+    /// Resolves at the next persisted event on the topic. Created before the caller reads the
+    /// state it waits on, it also sees an event published between that read and its `.await`.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.local.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        // The map's reference and ours: nobody else waits.
+        if waiters.get(&self.topic).is_some_and(|n| Arc::ptr_eq(n, &self.notify) && Arc::strong_count(n) <= 2)
+        {
+            waiters.remove(&self.topic);
+        }
+    }
+}
+
+/// Whether a broadcast payload from Redis (`{"type", "event", "payload"}`) carries a persisted
+/// conversation event, one with a `seq` (as [`Event::seq`] tells for a typed event).
+fn is_persisted(payload: &Value) -> bool {
+    payload
+        .get("event")
+        .and_then(Value::as_str)
+        .and_then(|name| name.parse::<EventType>().ok())
+        .is_some_and(|t| t.seq_path().is_some())
 }
 
 fn rand_u64() -> u64 {
@@ -447,6 +538,9 @@ async fn receive(
                 Ok(wire) if wire.node == node => {}
                 Ok(WireEvent { revoke: Some(hash), .. }) => local.revoke(&hash),
                 Ok(WireEvent { topic: Some(topic), payload: Some(payload), .. }) => {
+                    if is_persisted(&payload) {
+                        local.wake(&topic);
+                    }
                     let frame = Frame {
                         join_ref: None,
                         r#ref: None,

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use handoff_protocol::channel::{ConversationOwner, Principal};
 use handoff_protocol::{AgentId, Channel, ConversationId, Event, ProjectId};
 
-pub use hub::{Hub, HubError, Outbox, Outgoing, SocketId, DEFAULT_QUEUE_CAPACITY, DEFAULT_REPLY_CAPACITY};
+pub use hub::{
+    Hub, HubError, Outbox, Outgoing, SocketId, Waiter, DEFAULT_QUEUE_CAPACITY, DEFAULT_REPLY_CAPACITY,
+};
 pub use socket::{routes, RealtimeConfig};
 
 /// The project a socket was opened for (by the `apikey` of its URL).

@@ -135,10 +135,13 @@ impl Service {
         } else {
             None
         };
+        let channel = Channel::Conversation(id.clone());
         loop {
-            // Register before reading, so an append between the read and the wait still wakes us.
-            let waiter = self.waiter(id);
-            let notified = waiter.notify.notified();
+            // Register before reading, so an event published between the read and the wait
+            // still wakes us. The hub wakes us for an event of the conversation published on
+            // any node (through Redis), not only for a write on this one.
+            let waiter = self.hub.wait(&channel);
+            let notified = waiter.notified();
             let c = self.visible(caller, id).await?;
             if c.last_seq > after || wait_secs == 0 {
                 let mut events =
@@ -221,10 +224,8 @@ impl Service {
             let update =
                 ConversationUpdate { status: t.to, agent_id: t.agent.clone(), queued_at, takes_slot };
             match self.store.append_with(id, c.last_seq, &update, &events, rows, now).await {
-                Ok(()) => {
-                    self.wake(id);
-                    return Ok((c, t, events));
-                }
+                // The caller publishes the events, which wakes long-polls on every node.
+                Ok(()) => return Ok((c, t, events)),
                 Err(StoreError::Conflict) => {}
                 Err(StoreError::AtCapacity) => {
                     return Err(AppError::new(

@@ -34,7 +34,6 @@ use handoff_protocol::state::{Act, Actor, Command, ConversationState, TransferTo
 use handoff_protocol::timing::agent::AgentLiveness;
 use handoff_protocol::timing::presence::{is_valid_tab_id, DEFAULT_TAB};
 use handoff_protocol::Channel;
-use tokio::sync::Notify;
 
 use crate::crypto;
 use crate::error::{AppError, AppResult};
@@ -151,7 +150,6 @@ fn summary(a: &AgentRow) -> AgentSummary {
 pub struct Service {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
-    waiters: Mutex<HashMap<ConversationId, Arc<Notify>>>,
     webhooks: Webhooks,
     /// Writes to one conversation take turns on this node (striped by id: bounded memory), so
     /// they do not spin on the store's `last_seq` check; across nodes that check and a retry
@@ -181,7 +179,6 @@ impl Service {
         Service {
             store,
             hub,
-            waiters: Mutex::new(HashMap::new()),
             webhooks: Webhooks::new(),
             write_locks: (0..WRITE_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             limits: Arc::new(Limits::new(LimitsConfig::default())),
@@ -230,29 +227,17 @@ impl Service {
         &self.hub
     }
 
-    fn waiter(&self, id: &ConversationId) -> Waiter<'_> {
-        let mut w = self.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let notify = w.entry(id.clone()).or_default().clone();
-        Waiter { service: self, id: id.clone(), notify }
-    }
-
-    /// How many long-polls wait on conversation `id` now (for tests and metrics).
+    /// How many long-polls of this node wait on conversation `id` now (for tests and metrics).
+    /// They wait in the hub, which wakes them when an event of the conversation is published on
+    /// any node.
     pub fn long_polls_waiting(&self, id: &ConversationId) -> usize {
-        let w = self.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        w.get(id).map_or(0, |n| Arc::strong_count(n) - 1)
+        self.hub.waiting(&Channel::Conversation(id.clone()))
     }
 
-    /// How many conversations have long-polls registered (bounded by the waiting requests:
-    /// an entry goes with its last waiter).
+    /// How many conversations have long-polls registered on this node (bounded by the waiting
+    /// requests: an entry goes with its last waiter).
     pub fn long_poll_conversations(&self) -> usize {
-        self.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
-    }
-
-    fn wake(&self, id: &ConversationId) {
-        let w = self.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
-        if let Some(n) = w {
-            n.notify_waiters();
-        }
+        self.hub.waited_channels()
     }
 
     // ---- authentication ----
@@ -349,24 +334,6 @@ fn validate_client_msg_id(id: Option<&ClientMsgId>) -> AppResult<()> {
             Err(AppError::validation("client_msg_id must be 1 to 128 letters, digits, '_', '-', '.' or ':'"))
         }
         _ => Ok(()),
-    }
-}
-
-/// A long-poll's registration: its conversation's entry goes when the last waiter does (on
-/// return, timeout or a client that hung up), so the map holds only what is waiting now.
-struct Waiter<'a> {
-    service: &'a Service,
-    id: ConversationId,
-    notify: Arc<Notify>,
-}
-
-impl Drop for Waiter<'_> {
-    fn drop(&mut self) {
-        let mut w = self.service.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // The map's reference and ours: nobody else waits.
-        if w.get(&self.id).is_some_and(|n| Arc::ptr_eq(n, &self.notify) && Arc::strong_count(n) <= 2) {
-            w.remove(&self.id);
-        }
     }
 }
 

@@ -9,12 +9,11 @@ use handoff_protocol::timing::agent::AGENT_OFFLINE_AFTER_MS;
 use handoff_protocol::{AgentId, Event};
 use handoff_server::jobs;
 use handoff_server::limits::LimitsConfig;
-use handoff_server::realtime::Hub;
 use handoff_server::service::{now_ms, Service};
 use serde_json::{json, Value};
 
 use crate::both_dbs;
-use crate::harness::{Db, Socket, TestServer};
+use crate::harness::{redis_url, Db, Socket, TestServer};
 
 /// A conversation handed off to Ann (the only agent online): (visitor token, id).
 async fn held_by_ann(s: &TestServer) -> (String, String) {
@@ -318,36 +317,16 @@ both_dbs!(liveness_by_connection, |s: TestServer| async move {
     assert_eq!(status_of(&s, &ann).await, "offline");
 });
 
-/// A second server node on the same database, its hub on the same Redis channel as `s`'s.
-async fn second_node(s: &TestServer) -> (Arc<Service>, String) {
-    let store = handoff_server::store::SqlStore::connect(&s.config.database_url).await.unwrap();
-    let hub = Hub::with_redis(s.config.redis_url.as_deref().unwrap(), "handoff:realtime").await.unwrap();
-    let svc = Arc::new(Service::new(Arc::new(store), Arc::new(hub)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = handoff_server::app(svc.clone(), &s.config);
-    let serve = s.config.serve.clone();
-    tokio::spawn(async move {
-        handoff_server::serve(listener, router, &serve, std::future::pending()).await.unwrap();
-    });
-    (svc, format!("ws://{addr}/realtime/v1/websocket?apikey={}", s.public_key))
-}
-
 // Background jobs run once per cluster: two nodes on one PostgreSQL database and Redis run the
 // expiry at the same moment; one holds the lease and runs it, and each subscriber (on either
 // node) gets one `agent:status_changed`. A socket held on the other node keeps its agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expiry_runs_once_per_cluster() {
-    let redis = std::env::var("HANDOFF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    if let Err(e) = Hub::with_redis(&redis, "handoff-test:probe").await {
-        assert!(std::env::var_os("HANDOFF_REQUIRE_REDIS").is_none(), "redis: {e}");
-        eprintln!("skipped: no redis at {redis} ({e})");
-        return;
-    }
+    let Some(redis) = redis_url().await else { return };
     let Some(s) = TestServer::start_config(Db::Postgres, |c| c.redis_url = Some(redis.clone())).await else {
         return;
     };
-    let (svc2, ws2) = second_node(&s).await;
+    let (svc2, _, ws2) = s.second_node().await;
     s.svc.create_agent(&s.project, "cy@test.dev", "Cy", "pw-cy-123").await.unwrap();
     let (cy_token, cy) = s.login("cy@test.dev", "pw-cy-123").await;
     let (ann, bo) = (s.agent1.1.clone(), s.agent2.1.clone());

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use handoff_protocol::phoenix::{codec, BroadcastConfig, Frame, FrameKind, JoinConfig, JoinPayload, Vsn};
 use handoff_protocol::{Event, ProjectId};
-use handoff_server::realtime::RealtimeConfig;
+use handoff_server::realtime::{Hub, RealtimeConfig};
 use handoff_server::service::Service;
 use handoff_server::{app, Config};
 use serde_json::{json, Value};
@@ -70,6 +70,18 @@ impl Drop for DbGuard {
                 .output();
         }
     }
+}
+
+/// The Redis of the multi-node tests (`HANDOFF_TEST_REDIS_URL`, else the local one), or `None`
+/// (the test is skipped) when it does not answer, unless `HANDOFF_REQUIRE_REDIS` is set.
+pub async fn redis_url() -> Option<String> {
+    let redis = std::env::var("HANDOFF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    if let Err(e) = Hub::with_redis(&redis, "handoff-test:probe").await {
+        assert!(std::env::var_os("HANDOFF_REQUIRE_REDIS").is_none(), "redis: {e}");
+        eprintln!("skipped: no redis at {redis} ({e})");
+        return None;
+    }
+    Some(redis)
 }
 
 fn unique() -> String {
@@ -146,6 +158,27 @@ impl TestServer {
         s.agent1 = s.login("ann@test.dev", "pw-ann-123").await;
         s.agent2 = s.login("bo@test.dev", "pw-bo-123").await;
         Some(s)
+    }
+
+    /// A second server node on the same database, its hub on the same Redis channel as this
+    /// one's (started with a `redis_url`): its service, HTTP base URL and socket URL.
+    pub async fn second_node(&self) -> (Arc<Service>, String, String) {
+        let store = handoff_server::store::SqlStore::connect(&self.config.database_url).await.unwrap();
+        let hub =
+            Hub::with_redis(self.config.redis_url.as_deref().unwrap(), "handoff:realtime").await.unwrap();
+        let svc = Arc::new(Service::new(Arc::new(store), Arc::new(hub)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app(svc.clone(), &self.config);
+        let serve = self.config.serve.clone();
+        tokio::spawn(async move {
+            handoff_server::serve(listener, router, &serve, std::future::pending()).await.unwrap();
+        });
+        (
+            svc,
+            format!("http://{addr}"),
+            format!("ws://{addr}/realtime/v1/websocket?apikey={}", self.public_key),
+        )
     }
 
     /// Logs an agent in: (token, agent id).

@@ -9,7 +9,7 @@ use handoff_protocol::Event;
 use serde_json::{json, Value};
 
 use crate::both_dbs;
-use crate::harness::{Db, Socket, TestServer};
+use crate::harness::{redis_url, Db, Socket, TestServer};
 
 /// Sockets that watch every channel an event of a conversation could go to.
 struct Watch {
@@ -738,6 +738,61 @@ both_dbs!(events_long_poll, |s: TestServer| async move {
     let (st, _) = s.call("GET", &format!("/api/conversations/{c}/events?after=abc"), Some(&vt), None).await;
     assert_eq!(st, 400);
 });
+
+// Long-polls are woken through the hub: a visitor long-polling node B gets a message posted
+// through node A (same PostgreSQL database, same Redis) at once, not at its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_is_woken_by_a_write_on_another_node() {
+    let Some(redis) = redis_url().await else { return };
+    let Some(s) = TestServer::start_config(Db::Postgres, |c| c.redis_url = Some(redis.clone())).await else {
+        return;
+    };
+    let (svc2, base2, _) = s.second_node().await;
+    let (vt, c) = s.conversation().await;
+    let id = handoff_protocol::ConversationId::new(c.as_str());
+    for round in 0..3 {
+        let after = 1 + round;
+        let poll = {
+            let (http, url, vt) = (
+                s.http.clone(),
+                format!("{base2}/api/conversations/{c}/events?after={after}&wait=10"),
+                vt.clone(),
+            );
+            tokio::spawn(async move {
+                let page = http.get(url).bearer_auth(vt).send().await.unwrap().json::<Value>().await.unwrap();
+                (page, std::time::Instant::now())
+            })
+        };
+        // The write comes while the long-poll waits on node B.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while svc2.long_polls_waiting(&id) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the long-poll never waited");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(s.svc.long_polls_waiting(&id), 0, "it waits on node B only");
+        let body = format!("answer {round}");
+        let started = std::time::Instant::now();
+        let (st, _) = s
+            .call(
+                "POST",
+                &format!("/api/conversations/{c}/messages"),
+                Some(&s.agent1.0),
+                Some(json!({"body": body})),
+            )
+            .await;
+        assert_eq!(st, 201);
+        let (page, answered) = poll.await.unwrap();
+        let latency = answered.duration_since(started);
+        eprintln!("long-poll on node B answered {latency:?} after the post to node A began");
+        assert!(
+            latency < std::time::Duration::from_secs(2),
+            "the long-poll on the other node answers at once, not at its timeout: {latency:?}"
+        );
+        assert_eq!(page["events"][0]["payload"]["message"]["body"], body.as_str(), "{page}");
+        assert_eq!(page["last_seq"], after + 1);
+        assert_eq!(svc2.long_poll_conversations(), 0, "the answered long-poll left no waiter");
+    }
+}
 
 #[tokio::test]
 async fn openapi_is_generated_from_the_served_routes() {
