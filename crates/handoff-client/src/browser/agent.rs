@@ -294,12 +294,10 @@ impl AgentClient {
     }
 
     /// Transfers to `"queue"` or an agent id, with an optional note.
+    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen passes owned values
     pub fn transfer(&self, id: &str, to: String, note: Option<String>) -> Promise {
         // `TransferRequest`: `{to, note?}`.
-        let body = match note {
-            Some(note) => super::json_body(&[("to", &to.into()), ("note", &note.into())]),
-            None => super::json_body(&[("to", &to.into())]),
-        };
+        let body = super::json_body(&[("to", &to.into()), ("note", &super::opt_field(note.as_deref()))]);
         self.post(id, "/transfer", body)
     }
 

@@ -132,11 +132,10 @@ async fn open_session(
     let mut visitor_token = store.get(&key);
     // `WidgetSessionRequest`: `{project_key, visitor_token?}`.
     let request = |token: Option<&str>| {
-        let key = JsValue::from_str(&project_key);
-        match token {
-            Some(t) => json_body(&[("project_key", &key), ("visitor_token", &t.into())]),
-            None => json_body(&[("project_key", &key)]),
-        }
+        json_body(&[
+            ("project_key", &project_key.as_str().into()),
+            ("visitor_token", &super::opt_field(token)),
+        ])
     };
     let mut r = match prefetched_answer(prefetched, visitor_token.as_deref()).await {
         Some(text) => Ok(super::text_to_js(&text)),

@@ -698,15 +698,12 @@ impl Inner {
             }
             let items = Array::new();
             for item in &merged {
-                let mut props = vec![
-                    ("client_msg_id", JsValue::from_str(item.client_msg_id.as_str())),
-                    ("body", JsValue::from_str(&item.body)),
-                ];
-                if item.failed {
-                    props.push(("failed", JsValue::TRUE));
-                }
-                let props: Vec<(&str, &JsValue)> = props.iter().map(|(k, v)| (*k, v)).collect();
-                items.push(&object(&props));
+                let failed = if item.failed { JsValue::TRUE } else { JsValue::UNDEFINED };
+                items.push(&object(&[
+                    ("client_msg_id", &item.client_msg_id.as_str().into()),
+                    ("body", &item.body.as_str().into()),
+                    ("failed", &failed),
+                ]));
             }
             if let Some(text) = super::js_to_json(&items) {
                 store.set(&key, &text);
@@ -1045,13 +1042,11 @@ impl Inner {
             TypingChange::Stopped(a) => (a, false),
             _ => return,
         };
-        let kind = JsValue::from_str(actor.kind.as_str());
-        let actor = match &actor.name {
-            Some(name) => {
-                object(&[("kind", &kind), ("id", &actor.id.as_str().into()), ("name", &name.into())])
-            }
-            None => object(&[("kind", &kind), ("id", &actor.id.as_str().into())]),
-        };
+        let actor = object(&[
+            ("kind", &actor.kind.as_str().into()),
+            ("id", &actor.id.as_str().into()),
+            ("name", &super::opt_field(actor.name.as_deref())),
+        ]);
         let payload = object(&[
             ("conversation_id", &id.as_str().into()),
             ("actor", &actor),
@@ -1265,11 +1260,8 @@ impl Inner {
         // `PresenceRequest`: `{state, tab, token?}`.
         let body = |state: PresenceState, token: Option<String>| {
             let state = JsValue::from_str(state.as_str());
-            let body = match token {
-                Some(t) => super::json_body(&[("state", &state), ("tab", &tab), ("token", &t.into())]),
-                None => super::json_body(&[("state", &state), ("tab", &tab)]),
-            };
-            body.unwrap_or_default()
+            let token = super::opt_field(token.as_deref());
+            super::json_body(&[("state", &state), ("tab", &tab), ("token", &token)]).unwrap_or_default()
         };
         match a {
             PresenceAction::Send(state) => self.fire_and_forget(url, body(state, None)),
@@ -1294,10 +1286,10 @@ pub(crate) fn outbox_payload(
     error: Option<&JsValue>,
 ) -> JsValue {
     let conversation = super::str_or_null(conversation);
-    let (cid, body) = (JsValue::from_str(cid.as_str()), JsValue::from_str(body));
-    let mut props = vec![("conversation_id", &conversation), ("client_msg_id", &cid), ("body", &body)];
-    if let Some(e) = error {
-        props.push(("error", e));
-    }
-    object(&props)
+    object(&[
+        ("conversation_id", &conversation),
+        ("client_msg_id", &cid.as_str().into()),
+        ("body", &body.into()),
+        ("error", error.unwrap_or(&JsValue::UNDEFINED)),
+    ])
 }

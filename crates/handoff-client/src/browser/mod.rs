@@ -39,13 +39,20 @@ pub(crate) fn random_u64() -> u64 {
 }
 
 /// A plain JS object with these properties (payloads for the app, request bodies): built in JS
-/// and written by `JSON.stringify`, so no JSON encoder is compiled into the wasm.
+/// and written by `JSON.stringify`, so no JSON encoder is compiled into the wasm. A property
+/// whose value is `undefined` is left out: an optional field (see [`opt_field`]).
 pub(crate) fn object(props: &[(&str, &JsValue)]) -> JsValue {
     let o = js_sys::Object::new();
-    for (k, v) in props {
+    for (k, v) in props.iter().filter(|(_, v)| !v.is_undefined()) {
         let _ = Reflect::set(&o, &JsValue::from_str(k), v);
     }
     o.into()
+}
+
+/// An optional string field of [`object`]: left out when `None`, as the protocol's types skip
+/// it when serializing.
+pub(crate) fn opt_field(s: Option<&str>) -> JsValue {
+    s.map_or(JsValue::UNDEFINED, JsValue::from_str)
 }
 
 /// [`object`] as JSON text (a request body).

@@ -9,7 +9,7 @@ use handoff_protocol::phoenix::BROADCAST;
 use js_sys::{Array, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 
-use super::{object, path_str, str_or_null};
+use super::{object, opt_field, path_str, str_or_null};
 use crate::subs::{Inbound, Push, PushKind};
 
 /// A frame as received: its head, and its payload as the browser parsed it.
@@ -45,10 +45,13 @@ pub(crate) fn decode(data: &JsValue) -> Option<Received> {
         return None;
     }
     let inner = JSON::parse(core::str::from_utf8(parts.data).ok()?).ok()?;
-    let payload = object(&[("type", &BROADCAST.into()), ("event", &parts.event.into()), ("payload", &inner)]);
-    if !parts.meta.is_empty() {
-        let _ = js_sys::Reflect::set(&payload, &"meta".into(), &JSON::parse(parts.meta).ok()?);
-    }
+    let meta = if parts.meta.is_empty() { JsValue::UNDEFINED } else { JSON::parse(parts.meta).ok()? };
+    let payload = object(&[
+        ("type", &BROADCAST.into()),
+        ("event", &parts.event.into()),
+        ("payload", &inner),
+        ("meta", &meta),
+    ]);
     let head = Inbound {
         join_ref: parts.join_ref.map(str::to_owned),
         r#ref: parts.r#ref.map(str::to_owned),
@@ -62,7 +65,6 @@ pub(crate) fn decode(data: &JsValue) -> Option<Received> {
 
 /// Writes a push; `broadcast` is the `(event, payload)` of a [`PushKind::Broadcast`].
 pub(crate) fn encode(push: &Push, broadcast: Option<(&str, &JsValue)>) -> Option<String> {
-    let empty = || object(&[]);
     let payload = match &push.kind {
         PushKind::Join { access_token, private } => {
             let f = JsValue::FALSE;
@@ -72,17 +74,14 @@ pub(crate) fn encode(push: &Push, broadcast: Option<(&str, &JsValue)>) -> Option
                 ("presence", &object(&[("enabled", &f), ("key", &"".into())])),
                 ("private", &JsValue::from_bool(*private)),
             ]);
-            match access_token {
-                Some(t) => object(&[("access_token", &t.into()), ("config", &config)]),
-                None => object(&[("config", &config)]),
-            }
+            object(&[("access_token", &opt_field(access_token.as_deref())), ("config", &config)])
         }
         PushKind::AccessToken(t) => object(&[("access_token", &t.into())]),
         PushKind::Broadcast => {
             let (event, payload) = broadcast?;
             object(&[("type", &BROADCAST.into()), ("event", &event.into()), ("payload", payload)])
         }
-        _ => empty(),
+        _ => object(&[]),
     };
     let frame = Array::of5(
         &str_or_null(push.join_ref.as_deref()),

@@ -498,7 +498,7 @@ impl Drop for Waiter<'_> {
 
 /// Whether a broadcast payload from Redis (`{"type", "event", "payload"}`) carries a persisted
 /// conversation event, one with a `seq` (as [`Event::seq`] tells for a typed event).
-fn is_persisted(payload: &Value) -> bool {
+fn has_seq(payload: &Value) -> bool {
     payload
         .get("event")
         .and_then(Value::as_str)
@@ -538,7 +538,7 @@ async fn receive(
                 Ok(wire) if wire.node == node => {}
                 Ok(WireEvent { revoke: Some(hash), .. }) => local.revoke(&hash),
                 Ok(WireEvent { topic: Some(topic), payload: Some(payload), .. }) => {
-                    if is_persisted(&payload) {
+                    if has_seq(&payload) {
                         local.wake(&topic);
                     }
                     let frame = Frame {
