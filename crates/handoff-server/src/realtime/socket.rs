@@ -253,8 +253,9 @@ struct Conn {
     project: SocketProject,
     outbox: Outbox,
     joined: HashMap<String, Joined>,
-    /// Token -> (its hash, who it is).
-    principals: HashMap<String, (String, Principal)>,
+    /// (Token, its hash, who it is): a list, grown one entry at a time: a socket mostly holds one token, and a map's
+    /// smallest table would cost every idle socket about 400 bytes.
+    principals: Vec<(String, String, Principal)>,
     /// When the tokens of the joined channels were last checked.
     checked: Instant,
     /// Until a channel is joined with a valid token: when the socket is closed.
@@ -295,7 +296,7 @@ fn run(
         project,
         outbox,
         joined: HashMap::new(),
-        principals: HashMap::new(),
+        principals: Vec::new(),
         checked: Instant::now(),
         agents: Vec::new(),
     };
@@ -530,7 +531,7 @@ impl Conn {
     /// A token was revoked: forget it, and send `phx_error` on the channels it authorized (the
     /// hub has already stopped delivering to them); their rejoin is refused by authentication.
     async fn revoked(&mut self, hash: &str) {
-        self.principals.retain(|_, (h, _)| h != hash);
+        self.principals.retain(|(_, h, _)| h != hash);
         let topics: Vec<String> = self
             .joined
             .iter()
@@ -617,7 +618,7 @@ impl Conn {
 
     /// Who a token is (cached per socket) and its hash.
     async fn principal(&mut self, token: &str) -> (Principal, String) {
-        if let Some((hash, p)) = self.principals.get(token) {
+        if let Some((_, hash, p)) = self.principals.iter().find(|(t, _, _)| t == token) {
             return (p.clone(), hash.clone());
         }
         let p = self.rt.backend.authenticate(token).await;
@@ -625,7 +626,8 @@ impl Conn {
         if self.principals.len() > 16 {
             self.principals.clear();
         }
-        self.principals.insert(token.to_owned(), (hash.clone(), p.clone()));
+        self.principals.reserve_exact(1);
+        self.principals.push((token.to_owned(), hash.clone(), p.clone()));
         (p, hash)
     }
 
