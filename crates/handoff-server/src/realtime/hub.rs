@@ -642,6 +642,33 @@ fn handle(local: &Local, node: &str, channel: &str, bytes: &[u8]) {
     }
 }
 
+/// Subscribes again, retrying every 50 ms rising to [`REDIS_RETRY_MAX`]; `None` once the hub is
+/// gone.
+async fn resubscribe(
+    client: &redis::Client,
+    channel: &str,
+    local: &Weak<Local>,
+) -> Option<redis::aio::PubSub> {
+    let lost = Instant::now();
+    let mut backoff = REDIS_RETRY_MIN;
+    loop {
+        if local.strong_count() == 0 {
+            return None;
+        }
+        match subscribe(client, channel).await {
+            Ok(pubsub) => {
+                tracing::info!(channel, after = ?lost.elapsed(), "redis subscription restored");
+                return Some(pubsub);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, channel, "redis resubscribe failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(REDIS_RETRY_MAX);
+            }
+        }
+    }
+}
+
 /// Delivers what other nodes publish. The subscription is pinged every [`REDIS_PING_EVERY`];
 /// when it ends or stops answering, it is made again, retrying every 50 ms rising to
 /// [`REDIS_RETRY_MAX`].
@@ -654,28 +681,11 @@ async fn receive(
 ) {
     let mut subscription = Some(subscription);
     loop {
-        let pubsub = match subscription.take() {
-            Some(pubsub) => pubsub,
-            None => {
-                let lost = Instant::now();
-                let mut backoff = REDIS_RETRY_MIN;
-                loop {
-                    if local.strong_count() == 0 {
-                        return;
-                    }
-                    match subscribe(&client, &channel).await {
-                        Ok(pubsub) => {
-                            tracing::info!(channel, after = ?lost.elapsed(), "redis subscription restored");
-                            break pubsub;
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, channel, "redis resubscribe failed");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(REDIS_RETRY_MAX);
-                        }
-                    }
-                }
-            }
+        let pubsub = if let Some(pubsub) = subscription.take() {
+            pubsub
+        } else {
+            let Some(pubsub) = resubscribe(&client, &channel, &local).await else { return };
+            pubsub
         };
         let (mut sink, mut stream) = pubsub.split();
         let mut ping = tokio::time::interval(REDIS_PING_EVERY);
@@ -691,8 +701,8 @@ async fn receive(
                     handle(&local, &node, &channel, msg.get_payload_bytes());
                 }
                 _ = ping.tick() => {
-                    let pong = tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await;
-                    if !matches!(pong, Ok(Ok(_))) {
+                    let answer = tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await;
+                    if !matches!(answer, Ok(Ok(_))) {
                         tracing::warn!(channel, "redis subscription does not answer; reconnecting");
                         break;
                     }
