@@ -785,23 +785,20 @@ async fn probe_reader(
 }
 
 impl Probe {
-    /// After a fault ended at `end`: how long until a probe written after `end` through one node
-    /// reached the other node's socket live, in both directions (the later of the two).
-    fn recovery(&self, end: Instant) -> Option<Duration> {
+    /// After a fault ended at `end`: how long until a probe written after `end` through node A
+    /// reached node B's socket live, and the other way round.
+    fn recovery(&self, end: Instant) -> [Option<Duration>; 2] {
         let sent = self.sent.lock().unwrap();
         let received = self.received.lock().unwrap();
-        let mut worst = Duration::ZERO;
-        for from in 0..2 {
-            let first = received
+        [0, 1].map(|from| {
+            received
                 .iter()
                 .filter(|(k, at, _)| {
                     sent.get(k).is_some_and(|(node, started)| *node == from && *at != from && *started >= end)
                 })
-                .map(|(_, _, when)| *when)
-                .min()?;
-            worst = worst.max(first.saturating_duration_since(end));
-        }
-        Some(worst)
+                .map(|(_, _, when)| when.saturating_duration_since(end))
+                .min()
+        })
     }
 
     /// Probes written through one node and seen live on the other, of those written.
@@ -819,7 +816,6 @@ impl Probe {
 
 struct Fault {
     name: &'static str,
-    start: Instant,
     end: Instant,
 }
 
@@ -1115,7 +1111,6 @@ async fn main() -> std::process::ExitCode {
     let mut faults = Vec::new();
     let at = |share: f64| start + args.send.mul_f64(share);
     tokio::time::sleep_until(at(0.2)).await;
-    let t = Instant::now();
     node_b.kill();
     println!("chaos: {:6.1} s  node B killed (SIGKILL)", run_started.elapsed().as_secs_f64());
     tokio::time::sleep(DOWN).await;
@@ -1126,27 +1121,25 @@ async fn main() -> std::process::ExitCode {
         run_started.elapsed().as_secs_f64(),
         end.elapsed().as_secs_f64()
     );
-    faults.push(Fault { name: "node B killed for 3 s", start: t, end });
+    faults.push(Fault { name: "node B killed for 3 s", end });
 
     tokio::time::sleep_until(at(0.45)).await;
-    let t = Instant::now();
     redis.kill();
     println!("chaos: {:6.1} s  redis killed (SIGKILL)", run_started.elapsed().as_secs_f64());
     tokio::time::sleep(DOWN).await;
     let end = Instant::now();
     redis.spawn().await;
     println!("chaos: {:6.1} s  redis restarted", run_started.elapsed().as_secs_f64());
-    faults.push(Fault { name: "redis killed for 3 s", start: t, end });
+    faults.push(Fault { name: "redis killed for 3 s", end });
 
     tokio::time::sleep_until(at(0.65)).await;
-    let t = Instant::now();
     stall_tx.send_replace(true);
     println!("chaos: {:6.1} s  node B's redis connections stalled", run_started.elapsed().as_secs_f64());
     tokio::time::sleep(STALL).await;
     let end = Instant::now();
     stall_tx.send_replace(false);
     println!("chaos: {:6.1} s  node B's redis connections flow again", run_started.elapsed().as_secs_f64());
-    faults.push(Fault { name: "node B's redis stalled for 10 s", start: t, end });
+    faults.push(Fault { name: "node B's redis stalled for 10 s", end });
 
     for w in writers {
         w.await.unwrap();
@@ -1297,14 +1290,31 @@ async fn main() -> std::process::ExitCode {
     let (crossed, probes_sent) = probe.cross_node();
     println!("  probe: {probes_sent} written, {crossed} seen live on the other node's socket");
     for f in &faults {
-        match probe.recovery(f.end) {
-            Some(r) => println!(
-                "  recovery after {}: cross-node live delivery back {:.2} s after the fault ended (dark {:.1} s in all)",
-                f.name,
-                r.as_secs_f64(),
-                (f.end - f.start + r).as_secs_f64()
-            ),
-            None => println!("  recovery after {}: cross-node live delivery never came back", f.name),
+        let [ab, ba] = probe.recovery(f.end);
+        let secs = |d: Option<Duration>| {
+            d.map_or_else(|| "never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()))
+        };
+        println!(
+            "  after {}: cross-node live delivery back {} (A to B) and {} (B to A) after the fault ended",
+            f.name,
+            secs(ab),
+            secs(ba)
+        );
+    }
+    // What the nodes say about their Redis links.
+    for (name, log) in [("A", &node_a.log), ("B", &node_b.log)] {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains("redis")) {
+            let mut clean = String::new();
+            let mut chars = line.chars();
+            while let Some(c) = chars.next() {
+                if c == '\u{1b}' {
+                    chars.by_ref().find(|c| c.is_ascii_alphabetic());
+                } else {
+                    clean.push(c);
+                }
+            }
+            println!("  node {name}: {clean}");
         }
     }
     let ok = missing == 0
@@ -1313,7 +1323,7 @@ async fn main() -> std::process::ExitCode {
         && store_gaps == 0
         && stats.refused.load(Ordering::Relaxed) == 0
         && stats.gave_up.load(Ordering::Relaxed) == 0
-        && faults.iter().all(|f| probe.recovery(f.end).is_some());
+        && faults.iter().all(|f| probe.recovery(f.end).iter().all(Option::is_some));
     node_a.kill();
     node_b.kill();
     redis.kill();

@@ -33,7 +33,7 @@
 //! every [`REDIS_PING_EVERY`]; one that does not answer within [`REDIS_TIMEOUT`] (a stalled
 //! network path, which TCP does not report) is dropped and made again, along with whatever was
 //! stuck in it. Events published meanwhile wait in the node's queue, in order, and go out when
-//! the connection is back: persisted ones (clients drop what they already have by `seq`), and
+//! the connection is back, pipelined (a backlog takes one round trip per 256 events): persisted ones (clients drop what they already have by `seq`), and
 //! ephemeral ones (`typing`, `presence:updated`) only while younger than
 //! [`EPHEMERAL_MAX_AGE`], the receiver's typing time-to-live: an older one would only show a
 //! stale indicator. A receiving node drops them by the same rule, by the publisher's clock
@@ -88,6 +88,9 @@ pub const REDIS_PING_EVERY: Duration = Duration::from_secs(1);
 
 /// The longest wait between two attempts to reach Redis again.
 pub const REDIS_RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// Events published to Redis in one pipeline at most.
+pub const REDIS_BATCH: usize = 256;
 
 /// The first wait before reaching Redis again.
 const REDIS_RETRY_MIN: Duration = Duration::from_millis(50);
@@ -712,9 +715,12 @@ async fn receive(
     }
 }
 
-/// Publishes this node's events to Redis, in order. When the connection fails, the event is
-/// tried again on a new one (made every 50 ms rising to [`REDIS_RETRY_MAX`]) while later
-/// events wait; ephemeral events older than [`EPHEMERAL_MAX_AGE`] are dropped instead.
+/// Publishes this node's events to Redis, in order, as many as are queued in one pipeline (at
+/// most [`REDIS_BATCH`]: one round trip, so a backlog after an outage goes out at once instead
+/// of holding newer events behind it). When the connection fails, the batch is tried again on a
+/// new one (made every 50 ms rising to [`REDIS_RETRY_MAX`]) while later events wait; ephemeral
+/// events older than [`EPHEMERAL_MAX_AGE`] are dropped instead. A batch that failed halfway may
+/// reach other nodes twice: clients drop persisted events they have by `seq`.
 async fn send(
     mut rx: mpsc::Receiver<Queued>,
     client: redis::Client,
@@ -724,12 +730,15 @@ async fn send(
     let mut conn = Some(conn);
     let mut lost: Option<(Instant, usize)> = None;
     let mut backoff = REDIS_RETRY_MIN;
-    while let Some(item) = rx.recv().await {
+    let mut batch = Vec::with_capacity(REDIS_BATCH);
+    while rx.recv_many(&mut batch, REDIS_BATCH).await > 0 {
         loop {
-            if item.is_stale() {
-                if let Some((_, dropped)) = &mut lost {
-                    *dropped += 1;
-                }
+            let before = batch.len();
+            batch.retain(|item| !item.is_stale());
+            if let Some((_, dropped)) = &mut lost {
+                *dropped += before - batch.len();
+            }
+            if batch.is_empty() {
                 break;
             }
             let Some(c) = conn.as_mut() else {
@@ -746,10 +755,12 @@ async fn send(
                 }
                 continue;
             };
-            let result: redis::RedisResult<i64> =
-                redis::cmd("PUBLISH").arg(&channel).arg(&item.bytes).query_async(c).await;
-            match result {
-                Ok(_) => {
+            let mut pipe = redis::pipe();
+            for item in &batch {
+                pipe.cmd("PUBLISH").arg(&channel).arg(&item.bytes).ignore();
+            }
+            match pipe.query_async::<()>(c).await {
+                Ok(()) => {
                     if let Some((since, dropped)) = lost.take() {
                         tracing::info!(channel, after = ?since.elapsed(), stale_dropped = dropped, "redis publishing restored");
                     }
@@ -764,5 +775,6 @@ async fn send(
                 }
             }
         }
+        batch.clear();
     }
 }
