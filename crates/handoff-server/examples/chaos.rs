@@ -7,7 +7,7 @@
 //!   (so that its Redis path can be stalled).
 //! - Every conversation has a customer and an agent (who claimed it from the queue); each writes
 //!   messages with a `client_msg_id` and retries a failed send with the same id, on the other
-//!   node, like the SDK's outbox. Each reads either on a Phoenix socket (catching up by `seq`
+//!   node, like the SDK's outbox, and says it is typing before every fifth message. Each reads either on a Phoenix socket (catching up by `seq`
 //!   after every (re)connect and every gap, as the SDK does) or, one in four, by long-polling.
 //! - Faults: 1% of the sockets dropped every second; node B killed with SIGKILL and restarted;
 //!   Redis killed with SIGKILL and restarted; node B's Redis connections stalled (bytes held in
@@ -19,8 +19,8 @@
 //! At the end every reader does one last catch-up (the SDK does one at least every 60 s), then
 //! the run checks against the stored events (REST) that every acknowledged message is stored
 //! exactly once and that every reader has every event of its conversation exactly once, in
-//! `seq` order, without a gap. It prints the counts, delivery latency and recovery times, and
-//! exits non-zero when a check fails.
+//! `seq` order, without a gap. It prints the counts, delivery latency, how many typing
+//! indicators arrived stale and recovery times, and exits non-zero when a check fails.
 //!
 //! ```sh
 //! cargo build -p handoff-server && cargo run -p handoff-server --example chaos               # short
@@ -45,10 +45,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
+use handoff_protocol::event::AuthorKind;
 use handoff_protocol::phoenix::{
     codec, BroadcastConfig, Frame, FrameKind, JoinConfig, JoinPayload, ReplyStatus, Vsn,
 };
 use handoff_protocol::Event;
+use handoff_server::realtime::EPHEMERAL_MAX_AGE;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -301,6 +303,10 @@ async fn proxy(listener: TcpListener, upstream: u16, stall: watch::Receiver<bool
         tokio::spawn(async move {
             flowing(&mut stall).await;
             let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+            // As Redis and its clients do: without it, Nagle's algorithm holds small writes
+            // back while the peer delays its ACK, and a busy stream falls seconds behind.
+            let _ = up.set_nodelay(true);
+            let _ = down.set_nodelay(true);
             let (down_r, down_w) = down.into_split();
             let (up_r, up_w) = up.into_split();
             tokio::join!(pump(down_r, up_w, stall.clone()), pump(up_r, down_w, stall));
@@ -386,6 +392,12 @@ struct Stats {
     reconnects: AtomicUsize,
     gaps: AtomicUsize,
     live_duplicates: AtomicUsize,
+    /// (conversation, "customer" or "agent") -> when that writer last said it was typing.
+    typing_sent: Mutex<HashMap<(usize, &'static str), Instant>>,
+    typing_received: AtomicUsize,
+    /// Typing indicators received more than the typing time-to-live after their sender's
+    /// latest `typing` call: certainly stale.
+    typing_stale: AtomicUsize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -424,6 +436,20 @@ async fn write(w: Writer, cluster: Cluster, stats: Arc<Stats>, start: tokio::tim
         let cmid = format!("chaos-{}-{}-{k}", w.conv, w.role);
         stats.sent_at.lock().unwrap().insert(cmid.clone(), Instant::now());
         stats.sent.fetch_add(1, Ordering::Relaxed);
+        if k % 5 == 0 {
+            // Typing before every fifth message, fire-and-forget, as the widget does.
+            stats.typing_sent.lock().unwrap().insert((w.conv, w.role), Instant::now());
+            let _ = cluster
+                .call(
+                    w.node,
+                    reqwest::Method::POST,
+                    &format!("/api/conversations/{}/typing", w.id),
+                    Some(&w.token),
+                    Some(json!({"is_typing": true})),
+                    Duration::from_secs(2),
+                )
+                .await;
+        }
         let give_up = Instant::now() + Duration::from_secs(120);
         let mut node = w.node;
         let mut backoff = Duration::from_millis(100);
@@ -638,6 +664,14 @@ async fn read_socket(
                     match frame.kind() {
                         FrameKind::Broadcast => {
                             let Ok(event) = frame.broadcast_event() else { continue };
+                            if let Event::Typing(t) = &event {
+                                stats.typing_received.fetch_add(1, Ordering::Relaxed);
+                                let role = if t.actor.kind == AuthorKind::Customer { "customer" } else { "agent" };
+                                let sent = stats.typing_sent.lock().unwrap().get(&(r.conv, role)).copied();
+                                if sent.is_some_and(|s| s.elapsed() > EPHEMERAL_MAX_AGE) {
+                                    stats.typing_stale.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
                             if let Applied::Gap = r.apply(&event, How::Live, &stats) {
                                 stats.gaps.fetch_add(1, Ordering::Relaxed);
                                 if !r.fetch(&cluster, node, How::CatchUp, None, &stats).await {
@@ -702,8 +736,10 @@ async fn read_long_poll(
 struct Probe {
     /// Probe number -> (node it was written through, when the write began).
     sent: Mutex<HashMap<u64, (usize, Instant)>>,
-    /// (probe number, node whose socket got it live, when).
-    received: Mutex<Vec<(u64, usize, Instant)>>,
+    /// (probe number, node whose socket got it live, when, when it was committed: the message's
+    /// `created_at`, so that a slow HTTP answer does not count as slow delivery). Probe `k` is
+    /// written through node `k % 2`.
+    received: Mutex<Vec<(u64, usize, Instant, Instant)>>,
 }
 
 async fn probe_writer(
@@ -733,7 +769,7 @@ async fn probe_writer(
                     &path,
                     Some(&token),
                     Some(json!({"body": body})),
-                    Duration::from_secs(5),
+                    Duration::from_secs(30),
                 )
                 .await;
             if let Ok((201, _)) = answer {
@@ -770,7 +806,10 @@ async fn probe_reader(
                     if frame.kind() != FrameKind::Broadcast { continue; }
                     if let Ok(Event::MessageNew(m)) = frame.broadcast_event() {
                         if let Some(k) = m.message.body.strip_prefix("probe-").and_then(|k| k.parse().ok()) {
-                            probe.received.lock().unwrap().push((k, node, Instant::now()));
+                            let now = Instant::now();
+                            let unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+                            let committed = now.checked_sub(Duration::from_millis(unix_ms.saturating_sub(m.message.created_at.0))).unwrap_or(now);
+                            probe.received.lock().unwrap().push((k, node, now, committed));
                         }
                     }
                 }
@@ -785,29 +824,45 @@ async fn probe_reader(
 }
 
 impl Probe {
-    /// After a fault ended at `end`: how long until a probe written after `end` through node A
-    /// reached node B's socket live, and the other way round.
+    /// After a fault ended at `end`: how long until a probe committed after `end` through node
+    /// A reached node B's socket live, and the other way round.
     fn recovery(&self, end: Instant) -> [Option<Duration>; 2] {
-        let sent = self.sent.lock().unwrap();
         let received = self.received.lock().unwrap();
         [0, 1].map(|from| {
             received
                 .iter()
-                .filter(|(k, at, _)| {
-                    sent.get(k).is_some_and(|(node, started)| *node == from && *at != from && *started >= end)
-                })
-                .map(|(_, _, when)| when.saturating_duration_since(end))
+                .filter(|(k, at, _, committed)| (k % 2) as usize == from && *at != from && *committed >= end)
+                .map(|(_, _, when, _)| when.saturating_duration_since(end))
                 .min()
         })
     }
 
-    /// Probes written through one node and seen live on the other, of those written.
-    fn cross_node(&self) -> (usize, usize) {
-        let sent = self.sent.lock().unwrap();
+    /// The median cross-node latency (commit -> a socket of the other node) of the probes
+    /// written through node `from`, by 10-second window of the run.
+    fn latency_by_window(&self, from: usize, origin: Instant) -> Vec<String> {
         let received = self.received.lock().unwrap();
-        let crossed =
-            received.iter().filter(|(k, at, _)| sent.get(k).is_some_and(|(node, _)| node != at)).count();
-        (crossed, sent.len())
+        let mut windows: Vec<Vec<Duration>> = Vec::new();
+        for (k, at, when, committed) in received.iter() {
+            if (k % 2) as usize != from || *at == from {
+                continue;
+            }
+            let w = (committed.saturating_duration_since(origin).as_secs() / 10) as usize;
+            if windows.len() <= w {
+                windows.resize(w + 1, Vec::new());
+            }
+            windows[w].push(when.saturating_duration_since(*committed));
+        }
+        windows
+            .iter_mut()
+            .map(|w| if w.is_empty() { "-".to_owned() } else { format!("{:.0}", ms(percentile(w, 0.5))) })
+            .collect()
+    }
+
+    /// Probes seen live on the other node's socket, and probes written.
+    fn cross_node(&self) -> (usize, usize) {
+        let received = self.received.lock().unwrap();
+        let crossed = received.iter().filter(|(k, at, _, _)| (k % 2) as usize != *at).count();
+        (crossed, self.sent.lock().unwrap().len())
     }
 }
 
@@ -817,6 +872,18 @@ impl Probe {
 struct Fault {
     name: &'static str,
     end: Instant,
+}
+
+/// Runs a future on a thread of its own with a single-threaded runtime.
+fn on_own_thread<F, Fut>(f: F) -> std::thread::JoinHandle<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(f());
+    })
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -886,9 +953,15 @@ async fn main() -> std::process::ExitCode {
 
     let mut redis = RedisProc::start().await;
     let (stall_tx, stall_rx) = watch::channel(false);
-    let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // The proxy and the probe run on threads of their own, so that the load of the readers and
+    // writers in this process does not delay what they forward or time.
+    let proxy_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let proxy_port = proxy_listener.local_addr().unwrap().port();
-    tokio::spawn(proxy(proxy_listener, redis.port, stall_rx));
+    let redis_port = redis.port;
+    on_own_thread(move || async move {
+        proxy_listener.set_nonblocking(true).unwrap();
+        proxy(TcpListener::from_std(proxy_listener).unwrap(), redis_port, stall_rx).await;
+    });
     let mut node_a = NodeProc {
         name: "A",
         port: free_port(),
@@ -1040,26 +1113,33 @@ async fn main() -> std::process::ExitCode {
         }
     }
     let probe = Arc::new(Probe::default());
-    let mut probes = Vec::new();
-    for node in 0..2 {
-        probes.push(tokio::spawn(probe_reader(
-            cluster.clone(),
-            node,
-            probe_id.clone(),
-            probe_agent.clone(),
-            probe.clone(),
-            stop_rx.clone(),
-        )));
-    }
-    // Let the sockets join before the writes begin.
+    let probe_thread = {
+        let (base, ws, probe, stop) =
+            (cluster.base.clone(), cluster.ws.clone(), probe.clone(), stop_rx.clone());
+        let (id, token) = (probe_id.clone(), probe_agent.clone());
+        on_own_thread(move || async move {
+            let cluster = Cluster { http: reqwest::Client::new(), base, ws };
+            let readers: Vec<_> = (0..2)
+                .map(|node| {
+                    tokio::spawn(probe_reader(
+                        cluster.clone(),
+                        node,
+                        id.clone(),
+                        token.clone(),
+                        probe.clone(),
+                        stop.clone(),
+                    ))
+                })
+                .collect();
+            // Let the sockets join before the writes begin.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            probe_writer(cluster, id, token, probe, stop).await;
+            for r in readers {
+                let _ = r.await;
+            }
+        })
+    };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    probes.push(tokio::spawn(probe_writer(
-        cluster.clone(),
-        probe_id.clone(),
-        probe_agent.clone(),
-        probe.clone(),
-        stop_rx.clone(),
-    )));
 
     let per_writer = args.messages.div_ceil(conversations.len() * 2);
     let start = tokio::time::Instant::now();
@@ -1153,9 +1233,7 @@ async fn main() -> std::process::ExitCode {
     for r in readers {
         finished.push(r.await.unwrap());
     }
-    for p in probes {
-        let _ = p.await;
-    }
+    let _ = tokio::task::spawn_blocking(move || probe_thread.join()).await;
     // One last catch-up each (the SDK does one at least every 60 s while connected).
     for r in &mut finished {
         let node = r.node;
@@ -1287,6 +1365,12 @@ async fn main() -> std::process::ExitCode {
         stats.gaps.load(Ordering::Relaxed),
         stats.live_duplicates.load(Ordering::Relaxed)
     );
+    println!(
+        "  typing: {} indicators received on sockets, {} of them more than {} s after their sender's latest typing call",
+        stats.typing_received.load(Ordering::Relaxed),
+        stats.typing_stale.load(Ordering::Relaxed),
+        EPHEMERAL_MAX_AGE.as_secs()
+    );
     let (crossed, probes_sent) = probe.cross_node();
     println!("  probe: {probes_sent} written, {crossed} seen live on the other node's socket");
     for f in &faults {
@@ -1301,6 +1385,14 @@ async fn main() -> std::process::ExitCode {
             secs(ba)
         );
     }
+    println!(
+        "  probe latency, median per 10 s of the run, in ms: A to B {}",
+        probe.latency_by_window(0, run_started).join(" ")
+    );
+    println!(
+        "  probe latency, median per 10 s of the run, in ms: B to A {}",
+        probe.latency_by_window(1, run_started).join(" ")
+    );
     // What the nodes say about their Redis links.
     for (name, log) in [("A", &node_a.log), ("B", &node_b.log)] {
         let text = std::fs::read_to_string(log).unwrap_or_default();
