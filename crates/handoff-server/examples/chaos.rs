@@ -1401,7 +1401,7 @@ async fn main() -> std::process::ExitCode {
             let mut chars = line.chars();
             while let Some(c) = chars.next() {
                 if c == '\u{1b}' {
-                    chars.by_ref().find(|c| c.is_ascii_alphabetic());
+                    chars.by_ref().find(char::is_ascii_alphabetic);
                 } else {
                     clean.push(c);
                 }
