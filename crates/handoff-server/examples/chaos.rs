@@ -83,6 +83,9 @@ fn args() -> Args {
     a
 }
 
+/// The processes of this run still running, for the hard time limit to kill.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
 /// How long node B's Redis path is stalled.
 const STALL: Duration = Duration::from_secs(10);
 /// How long a killed node or Redis stays down before it is started again.
@@ -155,6 +158,7 @@ impl RedisProc {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server) is needed for the chaos run");
+        CHILDREN.lock().unwrap().push(child.id());
         self.child = Some(child);
         wait_port(self.port, "redis-server").await;
     }
@@ -163,6 +167,7 @@ impl RedisProc {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill(); // SIGKILL
             let _ = c.wait();
+            CHILDREN.lock().unwrap().retain(|pid| *pid != c.id());
         }
     }
 }
@@ -203,6 +208,7 @@ impl NodeProc {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
+        CHILDREN.lock().unwrap().push(child.id());
         self.child = Some(child);
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -225,6 +231,7 @@ impl NodeProc {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill(); // SIGKILL
             let _ = c.wait();
+            CHILDREN.lock().unwrap().retain(|pid| *pid != c.id());
         }
     }
 }
@@ -914,9 +921,14 @@ async fn main() -> std::process::ExitCode {
     let run_started = Instant::now();
     // Stops by itself whatever happens.
     let hard_limit = args.send + Duration::from_secs(240);
-    tokio::spawn(async move {
-        tokio::time::sleep(hard_limit).await;
+    std::thread::spawn(move || {
+        std::thread::sleep(hard_limit);
         eprintln!("chaos: the run took longer than {hard_limit:?}; giving up");
+        // `exit` runs no destructors: kill what this run started and drop its database here.
+        for pid in CHILDREN.lock().unwrap().iter() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        drop(Database { name: format!("handoff_chaos_{}", std::process::id()) });
         std::process::exit(3);
     });
 
