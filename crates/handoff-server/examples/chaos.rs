@@ -7,8 +7,9 @@
 //!   (so that its Redis path can be stalled).
 //! - Every conversation has a customer and an agent (who claimed it from the queue); each writes
 //!   messages with a `client_msg_id` and retries a failed send with the same id, on the other
-//!   node, like the SDK's outbox, and says it is typing before every fifth message. Each reads either on a Phoenix socket (catching up by `seq`
-//!   after every (re)connect and every gap, as the SDK does) or, one in four, by long-polling.
+//!   node, like the SDK's outbox, and says it is typing before every fifth message. Each reads
+//!   either on a Phoenix socket (catching up by `seq` after every (re)connect and every gap, as
+//!   the SDK does) or, one in four, by long-polling.
 //! - Faults: 1% of the sockets dropped every second; node B killed with SIGKILL and restarted;
 //!   Redis killed with SIGKILL and restarted; node B's Redis connections stalled (bytes held in
 //!   the proxy, no reset) for 10 s.
@@ -25,7 +26,8 @@
 //! ```sh
 //! cargo build -p handoff-server && cargo run -p handoff-server --example chaos               # short
 //! cargo build --release -p handoff-server && \
-//!   cargo run --release -p handoff-server --example chaos -- --messages 100000 --conversations 200 --duration 300
+//!   cargo run --release -p handoff-server --example chaos -- \
+//!     --messages 100000 --conversations 200 --duration 300
 //! ```
 #![allow(
     clippy::unwrap_used,
@@ -673,7 +675,8 @@ async fn read_socket(
                             let Ok(event) = frame.broadcast_event() else { continue };
                             if let Event::Typing(t) = &event {
                                 stats.typing_received.fetch_add(1, Ordering::Relaxed);
-                                let role = if t.actor.kind == AuthorKind::Customer { "customer" } else { "agent" };
+                                let role =
+                                    if t.actor.kind == AuthorKind::Customer { "customer" } else { "agent" };
                                 let sent = stats.typing_sent.lock().unwrap().get(&(r.conv, role)).copied();
                                 if sent.is_some_and(|s| s.elapsed() > EPHEMERAL_MAX_AGE) {
                                     stats.typing_stale.fetch_add(1, Ordering::Relaxed);
@@ -814,8 +817,8 @@ async fn probe_reader(
                     if let Ok(Event::MessageNew(m)) = frame.broadcast_event() {
                         if let Some(k) = m.message.body.strip_prefix("probe-").and_then(|k| k.parse().ok()) {
                             let now = Instant::now();
-                            let unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-                            let committed = now.checked_sub(Duration::from_millis(unix_ms.saturating_sub(m.message.created_at.0))).unwrap_or(now);
+                            let age = Duration::from_millis(unix_ms().saturating_sub(m.message.created_at.0));
+                            let committed = now.checked_sub(age).unwrap_or(now);
                             probe.received.lock().unwrap().push((k, node, now, committed));
                         }
                     }
@@ -879,6 +882,10 @@ impl Probe {
 struct Fault {
     name: &'static str,
     end: Instant,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 /// Runs a future on a thread of its own with a single-threaded runtime.

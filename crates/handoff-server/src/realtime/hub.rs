@@ -33,11 +33,12 @@
 //! every [`REDIS_PING_EVERY`]; one that does not answer within [`REDIS_TIMEOUT`] (a stalled
 //! network path, which TCP does not report) is dropped and made again, along with whatever was
 //! stuck in it. Events published meanwhile wait in the node's queue, in order, and go out when
-//! the connection is back, pipelined (a backlog takes one round trip per 256 events): persisted ones (clients drop what they already have by `seq`), and
-//! ephemeral ones (`typing`, `presence:updated`) only while younger than
-//! [`EPHEMERAL_MAX_AGE`], the receiver's typing time-to-live: an older one would only show a
-//! stale indicator. A receiving node drops them by the same rule, by the publisher's clock
-//! (`at`, Unix milliseconds; nodes' clocks are assumed in step, as NTP keeps them).
+//! the connection is back, pipelined ([`REDIS_BATCH`] per round trip, so that a backlog does not
+//! hold newer events back): persisted ones (clients drop what they already have by `seq`), and
+//! ephemeral ones (`typing`, `presence:updated`) only while younger than [`EPHEMERAL_MAX_AGE`],
+//! the receiver's typing time-to-live: an older one would only show a stale indicator. A
+//! receiving node drops them by the same rule, by the publisher's clock (`at`, Unix
+//! milliseconds; nodes' clocks are assumed in step, as NTP keeps them).
 //!
 //! # Long-polls
 //! A long-poll (`GET /api/conversations/{id}/events?wait=`) waits on its conversation's topic
@@ -762,7 +763,8 @@ async fn send(
             match pipe.query_async::<()>(c).await {
                 Ok(()) => {
                     if let Some((since, dropped)) = lost.take() {
-                        tracing::info!(channel, after = ?since.elapsed(), stale_dropped = dropped, "redis publishing restored");
+                        let after = since.elapsed();
+                        tracing::info!(channel, ?after, stale_dropped = dropped, "redis publishing restored");
                     }
                     break;
                 }
