@@ -66,22 +66,34 @@ struct Args {
     messages: usize,
     conversations: usize,
     send: Duration,
+    /// Server processes; node A is the first, node B (the faults' target) the second.
+    nodes: usize,
+    /// No faults and no socket drops: a pure scale simulation.
+    faults: bool,
 }
 
+const USAGE: &str =
+    "usage: chaos [--messages N] [--conversations N] [--duration SECONDS] [--nodes N] [--no-faults]";
+
 fn args() -> Args {
-    let mut a = Args { messages: 5_000, conversations: 40, send: Duration::from_secs(90) };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    for pair in argv.chunks(2) {
-        let value = pair.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| {
-            panic!("usage: chaos [--messages N] [--conversations N] [--duration SECONDS]")
-        });
-        match pair[0].as_str() {
+    let mut a =
+        Args { messages: 5_000, conversations: 40, send: Duration::from_secs(90), nodes: 2, faults: true };
+    let mut argv = std::env::args().skip(1);
+    while let Some(flag) = argv.next() {
+        if flag == "--no-faults" {
+            a.faults = false;
+            continue;
+        }
+        let value = argv.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{USAGE}"));
+        match flag.as_str() {
             "--messages" => a.messages = value as usize,
             "--conversations" => a.conversations = value as usize,
             "--duration" => a.send = Duration::from_secs(value),
-            other => panic!("unknown argument {other}"),
+            "--nodes" => a.nodes = value as usize,
+            other => panic!("unknown argument {other}; {USAGE}"),
         }
     }
+    assert!(a.nodes >= 2, "--nodes: at least 2 (the faults and the probe need node A and node B)");
     a
 }
 
@@ -182,7 +194,7 @@ impl Drop for RedisProc {
 
 /// A `handoff-server serve` process on a fixed port.
 struct NodeProc {
-    name: &'static str,
+    name: String,
     port: u16,
     database_url: String,
     redis_url: String,
@@ -329,11 +341,18 @@ async fn proxy(listener: TcpListener, upstream: u16, stall: watch::Receiver<bool
 #[derive(Clone)]
 struct Cluster {
     http: reqwest::Client,
-    base: [String; 2],
-    ws: [String; 2],
+    base: Vec<String>,
+    ws: Vec<String>,
+    /// Which node's joined sockets each reader holds now, by node (for the per-node figures).
+    held: Arc<Vec<AtomicUsize>>,
 }
 
 impl Cluster {
+    /// The node after `node`, where a load balancer sends what failed on `node`.
+    fn next(&self, node: usize) -> usize {
+        (node + 1) % self.base.len()
+    }
+
     async fn call(
         &self,
         node: usize,
@@ -366,7 +385,7 @@ impl Cluster {
     ) -> Value {
         let mut last = String::new();
         for attempt in 0..40 {
-            let node = attempt % 2;
+            let node = attempt % self.base.len();
             match self.call(node, method.clone(), path, token, body.clone(), Duration::from_secs(30)).await {
                 Ok((200 | 201, v)) => return v,
                 Ok((st, v)) if st < 500 && st != 408 && st != 429 => panic!("{method} {path}: {st} {v}"),
@@ -497,7 +516,7 @@ async fn write(w: Writer, cluster: Cluster, stats: Arc<Stats>, start: tokio::tim
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
-            node = 1 - node; // the load balancer sends the retry elsewhere
+            node = cluster.next(node); // the load balancer sends the retry elsewhere
         }
     }
 }
@@ -651,7 +670,7 @@ async fn read_socket(
             failures += 1;
             if failures >= 3 {
                 // Like a load balancer taking a dead node out: the next attempts go elsewhere.
-                r.node = 1 - r.node;
+                r.node = cluster.next(r.node);
                 failures = 0;
             }
             tokio::time::sleep(Duration::from_millis(200 + rng.below(300))).await;
@@ -662,13 +681,14 @@ async fn read_socket(
         if !r.fetch(&cluster, node, How::CatchUp, None, &stats).await {
             continue;
         }
+        cluster.held[node].fetch_add(1, Ordering::Relaxed);
         let mut heartbeat = tokio::time::interval(Duration::from_secs(20));
         let mut hb_ref = 100u64;
-        loop {
+        let stopped = loop {
             tokio::select! {
                 msg = ws.next() => {
-                    let Some(Ok(msg)) = msg else { break };
-                    if let Ws::Close(_) = msg { break; }
+                    let Some(Ok(msg)) = msg else { break false };
+                    if let Ws::Close(_) = msg { break false; }
                     let Some(frame) = decode(r.vsn, &msg) else { continue };
                     match frame.kind() {
                         FrameKind::Broadcast => {
@@ -685,28 +705,32 @@ async fn read_socket(
                             if let Applied::Gap = r.apply(&event, How::Live, &stats) {
                                 stats.gaps.fetch_add(1, Ordering::Relaxed);
                                 if !r.fetch(&cluster, node, How::CatchUp, None, &stats).await {
-                                    break;
+                                    break false;
                                 }
                                 // The event itself, if the page did not have it yet.
                                 r.apply(&event, How::CatchUp, &stats);
                             }
                         }
-                        FrameKind::Error | FrameKind::Close => break,
+                        FrameKind::Error | FrameKind::Close => break false,
                         _ => {}
                     }
                 }
                 _ = heartbeat.tick() => {
                     hb_ref += 1;
                     if !send_frame(&mut ws, r.vsn, &Frame::heartbeat(&hb_ref.to_string())).await {
-                        break;
+                        break false;
                     }
                 }
                 () = r.drop.notified() => {
                     stats.socket_drops.fetch_add(1, Ordering::Relaxed);
-                    break; // dropped without a close frame
+                    break false; // dropped without a close frame
                 }
-                _ = stop.changed() => break 'session,
+                _ = stop.changed() => break true,
             }
+        };
+        cluster.held[node].fetch_sub(1, Ordering::Relaxed);
+        if stopped {
+            break 'session;
         }
         drop(ws);
         stats.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -732,7 +756,7 @@ async fn read_long_poll(
             _ = stop.changed() => break,
         };
         if !ok {
-            r.node = 1 - r.node;
+            r.node = cluster.next(r.node);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -877,6 +901,139 @@ impl Probe {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Figures for the capacity model: per node and of Redis
+
+/// A node's name: A, B, C, ... (node B is the one the faults target).
+fn node_name(i: usize) -> String {
+    u8::try_from(i).ok().filter(|i| *i < 26).map_or_else(|| format!("N{i}"), |i| char::from(b'A' + i).to_string())
+}
+
+/// Clock ticks per second, the unit of `/proc/<pid>/stat`'s CPU times.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds a process has used (user + system, `/proc/<pid>/stat` fields 14 and 15).
+fn cpu_seconds(pid: u32, ticks: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from after its ')'. Field 3 is index 0.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / ticks)
+}
+
+/// A process's resident memory in KiB (`VmRSS` of `/proc/<pid>/status`).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// CPU and memory of every node and of Redis at one moment.
+struct Usage {
+    at: Instant,
+    /// Per node, then Redis last: (pid, CPU seconds, RSS KiB).
+    procs: Vec<(Option<u32>, f64, u64)>,
+}
+
+impl Usage {
+    fn sample(nodes: &[NodeProc], redis: &RedisProc) -> Usage {
+        let ticks = clock_ticks();
+        let pids = nodes.iter().map(|n| n.child.as_ref().map(Child::id));
+        let procs = pids
+            .chain(std::iter::once(redis.child.as_ref().map(Child::id)))
+            .map(|pid| {
+                let cpu = pid.and_then(|p| cpu_seconds(p, ticks)).unwrap_or(0.0);
+                (pid, cpu, pid.and_then(rss_kib).unwrap_or(0))
+            })
+            .collect();
+        Usage { at: Instant::now(), procs }
+    }
+
+    /// CPU seconds each process used since `before` (a restarted process counts from its start).
+    fn cpu_since(&self, before: &Usage) -> Vec<f64> {
+        self.procs
+            .iter()
+            .zip(&before.procs)
+            .map(|((pid, cpu, _), (old_pid, old_cpu, _))| if pid == old_pid { cpu - old_cpu } else { *cpu })
+            .collect()
+    }
+}
+
+/// The counters of the run's own Redis (`INFO`, `PUBSUB NUMSUB`).
+struct RedisStats {
+    port: u16,
+}
+
+/// What Redis counted since its statistics were reset.
+#[derive(Default)]
+struct RedisFigures {
+    publishes: u64,
+    commands: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// Subscribers of the hub's channel (one per node).
+    subscribers: u64,
+}
+
+impl RedisStats {
+    async fn connect(port: u16) -> RedisStats {
+        RedisStats { port }
+    }
+
+    async fn conn(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        redis::Client::open(format!("redis://127.0.0.1:{}", self.port))?.get_multiplexed_async_connection().await
+    }
+
+    /// Zeroes the counters (`CONFIG RESETSTAT`), so that setup does not count.
+    async fn reset(&mut self) {
+        if let Ok(mut c) = self.conn().await {
+            let _: redis::RedisResult<()> = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut c).await;
+        }
+    }
+
+    async fn read(&mut self) -> RedisFigures {
+        let Ok(mut c) = self.conn().await else { return RedisFigures::default() };
+        let info: String = redis::cmd("INFO").arg("all").query_async(&mut c).await.unwrap_or_default();
+        let field = |key: &str| -> u64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(':')))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let publishes = info
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let numsub: Vec<redis::Value> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("handoff:realtime")
+            .query_async(&mut c)
+            .await
+            .unwrap_or_default();
+        let subscribers = match numsub.get(1) {
+            Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+            _ => 0,
+        };
+        RedisFigures {
+            publishes,
+            commands: field("total_commands_processed"),
+            bytes_in: field("total_net_input_bytes"),
+            bytes_out: field("total_net_output_bytes"),
+            subscribers,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The run
 
 struct Fault {
@@ -920,6 +1077,51 @@ fn cli(database_url: &str, args: &[&str]) -> String {
 
 fn value<'a>(out: &'a str, key: &str) -> &'a str {
     out.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap()
+}
+
+/// Node B killed and restarted, Redis killed and restarted, node B's Redis path stalled, spread
+/// over the sending time; the end of each, for the probe's recovery times.
+async fn inflict_faults(
+    node_b: &mut NodeProc,
+    redis: &mut RedisProc,
+    stall_tx: &watch::Sender<bool>,
+    start: tokio::time::Instant,
+    send: Duration,
+    run_started: Instant,
+) -> Vec<Fault> {
+    let mut faults = Vec::new();
+    let at = |share: f64| start + send.mul_f64(share);
+    tokio::time::sleep_until(at(0.2)).await;
+    node_b.kill();
+    println!("chaos: {:6.1} s  node B killed (SIGKILL)", run_started.elapsed().as_secs_f64());
+    tokio::time::sleep(DOWN).await;
+    let end = Instant::now();
+    node_b.spawn().await;
+    println!(
+        "chaos: {:6.1} s  node B restarted (serving after {:.2} s)",
+        run_started.elapsed().as_secs_f64(),
+        end.elapsed().as_secs_f64()
+    );
+    faults.push(Fault { name: "node B killed for 3 s", end });
+
+    tokio::time::sleep_until(at(0.45)).await;
+    redis.kill();
+    println!("chaos: {:6.1} s  redis killed (SIGKILL)", run_started.elapsed().as_secs_f64());
+    tokio::time::sleep(DOWN).await;
+    let end = Instant::now();
+    redis.spawn().await;
+    println!("chaos: {:6.1} s  redis restarted", run_started.elapsed().as_secs_f64());
+    faults.push(Fault { name: "redis killed for 3 s", end });
+
+    tokio::time::sleep_until(at(0.65)).await;
+    stall_tx.send_replace(true);
+    println!("chaos: {:6.1} s  node B's redis connections stalled", run_started.elapsed().as_secs_f64());
+    tokio::time::sleep(STALL).await;
+    let end = Instant::now();
+    stall_tx.send_replace(false);
+    println!("chaos: {:6.1} s  node B's redis connections flow again", run_started.elapsed().as_secs_f64());
+    faults.push(Fault { name: "node B's redis stalled for 10 s", end });
+    faults
 }
 
 #[tokio::main]
@@ -981,35 +1183,37 @@ async fn main() -> std::process::ExitCode {
         proxy_listener.set_nonblocking(true).unwrap();
         proxy(TcpListener::from_std(proxy_listener).unwrap(), redis_port, stall_rx).await;
     });
-    let mut node_a = NodeProc {
-        name: "A",
-        port: free_port(),
-        database_url: database_url.clone(),
-        redis_url: format!("redis://127.0.0.1:{}", redis.port),
-        log: dir.join("node-a.log"),
-        child: None,
-    };
-    let mut node_b = NodeProc {
-        name: "B",
-        port: free_port(),
-        database_url: database_url.clone(),
-        redis_url: format!("redis://127.0.0.1:{proxy_port}"),
-        log: dir.join("node-b.log"),
-        child: None,
-    };
-    node_a.spawn().await;
-    node_b.spawn().await;
+    let mut nodes: Vec<NodeProc> = (0..args.nodes)
+        .map(|i| {
+            let name = node_name(i);
+            // Node B reaches Redis through the proxy, to be stalled; without faults, directly.
+            let redis_port = if i == 1 && args.faults { proxy_port } else { redis.port };
+            NodeProc {
+                log: dir.join(format!("node-{}.log", name.to_lowercase())),
+                name,
+                port: free_port(),
+                database_url: database_url.clone(),
+                redis_url: format!("redis://127.0.0.1:{redis_port}"),
+                child: None,
+            }
+        })
+        .collect();
+    // One after the other: the first applies the migrations.
+    for node in &mut nodes {
+        node.spawn().await;
+    }
     let cluster = Cluster {
         http: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(64)
             .build()
             .unwrap(),
-        base: [format!("http://127.0.0.1:{}", node_a.port), format!("http://127.0.0.1:{}", node_b.port)],
-        ws: [
-            format!("ws://127.0.0.1:{}/realtime/v1/websocket?apikey={public_key}", node_a.port),
-            format!("ws://127.0.0.1:{}/realtime/v1/websocket?apikey={public_key}", node_b.port),
-        ],
+        base: nodes.iter().map(|n| format!("http://127.0.0.1:{}", n.port)).collect(),
+        ws: nodes
+            .iter()
+            .map(|n| format!("ws://127.0.0.1:{}/realtime/v1/websocket?apikey={public_key}", n.port))
+            .collect(),
+        held: Arc::new((0..args.nodes).map(|_| AtomicUsize::new(0)).collect()),
     };
 
     let mut agent_tokens = Vec::new();
@@ -1092,10 +1296,12 @@ async fn main() -> std::process::ExitCode {
     }
     let (probe_id, _, probe_agent) = conversations.pop().unwrap();
     println!(
-        "chaos: {} conversations on 2 nodes (PostgreSQL {}, Redis on port {}, node B through a proxy); setup {:.1} s",
+        "chaos: {} conversations on {} nodes (PostgreSQL {}, Redis on port {}{}); setup {:.1} s",
         conversations.len(),
+        args.nodes,
         db.name,
         redis.port,
+        if args.faults { ", node B through a proxy" } else { "; no faults" },
         run_started.elapsed().as_secs_f64()
     );
 
@@ -1112,7 +1318,7 @@ async fn main() -> std::process::ExitCode {
                 conv: i,
                 id: id.clone(),
                 token: token.clone(),
-                node: n % 2,
+                node: n % args.nodes,
                 long_poll: n % 4 == 3,
                 vsn: if n % 3 == 0 { Vsn::V1 } else { Vsn::V2 },
                 last_seq: 0,
@@ -1133,11 +1339,11 @@ async fn main() -> std::process::ExitCode {
     }
     let probe = Arc::new(Probe::default());
     let probe_thread = {
-        let (base, ws, probe, stop) =
-            (cluster.base.clone(), cluster.ws.clone(), probe.clone(), stop_rx.clone());
+        let (base, ws, held, probe, stop) =
+            (cluster.base.clone(), cluster.ws.clone(), cluster.held.clone(), probe.clone(), stop_rx.clone());
         let (id, token) = (probe_id.clone(), probe_agent.clone());
         on_own_thread(move || async move {
-            let cluster = Cluster { http: reqwest::Client::new(), base, ws };
+            let cluster = Cluster { http: reqwest::Client::new(), base, ws, held };
             let readers: Vec<_> = (0..2)
                 .map(|node| {
                     tokio::spawn(probe_reader(
@@ -1161,6 +1367,9 @@ async fn main() -> std::process::ExitCode {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let per_writer = args.messages.div_ceil(conversations.len() * 2);
+    let mut redis_stats = RedisStats::connect(redis.port).await;
+    redis_stats.reset().await;
+    let usage_before = Usage::sample(&nodes, &redis);
     let start = tokio::time::Instant::now();
     let mut writers = Vec::new();
     let mut total = 0;
@@ -1174,7 +1383,7 @@ async fn main() -> std::process::ExitCode {
                 token: token.clone(),
                 role,
                 count,
-                node: (i + usize::from(role == "agent")) % 2,
+                node: (i + usize::from(role == "agent")) % args.nodes,
             };
             writers.push(tokio::spawn(write(w, cluster.clone(), stats.clone(), start, args.send)));
         }
@@ -1190,7 +1399,7 @@ async fn main() -> std::process::ExitCode {
     );
 
     // Socket drops: 1% of the sockets every second.
-    let dropper = {
+    let dropper = args.faults.then(|| {
         let drops = drops.clone();
         tokio::spawn(async move {
             let mut rng = Rng(0x2545_F491_4F6C_DD1D);
@@ -1204,47 +1413,25 @@ async fn main() -> std::process::ExitCode {
                 }
             }
         })
-    };
+    });
 
     // The faults, spread over the sending time.
     let mut faults = Vec::new();
-    let at = |share: f64| start + args.send.mul_f64(share);
-    tokio::time::sleep_until(at(0.2)).await;
-    node_b.kill();
-    println!("chaos: {:6.1} s  node B killed (SIGKILL)", run_started.elapsed().as_secs_f64());
-    tokio::time::sleep(DOWN).await;
-    let end = Instant::now();
-    node_b.spawn().await;
-    println!(
-        "chaos: {:6.1} s  node B restarted (serving after {:.2} s)",
-        run_started.elapsed().as_secs_f64(),
-        end.elapsed().as_secs_f64()
-    );
-    faults.push(Fault { name: "node B killed for 3 s", end });
-
-    tokio::time::sleep_until(at(0.45)).await;
-    redis.kill();
-    println!("chaos: {:6.1} s  redis killed (SIGKILL)", run_started.elapsed().as_secs_f64());
-    tokio::time::sleep(DOWN).await;
-    let end = Instant::now();
-    redis.spawn().await;
-    println!("chaos: {:6.1} s  redis restarted", run_started.elapsed().as_secs_f64());
-    faults.push(Fault { name: "redis killed for 3 s", end });
-
-    tokio::time::sleep_until(at(0.65)).await;
-    stall_tx.send_replace(true);
-    println!("chaos: {:6.1} s  node B's redis connections stalled", run_started.elapsed().as_secs_f64());
-    tokio::time::sleep(STALL).await;
-    let end = Instant::now();
-    stall_tx.send_replace(false);
-    println!("chaos: {:6.1} s  node B's redis connections flow again", run_started.elapsed().as_secs_f64());
-    faults.push(Fault { name: "node B's redis stalled for 10 s", end });
+    if args.faults {
+        faults = inflict_faults(&mut nodes[1], &mut redis, &stall_tx, start, args.send, run_started).await;
+    }
 
     for w in writers {
         w.await.unwrap();
     }
     println!("chaos: {:6.1} s  every writer is done", run_started.elapsed().as_secs_f64());
-    dropper.abort();
+    let usage_after = Usage::sample(&nodes, &redis);
+    let held: Vec<usize> = cluster.held.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+    let redis_after = redis_stats.read().await;
+    let stored_in_window = stats.acked.lock().unwrap().len() + probe.sent.lock().unwrap().len();
+    if let Some(dropper) = dropper {
+        dropper.abort();
+    }
     // Live deliveries in flight settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_tx.send_replace(true);
@@ -1258,7 +1445,7 @@ async fn main() -> std::process::ExitCode {
         let node = r.node;
         assert!(
             r.fetch(&cluster, node, How::Final, None, &stats).await
-                || r.fetch(&cluster, 1 - node, How::Final, None, &stats).await
+                || r.fetch(&cluster, cluster.next(node), How::Final, None, &stats).await
         );
     }
 
@@ -1412,8 +1599,52 @@ async fn main() -> std::process::ExitCode {
         "  probe latency, median per 10 s of the run, in ms: B to A {}",
         probe.latency_by_window(1, run_started).join(" ")
     );
+    // The figures of the capacity model (README, "Past one machine").
+    let window = usage_after.at.duration_since(usage_before.at).as_secs_f64();
+    let cpu = usage_after.cpu_since(&usage_before);
+    println!(
+        "  per node, while writing ({window:.1} s; {stored_in_window} messages stored, probe included, {:.0}/s):",
+        stored_in_window as f64 / window
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        println!(
+            "    node {}: RSS {:.1} MB, CPU {:.2} s ({:.1} % of one core), {} sockets held at the end of the writes",
+            node.name,
+            usage_after.procs[i].2 as f64 / 1024.0,
+            cpu[i],
+            100.0 * cpu[i] / window,
+            held[i]
+        );
+    }
+    let nodes_cpu: f64 = cpu[..nodes.len()].iter().sum();
+    println!(
+        "  nodes in all: CPU {nodes_cpu:.2} s ({:.1} % of one core), {:.2} ms of node CPU per message stored; RSS {:.1} MB",
+        100.0 * nodes_cpu / window,
+        1_000.0 * nodes_cpu / stored_in_window.max(1) as f64,
+        usage_after.procs[..nodes.len()].iter().map(|p| p.2).sum::<u64>() as f64 / 1024.0
+    );
+    let redis_cpu = cpu[nodes.len()];
+    let r = &redis_after;
+    let to_subscribers = r.publishes * r.subscribers;
+    println!(
+        "  redis{}: {} PUBLISH ({:.0}/s, {:.2} per message stored) to {} subscribers of handoff:realtime, so {} messages to subscribers ({:.0}/s); {} commands; {:.1} MB in, {:.1} MB out; CPU {:.2} s ({:.1} % of one core, {:.1} us per PUBLISH)",
+        if args.faults { " (counted since its restart)" } else { "" },
+        r.publishes,
+        r.publishes as f64 / window,
+        r.publishes as f64 / stored_in_window.max(1) as f64,
+        r.subscribers,
+        to_subscribers,
+        to_subscribers as f64 / window,
+        r.commands,
+        r.bytes_in as f64 / 1e6,
+        r.bytes_out as f64 / 1e6,
+        redis_cpu,
+        100.0 * redis_cpu / window,
+        1e6 * redis_cpu / r.publishes.max(1) as f64
+    );
     // What the nodes say about their Redis links.
-    for (name, log) in [("A", &node_a.log), ("B", &node_b.log)] {
+    for node in &nodes {
+        let (name, log) = (&node.name, &node.log);
         let text = std::fs::read_to_string(log).unwrap_or_default();
         for line in text.lines().filter(|l| l.contains("redis")) {
             let mut clean = String::new();
@@ -1435,8 +1666,9 @@ async fn main() -> std::process::ExitCode {
         && stats.refused.load(Ordering::Relaxed) == 0
         && stats.gave_up.load(Ordering::Relaxed) == 0
         && faults.iter().all(|f| probe.recovery(f.end).iter().all(Option::is_some));
-    node_a.kill();
-    node_b.kill();
+    for node in &mut nodes {
+        node.kill();
+    }
     redis.kill();
     drop(db);
     if ok {
