@@ -905,7 +905,10 @@ impl Probe {
 
 /// A node's name: A, B, C, ... (node B is the one the faults target).
 fn node_name(i: usize) -> String {
-    u8::try_from(i).ok().filter(|i| *i < 26).map_or_else(|| format!("N{i}"), |i| char::from(b'A' + i).to_string())
+    u8::try_from(i)
+        .ok()
+        .filter(|i| *i < 26)
+        .map_or_else(|| format!("N{i}"), |i| char::from(b'A' + i).to_string())
 }
 
 /// Clock ticks per second, the unit of `/proc/<pid>/stat`'s CPU times.
@@ -983,12 +986,14 @@ struct RedisFigures {
 }
 
 impl RedisStats {
-    async fn connect(port: u16) -> RedisStats {
+    fn connect(port: u16) -> RedisStats {
         RedisStats { port }
     }
 
     async fn conn(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        redis::Client::open(format!("redis://127.0.0.1:{}", self.port))?.get_multiplexed_async_connection().await
+        redis::Client::open(format!("redis://127.0.0.1:{}", self.port))?
+            .get_multiplexed_async_connection()
+            .await
     }
 
     /// Zeroes the counters (`CONFIG RESETSTAT`), so that setup does not count.
@@ -1367,7 +1372,7 @@ async fn main() -> std::process::ExitCode {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let per_writer = args.messages.div_ceil(conversations.len() * 2);
-    let mut redis_stats = RedisStats::connect(redis.port).await;
+    let mut redis_stats = RedisStats::connect(redis.port);
     redis_stats.reset().await;
     let usage_before = Usage::sample(&nodes, &redis);
     let start = tokio::time::Instant::now();
