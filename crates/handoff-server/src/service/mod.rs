@@ -46,6 +46,7 @@ use crate::store::{
 use crate::webhook::Webhooks;
 
 mod agents;
+mod canned;
 mod conversations;
 mod offline;
 mod projects;

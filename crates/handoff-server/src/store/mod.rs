@@ -7,9 +7,10 @@
 //! read at, so concurrent writers retry instead of interleaving.
 
 use async_trait::async_trait;
+use handoff_protocol::api::CannedResponse;
 use handoff_protocol::event::{AgentStatus, ConversationStatus, Event, OfflineMessage, PresenceState};
 use handoff_protocol::ids::{
-    AgentId, ConversationId, MessageId, OfflineMessageId, ProjectId, Seq, VisitorId,
+    AgentId, CannedResponseId, ConversationId, MessageId, OfflineMessageId, ProjectId, Seq, VisitorId,
 };
 
 use crate::hours::BusinessHours;
@@ -647,4 +648,48 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: &OfflineMessageId,
         now: u64,
     ) -> Result<bool, StoreError>;
+
+    /// Stores a canned response of a project.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] when the project has the shortcut already (without regard to
+    /// case); database errors.
+    async fn insert_canned(&self, project: &ProjectId, c: &CannedResponse) -> Result<(), StoreError>;
+
+    /// A project's canned responses by shortcut (without regard to case), at most `limit`.
+    /// With a non-empty `query`, only those whose shortcut starts with it or whose content
+    /// contains it (without regard to case), the shortcut matches first.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn canned_responses(
+        &self,
+        project: &ProjectId,
+        query: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CannedResponse>, StoreError>;
+
+    /// A canned response of a project.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn canned_response(
+        &self,
+        project: &ProjectId,
+        id: &CannedResponseId,
+    ) -> Result<Option<CannedResponse>, StoreError>;
+
+    /// Writes a canned response's shortcut, content and `updated_at`; false when it is not in
+    /// the project.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] when another one of the project has the shortcut; database
+    /// errors.
+    async fn update_canned(&self, project: &ProjectId, c: &CannedResponse) -> Result<bool, StoreError>;
+
+    /// Deletes a canned response; false when it is not in the project.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn delete_canned(&self, project: &ProjectId, id: &CannedResponseId) -> Result<bool, StoreError>;
 }

@@ -4,11 +4,12 @@
 //! since the epoch, the subset both databases read the same way through `Any`. The schema is
 //! versioned ([`MIGRATIONS`], recorded in `schema_migrations`).
 
+use handoff_protocol::api::CannedResponse;
 use handoff_protocol::event::{
     AgentStatus, AuthorKind, ConversationStatus, Event, OfflineMessage, PresenceState,
 };
 use handoff_protocol::ids::{
-    AgentId, ConversationId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
+    AgentId, CannedResponseId, ConversationId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 
@@ -97,6 +98,18 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE TABLE presence_tabs (conversation_id TEXT NOT NULL, tab_id TEXT NOT NULL,
                 state TEXT NOT NULL, last_heartbeat BIGINT NOT NULL, PRIMARY KEY (conversation_id, tab_id))",
             "CREATE INDEX presence_tabs_heartbeat ON presence_tabs (last_heartbeat)",
+        ],
+    ),
+    (
+        6,
+        &[
+            // A project's shared replies. `shortcut_key` and `content_key` are the shortcut and
+            // content in lower case (folded by the server, the same on both databases): the
+            // unique key and what searches compare with.
+            "CREATE TABLE canned_responses (id TEXT PRIMARY KEY, project_id TEXT NOT NULL,
+                shortcut TEXT NOT NULL, shortcut_key TEXT NOT NULL, content TEXT NOT NULL,
+                content_key TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+                UNIQUE (project_id, shortcut_key))",
         ],
     ),
 ];
@@ -1196,6 +1209,120 @@ impl Store for SqlStore {
             .await?;
         Ok(r.rows_affected() > 0)
     }
+
+    // ---- canned responses ----
+
+    async fn insert_canned(&self, project: &ProjectId, c: &CannedResponse) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO canned_responses (id, project_id, shortcut, shortcut_key, content, content_key, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(c.id.as_str())
+        .bind(project.as_str())
+        .bind(&c.shortcut)
+        .bind(c.shortcut.to_lowercase())
+        .bind(&c.content)
+        .bind(c.content.to_lowercase())
+        .bind(to_i64(c.created_at.0))
+        .bind(to_i64(c.updated_at.0))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn canned_responses(
+        &self,
+        project: &ProjectId,
+        query: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CannedResponse>, StoreError> {
+        let rows = match query.map(str::to_lowercase).filter(|q| !q.is_empty()) {
+            None => {
+                let sql = format!(
+                    "SELECT {CANNED_COLUMNS} FROM canned_responses WHERE project_id = $1 ORDER BY shortcut_key LIMIT $2"
+                );
+                sqlx::query(&sql).bind(project.as_str()).bind(i64::from(limit)).fetch_all(&self.pool).await?
+            }
+            Some(q) => {
+                let q = like_literal(&q);
+                // Shortcuts that start with the text first, then texts that contain it.
+                let sql = format!(
+                    "SELECT {CANNED_COLUMNS} FROM canned_responses WHERE project_id = $1 \
+                     AND (shortcut_key LIKE $2 ESCAPE '\\' OR content_key LIKE $3 ESCAPE '\\') \
+                     ORDER BY CASE WHEN shortcut_key LIKE $2 ESCAPE '\\' THEN 0 ELSE 1 END, shortcut_key LIMIT $4"
+                );
+                sqlx::query(&sql)
+                    .bind(project.as_str())
+                    .bind(format!("{q}%"))
+                    .bind(format!("%{q}%"))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(canned).collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)
+    }
+
+    async fn canned_response(
+        &self,
+        project: &ProjectId,
+        id: &CannedResponseId,
+    ) -> Result<Option<CannedResponse>, StoreError> {
+        let sql = format!("SELECT {CANNED_COLUMNS} FROM canned_responses WHERE id = $1 AND project_id = $2");
+        let row =
+            sqlx::query(&sql).bind(id.as_str()).bind(project.as_str()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(canned).transpose().map_err(StoreError::from)
+    }
+
+    async fn update_canned(&self, project: &ProjectId, c: &CannedResponse) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE canned_responses SET shortcut = $1, shortcut_key = $2, content = $3, content_key = $4, updated_at = $5 \
+             WHERE id = $6 AND project_id = $7",
+        )
+        .bind(&c.shortcut)
+        .bind(c.shortcut.to_lowercase())
+        .bind(&c.content)
+        .bind(c.content.to_lowercase())
+        .bind(to_i64(c.updated_at.0))
+        .bind(c.id.as_str())
+        .bind(project.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_canned(&self, project: &ProjectId, id: &CannedResponseId) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM canned_responses WHERE id = $1 AND project_id = $2")
+            .bind(id.as_str())
+            .bind(project.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}
+
+/// `text` as a `LIKE` pattern that matches it literally (escape character `\\`).
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+const CANNED_COLUMNS: &str = "id, shortcut, content, created_at, updated_at";
+
+fn canned(row: &AnyRow) -> Result<CannedResponse, sqlx::Error> {
+    Ok(CannedResponse {
+        id: CannedResponseId::new(row.try_get::<String, _>(0)?),
+        shortcut: row.try_get(1)?,
+        content: row.try_get(2)?,
+        created_at: Timestamp(to_u64(row.try_get(3)?)),
+        updated_at: Timestamp(to_u64(row.try_get(4)?)),
+    })
 }
 
 /// Sets a conversation's presence to `rule` of its remaining tabs; returns it when it changed.

@@ -5,6 +5,7 @@
 mod abuse;
 mod agents;
 mod bot;
+mod canned;
 mod delivery;
 mod edge;
 mod harness;
