@@ -164,10 +164,7 @@ mod tests {
             canned_responses("http://h", Some("100% sûr&x=1")),
             "http://h/api/canned_responses?q=100%25%20s%C3%BBr%26x%3D1"
         );
-        assert_eq!(
-            resource("http://h", CANNED_RESPONSES, "cr_1", ""),
-            "http://h/api/canned_responses/cr_1"
-        );
+        assert_eq!(resource("http://h", CANNED_RESPONSES, "cr_1", ""), "http://h/api/canned_responses/cr_1");
     }
 
     #[test]
