@@ -381,6 +381,7 @@ impl AgentClient {
     /// with `q`, those whose shortcut starts with it or whose content contains it (without
     /// regard to case), the shortcut matches first.
     #[wasm_bindgen(js_name = listCannedResponses)]
+    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen passes owned values
     pub fn list_canned_responses(&self, q: Option<String>) -> Promise {
         call(&self.engine, "GET", url::canned_responses(&self.engine.base(), q.as_deref()), None)
     }

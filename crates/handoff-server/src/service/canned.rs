@@ -47,6 +47,11 @@ impl Service {
     pub async fn canned_responses(&self, caller: &Caller, q: Option<&str>) -> AppResult<Vec<CannedResponse>> {
         let project = manager(caller)?;
         let q = q.map(str::trim).filter(|q| !q.is_empty());
+        // No shortcut or content holds a control character but tab and line breaks, and
+        // PostgreSQL takes no NUL in a text: such a search finds nothing, without asking.
+        if q.is_some_and(|q| api::has_control_chars(q, true)) {
+            return Ok(Vec::new());
+        }
         self.store.canned_responses(project, q, api::CANNED_RESPONSES_MAX).await.map_err(AppError::from)
     }
 

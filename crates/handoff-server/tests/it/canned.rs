@@ -62,6 +62,9 @@ both_dbs!(canned_responses_crud_and_search, |s: TestServer| async move {
     assert!(search(&s, &ann, "h_ppy").await.is_empty(), "_ matched any character");
     assert_eq!(search(&s, &ann, "greet_").await, ["greet_formal"]);
     assert!(search(&s, &ann, "nothing like this").await.is_empty());
+    // Control characters (a NUL, which PostgreSQL refuses in text) find nothing, without error.
+    assert!(search(&s, &ann, "gre\u{0}").await.is_empty());
+    assert!(search(&s, &ann, "\u{1b}").await.is_empty());
 
     // Update: only the fields given change.
     let id = greet["id"].as_str().unwrap();
