@@ -286,7 +286,7 @@ impl Service {
 
     /// The message writer (group commit), started on first use.
     fn writer(&self) -> &MessageWriter {
-        self.writer.get_or_init(|| MessageWriter::start(self.store.clone(), self.hub.clone()))
+        self.writer.get_or_init(|| MessageWriter::start(&self.store, &self.hub))
     }
 
     /// The store.

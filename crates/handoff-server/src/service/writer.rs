@@ -1,5 +1,5 @@
-//! Group commit for messages: one writer task per service (per database connection pool)
-//! takes every message waiting to be stored and writes them in one transaction
+//! Group commit for messages: a writer task (on PostgreSQL a few, each for its share of the
+//! conversations) takes every message waiting to be stored and writes them in one transaction
 //! ([`Store::write_batch`]), then publishes their events in seq order and answers each sender.
 //! While a batch commits, the next one gathers, so the cost of a commit (an fsync) is shared by
 //! as many messages as arrive meanwhile, and a quiet server writes each message at once.
@@ -56,23 +56,31 @@ pub(super) enum Written {
 
 type Reply = oneshot::Sender<AppResult<Written>>;
 
-/// The handle senders queue their messages on; the task ends when it is dropped.
+/// The handle senders queue their messages on: one queue per writer task, a conversation's
+/// messages always on the same one (by a hash of its id), so that writers never wait for each
+/// other's conversations; the tasks end when it is dropped.
 #[derive(Debug)]
 pub(super) struct MessageWriter {
-    queue: mpsc::Sender<(Draft, Reply)>,
+    queues: Vec<mpsc::Sender<(Draft, Reply)>>,
 }
 
 impl MessageWriter {
-    /// Starts the writer task (on the current tokio runtime).
-    pub fn start(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
-        let (queue, mut rx) = mpsc::channel::<(Draft, Reply)>(QUEUE);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                write(store.as_ref(), &hub, std::mem::take(&mut batch)).await;
-            }
-        });
-        MessageWriter { queue }
+    /// Starts the writer tasks ([`Store::writers`] of them) on the current tokio runtime.
+    pub fn start(store: &Arc<dyn Store>, hub: &Arc<Hub>) -> Self {
+        let queues = (0..store.writers().max(1))
+            .map(|_| {
+                let (queue, mut rx) = mpsc::channel::<(Draft, Reply)>(QUEUE);
+                let (store, hub) = (store.clone(), hub.clone());
+                tokio::spawn(async move {
+                    let mut batch = Vec::with_capacity(MAX_BATCH);
+                    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                        write(store.as_ref(), &hub, std::mem::take(&mut batch)).await;
+                    }
+                });
+                queue
+            })
+            .collect();
+        MessageWriter { queues }
     }
 
     /// Stores a message with the next ones that arrive, and publishes it.
@@ -80,8 +88,12 @@ impl MessageWriter {
     /// # Errors
     /// As `send_message`: 404, 403, 409; 500 when the writer is gone or the database fails.
     pub async fn send(&self, draft: Draft) -> AppResult<Written> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(draft.id.as_str());
+        #[allow(clippy::cast_possible_truncation)] // only the low bits pick a writer
+        let queue = &self.queues[h as usize % self.queues.len()];
         let (reply, answer) = oneshot::channel();
-        self.queue.send((draft, reply)).await.map_err(|_| AppError::internal(&"message writer stopped"))?;
+        queue.send((draft, reply)).await.map_err(|_| AppError::internal(&"message writer stopped"))?;
         answer.await.map_err(|_| AppError::internal(&"message writer stopped"))?
     }
 }

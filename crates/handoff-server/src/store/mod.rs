@@ -554,6 +554,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: u64,
     ) -> Result<(), StoreError>;
 
+    /// How many [`Store::write_batch`] calls may run at once, on disjoint conversations, to
+    /// good effect: 1 where the database has one writer (SQLite).
+    fn writers(&self) -> usize {
+        1
+    }
+
     /// Group commit: many writes, to many conversations, in one transaction. Under the write
     /// lock (SQLite's `BEGIN IMMEDIATE`; on PostgreSQL the conversations' rows, locked in id
     /// order), reads the conversations `ids` and which of `client_ids` are stored, hands both

@@ -102,6 +102,8 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     ),
 ];
 
+/// Message writers on PostgreSQL ([`Store::writers`]).
+const PG_WRITERS: usize = 4;
 /// Sliding expiry writes a token's last use at most this often.
 const TOUCH_AGENT_TOKEN_MS: u64 = 60_000;
 /// A visitor's last sighting is written at most this often.
@@ -1111,6 +1113,16 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    fn writers(&self) -> usize {
+        // PostgreSQL: batches on disjoint conversations lock disjoint rows, and while one
+        // waits for its commit's flush another fills; SQLite has one writer.
+        if self.postgres {
+            PG_WRITERS
+        } else {
+            1
+        }
     }
 
     async fn write_batch(
