@@ -2,9 +2,10 @@
 //!
 //! - `cargo xtask demo`: builds the web assets (wasm widget, SDK, console) and starts the server
 //!   on SQLite with demo data.
-//! - `cargo xtask test`: everything CI runs: format and clippy checks, native tests, the API
-//!   contract test, the wasm32 build, wasm tests in headless Chromium, browser end-to-end tests
-//!   and the realtime-js interop test. It installs what it needs on a fresh machine (wasm target,
+//! - `cargo xtask test`: everything CI runs: format and clippy checks, native tests, the short
+//!   chaos run (two nodes, PostgreSQL, Redis, faults; about 2 minutes), the API contract test,
+//!   the wasm32 build, wasm tests in headless Chromium, browser end-to-end tests and the
+//!   realtime-js interop test. It installs what it needs on a fresh machine (wasm target,
 //!   the pinned wasm-bindgen CLI, Chromium and ChromeDriver, npm packages, Schemathesis), or stops
 //!   with one line saying what is missing.
 //! - `cargo xtask web`: builds the web assets only, into `target/handoff-web/`.
@@ -14,7 +15,10 @@
 //! - `cargo xtask contract`: the API contract test only: Schemathesis (pinned, from the Python registry, in a
 //!   virtualenv under the target directory) with all checks against `/api/openapi.json` of a
 //!   debug `handoff-server`, for a visitor, an agent and the secret key, on SQLite and PostgreSQL.
-//! - `cargo xtask bench`: runs the benchmarks and prints their figures.
+//! - `cargo xtask bench`: runs the benchmarks and prints their figures, the full chaos run
+//!   (100,000 messages) included.
+//! - `cargo xtask chaos [--messages N --conversations N --duration SECONDS]`: the chaos run
+//!   alone (debug build; the short run without arguments).
 
 use std::env;
 use std::io::{BufRead, BufReader};
@@ -36,9 +40,10 @@ fn main() -> ExitCode {
         Some("e2e") => web::e2e(&root()),
         Some("contract") => contract(),
         Some("bench") => bench(),
+        Some("chaos") => chaos(&root(), "debug", &args[1..].iter().map(String::as_str).collect::<Vec<_>>()),
         Some("setup") => setup::all(&root()),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|web|web-test|e2e|contract|bench|setup>");
+            eprintln!("usage: cargo xtask <demo|test|web|web-test|e2e|contract|bench|chaos|setup>");
             return ExitCode::from(2);
         }
     };
@@ -173,6 +178,7 @@ fn test() -> Result {
     let web = web::build(&root)?;
     web::check_sizes(&web)?;
     run(&root, &cargo, &["test", "--workspace"])?;
+    chaos(&root, "debug", &[])?;
     contract()?;
     web::browser_tests(&root)?;
     Ok(())
@@ -202,6 +208,25 @@ fn contract() -> Result {
     )
 }
 
+/// The chaos run (`crates/handoff-server/examples/chaos.rs`) on the `profile` build: two server
+/// nodes on PostgreSQL and a Redis of its own, with sockets dropped, a node and Redis killed and
+/// a node's Redis path stalled. Without arguments, the short run (5,000 messages, about 2
+/// minutes). Skipped with `HANDOFF_SKIP_PG`, since it needs PostgreSQL.
+fn chaos(root: &Path, profile: &str, args: &[&str]) -> Result {
+    if env::var_os("HANDOFF_SKIP_PG").is_some() {
+        eprintln!("xtask: chaos run skipped (HANDOFF_SKIP_PG: it needs PostgreSQL)");
+        return Ok(());
+    }
+    setup::redis_server()?;
+    let mut build = vec!["build", "-p", "handoff-server", "--bins", "--example", "chaos"];
+    if profile == "release" {
+        build.push("--release");
+    }
+    run(root, &cargo(), &build)?;
+    let driver = web::target_dir(root).join(profile).join("examples/chaos");
+    run(root, &driver.to_string_lossy(), args)
+}
+
 fn bench() -> Result {
     let root = root();
     web::build(&root)?;
@@ -222,6 +247,8 @@ fn bench() -> Result {
     } else {
         eprintln!("xtask: no PostgreSQL at {pg}: msg_bench ran on SQLite only");
     }
+    // The full chaos run: 100,000 messages.
+    chaos(&root, "release", &["--messages", "100000", "--conversations", "200", "--duration", "300"])?;
     // The widget's download size and its time to a visible launcher, in headless Chromium.
     let e2e = root.join("tests/e2e");
     setup::chromium()?;

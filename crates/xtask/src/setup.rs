@@ -49,6 +49,20 @@ pub fn chromium() -> Result {
     }
 }
 
+/// Debian's `redis-server`, which the chaos run starts (and kills) on a port of its own.
+pub fn redis_server() -> Result {
+    if output("redis-server", &["--version"]).is_some() {
+        return Ok(());
+    }
+    let root = Path::new("/");
+    if output("id", &["-u"]).is_some_and(|u| u.trim() == "0") {
+        run(root, "apt-get", &["update", "-qq"])?;
+        run(root, "apt-get", &["install", "-y", "-qq", "redis-server"])
+    } else {
+        Err("redis-server is missing: run `sudo apt-get install redis-server`".to_owned())
+    }
+}
+
 /// `npm ci` in `dir` unless its `node_modules` is up to date with the lock file.
 pub fn npm(dir: &Path) -> Result {
     if installed(dir) {

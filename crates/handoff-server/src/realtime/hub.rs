@@ -26,6 +26,20 @@
 //! nodes while this node's Redis subscription is reconnecting are missed; clients recover them
 //! by `seq` catch-up, as after any gap.
 //!
+//! # Redis outages
+//! Publishing and subscribing each hold their own connection and re-establish it themselves,
+//! retrying every 50 ms rising to [`REDIS_RETRY_MAX`] (not the connection manager's backoff,
+//! which left publishing dark for seconds after Redis was back). The subscription is pinged
+//! every [`REDIS_PING_EVERY`]; one that does not answer within [`REDIS_TIMEOUT`] (a stalled
+//! network path, which TCP does not report) is dropped and made again, along with whatever was
+//! stuck in it. Events published meanwhile wait in the node's queue, in order, and go out when
+//! the connection is back, pipelined ([`REDIS_BATCH`] per round trip, so that a backlog does not
+//! hold newer events back): persisted ones (clients drop what they already have by `seq`), and
+//! ephemeral ones (`typing`, `presence:updated`) only while younger than [`EPHEMERAL_MAX_AGE`],
+//! the receiver's typing time-to-live: an older one would only show a stale indicator. A
+//! receiving node drops them by the same rule, by the publisher's clock (`at`, Unix
+//! milliseconds; nodes' clocks are assumed in step, as NTP keeps them).
+//!
 //! # Long-polls
 //! A long-poll (`GET /api/conversations/{id}/events?wait=`) waits on its conversation's topic
 //! with [`Hub::wait`]. Wherever the hub delivers a persisted event (one with a `seq`) to this
@@ -37,11 +51,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::StreamExt;
 use handoff_protocol::phoenix::{codec, Frame, Payload, Vsn, BROADCAST};
+use handoff_protocol::timing::typing::TYPING_TTL_MS;
 use handoff_protocol::{Channel, Event, EventType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -60,6 +75,26 @@ const REVOCATION_QUEUE: usize = 256;
 
 /// Events waiting to be published to Redis before new ones are dropped (and logged).
 const REDIS_QUEUE: usize = 8192;
+
+/// How old an ephemeral event (`typing`, `presence:updated`) may be and still be delivered
+/// through Redis: the receiver's typing time-to-live.
+pub const EPHEMERAL_MAX_AGE: Duration = Duration::from_millis(TYPING_TTL_MS);
+
+/// How long a Redis connection attempt, a publish or a subscription's ping may take before the
+/// connection counts as lost.
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How often a node checks that its Redis subscription still answers.
+pub const REDIS_PING_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest wait between two attempts to reach Redis again.
+pub const REDIS_RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// Events published to Redis in one pipeline at most.
+pub const REDIS_BATCH: usize = 256;
+
+/// The first wait before reaching Redis again.
+const REDIS_RETRY_MIN: Duration = Duration::from_millis(50);
 
 /// Identifies one WebSocket connection.
 pub type SocketId = u64;
@@ -270,12 +305,47 @@ struct WireEvent {
     /// The hash of a revoked token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     revoke: Option<String>,
+    /// When it was published, in Unix milliseconds (absent from older nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<u64>,
+}
+
+/// An event or revocation waiting to go to Redis.
+#[derive(Debug)]
+struct Queued {
+    bytes: Vec<u8>,
+    /// When it was queued, and whether it is ephemeral (dropped once older than
+    /// [`EPHEMERAL_MAX_AGE`]).
+    since: Instant,
+    ephemeral: bool,
+}
+
+impl Queued {
+    fn is_stale(&self) -> bool {
+        self.ephemeral && self.since.elapsed() > EPHEMERAL_MAX_AGE
+    }
 }
 
 #[derive(Debug)]
 struct RedisLink {
     node: String,
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Queued>,
+}
+
+impl RedisLink {
+    /// Queues an event or revocation for Redis, stamped with the time; never blocks.
+    fn share(&self, mut wire: WireEvent) {
+        wire.at = Some(unix_ms());
+        let ephemeral = wire.payload.as_ref().is_some_and(is_ephemeral);
+        match serde_json::to_vec(&wire) {
+            Ok(bytes) => {
+                if let Err(e) = self.tx.try_send(Queued { bytes, since: Instant::now(), ephemeral }) {
+                    tracing::warn!(error = %e, topic = ?wire.topic, "redis publish queue full; not shared");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot serialize for redis"),
+        }
+    }
 }
 
 /// The fan-out hub: topic -> subscribed sockets. See the [module docs](self).
@@ -312,14 +382,19 @@ impl Hub {
     pub async fn with_redis(url: &str, channel: impl Into<String>) -> Result<Hub, HubError> {
         let channel = channel.into();
         let client = redis::Client::open(url)?;
-        let stream = subscribe(&client, &channel).await?;
-        let publisher = client.get_connection_manager().await?;
+        let subscription = subscribe(&client, &channel).await?;
+        let publisher = connect(&client).await?;
         let node = format!("{:016x}{:016x}", rand_u64(), rand_u64());
         let local = Arc::new(Local::default());
         let (tx, rx) = mpsc::channel(REDIS_QUEUE);
-        let receiver =
-            tokio::spawn(receive(stream, client, channel.clone(), node.clone(), Arc::downgrade(&local)));
-        let sender = tokio::spawn(send(rx, publisher, channel.clone()));
+        let receiver = tokio::spawn(receive(
+            subscription,
+            client.clone(),
+            channel.clone(),
+            node.clone(),
+            Arc::downgrade(&local),
+        ));
+        let sender = tokio::spawn(send(rx, client, publisher, channel.clone()));
         tracing::info!(channel, node, "realtime hub fans out through redis");
         Ok(Hub {
             local,
@@ -364,20 +439,13 @@ impl Hub {
     pub fn revoke_token(&self, token_hash: &str) {
         self.local.revoke(token_hash);
         if let Some(redis) = &self.redis {
-            let wire = WireEvent {
+            redis.share(WireEvent {
                 node: redis.node.clone(),
                 topic: None,
                 payload: None,
                 revoke: Some(token_hash.into()),
-            };
-            match serde_json::to_vec(&wire) {
-                Ok(bytes) => {
-                    if let Err(e) = redis.tx.try_send(bytes) {
-                        tracing::error!(error = %e, "redis publish queue full; revocation not shared");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "cannot serialize revocation for redis"),
-            }
+                at: None,
+            });
         }
     }
 
@@ -450,20 +518,13 @@ impl Hub {
         self.local.deliver(&frame, except);
         if let Some(redis) = &self.redis {
             let Payload::Json(payload) = frame.payload else { return };
-            let wire = WireEvent {
+            redis.share(WireEvent {
                 node: redis.node.clone(),
                 topic: Some(frame.topic),
                 payload: Some(payload),
                 revoke: None,
-            };
-            match serde_json::to_vec(&wire) {
-                Ok(bytes) => {
-                    if let Err(e) = redis.tx.try_send(bytes) {
-                        tracing::warn!(error = %e, topic = ?wire.topic, "redis publish queue full; event not shared");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "cannot serialize event for redis"),
-            }
+                at: None,
+            });
         }
     }
 }
@@ -506,83 +567,216 @@ fn has_seq(payload: &Value) -> bool {
         .is_some_and(|t| t.seq_path().is_some())
 }
 
+/// Whether a broadcast payload from Redis (`{"type", "event", "payload"}`) carries an ephemeral
+/// event, one not worth delivering once older than [`EPHEMERAL_MAX_AGE`]: `typing` or
+/// `presence:updated`.
+fn is_ephemeral(payload: &Value) -> bool {
+    payload
+        .get("event")
+        .and_then(Value::as_str)
+        .and_then(|name| name.parse::<EventType>().ok())
+        .is_some_and(|t| matches!(t, EventType::Typing | EventType::PresenceUpdated))
+}
+
+fn unix_ms() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn rand_u64() -> u64 {
     let mut bytes = [0u8; 8];
     if let Err(e) = getrandom::fill(&mut bytes) {
         tracing::warn!(error = %e, "no OS randomness for the node id; using the clock");
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         return u64::try_from(nanos.as_nanos() & u128::from(u64::MAX)).unwrap_or(0)
             ^ u64::from(std::process::id());
     }
     u64::from_le_bytes(bytes)
 }
 
-async fn subscribe(client: &redis::Client, channel: &str) -> redis::RedisResult<redis::aio::PubSubStream> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
-    Ok(pubsub.into_on_message())
+/// A connection for publishing, given up after [`REDIS_TIMEOUT`].
+async fn connect(client: &redis::Client) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(REDIS_TIMEOUT))
+        .set_response_timeout(Some(REDIS_TIMEOUT));
+    client.get_multiplexed_async_connection_with_config(&config).await
 }
 
-/// Delivers what other nodes publish; resubscribes with backoff when the connection drops.
+/// A subscription to `channel`, given up after [`REDIS_TIMEOUT`].
+async fn subscribe(client: &redis::Client, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
+    let attempt = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok(pubsub)
+    };
+    tokio::time::timeout(REDIS_TIMEOUT, attempt).await.unwrap_or_else(|_| {
+        Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "redis subscribe timed out",
+        )))
+    })
+}
+
+/// Delivers one message from Redis to this node's subscribers (skipping its own echo and
+/// ephemeral events too old to matter).
+fn handle(local: &Local, node: &str, channel: &str, bytes: &[u8]) {
+    match serde_json::from_slice::<WireEvent>(bytes) {
+        Ok(wire) if wire.node == node => {}
+        Ok(WireEvent { revoke: Some(hash), .. }) => local.revoke(&hash),
+        Ok(WireEvent { topic: Some(topic), payload: Some(payload), at, .. }) => {
+            let age = at.map(|at| Duration::from_millis(unix_ms().saturating_sub(at)));
+            if age.is_some_and(|age| age > EPHEMERAL_MAX_AGE) && is_ephemeral(&payload) {
+                tracing::debug!(topic, ?age, "stale ephemeral event from redis dropped");
+                return;
+            }
+            if has_seq(&payload) {
+                local.wake(&topic);
+            }
+            let frame = Frame {
+                join_ref: None,
+                r#ref: None,
+                topic,
+                event: BROADCAST.to_owned(),
+                payload: Payload::Json(payload),
+            };
+            local.deliver(&frame, None);
+        }
+        Ok(_) => tracing::warn!(channel, "message from redis without event nor revocation ignored"),
+        Err(e) => tracing::warn!(error = %e, channel, "undecodable message from redis ignored"),
+    }
+}
+
+/// Subscribes again, retrying every 50 ms rising to [`REDIS_RETRY_MAX`]; `None` once the hub is
+/// gone.
+async fn resubscribe(
+    client: &redis::Client,
+    channel: &str,
+    local: &Weak<Local>,
+) -> Option<redis::aio::PubSub> {
+    let lost = Instant::now();
+    let mut backoff = REDIS_RETRY_MIN;
+    loop {
+        if local.strong_count() == 0 {
+            return None;
+        }
+        match subscribe(client, channel).await {
+            Ok(pubsub) => {
+                tracing::info!(channel, after = ?lost.elapsed(), "redis subscription restored");
+                return Some(pubsub);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, channel, "redis resubscribe failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(REDIS_RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Delivers what other nodes publish. The subscription is pinged every [`REDIS_PING_EVERY`];
+/// when it ends or stops answering, it is made again, retrying every 50 ms rising to
+/// [`REDIS_RETRY_MAX`].
 async fn receive(
-    mut stream: redis::aio::PubSubStream,
+    subscription: redis::aio::PubSub,
     client: redis::Client,
     channel: String,
     node: String,
     local: Weak<Local>,
 ) {
+    let mut subscription = Some(subscription);
     loop {
-        while let Some(msg) = stream.next().await {
-            let Some(local) = local.upgrade() else { return };
-            match serde_json::from_slice::<WireEvent>(msg.get_payload_bytes()) {
-                Ok(wire) if wire.node == node => {}
-                Ok(WireEvent { revoke: Some(hash), .. }) => local.revoke(&hash),
-                Ok(WireEvent { topic: Some(topic), payload: Some(payload), .. }) => {
-                    if has_seq(&payload) {
-                        local.wake(&topic);
-                    }
-                    let frame = Frame {
-                        join_ref: None,
-                        r#ref: None,
-                        topic,
-                        event: BROADCAST.to_owned(),
-                        payload: Payload::Json(payload),
+        let pubsub = if let Some(pubsub) = subscription.take() {
+            pubsub
+        } else {
+            let Some(pubsub) = resubscribe(&client, &channel, &local).await else { return };
+            pubsub
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let mut ping = tokio::time::interval(REDIS_PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    let Some(msg) = msg else {
+                        tracing::warn!(channel, "redis subscription lost; reconnecting");
+                        break;
                     };
-                    local.deliver(&frame, None);
+                    let Some(local) = local.upgrade() else { return };
+                    handle(&local, &node, &channel, msg.get_payload_bytes());
                 }
-                Ok(_) => tracing::warn!(channel, "message from redis without event nor revocation ignored"),
-                Err(e) => tracing::warn!(error = %e, channel, "undecodable message from redis ignored"),
+                _ = ping.tick() => {
+                    let answer = tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await;
+                    if !matches!(answer, Ok(Ok(_))) {
+                        tracing::warn!(channel, "redis subscription does not answer; reconnecting");
+                        break;
+                    }
+                }
             }
         }
-        tracing::warn!(channel, "redis subscription lost; reconnecting");
-        let mut backoff = Duration::from_millis(100);
-        stream = loop {
-            if local.strong_count() == 0 {
-                return;
-            }
-            tokio::time::sleep(backoff).await;
-            match subscribe(&client, &channel).await {
-                Ok(stream) => {
-                    tracing::info!(channel, "redis subscription restored");
-                    break stream;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, channel, "redis resubscribe failed");
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        };
     }
 }
 
-/// Publishes this node's events to Redis, in order. The connection manager reconnects by
-/// itself; an event that fails to publish is logged and dropped.
-async fn send(mut rx: mpsc::Receiver<Vec<u8>>, mut conn: redis::aio::ConnectionManager, channel: String) {
-    while let Some(bytes) = rx.recv().await {
-        let result: redis::RedisResult<i64> =
-            redis::cmd("PUBLISH").arg(&channel).arg(bytes).query_async(&mut conn).await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, channel, "redis publish failed; event not shared");
+/// Publishes this node's events to Redis, in order, as many as are queued in one pipeline (at
+/// most [`REDIS_BATCH`]: one round trip, so a backlog after an outage goes out at once instead
+/// of holding newer events behind it). When the connection fails, the batch is tried again on a
+/// new one (made every 50 ms rising to [`REDIS_RETRY_MAX`]) while later events wait; ephemeral
+/// events older than [`EPHEMERAL_MAX_AGE`] are dropped instead. A batch that failed halfway may
+/// reach other nodes twice: clients drop persisted events they have by `seq`.
+async fn send(
+    mut rx: mpsc::Receiver<Queued>,
+    client: redis::Client,
+    conn: redis::aio::MultiplexedConnection,
+    channel: String,
+) {
+    let mut conn = Some(conn);
+    let mut lost: Option<(Instant, usize)> = None;
+    let mut backoff = REDIS_RETRY_MIN;
+    let mut batch = Vec::with_capacity(REDIS_BATCH);
+    while rx.recv_many(&mut batch, REDIS_BATCH).await > 0 {
+        loop {
+            let before = batch.len();
+            batch.retain(|item| !item.is_stale());
+            if let Some((_, dropped)) = &mut lost {
+                *dropped += before - batch.len();
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let Some(c) = conn.as_mut() else {
+                match connect(&client).await {
+                    Ok(c) => {
+                        conn = Some(c);
+                        backoff = REDIS_RETRY_MIN;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, channel, "redis reconnect failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(REDIS_RETRY_MAX);
+                    }
+                }
+                continue;
+            };
+            let mut pipe = redis::pipe();
+            for item in &batch {
+                pipe.cmd("PUBLISH").arg(&channel).arg(&item.bytes).ignore();
+            }
+            match pipe.query_async::<()>(c).await {
+                Ok(()) => {
+                    if let Some((since, dropped)) = lost.take() {
+                        let after = since.elapsed();
+                        tracing::info!(channel, ?after, stale_dropped = dropped, "redis publishing restored");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    if lost.is_none() {
+                        tracing::warn!(error = %e, channel, "redis publish failed; reconnecting");
+                        lost = Some((Instant::now(), 0));
+                    }
+                    conn = None;
+                }
+            }
         }
+        batch.clear();
     }
 }

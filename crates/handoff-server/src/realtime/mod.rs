@@ -15,6 +15,7 @@ use handoff_protocol::{AgentId, Channel, ConversationId, Event, ProjectId};
 pub use hub::{
     Hub, HubError, Outbox, Outgoing, SocketId, Waiter, DEFAULT_QUEUE_CAPACITY, DEFAULT_REPLY_CAPACITY,
 };
+pub use hub::{EPHEMERAL_MAX_AGE, REDIS_BATCH, REDIS_PING_EVERY, REDIS_RETRY_MAX, REDIS_TIMEOUT};
 pub use socket::{routes, RealtimeConfig};
 
 /// The project a socket was opened for (by the `apikey` of its URL).

@@ -404,3 +404,73 @@ macro_rules! both_dbs {
         }
     };
 }
+
+/// A Redis server of the test's own (`redis-server` on an OS-picked port, no persistence), to
+/// kill and restart without touching the machine's shared one.
+pub struct OwnRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    /// Starts one, or `None` (the test is skipped) when `redis-server` is not installed, unless
+    /// `HANDOFF_REQUIRE_REDIS` is set.
+    pub async fn start() -> Option<OwnRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = OwnRedis { port, child: None };
+        if let Err(e) = redis.spawn().await {
+            assert!(std::env::var_os("HANDOFF_REQUIRE_REDIS").is_none(), "redis-server: {e}");
+            eprintln!("skipped: cannot start redis-server ({e})");
+            return None;
+        }
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) -> std::io::Result<()> {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        // Up once it accepts connections.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// Kills it with SIGKILL (no goodbye to its clients).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port; returns once it accepts connections.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await.unwrap();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
