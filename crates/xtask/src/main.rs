@@ -16,7 +16,8 @@
 //!   virtualenv under the target directory) with all checks against `/api/openapi.json` of a
 //!   debug `handoff-server`, for a visitor, an agent and the secret key, on SQLite and PostgreSQL.
 //! - `cargo xtask bench`: runs the benchmarks and prints their figures, the full chaos run
-//!   (100,000 messages) included.
+//!   (100,000 messages) included; the fan-out benchmark runs side by side with a Socket.IO 4
+//!   server (`tests/bench/socketio`, npm packages installed here).
 //! - `cargo xtask chaos [--messages N --conversations N --duration SECONDS]`: the chaos run
 //!   alone (debug build; the short run without arguments).
 
@@ -232,7 +233,15 @@ fn bench() -> Result {
     web::build(&root)?;
     // abuse_bench drives the release server binary in its own process.
     run(&root, &cargo(), &["build", "--release", "-p", "handoff-server"])?;
-    for example in ["fanout_bench", "msg_bench", "abuse_bench"] {
+    // The fan-out side by side with a Socket.IO 4 server (pinned in its package-lock.json),
+    // the same driver for both.
+    let peer = root.join("tests/bench/socketio");
+    setup::npm(&peer)?;
+    let peer = peer.to_string_lossy();
+    let fanout =
+        ["run", "--release", "-p", "handoff-server", "--example", "fanout_bench", "--", "--socketio", &peer];
+    run(&root, &cargo(), &fanout)?;
+    for example in ["msg_bench", "abuse_bench"] {
         if root.join(format!("crates/handoff-server/examples/{example}.rs")).exists() {
             run(&root, &cargo(), &["run", "--release", "-p", "handoff-server", "--example", example])?;
         }

@@ -48,8 +48,8 @@
 //! them. A waiter is registered only while its [`Waiter`] lives (the request), and a topic's
 //! entry goes with its last waiter.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -60,7 +60,7 @@ use handoff_protocol::timing::typing::TYPING_TTL_MS;
 use handoff_protocol::{Channel, Event, EventType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::AbortHandle;
 
 /// Frames a socket may have queued before it counts as too slow and is closed.
@@ -108,86 +108,180 @@ pub enum HubError {
     Redis(#[from] redis::RedisError),
 }
 
-/// One frame waiting in a socket's outgoing queue, with the queue slot it takes until written.
-#[derive(Debug)]
-pub struct Outgoing {
-    /// The frame.
-    pub msg: Message,
-    _slot: OwnedSemaphorePermit,
-}
-
-/// Tells a socket to close; shared by the socket, its outbox and the hub.
-#[derive(Debug, Default)]
-struct Kill {
-    killed: AtomicBool,
-    notify: Notify,
-}
-
 /// A socket's outgoing queue as the socket and the hub share it: one ordered queue, with two
-/// budgets. Fan-out broadcasts take a slot of `queue_capacity` without waiting and close the
+/// budgets. Fan-out broadcasts take a place of `queue_capacity` without waiting and close the
 /// socket when there is none (it cannot keep up); replies to the socket's own frames wait for a
-/// slot of their own budget (backpressure: the socket stops reading until its writer drains),
-/// so a client that reads everything never counts as too slow, however fast it sends.
+/// place of their own budget (backpressure: the socket stops reading until its writer drains),
+/// so a client that reads everything never counts as too slow, however fast it sends. A frame
+/// keeps its place until the writer has written it.
+///
+/// Small when idle (one allocation of about 200 bytes; the queue's storage exists only while
+/// frames wait), since a server holds one per open socket.
 #[derive(Clone, Debug)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Outgoing>,
-    broadcasts: Arc<Semaphore>,
-    replies: Arc<Semaphore>,
-    kill: Arc<Kill>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    queue_capacity: usize,
+    reply_capacity: usize,
+    /// Wakes the writer: a frame was queued, or the outbox closed.
+    writer: Notify,
+    /// Wakes those waiting for room for a reply, or for the socket to be told to close.
+    room: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    /// Frames not yet taken by the writer.
+    frames: VecDeque<Message>,
+    /// Broadcasts and replies among `frames`.
+    queued: (usize, usize),
+    /// Broadcasts and replies the writer has taken and not yet written.
+    writing: (usize, usize),
+    /// The socket was told to close.
+    killed: bool,
+    /// No more frames come: the writer stops once it has written what is queued.
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The writer's end of an [`Outbox`]: takes the queued frames in order, a batch at a time.
+#[derive(Debug)]
+pub struct Outgoing {
+    shared: Arc<Shared>,
+}
+
+impl Outgoing {
+    /// Moves every queued frame, in order, into `batch` (which must be empty), waiting while
+    /// there is none. `false` once the outbox is closed and everything queued was taken. The
+    /// frames keep their places in the budgets until [`Outgoing::written`].
+    pub async fn next_batch(&mut self, batch: &mut VecDeque<Message>) -> bool {
+        debug_assert!(batch.is_empty());
+        loop {
+            {
+                let mut q = self.shared.lock();
+                if !q.frames.is_empty() {
+                    // The queue gets the writer's empty buffer: its storage is reused.
+                    std::mem::swap(&mut q.frames, batch);
+                    q.writing = (q.writing.0 + q.queued.0, q.writing.1 + q.queued.1);
+                    q.queued = (0, 0);
+                    return true;
+                }
+                if q.closed {
+                    return false;
+                }
+            }
+            // A frame queued since the check left a permit: no wake-up is lost.
+            self.shared.writer.notified().await;
+        }
+    }
+
+    /// The frames of the last batch are written: their places are free again. A buffer that
+    /// grew for a burst is given back (`batch` is the writer's buffer, now empty).
+    pub fn written(&mut self, batch: &mut VecDeque<Message>) {
+        if batch.capacity() > 16 {
+            *batch = VecDeque::new();
+        }
+        let replies = {
+            let mut q = self.shared.lock();
+            let replies = q.writing.1;
+            q.writing = (0, 0);
+            replies
+        };
+        if replies > 0 {
+            self.shared.room.notify_waiters();
+        }
+    }
 }
 
 impl Outbox {
     /// An outbox holding at most `queue_capacity` broadcasts and `reply_capacity` replies, and
-    /// the receiving end for the socket's writer.
-    pub fn new(queue_capacity: usize, reply_capacity: usize) -> (Outbox, mpsc::UnboundedReceiver<Outgoing>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let outbox = Outbox {
-            tx,
-            broadcasts: Arc::new(Semaphore::new(queue_capacity.max(1))),
-            replies: Arc::new(Semaphore::new(reply_capacity.max(1))),
-            kill: Arc::new(Kill::default()),
-        };
-        (outbox, rx)
+    /// the writer's end.
+    pub fn new(queue_capacity: usize, reply_capacity: usize) -> (Outbox, Outgoing) {
+        let shared = Arc::new(Shared {
+            queue: Mutex::default(),
+            queue_capacity: queue_capacity.max(1),
+            reply_capacity: reply_capacity.max(1),
+            writer: Notify::new(),
+            room: Notify::new(),
+        });
+        (Outbox { shared: shared.clone() }, Outgoing { shared })
     }
 
     /// Queues a fan-out frame without waiting. `false` when the queue is full: the socket is
     /// told to close.
     pub fn broadcast(&self, msg: Message) -> bool {
-        let Ok(slot) = self.broadcasts.clone().try_acquire_owned() else {
-            self.kill();
-            return false;
-        };
-        // A closed queue means the socket is going away and unsubscribes itself.
-        let _ = self.tx.send(Outgoing { msg, _slot: slot });
+        {
+            let mut q = self.shared.lock();
+            // A closed outbox means the socket is going away and unsubscribes itself.
+            if q.closed {
+                return true;
+            }
+            if q.queued.0 + q.writing.0 >= self.shared.queue_capacity {
+                drop(q);
+                self.kill();
+                return false;
+            }
+            q.frames.push_back(msg);
+            q.queued.0 += 1;
+        }
+        self.shared.writer.notify_one();
         true
     }
 
     /// Queues a reply, waiting for room. `false` when the socket is closing.
     pub async fn reply(&self, msg: Message) -> bool {
-        let slot = tokio::select! {
-            slot = self.replies.clone().acquire_owned() => slot,
-            () = self.killed() => return false,
-        };
-        let Ok(slot) = slot else { return false };
-        self.tx.send(Outgoing { msg, _slot: slot }).is_ok()
+        loop {
+            // Created before the check: `notify_waiters` reaches it even before it is polled.
+            let room = self.shared.room.notified();
+            {
+                let mut q = self.shared.lock();
+                if q.killed || q.closed {
+                    return false;
+                }
+                if q.queued.1 + q.writing.1 < self.shared.reply_capacity {
+                    q.frames.push_back(msg);
+                    q.queued.1 += 1;
+                    drop(q);
+                    self.shared.writer.notify_one();
+                    return true;
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// No more frames: the writer stops once it has written what is queued.
+    pub fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.writer.notify_one();
+        self.shared.room.notify_waiters();
     }
 
     /// Tells the socket to close.
     pub fn kill(&self) {
-        self.kill.killed.store(true, Ordering::SeqCst);
-        self.kill.notify.notify_waiters();
+        self.shared.lock().killed = true;
+        self.shared.room.notify_waiters();
     }
 
     /// Whether the socket was told to close.
     pub fn is_killed(&self) -> bool {
-        self.kill.killed.load(Ordering::SeqCst)
+        self.shared.lock().killed
     }
 
     /// Resolves once the socket is told to close.
     pub async fn killed(&self) {
         loop {
             // Created before the check: `notify_waiters` reaches it even before it is polled.
-            let notified = self.kill.notify.notified();
+            let notified = self.shared.room.notified();
             if self.is_killed() {
                 return;
             }
@@ -778,5 +872,68 @@ async fn send(
             }
         }
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The text of every frame queued in an outbox (which this closes).
+    async fn texts(outbox: &Outbox, out: &mut Outgoing) -> Vec<Utf8Bytes> {
+        outbox.close();
+        let mut batch = VecDeque::new();
+        let mut texts = Vec::new();
+        while out.next_batch(&mut batch).await {
+            for msg in batch.drain(..) {
+                match msg {
+                    Message::Text(text) => texts.push(text),
+                    other => panic!("not a text frame: {other:?}"),
+                }
+            }
+            out.written(&mut batch);
+        }
+        texts
+    }
+
+    // One broadcast is encoded once per serializer: every subscriber of a serializer is handed
+    // the same bytes (one buffer, not equal copies), and the socket left out gets nothing.
+    #[tokio::test]
+    async fn a_broadcast_is_encoded_once_per_serializer_and_shared() {
+        let hub = Hub::new();
+        let channel: Channel = "conversation:c1".parse().unwrap();
+        let topic = channel.topic();
+        let event: Event = serde_json::from_str(
+            r#"{"event":"typing","payload":{"conversation_id":"c1",
+                "actor":{"kind":"agent","id":"a1","name":"Ann"},"is_typing":true}}"#,
+        )
+        .unwrap();
+        let mut rxs = Vec::new();
+        for i in 0..6u8 {
+            let (outbox, out) = Outbox::new(4, 4);
+            let vsn = if i % 2 == 0 { Vsn::V1 } else { Vsn::V2 };
+            let socket = hub.socket_id();
+            hub.subscribe(&topic, socket, vsn, outbox.clone(), None);
+            rxs.push((socket, vsn, outbox, out));
+        }
+        let except = rxs[5].0;
+        hub.publish_except(&channel, &event, Some(except));
+        let frame = Frame::broadcast(&topic, &event);
+        let mut firsts: [Option<Utf8Bytes>; 2] = [None, None];
+        for (socket, vsn, outbox, out) in &mut rxs {
+            let got = texts(outbox, out).await;
+            if *socket == except {
+                assert!(got.is_empty());
+                continue;
+            }
+            let [text] = got.as_slice() else { panic!("{} frames", got.len()) };
+            assert_eq!(text.as_str(), codec::encode_text(*vsn, &frame).unwrap());
+            let first = firsts[usize::from(*vsn == Vsn::V2)].get_or_insert_with(|| text.clone());
+            assert_eq!(first.as_str().as_ptr(), text.as_str().as_ptr(), "{vsn:?} frames are copies");
+        }
+        let [Some(v1), Some(v2)] = firsts else { panic!("a serializer got nothing") };
+        assert_ne!(v1.as_str(), v2.as_str());
     }
 }

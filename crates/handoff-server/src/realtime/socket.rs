@@ -13,7 +13,7 @@
 //! - A token revoked through [`Hub::revoke_token`] loses its channels at once (`phx_error`),
 //!   and the socket forgets it, so a rejoin with it is refused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,13 +37,19 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use super::hub::{Hub, Outbox, SocketId, DEFAULT_QUEUE_CAPACITY, DEFAULT_REPLY_CAPACITY};
+use super::hub::{Hub, Outbox, Outgoing, SocketId, DEFAULT_QUEUE_CAPACITY, DEFAULT_REPLY_CAPACITY};
 use super::{RealtimeBackend, SocketProject};
 use crate::error::AppError;
 use crate::net::TrustedProxies;
 
-/// Bytes read from a socket at a time.
-const READ_BUFFER: usize = 4096;
+/// Bytes read from a socket at a time: the read buffer every open socket keeps (tungstenite
+/// allocates it whole and grows it only for a larger frame). Client frames are small (joins,
+/// heartbeats, typing: a few hundred bytes).
+const READ_BUFFER: usize = 1024;
+
+/// Bytes of frames gathered before they are written: a burst goes out in writes this large.
+/// The buffer grows only when used (a few hundred bytes for one broadcast).
+const WRITE_BUFFER: usize = 4096;
 
 /// The close code of a socket closed for breaking a rule (RFC 6455 "policy violation").
 const POLICY_VIOLATION: u16 = 1008;
@@ -219,7 +225,7 @@ async fn upgrade(
     // Small buffers: an idle socket should cost a few KiB, not tungstenite's default 128 KiB
     // read buffer. Client frames are small (joins, heartbeats, typing), so cap them too.
     ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(handoff_protocol::api::MAX_REQUEST_BYTES)
         .max_frame_size(handoff_protocol::api::MAX_REQUEST_BYTES)
         .on_upgrade(move |socket| run(socket, vsn, rt, project, slot))
@@ -247,8 +253,9 @@ struct Conn {
     project: SocketProject,
     outbox: Outbox,
     joined: HashMap<String, Joined>,
-    /// Token -> (its hash, who it is).
-    principals: HashMap<String, (String, Principal)>,
+    /// (Token, its hash, who it is): a list, grown one entry at a time: a socket mostly holds one token, and a map's
+    /// smallest table would cost every idle socket about 400 bytes.
+    principals: Vec<(String, String, Principal)>,
     /// When the tokens of the joined channels were last checked.
     checked: Instant,
     /// Until a channel is joined with a valid token: when the socket is closed.
@@ -260,63 +267,105 @@ struct Conn {
 /// Why the server closes a socket with a close frame.
 type CloseReason = (u16, &'static str);
 
-async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime, project: SocketProject, slot: Option<IpSlot>) {
-    let (mut sink, mut stream) = socket.split();
-    let (outbox, mut rx) = Outbox::new(rt.config.queue_capacity, rt.config.reply_capacity);
-    let mut writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
-            let close = matches!(out.msg, Message::Close(_));
-            if sink.send(out.msg).await.is_err() || close {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-    let idle = rt.config.idle_timeout;
+/// Serves one upgraded socket: a writer task draining its [`Outbox`] and the returned future,
+/// which reads the client's frames.
+///
+/// Every open socket holds this future (in its task) while idle, so it is kept small: the socket
+/// is split before the future is made (an `async fn` would keep its `WebSocket` argument for
+/// good), one timer serves every deadline, and the rare, larger steps (handling a frame,
+/// revocations, closing) are boxed while they run.
+fn run(
+    socket: WebSocket,
+    vsn: Vsn,
+    rt: Realtime,
+    project: SocketProject,
+    slot: Option<IpSlot>,
+) -> impl std::future::Future<Output = ()> + Send {
+    let (sink, stream) = socket.split();
+    let (outbox, out) = Outbox::new(rt.config.queue_capacity, rt.config.reply_capacity);
+    let writer = tokio::spawn(write(sink, out));
     let quota = Quota::per_second(NonZeroU32::new(rt.config.frames_per_second).unwrap_or(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::new(rt.config.frame_burst).unwrap_or(NonZeroU32::MIN));
     let limiter = RateLimiter::direct(quota);
-    let mut revocations = rt.hub.revocations();
-    let mut conn = Conn {
+    let revocations = rt.hub.revocations();
+    let conn = Conn {
         id: rt.hub.socket_id(),
         vsn,
         join_deadline: Some(Instant::now() + rt.config.join_timeout),
         rt,
         project,
-        outbox: outbox.clone(),
+        outbox,
         joined: HashMap::new(),
-        principals: HashMap::new(),
+        principals: Vec::new(),
         checked: Instant::now(),
         agents: Vec::new(),
     };
+    serve(conn, stream, revocations, limiter, writer, slot)
+}
+
+/// Writes what is queued, a batch at a time: frames queued together (a burst) go out in as few
+/// writes as the write buffer allows, with one flush.
+async fn write(mut sink: futures_util::stream::SplitSink<WebSocket, Message>, mut out: Outgoing) {
+    let mut batch = VecDeque::new();
+    'write: while out.next_batch(&mut batch).await {
+        while let Some(msg) = batch.pop_front() {
+            let close = matches!(msg, Message::Close(_));
+            if sink.feed(msg).await.is_err() {
+                break 'write;
+            }
+            if close {
+                let _ = sink.flush().await;
+                break 'write;
+            }
+        }
+        if sink.flush().await.is_err() {
+            break;
+        }
+        out.written(&mut batch);
+    }
+    let _ = sink.close().await;
+}
+
+/// The read side of [`run`].
+async fn serve(
+    mut conn: Conn,
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    mut revocations: broadcast::Receiver<Arc<str>>,
+    limiter: governor::DefaultDirectRateLimiter,
+    mut writer: tokio::task::JoinHandle<()>,
+    slot: Option<IpSlot>,
+) {
+    let idle = conn.rt.config.idle_timeout;
+    let outbox = conn.outbox.clone();
     let mut close: Option<CloseReason> = None;
     // Only the client's own frames keep the socket open (not revocations or timers).
     let mut silent_at = Instant::now() + idle;
     loop {
         conn.sync_agents().await;
-        let deadline = conn.next_deadline();
+        let wake = conn.next_deadline().map_or(silent_at, |d| d.min(silent_at));
         let next = tokio::select! {
             () = outbox.killed() => break,
             revoked = revocations.recv() => {
                 match revoked {
-                    Ok(hash) => conn.revoked(&hash).await,
-                    Err(broadcast::error::RecvError::Lagged(_)) => conn.recheck_tokens().await,
+                    Ok(hash) => Box::pin(conn.revoked(&hash)).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => Box::pin(conn.recheck_tokens()).await,
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
                 continue;
             }
-            () = sleep_until(deadline) => {
-                if conn.join_deadline.is_some_and(|d| d <= Instant::now()) {
+            () = tokio::time::sleep_until(wake) => {
+                let now = Instant::now();
+                if silent_at <= now {
+                    tracing::debug!(socket = conn.id, "closing a silent socket");
+                    break;
+                }
+                if conn.join_deadline.is_some_and(|d| d <= now) {
                     tracing::debug!(socket = conn.id, "no join with a valid token in time; closing");
                     close = Some((POLICY_VIOLATION, JOIN_TIMEOUT));
                     break;
                 }
-                conn.expire_tokenless().await;
+                Box::pin(conn.expire_tokenless()).await;
                 continue;
-            }
-            () = tokio::time::sleep_until(silent_at) => {
-                tracing::debug!(socket = conn.id, "closing a silent socket");
-                break;
             }
             next = stream.next() => next,
         };
@@ -331,35 +380,43 @@ async fn run(socket: WebSocket, vsn: Vsn, rt: Realtime, project: SocketProject, 
             break;
         }
         let frame = match msg {
-            Message::Text(text) => codec::decode_text(vsn, text.as_str()),
+            Message::Text(text) => codec::decode_text(conn.vsn, text.as_str()),
             Message::Binary(bytes) => codec::decode_binary(&bytes),
             Message::Close(_) | Message::Ping(_) | Message::Pong(_) => continue,
         };
-        // Revocations published before this frame was read apply to it, whatever the select
-        // above picked first.
-        conn.drain_revocations(&mut revocations).await;
-        match frame {
-            Ok(frame) => conn.handle(frame).await,
-            Err(e) => tracing::debug!(socket = conn.id, error = %e, "undecodable frame ignored"),
+        Box::pin(async {
+            // Revocations published before this frame was read apply to it, whatever the
+            // select above picked first.
+            conn.drain_revocations(&mut revocations).await;
+            match frame {
+                Ok(frame) => conn.handle(frame).await,
+                Err(e) => tracing::debug!(socket = conn.id, error = %e, "undecodable frame ignored"),
+            }
+        })
+        .await;
+    }
+    Box::pin(async move {
+        for topic in conn.joined.keys() {
+            conn.rt.hub.unsubscribe(topic, conn.id);
         }
-    }
-    for topic in conn.joined.keys() {
-        conn.rt.hub.unsubscribe(topic, conn.id);
-    }
-    conn.joined.clear();
-    conn.sync_agents().await;
-    let killed = outbox.is_killed();
-    if let Some(reason) = close {
-        close_handshake(&outbox, &mut stream, reason).await;
-    }
-    drop(conn);
-    drop(outbox);
-    drop(slot);
-    // A socket that could not keep up is dropped at once: its writer may be stuck on a full
-    // TCP buffer. Otherwise the writer gets a moment to flush the last frames and the close.
-    if killed || tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
-        writer.abort();
-    }
+        conn.joined.clear();
+        conn.sync_agents().await;
+        let killed = outbox.is_killed();
+        if let Some(reason) = close {
+            close_handshake(&outbox, &mut stream, reason).await;
+        }
+        drop(conn);
+        outbox.close();
+        drop(outbox);
+        drop(slot);
+        // A socket that could not keep up is dropped at once: its writer may be stuck on a
+        // full TCP buffer. Otherwise the writer gets a moment to flush the last frames and the
+        // close.
+        if killed || tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
+            writer.abort();
+        }
+    })
+    .await;
 }
 
 /// Sends a close frame with a reason, then reads (and drops) what the client still sends until
@@ -382,18 +439,18 @@ async fn close_handshake(
     .await;
 }
 
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Conn {
     /// Tells the backend which agents this socket holds now (channels joined with an agent's
     /// token), when that changed.
     async fn sync_agents(&mut self) {
+        let now = self.agents_now();
+        if now != self.agents {
+            Box::pin(self.tell_agents(now)).await;
+        }
+    }
+
+    /// Agents with a channel joined with their token, sorted.
+    fn agents_now(&self) -> Vec<handoff_protocol::AgentId> {
         let mut now: Vec<handoff_protocol::AgentId> = self
             .joined
             .values()
@@ -405,9 +462,11 @@ impl Conn {
             .collect();
         now.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         now.dedup();
-        if now == self.agents {
-            return;
-        }
+        now
+    }
+
+    /// Tells the backend of the agents that came and went since the last call.
+    async fn tell_agents(&mut self, now: Vec<handoff_protocol::AgentId>) {
         for a in now.iter().filter(|a| !self.agents.contains(a)) {
             self.rt.backend.agent_socket(a, true).await;
         }
@@ -472,7 +531,7 @@ impl Conn {
     /// A token was revoked: forget it, and send `phx_error` on the channels it authorized (the
     /// hub has already stopped delivering to them); their rejoin is refused by authentication.
     async fn revoked(&mut self, hash: &str) {
-        self.principals.retain(|_, (h, _)| h != hash);
+        self.principals.retain(|(_, h, _)| h != hash);
         let topics: Vec<String> = self
             .joined
             .iter()
@@ -559,7 +618,7 @@ impl Conn {
 
     /// Who a token is (cached per socket) and its hash.
     async fn principal(&mut self, token: &str) -> (Principal, String) {
-        if let Some((hash, p)) = self.principals.get(token) {
+        if let Some((_, hash, p)) = self.principals.iter().find(|(t, _, _)| t == token) {
             return (p.clone(), hash.clone());
         }
         let p = self.rt.backend.authenticate(token).await;
@@ -567,7 +626,8 @@ impl Conn {
         if self.principals.len() > 16 {
             self.principals.clear();
         }
-        self.principals.insert(token.to_owned(), (hash.clone(), p.clone()));
+        self.principals.reserve_exact(1);
+        self.principals.push((token.to_owned(), hash.clone(), p.clone()));
         (p, hash)
     }
 

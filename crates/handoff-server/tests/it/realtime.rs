@@ -249,3 +249,56 @@ async fn realtime_js(auth: &str) {
         "{seen:?}"
     );
 }
+
+/// Raw text frames of a socket until one carrying `agent:status_changed`, which is returned.
+async fn raw_status_frame(socket: &mut Socket) -> String {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), socket.ws.next())
+            .await
+            .expect("a broadcast within 5 s")
+            .expect("an open socket")
+            .unwrap();
+        if let Message::Text(text) = msg {
+            if text.contains("agent:status_changed") {
+                return text.as_str().to_owned();
+            }
+        }
+    }
+}
+
+// Fan-out encodes a broadcast once per serializer and hands every subscriber the same text:
+// 40 sockets, half vsn 1.0.0 and half 2.0.0, on the project queue; one status change reaches
+// each exactly as the protocol crate encodes it.
+#[tokio::test]
+async fn every_subscriber_gets_the_exact_broadcast_frame() {
+    let s = TestServer::start(Db::Sqlite).await.unwrap();
+    let topic = format!("realtime:project:{}:queue", s.project);
+    let mut sockets = Vec::new();
+    for i in 0..40 {
+        let mut socket = s.socket(if i % 2 == 0 { Vsn::V1 } else { Vsn::V2 }).await;
+        socket.join_ok(&topic, &s.agent1.0).await;
+        sockets.push(socket);
+    }
+    // What joining set off (the agent is online while connected) is behind us.
+    for socket in &mut sockets {
+        socket.drain_frames().await;
+    }
+    s.set_status(&s.agent1.0, "away").await;
+    let mut texts: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for socket in &mut sockets {
+        let text = raw_status_frame(socket).await;
+        texts[usize::from(socket.vsn == Vsn::V2)].push(text);
+    }
+    for (vsn, texts) in [Vsn::V1, Vsn::V2].into_iter().zip(&texts) {
+        assert_eq!(texts.len(), 20);
+        let event = codec::decode_text(vsn, &texts[0]).unwrap().broadcast_event().unwrap();
+        let Event::AgentStatusChanged(changed) = &event else { panic!("{event:?}") };
+        assert_eq!(changed.status.as_str(), "away");
+        let expected = codec::encode_text(vsn, &Frame::broadcast(&topic, &event)).unwrap();
+        for text in texts {
+            assert_eq!(*text, expected, "{vsn:?}");
+        }
+    }
+}
