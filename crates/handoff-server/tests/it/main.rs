@@ -15,3 +15,4 @@ mod rest;
 mod socket;
 mod socket_abuse;
 mod tabs;
+mod writes;
