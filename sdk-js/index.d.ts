@@ -41,6 +41,16 @@ export interface OfflineMessage {
   created_at: number;
   handled?: boolean;
 }
+/** A project's shared reply, inserted in the compose box by typing `/` and its shortcut. */
+export interface CannedResponse {
+  id: string;
+  /** 1 to 32 letters, digits, `-` or `_`; unique in the project without regard to case. */
+  shortcut: string;
+  /** The text inserted: not blank, at most 4000 characters. */
+  content: string;
+  created_at: number;
+  updated_at: number;
+}
 export interface QueueEntry {
   conversation_id: string;
   position: number;
@@ -332,6 +342,16 @@ export class AgentClient implements Events {
   stopTyping(id: string): void;
   offlineMessages(handled?: boolean): Promise<OfflineMessage[]>;
   markOfflineHandled(id: string): Promise<OfflineMessage | void>;
+  /**
+   * The project's canned responses by shortcut (at most 100); with `q`, those whose shortcut
+   * starts with it or whose content contains it (without regard to case), shortcut matches first.
+   */
+  listCannedResponses(q?: string): Promise<CannedResponse[]>;
+  /** Rejects with `shortcut_taken` (409) when another one has the shortcut, `validation_failed` for bad fields. */
+  createCannedResponse(fields: { shortcut: string; content: string }): Promise<CannedResponse>;
+  /** Changes the fields given. */
+  updateCannedResponse(id: string, patch: { shortcut?: string; content?: string }): Promise<CannedResponse>;
+  deleteCannedResponse(id: string): Promise<void>;
   on<K extends HandoffEventName>(event: K, fn: Handler<K>): Unsubscribe;
   on(event: "*", fn: <K extends HandoffEventName>(payload: HandoffEvents[K], event: K) => void): Unsubscribe;
   readonly connectionState: ConnectionState;

@@ -64,6 +64,8 @@ const state = {
   /** Seqs of the open conversation's system lines. */
   lines: new Set(),
   lastSeq: 0,
+  /** The project's canned responses, by shortcut (the management panel). */
+  canned: [],
 };
 
 // ----- small helpers -----
@@ -147,7 +149,7 @@ async function signIn({ email, password, token }) {
   $("me-name").textContent = me.name;
   showStatus(me.status);
   showConnection(c.connectionState);
-  await Promise.all([loadQueue(), loadInbox(), loadAgents(), loadOffline()]);
+  await Promise.all([loadQueue(), loadInbox(), loadAgents(), loadOffline(), loadCanned().catch(fail("Cannot load canned responses"))]);
   noticeOffline(true);
 }
 
@@ -165,7 +167,11 @@ function teardown() {
   state.presence.clear();
   state.seen.clear();
   state.offline = [];
+  state.canned = [];
+  closeSuggestions();
+  editCanned(null);
   renderQueue();
+  renderCanned();
   renderInbox();
   renderOffline();
   $("toasts").replaceChildren();
@@ -668,14 +674,28 @@ $("transfer-select").addEventListener("focus", () => loadAgents().catch(() => {}
 // compose and typing
 $("compose-input").addEventListener("input", () => {
   if (state.selected && $("compose-input").value) client.typing(state.selected);
+  updateSuggestions();
 });
-$("compose-input").addEventListener("blur", () => state.selected && client?.stopTyping(state.selected));
+$("compose-input").addEventListener("keydown", (e) => {
+  if (suggestionKey(e)) return;
+  // Enter sends, Shift+Enter adds a line (not while an input method composes).
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    $("compose").requestSubmit();
+  }
+});
+$("compose-input").addEventListener("click", () => updateSuggestions());
+$("compose-input").addEventListener("blur", () => {
+  closeSuggestions();
+  if (state.selected) client?.stopTyping(state.selected);
+});
 $("compose").addEventListener("submit", async (e) => {
   e.preventDefault();
   const id = state.selected;
   const body = $("compose-input").value.trim();
   if (!id || !body) return;
   $("compose-input").value = "";
+  closeSuggestions();
   client.stopTyping(id);
   try {
     const m = await client.send(id, body);
@@ -741,6 +761,207 @@ $("resolve").addEventListener("click", async () => {
 });
 $("claim").addEventListener("click", () => state.selected && claim(state.selected));
 $("back").addEventListener("click", () => closeConversation());
+
+// ----- canned responses -----
+//
+// Typing `/` at the start of the reply or after a space opens the project's canned responses
+// whose shortcut starts with what follows the slash (or whose text contains it), from the
+// server's search. Arrow keys move, Enter or Tab insert the text in place of `/query`, Escape
+// closes. The textarea is a combobox: `aria-activedescendant` names the highlighted option.
+
+const suggest = {
+  /** Index of the `/` in the textarea, while the list is open (or loading). */
+  slash: -1,
+  /** The slash position whose list was closed with Escape: stays closed until a new slash. */
+  dismissed: -1,
+  items: [],
+  active: -1,
+  /** Answers of older searches are dropped. */
+  request: 0,
+};
+
+/** The `/query` before the caret: `{ slash, query }`, or null. */
+export function slashQuery(value, caret) {
+  const m = /(^|\s)\/([^\s/]*)$/.exec(value.slice(0, caret));
+  return m ? { slash: m.index + m[1].length, query: m[2] } : null;
+}
+
+/** `value` with `/query` (from `slash` to `caret`) replaced by `text`; the new caret. */
+export function insertCanned(value, slash, caret, text) {
+  return { value: value.slice(0, slash) + text + value.slice(caret), caret: slash + text.length };
+}
+
+const searchCanned = debounce(async (query, slash) => {
+  const request = ++suggest.request;
+  let items;
+  try {
+    items = await client.listCannedResponses(query || undefined);
+  } catch (e) {
+    console.warn("canned responses", e);
+    return;
+  }
+  // Still the same `/query`?
+  const input = $("compose-input");
+  const now = slashQuery(input.value, input.selectionStart);
+  if (request !== suggest.request || !now || now.slash !== slash || now.query !== query || document.activeElement !== input) return;
+  showSuggestions(items.slice(0, 8), slash);
+}, 80);
+
+function updateSuggestions() {
+  const input = $("compose-input");
+  const q = client && !input.disabled ? slashQuery(input.value, input.selectionStart) : null;
+  if (!q || q.slash === suggest.dismissed) {
+    if (!q) suggest.dismissed = -1;
+    closeSuggestions();
+    return;
+  }
+  suggest.slash = q.slash;
+  searchCanned(q.query, q.slash);
+}
+
+function showSuggestions(items, slash) {
+  const list = $("canned-suggestions");
+  // The highlighted one stays highlighted when a later answer still has it.
+  const was = suggest.items[suggest.active]?.id;
+  const keep = Math.max(0, items.findIndex((c) => c.id === was));
+  suggest.items = items;
+  suggest.slash = slash;
+  if (!items.length) {
+    closeSuggestions();
+    suggest.slash = slash;
+    return;
+  }
+  list.replaceChildren(...items.map((c, i) => el("li", {
+    id: `canned-option-${i}`, role: "option", "aria-selected": "false", "data-testid": "canned-option",
+    dataset: { shortcut: c.shortcut },
+    // mousedown: before the textarea's blur closes the list.
+    onmousedown: (e) => { e.preventDefault(); pickSuggestion(i); },
+  }, el("span", { class: "shortcut", text: `/${c.shortcut}` }), el("span", { class: "preview", text: c.content }))));
+  list.hidden = false;
+  $("compose-input").setAttribute("aria-expanded", "true");
+  highlight(keep);
+}
+
+function highlight(i) {
+  const options = [...$("canned-suggestions").children];
+  suggest.active = options.length ? (i + options.length) % options.length : -1;
+  options.forEach((o, j) => o.setAttribute("aria-selected", String(j === suggest.active)));
+  const active = options[suggest.active];
+  if (active) {
+    $("compose-input").setAttribute("aria-activedescendant", active.id);
+    active.scrollIntoView({ block: "nearest" });
+  } else {
+    $("compose-input").removeAttribute("aria-activedescendant");
+  }
+}
+
+function closeSuggestions() {
+  suggest.request++;
+  suggest.slash = -1;
+  suggest.items = [];
+  suggest.active = -1;
+  $("canned-suggestions").hidden = true;
+  $("canned-suggestions").replaceChildren();
+  $("compose-input").setAttribute("aria-expanded", "false");
+  $("compose-input").removeAttribute("aria-activedescendant");
+}
+
+function pickSuggestion(i) {
+  const c = suggest.items[i];
+  const input = $("compose-input");
+  if (!c || suggest.slash < 0) return;
+  const r = insertCanned(input.value, suggest.slash, input.selectionStart, c.content);
+  input.value = r.value;
+  input.setSelectionRange(r.caret, r.caret);
+  closeSuggestions();
+  input.focus();
+  if (state.selected) client.typing(state.selected);
+}
+
+/** The list's keys; true when the key was for it. */
+function suggestionKey(e) {
+  if ($("canned-suggestions").hidden) return false;
+  if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+    highlight(suggest.active + (e.key === "ArrowDown" ? 1 : -1));
+  } else if ((e.key === "Enter" || e.key === "Tab") && !e.shiftKey && !e.isComposing && suggest.active >= 0) {
+    pickSuggestion(suggest.active);
+  } else if (e.key === "Escape") {
+    suggest.dismissed = suggest.slash;
+    closeSuggestions();
+  } else {
+    return false;
+  }
+  e.preventDefault();
+  return true;
+}
+
+// The management panel: list, add, edit, delete.
+
+/** The canned response being edited (null: the form adds one). */
+let editing = null;
+
+async function loadCanned() {
+  state.canned = await client.listCannedResponses();
+  renderCanned();
+}
+
+function renderCanned() {
+  $("canned-count").textContent = String(state.canned.length);
+  $("canned-empty").hidden = state.canned.length > 0;
+  $("canned-list").replaceChildren(...state.canned.map((c) => el("li", { "data-testid": "canned-item", dataset: { id: c.id } },
+    el("span", { class: "shortcut", text: `/${c.shortcut}` }),
+    el("span", { class: "preview", text: c.content, title: c.content }),
+    el("button", { type: "button", class: "link", text: "Edit", "aria-label": `Edit /${c.shortcut}`, onclick: () => editCanned(c) }),
+    el("button", { type: "button", class: "link", text: "Delete", "aria-label": `Delete /${c.shortcut}`, onclick: () => deleteCanned(c) }),
+  )));
+}
+
+function editCanned(c) {
+  editing = c;
+  $("canned-shortcut").value = c?.shortcut ?? "";
+  $("canned-content").value = c?.content ?? "";
+  $("canned-save").textContent = c ? "Save" : "Add";
+  $("canned-cancel").hidden = !c;
+  $("canned-error").hidden = true;
+  if (c) $("canned-shortcut").focus();
+}
+
+function cannedError(message) {
+  $("canned-error").textContent = message;
+  $("canned-error").hidden = false;
+}
+
+async function deleteCanned(c) {
+  if (!confirm(`Delete the canned response /${c.shortcut}?`)) return;
+  try {
+    await client.deleteCannedResponse(c.id);
+    if (editing?.id === c.id) editCanned(null);
+    toast(`Deleted /${c.shortcut}`);
+  } catch (e) {
+    if (e?.code !== "not_found") fail("Cannot delete")(e);
+  }
+  loadCanned().catch(fail("Cannot load canned responses"));
+}
+
+$("canned-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const shortcut = $("canned-shortcut").value.trim().replace(/^\//, "");
+  const content = $("canned-content").value;
+  if (!/^[A-Za-z0-9_-]{1,32}$/.test(shortcut)) return cannedError("The shortcut is 1 to 32 letters, digits, - or _.");
+  if (!content.trim()) return cannedError("Write the text to insert.");
+  $("canned-save").disabled = true;
+  try {
+    if (editing) await client.updateCannedResponse(editing.id, { shortcut, content });
+    else await client.createCannedResponse({ shortcut, content });
+    editCanned(null);
+    await loadCanned();
+  } catch (err) {
+    cannedError(err?.code === "shortcut_taken" ? `/${shortcut} is taken: choose another shortcut.` : `Not saved: ${err?.message ?? err}`);
+  } finally {
+    $("canned-save").disabled = false;
+  }
+});
+$("canned-cancel").addEventListener("click", () => editCanned(null));
 
 // ----- start -----
 

@@ -402,3 +402,79 @@ test("an idle console goes away (never offline) and comes back online on input",
   assert.equal(await status(), "away", "a chosen away is not overridden");
   await context.close();
 });
+
+test("canned responses: added in the panel, found by typing /greet, picked by keyboard, sent to the customer", async () => {
+  const cara = await server.createAgent({ name: "Cara Canned", email: "cara@e2e.test", password: "cara-password-1" });
+  const { context, page } = await openConsole(cara);
+  await setStatus(page, "away");
+
+  // The management panel: add two, a taken shortcut (any case) is refused with a message.
+  const greeting = "Hello! I am Cara, how can I help you today?";
+  const items = page.locator("[data-testid=canned-item]");
+  for (const [shortcut, content] of [["greet", greeting], ["greet-later", "Good evening! We are back at 9:00."]]) {
+    await page.fill("#canned-shortcut", shortcut);
+    await page.fill("#canned-content", content);
+    await page.click("#canned-save");
+    await shown(items.filter({ hasText: `/${shortcut}` }), `canned response /${shortcut} listed`);
+  }
+  assert.equal(await page.textContent("#canned-count"), "2");
+  await page.fill("#canned-shortcut", "GREET");
+  await page.fill("#canned-content", "Another hello");
+  await page.click("#canned-save");
+  await shown(page.locator("#canned-error"), "shortcut taken error");
+  assert.match(await page.textContent("#canned-error"), /taken/);
+  assert.equal(await items.count(), 2);
+  await shot(page, "canned-panel");
+
+  const customer = await openCustomer();
+  const id = await handOff(customer, "Hi, anyone there?");
+  const item = queueItem(page, id);
+  await shown(item, "queue entry");
+  await item.locator("[data-testid=queue-claim]").click();
+  await shown(inboxItem(page, id), "inbox entry");
+  await eventually(() => page.locator("#compose-input").isEnabled(), { what: "compose enabled" });
+
+  // `/gre` lists both by shortcut; the textarea is a combobox pointing at the highlighted option.
+  const input = page.locator("#compose-input");
+  const options = page.locator("#canned-suggestions[role=listbox] [role=option]");
+  await input.focus();
+  await page.keyboard.type("/gre");
+  await eventually(async () => (await options.count()) === 2, { what: "two suggestions" });
+  assert.deepEqual(await options.evaluateAll((os) => os.map((o) => o.dataset.shortcut)), ["greet", "greet-later"]);
+  assert.equal(await input.getAttribute("aria-expanded"), "true");
+  assert.equal(await input.getAttribute("aria-activedescendant"), "canned-option-0");
+  // Escape closes the list and leaves the text.
+  await page.keyboard.press("Escape");
+  await eventually(() => page.locator("#canned-suggestions").isHidden(), { what: "suggestions closed" });
+  assert.equal(await input.getAttribute("aria-expanded"), "false");
+  assert.equal(await input.inputValue(), "/gre");
+
+  // A text search: `/cara` finds the greeting by its content.
+  await input.fill("");
+  await page.keyboard.type("/cara");
+  await eventually(async () => (await options.count()) === 1, { what: "content match" });
+  assert.equal(await options.first().getAttribute("data-shortcut"), "greet");
+
+  // `/greet` after some text: arrows move the highlight, Enter inserts the highlighted one.
+  await input.fill("");
+  await page.keyboard.type("Hi! /greet");
+  await eventually(async () => (await options.count()) === 2, { what: "suggestions for /greet" });
+  await page.keyboard.press("ArrowDown");
+  assert.equal(await input.getAttribute("aria-activedescendant"), "canned-option-1");
+  assert.equal(await options.nth(1).getAttribute("aria-selected"), "true");
+  await page.keyboard.press("ArrowUp");
+  assert.equal(await input.getAttribute("aria-activedescendant"), "canned-option-0");
+  await shot(page, "canned-suggestions");
+  await page.keyboard.press("Enter");
+  await eventually(async () => (await input.inputValue()) === `Hi! ${greeting}`, { what: "canned text inserted" });
+  assert.ok(await page.locator("#canned-suggestions").isHidden());
+  assert.equal(await input.getAttribute("aria-activedescendant"), null);
+
+  // Enter again sends it; the customer receives the inserted text.
+  await page.keyboard.press("Enter");
+  await eventually(async () => (await customerEvents(customer, "message:new")).some((e) => e.message.body === `Hi! ${greeting}`),
+    { what: "canned text at the customer" });
+  assert.equal(await input.inputValue(), "");
+  await customer.context.close();
+  await context.close();
+});

@@ -36,25 +36,21 @@ impl std::fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-/// The wire code of an [`ErrorCode`].
-pub fn code_str(code: ErrorCode) -> String {
-    code.as_str().to_owned()
-}
-
 /// The code the server would use for an HTTP status, for error answers without a JSON body
-/// (a proxy's 502, an HTML 404).
-pub fn code_for_status(status: u16) -> ErrorCode {
+/// (a proxy's 502, an HTML 404), as its wire name. Each arm names one code, so the build keeps
+/// these few names and not the name table of every [`ErrorCode`] (which grows with the API).
+pub fn code_for_status(status: u16) -> &'static str {
     match status {
-        400 => ErrorCode::BadRequest,
-        401 => ErrorCode::Unauthorized,
-        403 => ErrorCode::Forbidden,
-        404 => ErrorCode::NotFound,
-        409 => ErrorCode::InvalidTransition,
-        413 => ErrorCode::PayloadTooLarge,
-        422 => ErrorCode::ValidationFailed,
-        429 => ErrorCode::RateLimited,
-        500..=599 => ErrorCode::Internal,
-        _ => ErrorCode::Unknown,
+        400 => ErrorCode::BadRequest.as_str(),
+        401 => ErrorCode::Unauthorized.as_str(),
+        403 => ErrorCode::Forbidden.as_str(),
+        404 => ErrorCode::NotFound.as_str(),
+        409 => ErrorCode::InvalidTransition.as_str(),
+        413 => ErrorCode::PayloadTooLarge.as_str(),
+        422 => ErrorCode::ValidationFailed.as_str(),
+        429 => ErrorCode::RateLimited.as_str(),
+        500..=599 => ErrorCode::Internal.as_str(),
+        _ => ErrorCode::Unknown.as_str(),
     }
 }
 
@@ -76,7 +72,7 @@ impl ClientError {
             (Some(code), Some(message)) => ClientError::Api { status, code, message },
             _ => ClientError::Api {
                 status,
-                code: code_str(code_for_status(status)),
+                code: code_for_status(status).to_owned(),
                 message: ["HTTP ", &handoff_protocol::ids::decimal(status.into())].concat(),
             },
         }

@@ -82,6 +82,20 @@ pub fn events(base: &str, id: &ConversationId, after: Seq, wait_secs: Option<u64
     url
 }
 
+/// The collection of a project's canned responses: `{base}/api/canned_responses/{id}`.
+pub const CANNED_RESPONSES: &str = "canned_responses";
+
+/// `GET {base}/api/canned_responses[?q=<text>]`: a project's canned responses, those found by
+/// `q` when it is not empty.
+pub fn canned_responses(base: &str, q: Option<&str>) -> String {
+    let mut url = api(base, "/api/canned_responses");
+    if let Some(q) = q.filter(|q| !q.is_empty()) {
+        url.push_str("?q=");
+        push_encoded(&mut url, q);
+    }
+    url
+}
+
 /// The realtime socket URL for an HTTP(S) base: `ws(s)://host/realtime/v1/websocket?apikey=..&vsn=..`.
 ///
 /// `base` may also be a `ws://`/`wss://` URL, with or without the socket path (for a realtime
@@ -144,6 +158,13 @@ mod tests {
             resource("http://h", "offline-messages", "off 1", "/handled"),
             "http://h/api/offline-messages/off%201/handled"
         );
+        assert_eq!(canned_responses("http://h/", None), "http://h/api/canned_responses");
+        assert_eq!(canned_responses("http://h", Some("")), "http://h/api/canned_responses");
+        assert_eq!(
+            canned_responses("http://h", Some("100% sûr&x=1")),
+            "http://h/api/canned_responses?q=100%25%20s%C3%BBr%26x%3D1"
+        );
+        assert_eq!(resource("http://h", CANNED_RESPONSES, "cr_1", ""), "http://h/api/canned_responses/cr_1");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::{AgentStatus, AgentSummary, ConversationStatus, Event, Message, PresenceState};
-use crate::ids::{AgentId, ClientMsgId, ConversationId, ProjectId, Seq, Timestamp, VisitorId};
+use crate::ids::{
+    AgentId, CannedResponseId, ClientMsgId, ConversationId, ProjectId, Seq, Timestamp, VisitorId,
+};
 
 /// Longest message, note or offline message body, in characters.
 pub const MAX_BODY_CHARS: usize = 5_000;
@@ -26,6 +28,14 @@ pub const MAX_TOKEN_CHARS: usize = 256;
 pub const MAX_PASSWORD_CHARS: usize = 1_024;
 /// Longest transfer note, in characters.
 pub const MAX_NOTE_CHARS: usize = MAX_BODY_CHARS;
+/// Longest canned response shortcut, in characters.
+pub const MAX_SHORTCUT_CHARS: usize = 32;
+/// Longest canned response content, in characters.
+pub const MAX_CANNED_CHARS: usize = 4_000;
+/// Longest search text of `GET /api/canned_responses?q=`, in characters.
+pub const MAX_CANNED_QUERY_CHARS: usize = 100;
+/// Canned responses in one answer of `GET /api/canned_responses`, at most.
+pub const CANNED_RESPONSES_MAX: u32 = 100;
 /// Largest `seq` or `after` (the stores keep them as signed 64-bit integers).
 pub const MAX_SEQ: u64 = i64::MAX as u64;
 
@@ -35,6 +45,8 @@ pub const MAX_SEQ: u64 = i64::MAX as u64;
 
 /// What [`is_valid_id`] accepts.
 pub const ID_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,128}$";
+/// What [`is_valid_shortcut`] accepts.
+pub const SHORTCUT_PATTERN: &str = "^[A-Za-z0-9_-]{1,32}$";
 /// What [`is_valid_token`] accepts.
 pub const TOKEN_PATTERN: &str = "^[A-Za-z0-9_.-]{1,256}$";
 // Whitespace is spelled out (Rust's `char::is_whitespace`, what `str::trim` removes): `\s`
@@ -86,6 +98,8 @@ pub enum ErrorCode {
     InvalidTransition,
     /// The target agent cannot take the conversation (offline or at capacity).
     AgentUnavailable,
+    /// Another canned response of the project has this shortcut (compared without case).
+    ShortcutTaken,
     /// The conversation is assigned to another agent: only its assignee (or the project's
     /// secret key, except to speak as the bot) may act on it.
     NotAssignee,
@@ -105,7 +119,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server sends (all but [`ErrorCode::Unknown`]).
-    pub const KNOWN: [ErrorCode; 16] = [
+    pub const KNOWN: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::ValidationFailed,
         ErrorCode::PayloadTooLarge,
@@ -118,6 +132,7 @@ impl ErrorCode {
         ErrorCode::InvalidTransition,
         ErrorCode::AgentUnavailable,
         ErrorCode::IdentityConflict,
+        ErrorCode::ShortcutTaken,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RateLimited,
         ErrorCode::RequestTimeout,
@@ -139,6 +154,7 @@ impl ErrorCode {
             ErrorCode::InvalidTransition => "invalid_transition",
             ErrorCode::AgentUnavailable => "agent_unavailable",
             ErrorCode::IdentityConflict => "identity_conflict",
+            ErrorCode::ShortcutTaken => "shortcut_taken",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -160,7 +176,10 @@ impl ErrorCode {
             | ErrorCode::NotAssignee => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::InvalidTransition | ErrorCode::AgentUnavailable | ErrorCode::IdentityConflict => 409,
+            ErrorCode::InvalidTransition
+            | ErrorCode::AgentUnavailable
+            | ErrorCode::IdentityConflict
+            | ErrorCode::ShortcutTaken => 409,
             ErrorCode::RateLimited => 429,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
@@ -639,6 +658,75 @@ pub struct NoteRequest {
     pub body: String,
 }
 
+/// Whether `shortcut` can be a canned response's shortcut: 1 to [`MAX_SHORTCUT_CHARS`] ASCII
+/// letters, digits, `-` or `_`. Shortcuts are unique per project without regard to case.
+pub fn is_valid_shortcut(shortcut: &str) -> bool {
+    !shortcut.is_empty()
+        && shortcut.len() <= MAX_SHORTCUT_CHARS
+        && shortcut.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// Checks a canned response: the shortcut ([`is_valid_shortcut`]) and the content (as a message
+/// body, [`validate_body`], but at most [`MAX_CANNED_CHARS`]). Either may be absent (an update).
+///
+/// # Errors
+/// A message for the `validation_failed` error.
+pub fn validate_canned(shortcut: Option<&str>, content: Option<&str>) -> Result<(), &'static str> {
+    if shortcut.is_some_and(|s| !is_valid_shortcut(s)) {
+        return Err("shortcut must be 1 to 32 letters, digits, '-' or '_'");
+    }
+    match content {
+        Some(c) if c.trim().is_empty() => Err("content must not be empty"),
+        Some(c) if c.chars().count() > MAX_CANNED_CHARS => Err("content is longer than 4000 characters"),
+        Some(c) if has_control_chars(c, true) => Err("content contains control characters"),
+        _ => Ok(()),
+    }
+}
+
+/// A canned response: a project's shared reply, inserted in the compose box by typing `/` and
+/// its shortcut.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CannedResponse {
+    /// Id.
+    pub id: CannedResponseId,
+    /// What agents type after `/` ([`is_valid_shortcut`]), as it was written.
+    pub shortcut: String,
+    /// The text inserted.
+    pub content: String,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// `POST /api/canned_responses` (an agent of the project, or its secret key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CannedResponseRequest {
+    /// The shortcut: 1 to 32 letters, digits, `-` or `_`, unique in the project (without regard
+    /// to case; a taken one is 409 `shortcut_taken`).
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::shortcut))]
+    pub shortcut: String,
+    /// The text: not blank, at most 4000 characters.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::canned_content))]
+    pub content: String,
+}
+
+/// `PATCH /api/canned_responses/{id}`: only the fields given change (`null` or absent: as is).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CannedResponseUpdate {
+    /// A new shortcut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_shortcut))]
+    pub shortcut: Option<String>,
+    /// A new text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_canned_content))]
+    pub content: Option<String>,
+}
+
 /// `POST /api/agents/login`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -809,6 +897,38 @@ mod tests {
     }
 
     #[test]
+    fn canned_responses() {
+        for ok in ["a", "greet", "Thanks-2_u", &"x".repeat(MAX_SHORTCUT_CHARS)] {
+            assert!(is_valid_shortcut(ok), "{ok}");
+        }
+        for bad in ["", "/greet", "a b", "é", "a.b", &"x".repeat(MAX_SHORTCUT_CHARS + 1)] {
+            assert!(!is_valid_shortcut(bad), "{bad}");
+        }
+        assert_eq!(validate_canned(Some("hi"), Some("Hello!\nHow can I help?")), Ok(()));
+        assert_eq!(validate_canned(None, None), Ok(()));
+        assert!(validate_canned(Some("a b"), None).is_err());
+        assert!(validate_canned(None, Some(" \n")).is_err());
+        assert!(validate_canned(None, Some("a\u{7}")).is_err());
+        assert_eq!(validate_canned(None, Some(&"é".repeat(MAX_CANNED_CHARS))), Ok(()));
+        assert!(validate_canned(None, Some(&"é".repeat(MAX_CANNED_CHARS + 1))).is_err());
+        let c = CannedResponse {
+            id: CannedResponseId::new("cr_1"),
+            shortcut: "greet".into(),
+            content: "Hi!".into(),
+            created_at: Timestamp(1),
+            updated_at: Timestamp(2),
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"id":"cr_1","shortcut":"greet","content":"Hi!","created_at":1,"updated_at":2}"#
+        );
+        let u: CannedResponseUpdate = serde_json::from_str(r#"{"content":null}"#).unwrap();
+        assert_eq!(u, CannedResponseUpdate::default());
+        assert_eq!(ErrorCode::ShortcutTaken.http_status(), 409);
+        assert_eq!(ErrorCode::ShortcutTaken.as_str(), "shortcut_taken");
+    }
+
+    #[test]
     fn conversation_presence_defaults_for_older_payloads() {
         let mut v = serde_json::json!({
             "id": "conv_1", "project_id": "proj_1", "visitor_id": "vis_1", "status": "assigned",
@@ -897,6 +1017,7 @@ mod pattern_tests {
             }
         }
         assert!(TOKEN_PATTERN.ends_with(&format!("{{1,{MAX_TOKEN_CHARS}}}$")));
+        assert!(SHORTCUT_PATTERN.ends_with(&format!("{{1,{MAX_SHORTCUT_CHARS}}}$")));
         assert!(re(WEBHOOK_URL_PATTERN).is_match(" https://bot.example.com:8080/hook "));
         assert!(re(WEBHOOK_URL_PATTERN).is_match(""));
         assert!(!re(WEBHOOK_URL_PATTERN).is_match("http://127.0.0.1/"));
@@ -908,6 +1029,7 @@ mod pattern_tests {
         fn patterns_agree_with_the_rules(s in tricky()) {
             prop_assert_eq!(re(ID_PATTERN).is_match(&s), is_valid_id(&s), "id {:?}", s);
             prop_assert_eq!(re(TOKEN_PATTERN).is_match(&s), is_valid_token(&s), "token {:?}", s);
+            prop_assert_eq!(re(SHORTCUT_PATTERN).is_match(&s), is_valid_shortcut(&s), "shortcut {:?}", s);
             prop_assert_eq!(re(TEXT_PATTERN).is_match(&s), validate_body(&s).is_ok(), "body {:?}", s);
             prop_assert_eq!(re(OPTIONAL_TEXT_PATTERN).is_match(&s), !has_control_chars(&s, true), "note {:?}", s);
             prop_assert_eq!(re(LINE_PATTERN).is_match(&s), validate_line("f", &s, 100, true).is_ok(), "line {:?}", s);

@@ -107,6 +107,10 @@ string_id!(
     OfflineMessageId
 );
 string_id!(
+    /// A canned response: a project's shared reply that agents insert by its shortcut.
+    CannedResponseId
+);
+string_id!(
     /// A client-chosen id for an outgoing message, so that a retried send never creates a
     /// duplicate: the server answers a replayed `client_msg_id` with the message it already stored.
     ClientMsgId

@@ -16,6 +16,6 @@ pub mod unread;
 pub use channel::Channel;
 pub use event::{Event, EventType};
 pub use ids::{
-    AgentId, BotId, ClientMsgId, ConversationId, MessageId, NoteId, OfflineMessageId, ProjectId, Seq,
-    Timestamp, VisitorId,
+    AgentId, BotId, CannedResponseId, ClientMsgId, ConversationId, MessageId, NoteId, OfflineMessageId,
+    ProjectId, Seq, Timestamp, VisitorId,
 };

@@ -8,9 +8,10 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, 
 use utoipa::openapi::RefOr;
 
 use crate::api::{
-    EMAIL_PATTERN, ID_PATTERN, LINE_PATTERN, MAX_BODY_CHARS, MAX_EMAIL_CHARS, MAX_ID_CHARS, MAX_NAME_CHARS,
-    MAX_NOTE_CHARS, MAX_PASSWORD_CHARS, MAX_SEQ, MAX_TOKEN_CHARS, MAX_URL_CHARS, OPTIONAL_LINE_PATTERN,
-    OPTIONAL_TEXT_PATTERN, TEXT_PATTERN, TOKEN_PATTERN, WEBHOOK_URL_PATTERN,
+    EMAIL_PATTERN, ID_PATTERN, LINE_PATTERN, MAX_BODY_CHARS, MAX_CANNED_CHARS, MAX_EMAIL_CHARS, MAX_ID_CHARS,
+    MAX_NAME_CHARS, MAX_NOTE_CHARS, MAX_PASSWORD_CHARS, MAX_SEQ, MAX_SHORTCUT_CHARS, MAX_TOKEN_CHARS,
+    MAX_URL_CHARS, OPTIONAL_LINE_PATTERN, OPTIONAL_TEXT_PATTERN, SHORTCUT_PATTERN, TEXT_PATTERN,
+    TOKEN_PATTERN, WEBHOOK_URL_PATTERN,
 };
 
 fn string(description: &str, min: usize, max: usize, pattern: &str, nullable: bool) -> RefOr<Schema> {
@@ -161,4 +162,48 @@ pub fn webhook_url() -> RefOr<Schema> {
         .pattern(Some(WEBHOOK_URL_PATTERN))
         .max_length(Some(MAX_URL_CHARS))
         .into()
+}
+
+/// A canned response's shortcut (`is_valid_shortcut`).
+pub fn shortcut() -> RefOr<Schema> {
+    string(
+        "What agents type after `/`: letters, digits, `-` or `_`; unique in the project without regard to case.",
+        1,
+        MAX_SHORTCUT_CHARS,
+        SHORTCUT_PATTERN,
+        false,
+    )
+}
+
+/// A new shortcut, or null (unchanged).
+pub fn optional_shortcut() -> RefOr<Schema> {
+    string(
+        "A new shortcut (letters, digits, `-` or `_`; unique in the project without regard to case); null: unchanged.",
+        1,
+        MAX_SHORTCUT_CHARS,
+        SHORTCUT_PATTERN,
+        true,
+    )
+}
+
+/// A canned response's text (`validate_canned`).
+pub fn canned_content() -> RefOr<Schema> {
+    string(
+        "The text inserted: not blank, no control characters but tab and line breaks.",
+        1,
+        MAX_CANNED_CHARS,
+        TEXT_PATTERN,
+        false,
+    )
+}
+
+/// A new text, or null (unchanged).
+pub fn optional_canned_content() -> RefOr<Schema> {
+    string(
+        "A new text (not blank, no control characters but tab and line breaks); null: unchanged.",
+        1,
+        MAX_CANNED_CHARS,
+        TEXT_PATTERN,
+        true,
+    )
 }

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use handoff_protocol::api::{self, ErrorCode, MAX_REQUEST_BYTES};
-use handoff_protocol::ids::{AgentId, ConversationId, OfflineMessageId, ProjectId, Seq};
+use handoff_protocol::ids::{AgentId, CannedResponseId, ConversationId, OfflineMessageId, ProjectId, Seq};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -192,7 +192,7 @@ pub fn routes(state: AppState) -> Router {
             // request (the preflight carries no credentials to tell the project).
             CorsLayer::new()
                 .allow_origin(AllowOrigin::mirror_request())
-                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH])
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
         )
         .with_state(state)
@@ -215,6 +215,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         (name = "agents", description = "Agent sign-in, status, inbox and queue"),
         (name = "offline", description = "The offline form and the agents' offline inbox"),
         (name = "project", description = "Project settings (secret key)"),
+        (name = "canned_responses", description = "A project's shared replies (agents and the secret key)"),
     )
 )]
 struct ApiDoc;
@@ -261,6 +262,14 @@ mod errors {
     )]
     pub(super) struct Conflict(api::ErrorBody);
 
+    /// 409 of canned responses.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 409,
+        description = "`shortcut_taken`: another canned response of the project has this shortcut (compared without case)"
+    )]
+    pub(super) struct ShortcutTaken(api::ErrorBody);
+
     /// 413.
     #[derive(utoipa::IntoResponses)]
     #[response(status = 413, description = "`payload_too_large`: the body is larger than 64 KiB")]
@@ -291,7 +300,8 @@ mod errors {
 }
 
 use errors::{
-    BadRequest, Conflict, Forbidden, Internal, Invalid, NotFound, RateLimited, TooLarge, Unauthorized,
+    BadRequest, Conflict, Forbidden, Internal, Invalid, NotFound, RateLimited, ShortcutTaken, TooLarge,
+    Unauthorized,
 };
 
 /// What the annotations cannot say: `POST /api/conversations` takes no body, or an object
@@ -366,6 +376,8 @@ fn routes_documented() -> OpenApiRouter<AppState> {
         .routes(routes!(offline_messages))
         .routes(routes!(offline_handled))
         .routes(routes!(set_webhook))
+        .routes(routes!(canned_responses, create_canned))
+        .routes(routes!(update_canned, delete_canned))
 }
 
 /// Liveness.
@@ -930,4 +942,91 @@ async fn set_webhook(
     Json(req): Json<api::WebhookRequest>,
 ) -> AppResult<Json<api::WebhookSettings>> {
     s.set_webhook(&c, req.url).await.map(Json)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct CannedQuery {
+    /// Search text (at most 100 characters): canned responses whose shortcut starts with it or
+    /// whose content contains it, without regard to case; blank or absent: all.
+    #[param(max_length = 100)]
+    q: Option<String>,
+}
+
+/// The project's canned responses by shortcut (at most 100); with `q`, the shortcuts that start
+/// with it first, then the contents that contain it.
+#[utoipa::path(
+    get,
+    path = "/api/canned_responses",
+    tag = "canned_responses",
+    params(CannedQuery),
+    responses((status = 200, description = "OK", body = Vec<api::CannedResponse>), BadRequest, Unauthorized, Forbidden, RateLimited, Internal),
+    security(("bearer" = []))
+)]
+async fn canned_responses(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Query(q): Query<CannedQuery>,
+) -> AppResult<Json<Vec<api::CannedResponse>>> {
+    if q.q.as_deref().is_some_and(|q| q.chars().count() > api::MAX_CANNED_QUERY_CHARS) {
+        return Err(AppError::bad_request("q is longer than 100 characters"));
+    }
+    s.canned_responses(&c, q.q.as_deref()).await.map(Json)
+}
+
+/// Add a canned response.
+#[utoipa::path(
+    post,
+    path = "/api/canned_responses",
+    tag = "canned_responses",
+    request_body = api::CannedResponseRequest,
+    responses((status = 201, description = "Created", body = api::CannedResponse), BadRequest, Unauthorized, Forbidden, ShortcutTaken, TooLarge, Invalid, RateLimited, Internal),
+    security(("bearer" = []))
+)]
+async fn create_canned(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    Auth(c): Auth,
+    Json(req): Json<api::CannedResponseRequest>,
+) -> AppResult<(StatusCode, Json<api::CannedResponse>)> {
+    limit(&s, Action::Message, ip, Some(&c))?;
+    s.create_canned(&c, req).await.map(|r| (StatusCode::CREATED, Json(r)))
+}
+
+/// Change a canned response's shortcut or content (only the fields given).
+#[utoipa::path(
+    patch,
+    path = "/api/canned_responses/{id}",
+    tag = "canned_responses",
+    params(("id" = CannedResponseId, Path, description = "Canned response id")),
+    request_body = api::CannedResponseUpdate,
+    responses((status = 200, description = "OK", body = api::CannedResponse), BadRequest, Unauthorized, Forbidden, NotFound, ShortcutTaken, TooLarge, Invalid, RateLimited, Internal),
+    security(("bearer" = []))
+)]
+async fn update_canned(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    Auth(c): Auth,
+    PathId(id): PathId<CannedResponseId>,
+    Json(req): Json<api::CannedResponseUpdate>,
+) -> AppResult<Json<api::CannedResponse>> {
+    limit(&s, Action::Message, ip, Some(&c))?;
+    s.update_canned(&c, &id, req).await.map(Json)
+}
+
+/// Delete a canned response.
+#[utoipa::path(
+    delete,
+    path = "/api/canned_responses/{id}",
+    tag = "canned_responses",
+    params(("id" = CannedResponseId, Path, description = "Canned response id")),
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, RateLimited, Internal),
+    security(("bearer" = []))
+)]
+async fn delete_canned(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    PathId(id): PathId<CannedResponseId>,
+) -> AppResult<StatusCode> {
+    s.delete_canned(&c, &id).await.map(|()| StatusCode::NO_CONTENT)
 }

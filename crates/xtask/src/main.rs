@@ -87,6 +87,19 @@ fn run_env(dir: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> R
     }
 }
 
+/// Whether something listens at a `postgres://` URL's host and port (default 5432).
+fn postgres_answers(url: &str) -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let Some(rest) = url.split_once("://").map(|(_, r)| r) else { return false };
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let host_port = host_port.rsplit_once('@').map_or(host_port, |(_, h)| h);
+    let addr = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") };
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok())
+}
+
 fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
@@ -234,6 +247,16 @@ fn bench() -> Result {
         if root.join(format!("crates/handoff-server/examples/{example}.rs")).exists() {
             run(&root, &cargo(), &["run", "--release", "-p", "handoff-server", "--example", example])?;
         }
+    }
+    // Message throughput on PostgreSQL too, when one answers (the bench makes a fresh database
+    // on it for the run): `HANDOFF_BENCH_PG_URL`, else the local one.
+    let pg =
+        env::var("HANDOFF_BENCH_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if postgres_answers(&pg) {
+        let args = ["run", "--release", "-p", "handoff-server", "--example", "msg_bench", "--", pg.as_str()];
+        run(&root, &cargo(), &args)?;
+    } else {
+        eprintln!("xtask: no PostgreSQL at {pg}: msg_bench ran on SQLite only");
     }
     // The full chaos run: 100,000 messages.
     chaos(&root, "release", &["--messages", "100000", "--conversations", "200", "--duration", "300"])?;

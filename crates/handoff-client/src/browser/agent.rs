@@ -377,6 +377,55 @@ impl AgentClient {
         )
     }
 
+    /// `listCannedResponses(q?)`: the project's canned responses by shortcut (at most 100);
+    /// with `q`, those whose shortcut starts with it or whose content contains it (without
+    /// regard to case), the shortcut matches first.
+    #[wasm_bindgen(js_name = listCannedResponses)]
+    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen passes owned values
+    pub fn list_canned_responses(&self, q: Option<String>) -> Promise {
+        call(&self.engine, "GET", url::canned_responses(&self.engine.base(), q.as_deref()), None)
+    }
+
+    /// `createCannedResponse({shortcut, content})`: adds a canned response to the project;
+    /// rejects with `shortcut_taken` when another has the shortcut (without regard to case),
+    /// `validation_failed` for a bad shortcut or content (checked before any request).
+    #[wasm_bindgen(js_name = createCannedResponse)]
+    pub fn create_canned_response(&self, fields: &JsValue) -> Promise {
+        let shortcut = opt_str(fields, "shortcut").unwrap_or_default();
+        let content = opt_str(fields, "content").unwrap_or_default();
+        if let Err(m) = api::validate_canned(Some(&shortcut), Some(&content)) {
+            return invalid(m);
+        }
+        // `CannedResponseRequest`.
+        let body = super::json_body(&[("shortcut", &shortcut.into()), ("content", &content.into())]);
+        call(&self.engine, "POST", url::canned_responses(&self.engine.base(), None), body)
+    }
+
+    /// `updateCannedResponse(id, {shortcut?, content?})`: changes the fields given; resolves to
+    /// the canned response as it is now.
+    #[wasm_bindgen(js_name = updateCannedResponse)]
+    pub fn update_canned_response(&self, id: &str, patch: &JsValue) -> Promise {
+        let shortcut = opt_str(patch, "shortcut");
+        let content = opt_str(patch, "content");
+        if let Err(m) = api::validate_canned(shortcut.as_deref(), content.as_deref()) {
+            return invalid(m);
+        }
+        // `CannedResponseUpdate`: absent fields stay as they are.
+        let body = super::json_body(&[
+            ("shortcut", &super::opt_field(shortcut.as_deref())),
+            ("content", &super::opt_field(content.as_deref())),
+        ]);
+        let url = url::resource(&self.engine.base(), url::CANNED_RESPONSES, id, "");
+        call(&self.engine, "PATCH", url, body)
+    }
+
+    /// `deleteCannedResponse(id)`.
+    #[wasm_bindgen(js_name = deleteCannedResponse)]
+    pub fn delete_canned_response(&self, id: &str) -> Promise {
+        let url = url::resource(&self.engine.base(), url::CANNED_RESPONSES, id, "");
+        call(&self.engine, "DELETE", url, None)
+    }
+
     /// As `HandoffClient.on`.
     pub fn on(&self, event: String, f: Function) -> Function {
         self.engine.on(event, None, f)

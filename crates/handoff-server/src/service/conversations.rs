@@ -33,11 +33,7 @@ impl Service {
             .await
             .map_err(AppError::from)?
             .ok_or_else(|| AppError::not_found("conversation"))?;
-        let ok = match caller {
-            Caller::Customer { visitor, .. } => c.visitor_id == visitor.id,
-            _ => &c.project_id == caller.project_id(),
-        };
-        if ok {
+        if caller.sees(&c) {
             Ok(c)
         } else {
             Err(AppError::not_found("conversation"))
@@ -215,11 +211,7 @@ impl Service {
             };
             let events = build(&c, &t, &mut seq);
             let now = now_ms();
-            let queued_at = match t.to {
-                ConversationStatus::Queued if c.status == ConversationStatus::Queued => c.queued_at,
-                ConversationStatus::Queued => Some(now),
-                _ => None,
-            };
+            let queued_at = queued_at(&c, &t, now);
             let takes_slot = t.agent.is_some() && t.agent != t.previous_agent;
             let update =
                 ConversationUpdate { status: t.to, agent_id: t.agent.clone(), queued_at, takes_slot };
@@ -279,32 +271,7 @@ impl Service {
     /// Publishes an event on the catalog's channels. `agents` are the agents whose personal
     /// channel it goes to (assignee, transfer source and target, resolver).
     pub(super) fn publish(&self, project: &ProjectId, event: &Event, agents: &[&AgentId]) {
-        let conv = event.conversation_id().map(|id| Channel::Conversation(id.clone()));
-        let queue = Channel::ProjectQueue(project.clone());
-        let mut channels: Vec<Channel> = match event {
-            Event::MessageNew(_) | Event::StatusChanged(_) | Event::AgentClaimed(_) => {
-                conv.into_iter().chain([queue]).collect()
-            }
-            Event::ConversationAssigned(_)
-            | Event::ConversationTransferred(_)
-            | Event::ConversationResolved(_) => conv
-                .into_iter()
-                .chain([queue])
-                .chain(agents.iter().map(|a| Channel::Agent((*a).clone())))
-                .collect(),
-            Event::QueuePositionUpdated(_) | Event::Typing(_) | Event::PresenceUpdated(_) => {
-                conv.into_iter().collect()
-            }
-            Event::QueueUpdated(_) | Event::AgentStatusChanged(_) | Event::OfflineMessageNew(_) => {
-                vec![queue]
-            }
-            Event::NoteNew(n) => vec![Channel::ConversationAgents(n.note.conversation_id.clone())],
-            _ => Vec::new(),
-        };
-        channels.dedup();
-        for channel in &channels {
-            self.hub.publish(channel, event);
-        }
+        publish_on(&self.hub, project, event, agents);
     }
 
     /// Sends `queue:updated` to the project and `queue:position_updated` to every waiting
@@ -405,7 +372,9 @@ impl Service {
         Ok(c)
     }
 
-    /// `POST /api/conversations/{id}/messages`.
+    /// `POST /api/conversations/{id}/messages`: stored by the message writer with the messages
+    /// sent meanwhile, in one transaction (group commit); answered once it is committed and
+    /// published.
     ///
     /// # Errors
     /// Validation, 404, 409 (agents cannot write in a resolved conversation).
@@ -417,59 +386,20 @@ impl Service {
     ) -> AppResult<SendMessageResponse> {
         api::validate_body(&req.body).map_err(AppError::validation)?;
         validate_client_msg_id(req.client_msg_id.as_ref())?;
-        let c = self.visible(caller, id).await?;
-        if let Some(cid) = &req.client_msg_id {
-            if let Some(seq) =
-                self.store.message_seq_by_client_id(id, cid.as_str()).await.map_err(AppError::from)?
-            {
-                return self.duplicate(id, seq).await;
-            }
-        }
         if let Caller::Agent(a) = caller {
             let _ = self.store.touch_agent(&a.id, now_ms()).await;
         }
-        let author = caller.author();
-        let is_customer = matches!(caller, Caller::Customer { .. });
-        let body = req.body;
-        let client_msg_id: Option<ClientMsgId> = req.client_msg_id;
-        let result = self
-            .transition(
-                id,
-                |c| {
-                    caller.authorize(c, Act::Speak)?;
-                    if is_customer {
-                        Ok(Command::CustomerMessage)
-                    } else if c.status == ConversationStatus::Resolved {
-                        Err(AppError::new(
-                            ErrorCode::InvalidTransition,
-                            "cannot write in a resolved conversation",
-                        ))
-                    } else {
-                        // Agents and bots write without changing the state.
-                        Ok(Command::CustomerMessage)
-                    }
-                },
-                |c, t, seq| {
-                    let mut out: Vec<Event> = Self::status_event(c, t, seq).into_iter().collect();
-                    out.push(Event::MessageNew(MessageNew {
-                        message: Message {
-                            id: store::new_message_id(),
-                            conversation_id: c.id.clone(),
-                            seq: seq(),
-                            author: author.clone(),
-                            body: body.clone(),
-                            client_msg_id: client_msg_id.clone(),
-                            created_at: Timestamp(now_ms()),
-                        },
-                    }));
-                    out
-                },
-            )
-            .await;
-        let (_, t, events) = match result {
-            Ok(r) => r,
+        let client_msg_id = req.client_msg_id.clone();
+        let draft = writer::Draft {
+            caller: caller.clone(),
+            id: id.clone(),
+            body: req.body,
+            client_msg_id: req.client_msg_id,
+        };
+        let written = match self.writer().send(draft).await {
+            Ok(w) => w,
             Err(e) => {
-                // A concurrent replay of the same client_msg_id won the race.
+                // A replay of the same client_msg_id stored meanwhile (on another node) wins.
                 if let Some(cid) = &client_msg_id {
                     if let Ok(Some(seq)) = self.store.message_seq_by_client_id(id, cid.as_str()).await {
                         return self.duplicate(id, seq).await;
@@ -478,21 +408,19 @@ impl Service {
                 return Err(e);
             }
         };
-        for e in &events {
-            self.publish(&c.project_id, e, &[]);
-        }
-        let message = events.into_iter().find_map(|e| match e {
-            Event::MessageNew(m) => Some(m.message),
-            _ => None,
-        });
-        let message = message.ok_or_else(|| AppError::internal(&"message event missing"))?;
+        let (message, before, after, project) = match written {
+            writer::Written::Stored(seq) => return self.duplicate(id, seq).await,
+            writer::Written::Same(message) => return Ok(SendMessageResponse { message, duplicate: true }),
+            writer::Written::New { message, before, after, project, .. } => (message, before, after, project),
+        };
+        let is_customer = matches!(caller, Caller::Customer { .. });
         if let Caller::Customer { project, .. } = caller {
-            if t.to == ConversationStatus::Bot {
+            if after == ConversationStatus::Bot {
                 self.notify_bot(project, &message);
             }
         }
-        if c.status == ConversationStatus::Queued && is_customer {
-            self.broadcast_queue(&c.project_id).await; // the preview changed
+        if before == ConversationStatus::Queued && is_customer {
+            self.broadcast_queue(&project).await; // the preview changed
         }
         Ok(SendMessageResponse { message, duplicate: false })
     }

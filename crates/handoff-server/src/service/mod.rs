@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -46,14 +46,17 @@ use crate::store::{
 use crate::webhook::Webhooks;
 
 mod agents;
+mod canned;
 mod conversations;
 mod offline;
 mod projects;
 mod queue;
 mod realtime;
 mod widget;
+mod writer;
 
 use queue::QueueBroadcasts;
+use writer::MessageWriter;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -125,6 +128,30 @@ impl Caller {
         }
     }
 
+    /// Whether the caller may see the conversation: a customer their own, others their
+    /// project's.
+    fn sees(&self, c: &ConversationRow) -> bool {
+        match self {
+            Caller::Customer { visitor, .. } => c.visitor_id == visitor.id,
+            _ => &c.project_id == self.project_id(),
+        }
+    }
+
+    /// The command a message of the caller is on the conversation as it is now: the
+    /// ownership rule, and agents and bots do not write in a resolved conversation (a
+    /// customer's message reopens it).
+    fn message_command(&self, c: &ConversationRow) -> AppResult<Command> {
+        self.authorize(c, Act::Speak)?;
+        if !matches!(self, Caller::Customer { .. }) && c.status == ConversationStatus::Resolved {
+            return Err(AppError::new(
+                ErrorCode::InvalidTransition,
+                "cannot write in a resolved conversation",
+            ));
+        }
+        // Agents and bots write without changing the state.
+        Ok(Command::CustomerMessage)
+    }
+
     /// The ownership rule on the conversation as it is now (read inside the write's retry loop,
     /// so a concurrent reassignment is seen): 403 `not_assignee` for anyone but the assignee.
     fn authorize(&self, c: &ConversationRow, act: Act) -> AppResult<()> {
@@ -138,6 +165,44 @@ impl Caller {
             };
             AppError::new(ErrorCode::NotAssignee, message)
         })
+    }
+}
+
+/// When a conversation entered the queue, after transition `t` from row `c` at `now`.
+fn queued_at(c: &ConversationRow, t: &Transition, now: u64) -> Option<u64> {
+    match t.to {
+        ConversationStatus::Queued if c.status == ConversationStatus::Queued => c.queued_at,
+        ConversationStatus::Queued => Some(now),
+        _ => None,
+    }
+}
+
+/// Publishes an event on the catalog's channels. `agents` are the agents whose personal
+/// channel it goes to (assignee, transfer source and target, resolver).
+fn publish_on(hub: &Hub, project: &ProjectId, event: &Event, agents: &[&AgentId]) {
+    let conv = event.conversation_id().map(|id| Channel::Conversation(id.clone()));
+    let queue = Channel::ProjectQueue(project.clone());
+    let mut channels: Vec<Channel> = match event {
+        Event::MessageNew(_) | Event::StatusChanged(_) | Event::AgentClaimed(_) => {
+            conv.into_iter().chain([queue]).collect()
+        }
+        Event::ConversationAssigned(_)
+        | Event::ConversationTransferred(_)
+        | Event::ConversationResolved(_) => conv
+            .into_iter()
+            .chain([queue])
+            .chain(agents.iter().map(|a| Channel::Agent((*a).clone())))
+            .collect(),
+        Event::QueuePositionUpdated(_) | Event::Typing(_) | Event::PresenceUpdated(_) => {
+            conv.into_iter().collect()
+        }
+        Event::QueueUpdated(_) | Event::AgentStatusChanged(_) | Event::OfflineMessageNew(_) => vec![queue],
+        Event::NoteNew(n) => vec![Channel::ConversationAgents(n.note.conversation_id.clone())],
+        _ => Vec::new(),
+    };
+    channels.dedup();
+    for channel in &channels {
+        hub.publish(channel, event);
     }
 }
 
@@ -165,6 +230,8 @@ pub struct Service {
     hours_checked: Mutex<Option<u64>>,
     /// This node, as the holder of the background jobs' lease.
     node_id: String,
+    /// Stores messages in batches (group commit); started with the first message.
+    writer: OnceLock<MessageWriter>,
 }
 
 const MAX_RETRIES: u32 = 8;
@@ -188,6 +255,7 @@ impl Service {
             agent_sockets: Mutex::new(HashMap::new()),
             hours_checked: Mutex::new(None),
             node_id: crypto::random_id("node_"),
+            writer: OnceLock::new(),
         }
     }
 
@@ -215,6 +283,11 @@ impl Service {
         let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(id.as_str());
         #[allow(clippy::cast_possible_truncation)] // only the low bits pick a stripe
         &self.write_locks[h as usize % self.write_locks.len()]
+    }
+
+    /// The message writer (group commit), started on first use.
+    fn writer(&self) -> &MessageWriter {
+        self.writer.get_or_init(|| MessageWriter::start(&self.store, &self.hub))
     }
 
     /// The store.
@@ -255,15 +328,9 @@ impl Service {
         let cfg = self.limits.config();
         if token.starts_with("vt_") {
             let seen_after = now.saturating_sub(limits::ms(cfg.visitor_token_idle));
-            if let Some(visitor) =
+            if let Some((visitor, project)) =
                 self.store.visitor_by_token_hash(&hash, now, seen_after).await.map_err(AppError::from)?
             {
-                let project = self
-                    .store
-                    .project(&visitor.project_id)
-                    .await
-                    .map_err(AppError::from)?
-                    .ok_or_else(AppError::unauthorized)?;
                 return Ok(Caller::Customer { visitor, project: Box::new(project) });
             }
         } else if token.starts_with("at_") {

@@ -41,6 +41,7 @@ impl Service {
                 .visitor_by_token_hash(&crypto::token_hash(t), now, seen_after)
                 .await
                 .map_err(AppError::from)?
+                .map(|(v, _)| v)
                 .filter(|v| v.project_id == project.id),
             None => None,
         };

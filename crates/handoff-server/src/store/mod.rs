@@ -6,10 +6,13 @@
 //! [`Store::append`]: events are written only if the conversation is still at the `seq` it was
 //! read at, so concurrent writers retry instead of interleaving.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use handoff_protocol::api::CannedResponse;
 use handoff_protocol::event::{AgentStatus, ConversationStatus, Event, OfflineMessage, PresenceState};
 use handoff_protocol::ids::{
-    AgentId, ConversationId, MessageId, OfflineMessageId, ProjectId, Seq, VisitorId,
+    AgentId, CannedResponseId, ConversationId, MessageId, OfflineMessageId, ProjectId, Seq, VisitorId,
 };
 
 use crate::hours::BusinessHours;
@@ -164,6 +167,38 @@ pub enum AppendRow {
     /// This agent declined the conversation (routing skips them for it from now on).
     Decline(AgentId),
 }
+
+/// What [`Store::write_batch`] read under the write lock, for its plan to decide on.
+#[derive(Debug, Default)]
+pub struct BatchRead {
+    /// The batch's conversations as they are now (missing ones are absent).
+    pub conversations: HashMap<ConversationId, ConversationRow>,
+    /// The `(conversation, client_msg_id)` pairs asked about that are stored already, with
+    /// their message's seq.
+    pub client_ids: HashMap<(ConversationId, String), Seq>,
+}
+
+/// One conversation's part of a [`Store::write_batch`]: its new state and its events, which
+/// carry seqs `expected + 1 ..` in order. A batch write never assigns an agent (no capacity
+/// check): it is for messages.
+#[derive(Clone, Debug)]
+pub struct BatchWrite {
+    /// The conversation.
+    pub id: ConversationId,
+    /// Its `last_seq` as read.
+    pub expected: Seq,
+    /// Its new status.
+    pub status: ConversationStatus,
+    /// Its agent.
+    pub agent_id: Option<AgentId>,
+    /// Its queue time.
+    pub queued_at: Option<u64>,
+    /// The events to append.
+    pub events: Vec<Event>,
+}
+
+/// Decides a batch on what [`Store::write_batch`] read: the writes to make.
+pub type BatchPlan<'a> = dyn FnMut(BatchRead) -> Vec<BatchWrite> + Send + 'a;
 
 /// A message id for a new message.
 pub fn new_message_id() -> MessageId {
@@ -401,8 +436,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: u64,
     ) -> Result<(), StoreError>;
 
-    /// The visitor a token hash belongs to, when it was seen at or after `seen_after`; a use
-    /// moves its last sighting to `now` (written at most once an hour).
+    /// The visitor a token hash belongs to, with their project, when it was seen at or after
+    /// `seen_after`; a use moves its last sighting to `now` (written at most once an hour).
     ///
     /// # Errors
     /// Database errors.
@@ -411,7 +446,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         hash: &str,
         now: u64,
         seen_after: u64,
-    ) -> Result<Option<VisitorRow>, StoreError>;
+    ) -> Result<Option<(VisitorRow, Project)>, StoreError>;
 
     /// A visitor's name.
     ///
@@ -517,6 +552,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         update: &ConversationUpdate,
         events: &[Event],
         rows: &[AppendRow],
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    /// How many [`Store::write_batch`] calls may run at once, on disjoint conversations, to
+    /// good effect: 1 where the database has one writer (SQLite).
+    fn writers(&self) -> usize {
+        1
+    }
+
+    /// Group commit: many writes, to many conversations, in one transaction. Under the write
+    /// lock (SQLite's `BEGIN IMMEDIATE`; on PostgreSQL the conversations' rows, locked in id
+    /// order), reads the conversations `ids` and which of `client_ids` are stored, hands both
+    /// to `plan` (called once), and writes what it answers: each conversation's new state and
+    /// events (messages among them indexed for idempotency), committed together.
+    ///
+    /// # Errors
+    /// Database errors, and [`StoreError::Conflict`] when a conversation changed under the lock
+    /// (never expected): nothing is written then.
+    async fn write_batch(
+        &self,
+        ids: &[ConversationId],
+        client_ids: &[(ConversationId, String)],
+        plan: &mut BatchPlan<'_>,
         now: u64,
     ) -> Result<(), StoreError>;
 
@@ -647,4 +705,48 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: &OfflineMessageId,
         now: u64,
     ) -> Result<bool, StoreError>;
+
+    /// Stores a canned response of a project.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] when the project has the shortcut already (without regard to
+    /// case); database errors.
+    async fn insert_canned(&self, project: &ProjectId, c: &CannedResponse) -> Result<(), StoreError>;
+
+    /// A project's canned responses by shortcut (without regard to case), at most `limit`.
+    /// With a non-empty `query`, only those whose shortcut starts with it or whose content
+    /// contains it (without regard to case), the shortcut matches first.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn canned_responses(
+        &self,
+        project: &ProjectId,
+        query: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CannedResponse>, StoreError>;
+
+    /// A canned response of a project.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn canned_response(
+        &self,
+        project: &ProjectId,
+        id: &CannedResponseId,
+    ) -> Result<Option<CannedResponse>, StoreError>;
+
+    /// Writes a canned response's shortcut, content and `updated_at`; false when it is not in
+    /// the project.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] when another one of the project has the shortcut; database
+    /// errors.
+    async fn update_canned(&self, project: &ProjectId, c: &CannedResponse) -> Result<bool, StoreError>;
+
+    /// Deletes a canned response; false when it is not in the project.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn delete_canned(&self, project: &ProjectId, id: &CannedResponseId) -> Result<bool, StoreError>;
 }

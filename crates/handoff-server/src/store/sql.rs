@@ -4,18 +4,20 @@
 //! since the epoch, the subset both databases read the same way through `Any`. The schema is
 //! versioned ([`MIGRATIONS`], recorded in `schema_migrations`).
 
+use handoff_protocol::api::CannedResponse;
 use handoff_protocol::event::{
-    AgentStatus, AuthorKind, ConversationStatus, Event, OfflineMessage, PresenceState,
+    AgentStatus, AuthorKind, ConversationStatus, Event, Message, OfflineMessage, PresenceState,
 };
 use handoff_protocol::ids::{
-    AgentId, ConversationId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
+    AgentId, CannedResponseId, ConversationId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 
 use async_trait::async_trait;
 
 use super::{
-    AgentRow, AppendRow, ConversationRow, ConversationUpdate, Project, Store, StoreError, VisitorRow,
+    AgentRow, AppendRow, BatchPlan, BatchRead, BatchWrite, ConversationRow, ConversationUpdate, Project,
+    Store, StoreError, VisitorRow,
 };
 use crate::hours::BusinessHours;
 use handoff_protocol::timing::presence::{aggregate_presence, conversation_presence, TabPresence};
@@ -99,8 +101,22 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX presence_tabs_heartbeat ON presence_tabs (last_heartbeat)",
         ],
     ),
+    (
+        6,
+        &[
+            // A project's shared replies. `shortcut_key` and `content_key` are the shortcut and
+            // content in lower case (folded by the server, the same on both databases): the
+            // unique key and what searches compare with.
+            "CREATE TABLE canned_responses (id TEXT PRIMARY KEY, project_id TEXT NOT NULL,
+                shortcut TEXT NOT NULL, shortcut_key TEXT NOT NULL, content TEXT NOT NULL,
+                content_key TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+                UNIQUE (project_id, shortcut_key))",
+        ],
+    ),
 ];
 
+/// Message writers on PostgreSQL ([`Store::writers`]).
+const PG_WRITERS: usize = 4;
 /// Sliding expiry writes a token's last use at most this often.
 const TOUCH_AGENT_TOKEN_MS: u64 = 60_000;
 /// A visitor's last sighting is written at most this often.
@@ -145,6 +161,11 @@ impl From<sqlx::Error> for StoreError {
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     pool: AnyPool,
+    /// Message batches' connection ([`Store::write_batch`]): on SQLite one of its own, with
+    /// `synchronous=FULL`; on PostgreSQL the pool.
+    writer: AnyPool,
+    /// PostgreSQL (else SQLite): where the portable SQL is not enough (row locks).
+    postgres: bool,
 }
 
 const CONVERSATION_COLUMNS: &str = "id, project_id, visitor_id, status, agent_id, last_seq, queued_at, presence, last_heartbeat, created_at, updated_at";
@@ -188,19 +209,24 @@ const PROJECT_COLUMNS: &str =
     "id, name, public_key, allowed_origins, identity_secret, enforce_identity, theme, webhook_url, webhook_secret, business_hours";
 
 fn project(row: &AnyRow) -> Result<Project, sqlx::Error> {
-    let origins: String = row.try_get(3)?;
-    let theme: String = row.try_get(6)?;
+    project_at(row, 0)
+}
+
+/// The project in a row's columns from `at` on (`PROJECT_COLUMNS`, in order).
+fn project_at(row: &AnyRow, at: usize) -> Result<Project, sqlx::Error> {
+    let origins: String = row.try_get(at + 3)?;
+    let theme: String = row.try_get(at + 6)?;
     Ok(Project {
-        id: ProjectId::new(row.try_get::<String, _>(0)?),
-        name: row.try_get(1)?,
-        public_key: row.try_get(2)?,
+        id: ProjectId::new(row.try_get::<String, _>(at)?),
+        name: row.try_get(at + 1)?,
+        public_key: row.try_get(at + 2)?,
         allowed_origins: serde_json::from_str(&origins).unwrap_or_default(),
-        identity_secret: row.try_get(4)?,
-        enforce_identity: row.try_get::<i64, _>(5)? != 0,
+        identity_secret: row.try_get(at + 4)?,
+        enforce_identity: row.try_get::<i64, _>(at + 5)? != 0,
         theme: serde_json::from_str(&theme).unwrap_or_default(),
-        webhook_url: row.try_get(7)?,
-        webhook_secret: row.try_get(8)?,
-        business_hours: row.try_get::<Option<String>, _>(9)?.and_then(|h| serde_json::from_str(&h).ok()),
+        webhook_url: row.try_get(at + 7)?,
+        webhook_secret: row.try_get(at + 8)?,
+        business_hours: row.try_get::<Option<String>, _>(at + 9)?.and_then(|h| serde_json::from_str(&h).ok()),
     })
 }
 
@@ -282,6 +308,165 @@ async fn insert_events(
     Ok(())
 }
 
+/// Splits a batch into chunks of 64, 16, 4 and 1 items: few statements per batch, and few
+/// distinct ones for the prepared statement cache.
+fn batch_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    for size in [64, 16, 4, 1] {
+        while items.len() >= size {
+            let (head, rest) = items.split_at(size);
+            out.push(head);
+            items = rest;
+        }
+    }
+    out
+}
+
+/// `$1, $2, ... $n`.
+fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `rows` tuples of numbered placeholders, `(CAST($1 AS TEXT), $2), (...)`: one per column,
+/// cast to the column's type when given (a `VALUES` list used as a table needs its types
+/// spelled out on PostgreSQL).
+fn value_tuples(rows: usize, columns: &[Option<&str>]) -> String {
+    let mut n = 0;
+    let tuples: Vec<String> = (0..rows)
+        .map(|_| {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|ty| {
+                    n += 1;
+                    ty.map_or_else(|| format!("${n}"), |ty| format!("CAST(${n} AS {ty})"))
+                })
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect();
+    tuples.join(", ")
+}
+
+/// What [`Store::write_batch`] reads under the lock: the conversations `ids` (`lock` appended
+/// to the query), and which of `client_ids` are stored.
+async fn read_batch(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ids: &[&str],
+    client_ids: &[(ConversationId, String)],
+    lock: &str,
+) -> Result<BatchRead, StoreError> {
+    let mut read = BatchRead::default();
+    for chunk in batch_chunks(ids) {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id IN ({}){lock}",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let c = conversation(&row)?;
+            read.conversations.insert(c.id.clone(), c);
+        }
+    }
+    for chunk in batch_chunks(client_ids) {
+        let cond: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(conversation_id = ${} AND client_msg_id = ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql =
+            format!("SELECT conversation_id, client_msg_id, seq FROM messages WHERE {}", cond.join(" OR "));
+        let mut q = sqlx::query(&sql);
+        for (id, client_id) in chunk {
+            q = q.bind(id.as_str()).bind(client_id.as_str());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let key = (ConversationId::new(row.try_get::<String, _>(0)?), row.try_get::<String, _>(1)?);
+            read.client_ids.insert(key, Seq(to_u64(row.try_get(2)?)));
+        }
+    }
+    Ok(read)
+}
+
+/// What [`Store::write_batch`] writes: each conversation's new state (only if it is still at
+/// the seq it was read at) and the events, messages among them.
+async fn write_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    writes: &[BatchWrite],
+    now: u64,
+) -> Result<(), StoreError> {
+    let text = Some("TEXT");
+    let int = Some("BIGINT");
+    for chunk in batch_chunks(writes) {
+        let values = value_tuples(chunk.len(), &[text, text, text, int, int, int, int]);
+        let sql = format!(
+            "UPDATE conversations SET status = v.column2, agent_id = v.column3, queued_at = v.column4, \
+                 last_seq = v.column5, updated_at = v.column6 FROM (VALUES {values}) AS v \
+                 WHERE conversations.id = v.column1 AND conversations.last_seq = v.column7"
+        );
+        let mut q = sqlx::query(&sql);
+        for w in chunk {
+            let last = w.events.last().and_then(Event::seq).unwrap_or(w.expected);
+            q = q
+                .bind(w.id.as_str())
+                .bind(w.status.as_str())
+                .bind(w.agent_id.as_ref().map(|a| a.as_str().to_owned()))
+                .bind(w.queued_at.map(to_i64))
+                .bind(to_i64(last.0))
+                .bind(to_i64(now))
+                .bind(to_i64(w.expected.0));
+        }
+        if q.execute(&mut **tx).await?.rows_affected() != chunk.len() as u64 {
+            return Err(StoreError::Conflict);
+        }
+    }
+    let events: Vec<(&ConversationId, &Event)> =
+        writes.iter().flat_map(|w| w.events.iter().map(move |e| (&w.id, e))).collect();
+    for chunk in batch_chunks(&events) {
+        let sql = format!(
+            "INSERT INTO events (conversation_id, seq, event, payload, created_at) VALUES {}",
+            value_tuples(chunk.len(), &[None; 5])
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, event) in chunk {
+            let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            q = q
+                .bind(id.as_str())
+                .bind(to_i64(event.seq().unwrap_or(Seq::ZERO).0))
+                .bind(event.name())
+                .bind(payload)
+                .bind(to_i64(now));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    let messages: Vec<&Message> = events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::MessageNew(m) => Some(&m.message),
+            _ => None,
+        })
+        .collect();
+    for chunk in batch_chunks(&messages) {
+        let sql = format!(
+                "INSERT INTO messages (id, conversation_id, seq, author_kind, body, client_msg_id, created_at) VALUES {}",
+                value_tuples(chunk.len(), &[None; 7])
+            );
+        let mut q = sqlx::query(&sql);
+        for m in chunk {
+            q = q
+                .bind(m.id.as_str())
+                .bind(m.conversation_id.as_str())
+                .bind(to_i64(m.seq.0))
+                .bind(m.author.kind.as_str())
+                .bind(m.body.as_str())
+                .bind(m.client_msg_id.as_ref().map(|c| c.as_str().to_owned()))
+                .bind(to_i64(m.created_at.0));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Deletes an agent's tokens in a transaction; answers their hashes.
 async fn delete_tokens_of(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -292,6 +477,27 @@ async fn delete_tokens_of(
         .fetch_all(&mut **tx)
         .await?;
     Ok(rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?)
+}
+
+/// A pool; on SQLite each connection in WAL mode, waiting up to 5 s for the write lock, with
+/// this `synchronous` level (`NORMAL`: a commit survives a crash of the process, and is on
+/// disk at the next checkpoint; `FULL`: on disk when the commit returns).
+async fn open(url: &str, connections: u32, synchronous: &'static str) -> Result<AnyPool, sqlx::Error> {
+    let sqlite = url.starts_with("sqlite:");
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout=5000").execute(&mut *conn).await?;
+                    sqlx::query(&format!("PRAGMA synchronous={synchronous}")).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
 }
 
 /// Applies the migrations the database has not seen yet.
@@ -335,22 +541,14 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         let url = if sqlite && !url.contains('?') { format!("{url}?mode=rwc") } else { url.to_owned() };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 16 })
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout=5000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await?;
-        migrate(&pool, url.starts_with("postgres")).await?;
-        Ok(SqlStore { pool })
+        let postgres = url.starts_with("postgres");
+        let pool = open(&url, if sqlite { 4 } else { 16 }, "NORMAL").await?;
+        migrate(&pool, postgres).await?;
+        // Message batches commit on a connection of their own, which on SQLite waits for the
+        // disk (`synchronous=FULL`: the WAL is fsynced at each commit), so that a stored
+        // message is on disk when it is answered; one fsync serves a whole batch.
+        let writer = if sqlite { open(&url, 1, "FULL").await? } else { pool.clone() };
+        Ok(SqlStore { pool, writer, postgres })
     }
 
     async fn project_where(&self, column: &str, value: &str) -> Result<Option<Project>, StoreError> {
@@ -369,6 +567,7 @@ impl SqlStore {
 #[async_trait]
 impl Store for SqlStore {
     async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
@@ -724,37 +923,33 @@ impl Store for SqlStore {
         hash: &str,
         now: u64,
         seen_after: u64,
-    ) -> Result<Option<VisitorRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, project_id, name, email, verified, COALESCE(last_seen, created_at) FROM visitors \
-             WHERE token_hash = $1 AND COALESCE(last_seen, created_at) >= $2",
-        )
-        .bind(hash)
-        .bind(to_i64(seen_after))
-        .fetch_optional(&self.pool)
-        .await?;
+    ) -> Result<Option<(VisitorRow, Project)>, StoreError> {
+        // One query for both: every request of a visitor authenticates with it.
+        let sql = format!(
+            "SELECT v.id, v.project_id, v.name, v.email, v.verified, COALESCE(v.last_seen, v.created_at), \
+             {} FROM visitors v JOIN projects p ON p.id = v.project_id \
+             WHERE v.token_hash = $1 AND COALESCE(v.last_seen, v.created_at) >= $2",
+            PROJECT_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
+        );
+        let row = sqlx::query(&sql).bind(hash).bind(to_i64(seen_after)).fetch_optional(&self.pool).await?;
+        let Some(r) = row else { return Ok(None) };
         // Written only when stale: a visitor's messages, typing and presence read and never write.
-        if let Some(r) = &row {
-            let seen = to_u64(r.try_get::<i64, _>(5)?);
-            if seen.saturating_add(TOUCH_VISITOR_MS) <= now {
-                sqlx::query("UPDATE visitors SET last_seen = $1 WHERE token_hash = $2")
-                    .bind(to_i64(now))
-                    .bind(hash)
-                    .execute(&self.pool)
-                    .await?;
-            }
+        let seen = to_u64(r.try_get::<i64, _>(5)?);
+        if seen.saturating_add(TOUCH_VISITOR_MS) <= now {
+            sqlx::query("UPDATE visitors SET last_seen = $1 WHERE token_hash = $2")
+                .bind(to_i64(now))
+                .bind(hash)
+                .execute(&self.pool)
+                .await?;
         }
-        Ok(row
-            .map(|r| -> Result<VisitorRow, sqlx::Error> {
-                Ok(VisitorRow {
-                    id: VisitorId::new(r.try_get::<String, _>(0)?),
-                    project_id: ProjectId::new(r.try_get::<String, _>(1)?),
-                    name: r.try_get(2)?,
-                    email: r.try_get(3)?,
-                    verified: r.try_get::<i64, _>(4)? != 0,
-                })
-            })
-            .transpose()?)
+        let visitor = VisitorRow {
+            id: VisitorId::new(r.try_get::<String, _>(0)?),
+            project_id: ProjectId::new(r.try_get::<String, _>(1)?),
+            name: r.try_get(2)?,
+            email: r.try_get(3)?,
+            verified: r.try_get::<i64, _>(4)? != 0,
+        };
+        Ok(Some((visitor, project_at(&r, 6)?)))
     }
 
     async fn visitor_name(&self, id: &VisitorId) -> Result<Option<String>, StoreError> {
@@ -929,6 +1124,40 @@ impl Store for SqlStore {
                 AppendRow::Decline(agent) => insert_decline_row(&mut tx, id, agent, now).await?,
             }
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn writers(&self) -> usize {
+        // PostgreSQL: batches on disjoint conversations lock disjoint rows, and while one
+        // waits for its commit's flush another fills; SQLite has one writer.
+        if self.postgres {
+            PG_WRITERS
+        } else {
+            1
+        }
+    }
+
+    async fn write_batch(
+        &self,
+        ids: &[ConversationId],
+        client_ids: &[(ConversationId, String)],
+        plan: &mut BatchPlan<'_>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let mut ids: Vec<&str> = ids.iter().map(ConversationId::as_str).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        // The write lock first: SQLite's, or the rows' on PostgreSQL (in id order, so that two
+        // nodes' batches cannot deadlock). What is read next cannot change before the commit.
+        let (mut tx, lock) = if self.postgres {
+            (self.writer.begin().await?, " ORDER BY id FOR UPDATE")
+        } else {
+            (self.writer.begin_with("BEGIN IMMEDIATE").await?, "")
+        };
+        let read = read_batch(&mut tx, &ids, client_ids, lock).await?;
+        let writes = plan(read);
+        write_rows(&mut tx, &writes, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1196,6 +1425,120 @@ impl Store for SqlStore {
             .await?;
         Ok(r.rows_affected() > 0)
     }
+
+    // ---- canned responses ----
+
+    async fn insert_canned(&self, project: &ProjectId, c: &CannedResponse) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO canned_responses (id, project_id, shortcut, shortcut_key, content, content_key, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(c.id.as_str())
+        .bind(project.as_str())
+        .bind(&c.shortcut)
+        .bind(c.shortcut.to_lowercase())
+        .bind(&c.content)
+        .bind(c.content.to_lowercase())
+        .bind(to_i64(c.created_at.0))
+        .bind(to_i64(c.updated_at.0))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn canned_responses(
+        &self,
+        project: &ProjectId,
+        query: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CannedResponse>, StoreError> {
+        let rows = match query.map(str::to_lowercase).filter(|q| !q.is_empty()) {
+            None => {
+                let sql = format!(
+                    "SELECT {CANNED_COLUMNS} FROM canned_responses WHERE project_id = $1 ORDER BY shortcut_key LIMIT $2"
+                );
+                sqlx::query(&sql).bind(project.as_str()).bind(i64::from(limit)).fetch_all(&self.pool).await?
+            }
+            Some(q) => {
+                let q = like_literal(&q);
+                // Shortcuts that start with the text first, then texts that contain it.
+                let sql = format!(
+                    "SELECT {CANNED_COLUMNS} FROM canned_responses WHERE project_id = $1 \
+                     AND (shortcut_key LIKE $2 ESCAPE '\\' OR content_key LIKE $3 ESCAPE '\\') \
+                     ORDER BY CASE WHEN shortcut_key LIKE $2 ESCAPE '\\' THEN 0 ELSE 1 END, shortcut_key LIMIT $4"
+                );
+                sqlx::query(&sql)
+                    .bind(project.as_str())
+                    .bind(format!("{q}%"))
+                    .bind(format!("%{q}%"))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(canned).collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)
+    }
+
+    async fn canned_response(
+        &self,
+        project: &ProjectId,
+        id: &CannedResponseId,
+    ) -> Result<Option<CannedResponse>, StoreError> {
+        let sql = format!("SELECT {CANNED_COLUMNS} FROM canned_responses WHERE id = $1 AND project_id = $2");
+        let row =
+            sqlx::query(&sql).bind(id.as_str()).bind(project.as_str()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(canned).transpose().map_err(StoreError::from)
+    }
+
+    async fn update_canned(&self, project: &ProjectId, c: &CannedResponse) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE canned_responses SET shortcut = $1, shortcut_key = $2, content = $3, content_key = $4, updated_at = $5 \
+             WHERE id = $6 AND project_id = $7",
+        )
+        .bind(&c.shortcut)
+        .bind(c.shortcut.to_lowercase())
+        .bind(&c.content)
+        .bind(c.content.to_lowercase())
+        .bind(to_i64(c.updated_at.0))
+        .bind(c.id.as_str())
+        .bind(project.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_canned(&self, project: &ProjectId, id: &CannedResponseId) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM canned_responses WHERE id = $1 AND project_id = $2")
+            .bind(id.as_str())
+            .bind(project.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}
+
+/// `text` as a `LIKE` pattern that matches it literally (escape character `\\`).
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+const CANNED_COLUMNS: &str = "id, shortcut, content, created_at, updated_at";
+
+fn canned(row: &AnyRow) -> Result<CannedResponse, sqlx::Error> {
+    Ok(CannedResponse {
+        id: CannedResponseId::new(row.try_get::<String, _>(0)?),
+        shortcut: row.try_get(1)?,
+        content: row.try_get(2)?,
+        created_at: Timestamp(to_u64(row.try_get(3)?)),
+        updated_at: Timestamp(to_u64(row.try_get(4)?)),
+    })
 }
 
 /// Sets a conversation's presence to `rule` of its remaining tabs; returns it when it changed.

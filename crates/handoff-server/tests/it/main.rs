@@ -5,6 +5,7 @@
 mod abuse;
 mod agents;
 mod bot;
+mod canned;
 mod delivery;
 mod edge;
 mod harness;
@@ -14,3 +15,4 @@ mod rest;
 mod socket;
 mod socket_abuse;
 mod tabs;
+mod writes;
