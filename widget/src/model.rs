@@ -64,6 +64,15 @@ pub struct Model {
     /// confirmed message (`message:new`) replaces the bubble with its `client_msg_id`, never one
     /// with the same text.
     pub outgoing: Vec<(String, Outgoing)>,
+    /// The conversation has its satisfaction rating (given here, in another tab, or before a
+    /// reload): the rating prompt is never shown again for it.
+    pub rated: bool,
+    /// The rating was given in this window: "Thanks for your feedback" shows.
+    pub thanked: bool,
+    /// The server sends email: "Email transcript" is on offer.
+    pub email: bool,
+    /// The highest `seq` an agent has read (read receipts).
+    pub read_seq: u64,
 }
 
 impl Default for Model {
@@ -81,6 +90,10 @@ impl Default for Model {
             agents_away: false,
             bot: false,
             outgoing: Vec::new(),
+            rated: false,
+            thanked: false,
+            email: false,
+            read_seq: 0,
         }
     }
 }
@@ -225,6 +238,40 @@ impl Model {
         }
     }
 
+    /// Whether the rating prompt shows: in the chat of a resolved conversation not rated yet.
+    pub fn asks_rating(&self) -> bool {
+        self.resolved_chat() && !self.rated
+    }
+
+    /// Whether "Email transcript" is offered: the server sends email and the chat shows a
+    /// resolved conversation.
+    pub fn offers_transcript(&self) -> bool {
+        self.email && self.resolved_chat()
+    }
+
+    /// Whether "Thanks for your feedback" shows: rated in this window, still resolved.
+    pub fn thanks(&self) -> bool {
+        self.thanked && self.resolved_chat()
+    }
+
+    fn resolved_chat(&self) -> bool {
+        self.screen == Screen::Chat && self.status == Some(ConversationStatus::Resolved)
+    }
+
+    /// A read receipt (`message:read`, or the session's `agent_read_seq`): whether the highest
+    /// read `seq` moved (it never moves back).
+    pub fn read(&mut self, seq: u64) -> bool {
+        let moved = seq > self.read_seq;
+        self.read_seq = self.read_seq.max(seq);
+        moved
+    }
+
+    /// Which of the visitor's messages (their `seq`s, in order) shows "Seen": the last one an
+    /// agent has read, if any.
+    pub fn seen_index(&self, mine: &[u64]) -> Option<usize> {
+        mine.iter().rposition(|&seq| seq <= self.read_seq)
+    }
+
     /// Whether the "talk to a human" action is offered.
     pub fn offers_human(&self) -> bool {
         self.screen == Screen::Chat && matches!(self.status, None | Some(ConversationStatus::Bot))
@@ -322,6 +369,51 @@ mod tests {
             m.message(seq, false);
         }
         assert_eq!(m.badge(), "9+");
+    }
+
+    #[test]
+    fn rating_prompt_once_in_a_resolved_chat() {
+        let mut m = Model::default();
+        m.started(Some(ConversationStatus::Assigned), Some("Ann".into()), false, false);
+        assert!(!m.asks_rating());
+        m.email = true;
+        assert!(!m.offers_transcript());
+        m.status_changed(ConversationStatus::Resolved);
+        assert!(m.asks_rating());
+        assert!(m.offers_transcript());
+        m.rated = true;
+        assert!(!m.asks_rating(), "rated: never asked again");
+        assert!(!m.thanks(), "rated before: no thanks");
+        m.thanked = true;
+        assert!(m.thanks());
+        assert!(m.offers_transcript());
+        m.status_changed(ConversationStatus::Bot);
+        m.status_changed(ConversationStatus::Queued);
+        m.status_changed(ConversationStatus::Resolved);
+        assert!(!m.asks_rating(), "once per conversation");
+        m.email = false;
+        assert!(!m.offers_transcript());
+        let mut m = Model::default();
+        m.started(Some(ConversationStatus::Resolved), None, true, false);
+        m.screen = Screen::OfflineForm;
+        assert!(!m.asks_rating(), "only in the chat");
+    }
+
+    #[test]
+    fn seen_goes_under_the_last_message_read_and_never_back() {
+        let mut m = Model::default();
+        let mine = [2, 5, 9];
+        assert_eq!(m.seen_index(&mine), None);
+        assert!(m.read(5));
+        assert_eq!(m.seen_index(&mine), Some(1));
+        assert!(!m.read(3), "a lower seq does not move it back");
+        assert_eq!(m.read_seq, 5);
+        assert_eq!(m.seen_index(&mine), Some(1));
+        assert!(m.read(8));
+        assert_eq!(m.seen_index(&mine), Some(1), "no message of theirs between 5 and 8");
+        assert!(m.read(12));
+        assert_eq!(m.seen_index(&mine), Some(2));
+        assert_eq!(m.seen_index(&[]), None);
     }
 
     #[test]

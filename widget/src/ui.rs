@@ -90,6 +90,14 @@ struct Ui {
     drawn: Option<(ShadowRoot, Element)>,
     /// The loader's session call, used by the first start (see `HandoffClient::start_prefetched`).
     prefetched: JsValue,
+    /// The stars picked in the rating prompt (0: none yet).
+    stars: u8,
+    /// The visitor's confirmed messages in the live log: their `seq`s and bubbles, in order
+    /// (where "Seen" goes).
+    mine_seqs: Vec<u64>,
+    mine: Vec<Element>,
+    /// The one "Seen" line, once shown.
+    seen: Option<Element>,
 }
 
 // The JS API (`mount`, `Widget`) is documented with `//` comments: wasm-bindgen copies doc
@@ -184,6 +192,10 @@ pub fn mount(
         watching: false,
         drawn,
         prefetched: session,
+        stars: 0,
+        mine_seqs: Vec::new(),
+        mine: Vec::new(),
+        seen: None,
     }));
     let w = Widget { client, ui };
     w.wire();
@@ -396,6 +408,9 @@ impl Widget {
                 ui.conversation = Some(id);
             }
             ui.model.started(status, agent, away, bot);
+            ui.model.email = flag("email");
+            ui.model.rated = get(session, &["conversation", "rating"]).is_some_and(|r| r.is_object());
+            ui.model.read(count(session, &["conversation", "agent_read_seq"]).unwrap_or(0));
             let asked = std::mem::take(&mut ui.model.open); // `Handoff.open()` before the session
             ui.render();
             show(&ui.els[ROOT], true);
@@ -472,6 +487,20 @@ impl Widget {
                 }
             }
             ("click", MIN) => self.close(),
+            ("click", STAR1..=STAR5) => {
+                let mut ui = self.ui.borrow_mut();
+                ui.stars = u8::try_from(which - STAR1 + 1).unwrap_or(0);
+                ui.render();
+            }
+            ("submit", RATE) => {
+                prevent(ev);
+                let w = self.clone();
+                spawn(Box::pin(async move { w.rate().await }));
+            }
+            ("click", MAIL_SEND) => {
+                let w = self.clone();
+                spawn(Box::pin(async move { w.transcript().await }));
+            }
             ("click", HUMAN) => {
                 let w = self.clone();
                 spawn(Box::pin(async move { w.handoff().await }));
@@ -522,7 +551,12 @@ impl Widget {
     fn event(&self, name: &str, p: &JsValue) {
         let mut ui = self.ui.borrow_mut();
         // Persisted events come in `seq` order; an older one is a replay already rendered.
-        let seq = count(p, &["seq"]).or_else(|| count(p, &["message", "seq"]));
+        // (A read receipt's `seq` is the read marker, not its own.)
+        let seq = if name == "message:read" {
+            None
+        } else {
+            count(p, &["seq"]).or_else(|| count(p, &["message", "seq"]))
+        };
         if let Some(seq) = seq {
             if name != "message:new" && seq <= ui.last_seq {
                 return;
@@ -581,6 +615,12 @@ impl Widget {
                 ui.model.typing =
                     typing.then(|| text(p, &["actor", "name"]).unwrap_or_else(|| "Someone".to_owned()));
             }
+            "message:read" => {
+                if ui.model.read(count(p, &["seq"]).unwrap_or(0)) {
+                    ui.place_seen();
+                }
+            }
+            "conversation:rated" => ui.model.rated = true,
             "availability:changed" => {
                 if let Some(away) = get(p, &["show_offline_form"]).and_then(|v| v.as_bool()) {
                     ui.model.availability_changed(away);
@@ -738,6 +778,55 @@ impl Widget {
             .error(Some(&["Something went wrong (", why.as_str(), "). Please try again."].concat()));
     }
 
+    /// Sends the rating prompt's stars and comment; then "Thanks for your feedback".
+    async fn rate(&self) {
+        let (stars, comment) = {
+            let ui = self.ui.borrow();
+            if ui.stars == 0 {
+                ui.error(Some("Please pick 1 to 5 stars."));
+                return;
+            }
+            ui.error(None);
+            set(&ui.els[RATE_SEND], "disabled", "");
+            (ui.stars, value(&ui.els[RATE_TEXT]))
+        };
+        let r = JsFuture::from(self.client.rate(f64::from(stars), Some(comment))).await;
+        unset(&self.ui.borrow().els[RATE_SEND], "disabled");
+        match r {
+            Err(e) if text(&e, &["code"]).as_deref() != Some("already_rated") => self.failed(&e),
+            done => {
+                let mut ui = self.ui.borrow_mut();
+                ui.model.rated = true;
+                ui.model.thanked = done.is_ok();
+                ui.render();
+            }
+        }
+    }
+
+    /// "Email transcript": to the address typed, else to the one the server knows; the email
+    /// field shows when it knows none.
+    async fn transcript(&self) {
+        let email = {
+            let ui = self.ui.borrow();
+            set_text(&ui.els[MAIL_NOTE], Some("Sending…"));
+            Some(value(&ui.els[MAIL_TO]))
+        };
+        let r = JsFuture::from(self.client.email_transcript(email)).await;
+        let ui = self.ui.borrow();
+        let note = match r {
+            Ok(v) => ["Transcript sent to ", text(&v, &["email"]).unwrap_or_default().as_str(), "."].concat(),
+            Err(e) if text(&e, &["code"]).as_deref() == Some("validation_failed") => {
+                show(&ui.els[MAIL_TO], true);
+                "Please enter a valid email address.".to_owned()
+            }
+            Err(e) => {
+                let why = text(&e, &["message"]).unwrap_or_else(|| "network error".to_owned());
+                ["Not sent (", why.as_str(), ")."].concat()
+            }
+        };
+        set_text(&ui.els[MAIL_NOTE], Some(&note));
+    }
+
     /// The offline form: checked here first, sent, and kept as typed when the send fails.
     async fn submit_offline(&self) {
         let (name, email, message) = {
@@ -820,6 +909,9 @@ impl Ui {
         self.error(None);
         self.shown.clear();
         self.outgoing.clear();
+        self.mine_seqs.clear();
+        self.mine.clear();
+        self.stars = 0;
         self.last_seq = 0;
         self.conversation = None;
         self.starting = None;
@@ -829,6 +921,7 @@ impl Ui {
         let connection = std::mem::take(&mut self.model.connection);
         self.model = Model { open, connection, ..Model::default() };
         self.model.started(None, None, away, bot);
+        self.model.email = flag("email");
         self.render();
     }
 
@@ -869,6 +962,11 @@ impl Ui {
             bubble(&self.doc, if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body)
         };
         add(&self.els[LOG], &bubble);
+        if mine {
+            self.mine_seqs.push(seq);
+            self.mine.push(bubble);
+            self.place_seen();
+        }
         self.scroll();
         self.model.message(seq, mine);
         if self.model.open {
@@ -925,6 +1023,14 @@ impl Ui {
     fn take_outgoing(&mut self, cid: &str) -> Option<Element> {
         let k = self.outgoing.iter().position(|(c, _)| c == cid)?;
         Some(self.outgoing.swap_remove(k).1)
+    }
+
+    /// Puts the one "Seen" line under the visitor's last message an agent has read.
+    fn place_seen(&mut self) {
+        if let Some(k) = self.model.seen_index(&self.mine_seqs) {
+            let doc = &self.doc;
+            add(&self.mine[k], self.seen.get_or_insert_with(|| text_el(doc, "span", "seen", "Seen")));
+        }
     }
 
     fn system(&self, line: &str) {
@@ -993,6 +1099,12 @@ impl Ui {
         set_text(&e[TYPING], typing.as_deref());
         show(&e[TYPING], typing.is_some());
         show(&e[ACTIONS], m.offers_human());
+        show(&e[RATE], m.asks_rating());
+        for (k, star) in e[STAR1..=STAR5].iter().enumerate() {
+            set(star, "aria-pressed", if k < usize::from(self.stars) { "true" } else { "false" });
+        }
+        show(&e[THANKS], m.thanks());
+        show(&e[MAIL], m.offers_transcript());
         show(&e[OFFLINE], m.screen == Screen::OfflineForm);
         show(&e[BACK], m.can_chat());
         show(&e[SENT], m.screen == Screen::OfflineSent);

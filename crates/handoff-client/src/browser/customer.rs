@@ -419,6 +419,44 @@ impl HandoffClient {
         )
     }
 
+    /// Rates the resolved conversation, once (CSAT): `rating` 1 to 5 and an optional comment of
+    /// at most 1000 characters; resolves to `{rating, comment?, agent_id?, created_at}`.
+    /// Rejects with `validation_failed` (checked before sending), `invalid_transition` (not
+    /// resolved) or `already_rated`.
+    pub fn rate(&self, rating: f64, comment: Option<String>) -> Promise {
+        let id = match self.conversation() {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked: 0 to 255, whole
+        let whole = (rating.fract() == 0.0 && (0.0..256.0).contains(&rating)).then(|| rating as u64);
+        let checked = api::validate_rating(whole.unwrap_or(0), comment.as_deref());
+        let Ok((rating, comment)) = checked else {
+            return invalid(checked.err().unwrap_or_default());
+        };
+        // `RatingRequest`.
+        let body = json_body(&[("rating", &f64::from(rating).into()), ("comment", &super::opt_field(comment.as_deref()))]);
+        call(&self.engine, "POST", url::conversation(&self.engine.base(), &id, "/rating"), body)
+    }
+
+    /// Emails the conversation's transcript to `email`, else to the address the visitor is known
+    /// by; resolves to `{email}` (sent in the background). Rejects with `email_disabled`,
+    /// `validation_failed` or `rate_limited`.
+    #[cfg_attr(feature = "js", wasm_bindgen(js_name = emailTranscript))]
+    pub fn email_transcript(&self, email: Option<String>) -> Promise {
+        let id = match self.conversation() {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        let email = email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
+        if email.as_deref().is_some_and(|e| !api::is_valid_email(e)) {
+            return invalid("email is not a valid address");
+        }
+        // `TranscriptRequest`.
+        let body = json_body(&[("email", &super::opt_field(email.as_deref()))]);
+        call(&self.engine, "POST", url::conversation(&self.engine.base(), &id, "/transcript"), body)
+    }
+
     /// Binds a signed-in user of the site (`{user_id, name?, email?, hmac}`); call after
     /// `start()`. When the visitor is already identified as another user (this browser
     /// remembers whom, and the server refuses with `identity_conflict`), the client forgets that
