@@ -43,20 +43,19 @@ const TREE: &str = "\
    *button||Send another message|type=button
   *div|actions
    *button|human|Talk to a human|type=button
-  *form|rate|aria-label=Rate this conversation
+  *form|rate
    p||How was this conversation?
-   div|stars|role=group|aria-label=Your rating
-    *button||★|type=button|aria-label=1 star: terrible|aria-pressed=false
-    *button||★|type=button|aria-label=2 stars: bad|aria-pressed=false
-    *button||★|type=button|aria-label=3 stars: okay|aria-pressed=false
-    *button||★|type=button|aria-label=4 stars: good|aria-pressed=false
-    *button||★|type=button|aria-label=5 stars: great|aria-pressed=false
-   *textarea||aria-label=Comment (optional)|placeholder=Tell us more (optional)|rows=2|maxlength=1000
-   *button||Send feedback|type=submit
-  *p|thanks|role=status|Thanks for your feedback!
+   div|stars
+    *button||★|type=button|aria-label=1 star
+    *button||★|type=button|aria-label=2 stars
+    *button||★|type=button|aria-label=3 stars
+    *button||★|type=button|aria-label=4 stars
+    *button||★|type=button|aria-label=5 stars
+   *textarea||placeholder=Comment (optional)|maxlength=1000
+   *button|act|Send feedback|type=submit
   *div|mail
-   *input||type=email|aria-label=Your email|placeholder=you@example.com|autocomplete=email|hidden=
-   *button||Email transcript|type=button
+   *input||type=email|placeholder=Your email|autocomplete=email|hidden=
+   *button|act|Email transcript|type=button
    *p|note|role=status
   *p|error|role=alert|hidden=
   *form|composer
@@ -93,19 +92,18 @@ pub(crate) const STAR1: usize = 21;
 pub(crate) const STAR5: usize = 25;
 pub(crate) const RATE_TEXT: usize = 26;
 pub(crate) const RATE_SEND: usize = 27;
-pub(crate) const THANKS: usize = 28;
-pub(crate) const MAIL: usize = 29;
-pub(crate) const MAIL_TO: usize = 30;
-pub(crate) const MAIL_SEND: usize = 31;
-pub(crate) const MAIL_NOTE: usize = 32;
-pub(crate) const ERROR: usize = 33;
-pub(crate) const COMPOSER: usize = 34;
-pub(crate) const INPUT: usize = 35;
-pub(crate) const LAUNCHER: usize = 36;
-pub(crate) const ICON: usize = 37;
-pub(crate) const BADGE: usize = 38;
+pub(crate) const MAIL: usize = 28;
+pub(crate) const MAIL_TO: usize = 29;
+pub(crate) const MAIL_SEND: usize = 30;
+pub(crate) const MAIL_NOTE: usize = 31;
+pub(crate) const ERROR: usize = 32;
+pub(crate) const COMPOSER: usize = 33;
+pub(crate) const INPUT: usize = 34;
+pub(crate) const LAUNCHER: usize = 35;
+pub(crate) const ICON: usize = 36;
+pub(crate) const BADGE: usize = 37;
 /// How many elements the widget keeps.
-pub(crate) const KEPT: usize = 39;
+pub(crate) const KEPT: usize = 38;
 
 /// The elements the widget updates, by the indices above.
 pub(crate) type Els = [Element; KEPT];

@@ -67,8 +67,6 @@ pub struct Model {
     /// The conversation has its satisfaction rating (given here, in another tab, or before a
     /// reload): the rating prompt is never shown again for it.
     pub rated: bool,
-    /// The rating was given in this window: "Thanks for your feedback" shows.
-    pub thanked: bool,
     /// The server sends email: "Email transcript" is on offer.
     pub email: bool,
     /// The highest `seq` an agent has read (read receipts).
@@ -91,7 +89,6 @@ impl Default for Model {
             bot: false,
             outgoing: Vec::new(),
             rated: false,
-            thanked: false,
             email: false,
             read_seq: 0,
         }
@@ -249,11 +246,6 @@ impl Model {
         self.email && self.resolved_chat()
     }
 
-    /// Whether "Thanks for your feedback" shows: rated in this window, still resolved.
-    pub fn thanks(&self) -> bool {
-        self.thanked && self.resolved_chat()
-    }
-
     fn resolved_chat(&self) -> bool {
         self.screen == Screen::Chat && self.status == Some(ConversationStatus::Resolved)
     }
@@ -266,10 +258,10 @@ impl Model {
         moved
     }
 
-    /// Which of the visitor's messages (their `seq`s, in order) shows "Seen": the last one an
-    /// agent has read, if any.
-    pub fn seen_index(&self, mine: &[u64]) -> Option<usize> {
-        mine.iter().rposition(|&seq| seq <= self.read_seq)
+    /// Whether an agent has read the message at `seq` ("Seen" goes under the visitor's last
+    /// message read).
+    pub fn is_read(&self, seq: u64) -> bool {
+        seq <= self.read_seq
     }
 
     /// Whether the "talk to a human" action is offered.
@@ -383,9 +375,6 @@ mod tests {
         assert!(m.offers_transcript());
         m.rated = true;
         assert!(!m.asks_rating(), "rated: never asked again");
-        assert!(!m.thanks(), "rated before: no thanks");
-        m.thanked = true;
-        assert!(m.thanks());
         assert!(m.offers_transcript());
         m.status_changed(ConversationStatus::Bot);
         m.status_changed(ConversationStatus::Queued);
@@ -402,18 +391,18 @@ mod tests {
     #[test]
     fn seen_goes_under_the_last_message_read_and_never_back() {
         let mut m = Model::default();
-        let mine = [2, 5, 9];
-        assert_eq!(m.seen_index(&mine), None);
+        // Where "Seen" goes: the last of the visitor's messages (by seq) that is read.
+        let seen = |m: &Model| [2, 5, 9].into_iter().rev().find(|&s| m.is_read(s));
+        assert_eq!(seen(&m), None);
         assert!(m.read(5));
-        assert_eq!(m.seen_index(&mine), Some(1));
+        assert_eq!(seen(&m), Some(5));
         assert!(!m.read(3), "a lower seq does not move it back");
         assert_eq!(m.read_seq, 5);
-        assert_eq!(m.seen_index(&mine), Some(1));
+        assert_eq!(seen(&m), Some(5));
         assert!(m.read(8));
-        assert_eq!(m.seen_index(&mine), Some(1), "no message of theirs between 5 and 8");
+        assert_eq!(seen(&m), Some(5), "no message of theirs between 5 and 8");
         assert!(m.read(12));
-        assert_eq!(m.seen_index(&mine), Some(2));
-        assert_eq!(m.seen_index(&[]), None);
+        assert_eq!(seen(&m), Some(9));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use web_sys::{CssStyleSheet, Document, Element, Event, ShadowRoot, Storage};
 use crate::dom::*;
 use crate::model::{decimal, parse_decimal, safe_color, BubbleChange, Model, Outgoing, Screen};
 
-/// `widget.css` without its comments (they would ship in the wasm), at compile time.
+/// `widget.css` without its comments and spaces (they would ship in the wasm), at compile time.
 const CSS: &str = {
     const SRC: &[u8] = include_bytes!("widget.css");
     const BYTES: [u8; uncomment::<0>(SRC).1] = uncomment(SRC).0;
@@ -32,10 +32,15 @@ const CSS: &str = {
     }
 };
 
-/// `css` without its `/* comments */` (and the line end after one), and the length of that:
-/// `N` is that length (with `N` = 0 only the length is computed).
+/// `css` without its `/* comments */` and the whitespace CSS does not need (line ends,
+/// indentation, runs of spaces, spaces after `{};:,>` and before `{};,>`), and the length of
+/// that: `N` is that length (with `N` = 0 only the length is computed). Strings and selectors
+/// keep their inner spaces (`.msg .body`, `"Segoe UI"`, `1px solid`, `calc(a - b)`).
 const fn uncomment<const N: usize>(css: &[u8]) -> ([u8; N], usize) {
-    let (mut out, mut i, mut o) = ([0u8; N], 0, 0);
+    const fn space(b: u8) -> bool {
+        matches!(b, b' ' | b'\n' | b'\t')
+    }
+    let (mut out, mut i, mut o, mut last) = ([0u8; N], 0, 0, b'{');
     while i < css.len() {
         if css[i] == b'/' && i + 1 < css.len() && css[i + 1] == b'*' {
             i += 2;
@@ -43,14 +48,24 @@ const fn uncomment<const N: usize>(css: &[u8]) -> ([u8; N], usize) {
                 i += 1;
             }
             i += 2;
-            if i < css.len() && css[i] == b'\n' {
-                i += 1;
-            }
             continue;
         }
-        if o < N {
-            out[o] = css[i];
+        let mut b = css[i];
+        if space(b) {
+            while i + 1 < css.len() && space(css[i + 1]) {
+                i += 1;
+            }
+            let next = if i + 1 < css.len() { css[i + 1] } else { b'}' };
+            if matches!(last, b'{' | b'}' | b';' | b':' | b',' | b'>') || matches!(next, b'{' | b'}' | b';' | b',' | b'>') {
+                i += 1;
+                continue;
+            }
+            b = b' ';
         }
+        if o < N {
+            out[o] = b;
+        }
+        last = b;
         o += 1;
         i += 1;
     }
@@ -94,8 +109,7 @@ struct Ui {
     stars: u8,
     /// The visitor's confirmed messages in the live log: their `seq`s and bubbles, in order
     /// (where "Seen" goes).
-    mine_seqs: Vec<u64>,
-    mine: Vec<Element>,
+    mine: Vec<(u64, Element)>,
     /// The one "Seen" line, once shown.
     seen: Option<Element>,
 }
@@ -193,7 +207,6 @@ pub fn mount(
         drawn,
         prefetched: session,
         stars: 0,
-        mine_seqs: Vec::new(),
         mine: Vec::new(),
         seen: None,
     }));
@@ -398,19 +411,11 @@ impl Widget {
                 let bubble = bubble(&ui.doc, "msg greeting", &title, &greeting);
                 add(&ui.els[LOG], &bubble);
             }
-            let status =
-                text(session, &["conversation", "status"]).and_then(|s| ConversationStatus::parse(&s));
-            let agent = text(session, &["conversation", "agent", "name"]);
-            let flag = |k: &str| get(session, &["config", k]).and_then(|v| v.as_bool()).unwrap_or(false);
-            let (away, bot) = (flag("show_offline_form"), flag("bot"));
             if let Some(id) = text(session, &["conversation", "id"]) {
                 ui.model.seen_seq = ui.seen_of(&id);
                 ui.conversation = Some(id);
             }
-            ui.model.started(status, agent, away, bot);
-            ui.model.email = flag("email");
-            ui.model.rated = get(session, &["conversation", "rating"]).is_some_and(|r| r.is_object());
-            ui.model.read(count(session, &["conversation", "agent_read_seq"]).unwrap_or(0));
+            ui.session_started(session);
             let asked = std::mem::take(&mut ui.model.open); // `Handoff.open()` before the session
             ui.render();
             show(&ui.els[ROOT], true);
@@ -492,19 +497,12 @@ impl Widget {
                 ui.stars = u8::try_from(which - STAR1 + 1).unwrap_or(0);
                 ui.render();
             }
-            ("submit", RATE) => {
+            ("click", HUMAN | MAIL_SEND) | ("submit", RATE) => {
                 prevent(ev);
                 let w = self.clone();
-                spawn(Box::pin(async move { w.rate().await }));
+                spawn(Box::pin(async move { w.act(which).await }));
             }
-            ("click", MAIL_SEND) => {
-                let w = self.clone();
-                spawn(Box::pin(async move { w.transcript().await }));
-            }
-            ("click", HUMAN) => {
-                let w = self.clone();
-                spawn(Box::pin(async move { w.handoff().await }));
-            }
+
             ("click", BACK | AGAIN) => {
                 let mut ui = self.ui.borrow_mut();
                 ui.model.screen = if which == BACK { Screen::Chat } else { Screen::OfflineForm };
@@ -551,12 +549,14 @@ impl Widget {
     fn event(&self, name: &str, p: &JsValue) {
         let mut ui = self.ui.borrow_mut();
         // Persisted events come in `seq` order; an older one is a replay already rendered.
-        // (A read receipt's `seq` is the read marker, not its own.)
-        let seq = if name == "message:read" {
-            None
-        } else {
-            count(p, &["seq"]).or_else(|| count(p, &["message", "seq"]))
-        };
+        // A read receipt (its `seq` is the read marker, not its own): "Seen" moves, nothing else.
+        if name == "message:read" {
+            if ui.model.read(count(p, &["seq"]).unwrap_or(0)) {
+                ui.place_seen();
+            }
+            return;
+        }
+        let seq = count(p, &["seq"]).or_else(|| count(p, &["message", "seq"]));
         if let Some(seq) = seq {
             if name != "message:new" && seq <= ui.last_seq {
                 return;
@@ -614,11 +614,6 @@ impl Widget {
                     Reflect::get(p, &"is_typing".into()).ok().and_then(|v| v.as_bool()) == Some(true);
                 ui.model.typing =
                     typing.then(|| text(p, &["actor", "name"]).unwrap_or_else(|| "Someone".to_owned()));
-            }
-            "message:read" => {
-                if ui.model.read(count(p, &["seq"]).unwrap_or(0)) {
-                    ui.place_seen();
-                }
             }
             "conversation:rated" => ui.model.rated = true,
             "availability:changed" => {
@@ -741,90 +736,64 @@ impl Widget {
         ui.render();
     }
 
-    /// "Talk to a human": starts a conversation if there is none, then asks for the handoff.
-    async fn handoff(&self) {
-        {
+    /// The chat's actions, in one task (each `async fn` is code in the wasm), by the button:
+    /// "Talk to a human" ([`HUMAN`]: starts a conversation if there is none, then asks for the
+    /// handoff); in a resolved chat the rating ([`RATE`]: stars and comment, then "Thanks for
+    /// your feedback") and "Email transcript" ([`MAIL_SEND`]: to the address typed, else the one
+    /// the server knows; the email field shows when it knows none).
+    async fn act(&self, which: usize) {
+        let (stars, typed) = {
             let mut ui = self.ui.borrow_mut();
             ui.error(None);
-            if !ui.model.human_requested() {
+            if which == HUMAN && !ui.model.human_requested() {
                 ui.render(); // nobody to hand over to: the offline form
                 return;
             }
-        }
-        if let Err(e) = self.conversation(None).await {
-            return self.failed(&e);
-        }
-        match JsFuture::from(self.client.request_handoff()).await {
-            Ok(c) => {
-                let mut ui = self.ui.borrow_mut();
-                if let Some(status) = text(&c, &["status"]).and_then(|s| ConversationStatus::parse(&s)) {
+            (ui.stars, value(&ui.els[if which == MAIL_SEND { MAIL_TO } else { RATE_TEXT }]))
+        };
+        let promise = match which {
+            HUMAN => {
+                if let Err(e) = self.conversation(None).await {
+                    return self.failed(&e);
+                }
+                self.client.request_handoff()
+            }
+            MAIL_SEND => self.client.email_transcript(Some(typed)),
+            _ => self.client.rate(f64::from(stars), Some(typed)),
+        };
+        let r = JsFuture::from(promise).await;
+        let mut ui = self.ui.borrow_mut();
+        let code = r.as_ref().err().and_then(|e| text(e, &["code"]));
+        match (which, &r, code.as_deref()) {
+            (HUMAN, Ok(c), _) => {
+                if let Some(status) = text(c, &["status"]).and_then(|s| ConversationStatus::parse(&s)) {
                     if ui.model.status != Some(status) {
                         ui.model.status_changed(status);
                     }
                 }
-                if let Some(name) = text(&c, &["agent", "name"]) {
+                if let Some(name) = text(c, &["agent", "name"]) {
                     ui.model.agent = Some(name);
                 }
-                ui.render();
             }
-            Err(e) => self.failed(&e),
+            (MAIL_SEND, Ok(_), _) => set_text(&ui.els[MAIL_NOTE], Some("Transcript sent.")),
+            (MAIL_SEND, _, Some("validation_failed")) => {
+                show(&ui.els[MAIL_TO], true);
+                set_text(&ui.els[MAIL_NOTE], Some("Please enter your email."));
+            }
+            (RATE, _, None | Some("already_rated")) => {
+                ui.model.rated = true;
+                if r.is_ok() {
+                    ui.system("Thanks for your feedback!");
+                }
+            }
+            (_, Err(e), _) => ui.error(Some(&failure(e))),
+            _ => {}
         }
+        ui.render();
     }
 
     fn failed(&self, e: &JsValue) {
-        let why = text(e, &["message"]).unwrap_or_else(|| "network error".to_owned());
-        self.ui
-            .borrow_mut()
-            .error(Some(&["Something went wrong (", why.as_str(), "). Please try again."].concat()));
-    }
-
-    /// Sends the rating prompt's stars and comment; then "Thanks for your feedback".
-    async fn rate(&self) {
-        let (stars, comment) = {
-            let ui = self.ui.borrow();
-            if ui.stars == 0 {
-                ui.error(Some("Please pick 1 to 5 stars."));
-                return;
-            }
-            ui.error(None);
-            set(&ui.els[RATE_SEND], "disabled", "");
-            (ui.stars, value(&ui.els[RATE_TEXT]))
-        };
-        let r = JsFuture::from(self.client.rate(f64::from(stars), Some(comment))).await;
-        unset(&self.ui.borrow().els[RATE_SEND], "disabled");
-        match r {
-            Err(e) if text(&e, &["code"]).as_deref() != Some("already_rated") => self.failed(&e),
-            done => {
-                let mut ui = self.ui.borrow_mut();
-                ui.model.rated = true;
-                ui.model.thanked = done.is_ok();
-                ui.render();
-            }
-        }
-    }
-
-    /// "Email transcript": to the address typed, else to the one the server knows; the email
-    /// field shows when it knows none.
-    async fn transcript(&self) {
-        let email = {
-            let ui = self.ui.borrow();
-            set_text(&ui.els[MAIL_NOTE], Some("Sending…"));
-            Some(value(&ui.els[MAIL_TO]))
-        };
-        let r = JsFuture::from(self.client.email_transcript(email)).await;
-        let ui = self.ui.borrow();
-        let note = match r {
-            Ok(v) => ["Transcript sent to ", text(&v, &["email"]).unwrap_or_default().as_str(), "."].concat(),
-            Err(e) if text(&e, &["code"]).as_deref() == Some("validation_failed") => {
-                show(&ui.els[MAIL_TO], true);
-                "Please enter a valid email address.".to_owned()
-            }
-            Err(e) => {
-                let why = text(&e, &["message"]).unwrap_or_else(|| "network error".to_owned());
-                ["Not sent (", why.as_str(), ")."].concat()
-            }
-        };
-        set_text(&ui.els[MAIL_NOTE], Some(&note));
+        self.ui.borrow_mut().error(Some(&failure(e)));
     }
 
     /// The offline form: checked here first, sent, and kept as typed when the send fails.
@@ -909,20 +878,29 @@ impl Ui {
         self.error(None);
         self.shown.clear();
         self.outgoing.clear();
-        self.mine_seqs.clear();
         self.mine.clear();
         self.stars = 0;
         self.last_seq = 0;
         self.conversation = None;
         self.starting = None;
-        let flag = |k: &str| get(session, &["config", k]).and_then(|v| v.as_bool()).unwrap_or(false);
-        let (away, bot) = (flag("show_offline_form"), flag("bot"));
         let open = self.model.open;
         let connection = std::mem::take(&mut self.model.connection);
         self.model = Model { open, connection, ..Model::default() };
-        self.model.started(None, None, away, bot);
-        self.model.email = flag("email");
+        self.session_started(session);
         self.render();
+    }
+
+    /// The model from a session: its conversation to continue (status, agent, rating, read
+    /// receipts) and the project's settings.
+    fn session_started(&mut self, session: &JsValue) {
+        let conv = get(session, &["conversation"]).unwrap_or(JsValue::NULL);
+        let status = text(&conv, &["status"]).and_then(|s| ConversationStatus::parse(&s));
+        let flag = |k: &str| get(session, &["config", k]).and_then(|v| v.as_bool()).unwrap_or(false);
+        let m = &mut self.model;
+        m.started(status, text(&conv, &["agent", "name"]), flag("show_offline_form"), flag("bot"));
+        m.email = flag("email");
+        m.rated = count(&conv, &["rating", "rating"]).is_some();
+        m.read(count(&conv, &["agent_read_seq"]).unwrap_or(0));
     }
 
     /// Renders a message once (by id); an own message replaces its "sending" bubble.
@@ -963,8 +941,7 @@ impl Ui {
         };
         add(&self.els[LOG], &bubble);
         if mine {
-            self.mine_seqs.push(seq);
-            self.mine.push(bubble);
+            self.mine.push((seq, bubble.clone()));
             self.place_seen();
         }
         self.scroll();
@@ -1027,9 +1004,9 @@ impl Ui {
 
     /// Puts the one "Seen" line under the visitor's last message an agent has read.
     fn place_seen(&mut self) {
-        if let Some(k) = self.model.seen_index(&self.mine_seqs) {
+        if let Some((_, li)) = self.mine.iter().rev().find(|(seq, _)| self.model.is_read(*seq)) {
             let doc = &self.doc;
-            add(&self.mine[k], self.seen.get_or_insert_with(|| text_el(doc, "span", "seen", "Seen")));
+            add(li, self.seen.get_or_insert_with(|| text_el(doc, "span", "seen", "Seen")));
         }
     }
 
@@ -1100,15 +1077,21 @@ impl Ui {
         show(&e[TYPING], typing.is_some());
         show(&e[ACTIONS], m.offers_human());
         show(&e[RATE], m.asks_rating());
+        show(&e[RATE_SEND], self.stars > 0);
         for (k, star) in e[STAR1..=STAR5].iter().enumerate() {
             set(star, "aria-pressed", if k < usize::from(self.stars) { "true" } else { "false" });
         }
-        show(&e[THANKS], m.thanks());
         show(&e[MAIL], m.offers_transcript());
         show(&e[OFFLINE], m.screen == Screen::OfflineForm);
         show(&e[BACK], m.can_chat());
         show(&e[SENT], m.screen == Screen::OfflineSent);
     }
+}
+
+/// "Something went wrong (why). Please try again."
+fn failure(e: &JsValue) -> String {
+    let why = text(e, &["message"]).unwrap_or_else(|| "network error".to_owned());
+    ["Something went wrong (", why.as_str(), "). Please try again."].concat()
 }
 
 /// The stylesheet with the project's accent colour (already checked by [`safe_color`]).

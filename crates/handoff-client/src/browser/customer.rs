@@ -324,6 +324,14 @@ impl HandoffClient {
         })
     }
 
+    /// `POST` to the current conversation's `path` (`/rating`, `/transcript`).
+    fn post(&self, path: &str, body: Option<String>) -> Promise {
+        match self.conversation() {
+            Ok(id) => call(&self.engine, "POST", url::conversation(&self.engine.base(), &id, path), body),
+            Err(e) => rejected(&e),
+        }
+    }
+
     fn conversation(&self) -> Result<ConversationId, ClientError> {
         self.state
             .borrow()
@@ -362,15 +370,7 @@ impl HandoffClient {
     /// Asks for a human agent; resolves to the conversation (assigned or queued).
     #[cfg_attr(feature = "js", wasm_bindgen(js_name = requestHandoff))]
     pub fn request_handoff(&self) -> Promise {
-        match self.conversation() {
-            Ok(id) => call(
-                &self.engine,
-                "POST",
-                url::conversation(&self.engine.base(), &id, "/handoff"),
-                Some("{}".into()),
-            ),
-            Err(e) => rejected(&e),
-        }
+        self.post("/handoff", Some("{}".into()))
     }
 
     /// The customer typed: sends `typing` at most every 300 ms, and `false` 3 s after the last key.
@@ -424,37 +424,33 @@ impl HandoffClient {
     /// Rejects with `validation_failed` (checked before sending), `invalid_transition` (not
     /// resolved) or `already_rated`.
     pub fn rate(&self, rating: f64, comment: Option<String>) -> Promise {
-        let id = match self.conversation() {
-            Ok(id) => id,
-            Err(e) => return rejected(&e),
-        };
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked: 0 to 255, whole
-        let whole = (rating.fract() == 0.0 && (0.0..256.0).contains(&rating)).then(|| rating as u64);
-        let checked = api::validate_rating(whole.unwrap_or(0), comment.as_deref());
-        let Ok((rating, comment)) = checked else {
-            return invalid(checked.err().unwrap_or_default());
-        };
+        // The SDK checks before sending; the widget (whose five buttons give 1 to 5, and whose
+        // comment box holds 1000 characters) leaves the check to the server, to stay small.
+        #[cfg(feature = "js")]
+        {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked: whole, 0 to 255
+            let whole = (rating.fract() == 0.0 && (0.0..256.0).contains(&rating)).then(|| rating as u64);
+            if let Err(m) = api::validate_rating(whole.unwrap_or(0), comment.as_deref()) {
+                return invalid(m);
+            }
+        }
         // `RatingRequest`.
-        let body = json_body(&[("rating", &f64::from(rating).into()), ("comment", &super::opt_field(comment.as_deref()))]);
-        call(&self.engine, "POST", url::conversation(&self.engine.base(), &id, "/rating"), body)
+        let body = json_body(&[("rating", &rating.into()), ("comment", &super::opt_field(comment.as_deref()))]);
+        self.post("/rating", body)
     }
 
     /// Emails the conversation's transcript to `email`, else to the address the visitor is known
     /// by; resolves to `{email}` (sent in the background). Rejects with `email_disabled`,
-    /// `validation_failed` or `rate_limited`.
+    /// `validation_failed` (a bad address, or none given and none known) or `rate_limited`.
     #[cfg_attr(feature = "js", wasm_bindgen(js_name = emailTranscript))]
     pub fn email_transcript(&self, email: Option<String>) -> Promise {
-        let id = match self.conversation() {
-            Ok(id) => id,
-            Err(e) => return rejected(&e),
-        };
-        let email = email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
-        if email.as_deref().is_some_and(|e| !api::is_valid_email(e)) {
+        // Blank is none (the server's rule too); the SDK checks the address before sending.
+        #[cfg(feature = "js")]
+        if email.as_deref().map(str::trim).is_some_and(|e| !e.is_empty() && !api::is_valid_email(e)) {
             return invalid("email is not a valid address");
         }
         // `TranscriptRequest`.
-        let body = json_body(&[("email", &super::opt_field(email.as_deref()))]);
-        call(&self.engine, "POST", url::conversation(&self.engine.base(), &id, "/transcript"), body)
+        self.post("/transcript", json_body(&[("email", &super::opt_field(email.as_deref().map(str::trim)))]))
     }
 
     /// Binds a signed-in user of the site (`{user_id, name?, email?, hmac}`); call after
