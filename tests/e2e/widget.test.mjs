@@ -875,13 +875,13 @@ test("read receipts, rating after resolve (asked once, also after a reload), no 
   const rate = page.locator(`${W} .rate`);
   await rate.waitFor();
   assert.equal(await page.locator(`${W} .rate p`).first().innerText(), "How was this conversation?");
-  for (const [n, name] of [[1, "1 star: terrible"], [5, "5 stars: great"]]) {
+  for (const [n, name] of [[1, "1 star"], [5, "5 stars"]]) {
     assert.equal(await page.getByRole("button", { name }).count(), 1, `star ${n} has an accessible name`);
   }
   assert.equal(await page.locator(`${W} .mail`).isVisible(), false, "no email on this server: no transcript button");
-  await page.getByRole("button", { name: "4 stars: good" }).click();
-  assert.equal(await page.getByRole("button", { name: "4 stars: good" }).getAttribute("aria-pressed"), "true");
-  assert.equal(await page.getByRole("button", { name: "5 stars: great" }).getAttribute("aria-pressed"), "false");
+  await page.getByRole("button", { name: "4 stars" }).click();
+  assert.equal(await page.getByRole("button", { name: "4 stars" }).getAttribute("aria-pressed"), "true");
+  assert.equal(await page.getByRole("button", { name: "5 stars" }).getAttribute("aria-pressed"), "false");
   await page.locator(`${W} .rate textarea`).fill("Quick answer, thanks");
   await page.locator(`${W} .rate [type=submit]`).click();
   await eventually(async () => (await logText(page)).includes("Thanks for your feedback!") && !(await rate.isVisible()), { what: "thanks" });

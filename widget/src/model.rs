@@ -37,6 +37,7 @@ pub enum BubbleChange {
 
 /// The widget's state.
 #[derive(Clone, Debug)]
+#[allow(clippy::struct_excessive_bools)] // independent view flags, each read on its own
 pub struct Model {
     /// Which body is shown.
     pub screen: Screen,

@@ -56,7 +56,9 @@ const fn uncomment<const N: usize>(css: &[u8]) -> ([u8; N], usize) {
                 i += 1;
             }
             let next = if i + 1 < css.len() { css[i + 1] } else { b'}' };
-            if matches!(last, b'{' | b'}' | b';' | b':' | b',' | b'>') || matches!(next, b'{' | b'}' | b';' | b',' | b'>') {
+            if matches!(last, b'{' | b'}' | b';' | b':' | b',' | b'>')
+                || matches!(next, b'{' | b'}' | b';' | b',' | b'>')
+            {
                 i += 1;
                 continue;
             }

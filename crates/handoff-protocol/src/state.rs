@@ -222,9 +222,9 @@ impl ConversationState {
                     None => to(Queued, None),
                 }
             }
-            (Queued | Assigned, Command::Resolve) => to(Resolved, None),
+            // Rating a resolved conversation changes nothing.
+            (Queued | Assigned, Command::Resolve) | (Resolved, Command::Rate) => to(Resolved, None),
             (Resolved, Command::CustomerMessage) => to(Bot, None),
-            (Resolved, Command::Rate) => to(Resolved, None),
             (Bot | Queued | Assigned, Command::CustomerMessage) => to(self.status, self.agent.as_ref()),
             _ => not_allowed(),
         }

@@ -10,6 +10,7 @@
 //! the one header built from such text, the subject of an offline message, loses its control
 //! characters first, and every address is checked ([`is_valid_email`]) and parsed by `lettre`.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,8 +66,10 @@ impl Mailer {
     /// # Errors
     /// A URL `lettre` does not take, or a sender that is not an address.
     pub fn new(smtp_url: &str, from: &str) -> Result<Mailer, MailError> {
-        let transport =
-            AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url).map_err(MailError::Url)?.timeout(Some(SMTP_TIMEOUT)).build();
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
+            .map_err(MailError::Url)?
+            .timeout(Some(SMTP_TIMEOUT))
+            .build();
         let from: Mailbox = from.trim().parse().map_err(|e| MailError::From(format!("{e}")))?;
         Ok(Mailer { transport, from })
     }
@@ -88,7 +91,8 @@ impl Mailer {
                 return Err(MailError::Recipient);
             }
             let rcpt: Mailbox = rcpt.parse().map_err(|_| MailError::Recipient)?;
-            let mut message = lettre::Message::builder().from(self.from.clone()).to(rcpt).subject(subject_line(subject));
+            let mut message =
+                lettre::Message::builder().from(self.from.clone()).to(rcpt).subject(subject_line(subject));
             if let Some(r) = &reply_to {
                 message = message.reply_to(r.clone());
             }
@@ -176,10 +180,16 @@ pub fn transcript(title: &str, conversation: &str, events: &[Event], now: u64) -
                     (_, Some(name)) => name.to_owned(),
                     (_, None) => "Agent".to_owned(),
                 };
-                out.push_str(&format!("[{}] {}:\n    {}\n\n", utc(m.created_at.0), subject_line(&who), indented(&m.body)));
+                let _ = write!(
+                    out,
+                    "[{}] {}:\n    {}\n\n",
+                    utc(m.created_at.0),
+                    subject_line(&who),
+                    indented(&m.body)
+                );
             }
             Event::ConversationAssigned(a) => {
-                out.push_str(&format!("--- {} joined the conversation\n\n", subject_line(&a.agent.name)));
+                let _ = write!(out, "--- {} joined the conversation\n\n", subject_line(&a.agent.name));
             }
             Event::ConversationResolved(_) => out.push_str("--- The conversation was resolved\n\n"),
             _ => {}
@@ -248,7 +258,10 @@ mod tests {
             ],
             1_767_225_600_000,
         );
-        assert!(t.starts_with("Chat with us\nTranscript of conversation conv_1, as of 2026-01-01 00:00 UTC."), "{t}");
+        assert!(
+            t.starts_with("Chat with us\nTranscript of conversation conv_1, as of 2026-01-01 00:00 UTC."),
+            "{t}"
+        );
         assert!(t.contains("[2026-01-01 00:01 UTC] You:\n    Hello\n    Bcc: x@example.com\n"), "{t}");
         assert!(t.contains("[2026-01-01 00:02 UTC] Ann:\n    Hi Dana\n"), "{t}");
         assert!(t.contains("[2026-01-01 00:03 UTC] Assistant:\n    beep\n"), "{t}");

@@ -80,7 +80,7 @@ struct ServeArgs {
     /// offline messages mailed to agents).
     #[arg(long, env = "SMTP_URL", hide_env_values = true)]
     smtp_url: Option<String>,
-    /// The sender of every mail, e.g. `Support <support@example.com>` (required with SMTP_URL).
+    /// The sender of every mail, e.g. `Support <support@example.com>` (required with `SMTP_URL`).
     #[arg(long, env = "SMTP_FROM")]
     smtp_from: Option<String>,
     #[command(flatten)]

@@ -423,19 +423,21 @@ impl HandoffClient {
     /// at most 1000 characters; resolves to `{rating, comment?, agent_id?, created_at}`.
     /// Rejects with `validation_failed` (checked before sending), `invalid_transition` (not
     /// resolved) or `already_rated`.
+    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen hands JS strings over owned
     pub fn rate(&self, rating: f64, comment: Option<String>) -> Promise {
         // The SDK checks before sending; the widget (whose five buttons give 1 to 5, and whose
         // comment box holds 1000 characters) leaves the check to the server, to stay small.
         #[cfg(feature = "js")]
         {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked: whole, 0 to 255
-            let whole = (rating.fract() == 0.0 && (0.0..256.0).contains(&rating)).then(|| rating as u64);
+            let whole = (rating.fract() == 0.0 && (0.0..256.0).contains(&rating)).then_some(rating as u64);
             if let Err(m) = api::validate_rating(whole.unwrap_or(0), comment.as_deref()) {
                 return invalid(m);
             }
         }
         // `RatingRequest`.
-        let body = json_body(&[("rating", &rating.into()), ("comment", &super::opt_field(comment.as_deref()))]);
+        let body =
+            json_body(&[("rating", &rating.into()), ("comment", &super::opt_field(comment.as_deref()))]);
         self.post("/rating", body)
     }
 
@@ -443,6 +445,7 @@ impl HandoffClient {
     /// by; resolves to `{email}` (sent in the background). Rejects with `email_disabled`,
     /// `validation_failed` (a bad address, or none given and none known) or `rate_limited`.
     #[cfg_attr(feature = "js", wasm_bindgen(js_name = emailTranscript))]
+    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen hands JS strings over owned
     pub fn email_transcript(&self, email: Option<String>) -> Promise {
         // Blank is none (the server's rule too); the SDK checks the address before sending.
         #[cfg(feature = "js")]

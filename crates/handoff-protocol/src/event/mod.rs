@@ -25,8 +25,8 @@ use std::str::FromStr;
 pub use agent::{AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary};
 pub use availability::AvailabilityChanged;
 pub use conversation::{
-    ConversationAssigned, ConversationRated, ConversationResolved, ConversationStatus, ConversationTransferred,
-    StatusChanged, TransferTarget, MAX_RATING, MIN_RATING,
+    ConversationAssigned, ConversationRated, ConversationResolved, ConversationStatus,
+    ConversationTransferred, StatusChanged, TransferTarget, MAX_RATING, MIN_RATING,
 };
 pub use message::{Author, AuthorKind, Message, MessageNew, MessageRead};
 pub use note::{Note, NoteNew};

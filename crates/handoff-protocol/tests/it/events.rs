@@ -136,7 +136,11 @@ fn samples() -> Vec<Event> {
         Event::MessageRead(MessageRead {
             conversation_id: conv(),
             seq: Seq(4),
-            reader: Author { kind: AuthorKind::Agent, id: "agt_ann".to_owned(), name: Some("Ann".to_owned()) },
+            reader: Author {
+                kind: AuthorKind::Agent,
+                id: "agt_ann".to_owned(),
+                name: Some("Ann".to_owned()),
+            },
             at: AT,
         }),
     ]

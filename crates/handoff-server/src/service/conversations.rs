@@ -21,11 +21,13 @@ impl Service {
             presence: c.presence,
             last_seq: c.last_seq,
             agent_read_seq: self.store.agent_read_seq(&c.id).await.map_err(AppError::from)?,
-            rating: self.store.rating(&c.id).await.map_err(AppError::from)?.map(|r| api::ConversationRating {
-                rating: r.rating,
-                comment: r.comment,
-                agent_id: r.agent_id,
-                created_at: Timestamp(r.created_at),
+            rating: self.store.rating(&c.id).await.map_err(AppError::from)?.map(|r| {
+                api::ConversationRating {
+                    rating: r.rating,
+                    comment: r.comment,
+                    agent_id: r.agent_id,
+                    created_at: Timestamp(r.created_at),
+                }
             }),
             created_at: Timestamp(c.created_at),
             updated_at: Timestamp(c.updated_at),
@@ -952,7 +954,12 @@ impl Service {
         let c = self.visible(caller, id).await?;
         let moved = self.store.mark_read(&me.id, id, seq.min(c.last_seq)).await.map_err(AppError::from)?;
         if let Some(seq) = moved {
-            let receipt = MessageRead { conversation_id: id.clone(), seq, reader: caller.author(), at: Timestamp(now_ms()) };
+            let receipt = MessageRead {
+                conversation_id: id.clone(),
+                seq,
+                reader: caller.author(),
+                at: Timestamp(now_ms()),
+            };
             self.publish(&c.project_id, &Event::MessageRead(receipt), &[]);
         }
         Ok(())

@@ -65,7 +65,8 @@ impl Service {
         let mut events = Vec::new();
         let mut after = Seq::ZERO;
         while events.len() < TRANSCRIPT_EVENTS_MAX {
-            let page = self.store.events_after(id, after, api::EVENTS_PAGE_MAX).await.map_err(AppError::from)?;
+            let page =
+                self.store.events_after(id, after, api::EVENTS_PAGE_MAX).await.map_err(AppError::from)?;
             let Some(last) = page.last().and_then(Event::seq) else { break };
             after = last;
             let full = page.len() == api::EVENTS_PAGE_MAX as usize;
@@ -84,14 +85,15 @@ impl Service {
     /// them is online; in the background.
     pub(super) async fn mail_offline_message(&self, project: &ProjectId, m: &OfflineMessage) {
         let Some(mailer) = self.mailer.clone() else { return };
-        let (agents, project_row) = match (self.store.agents(project).await, self.store.project(project).await) {
-            (Ok(a), Ok(Some(p))) => (a, p),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(error = %e, "cannot read agents to mail an offline message");
-                return;
-            }
-            (_, Ok(None)) => return,
-        };
+        let (agents, project_row) =
+            match (self.store.agents(project).await, self.store.project(project).await) {
+                (Ok(a), Ok(Some(p))) => (a, p),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read agents to mail an offline message");
+                    return;
+                }
+                (_, Ok(None)) => return,
+            };
         if agents.iter().any(|a| !a.disabled && a.status == AgentStatus::Online) {
             return; // someone is there: the console shows it live
         }

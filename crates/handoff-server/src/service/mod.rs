@@ -22,9 +22,10 @@ use handoff_protocol::api::{
 use handoff_protocol::channel::{ConversationOwner, Principal};
 use handoff_protocol::event::{
     AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary, Author, AuthorKind, AvailabilityChanged,
-    ConversationAssigned, ConversationRated, ConversationResolved, ConversationStatus, ConversationTransferred, Event,
-    EventType, Message, MessageNew, MessageRead, Note, NoteNew, OfflineMessage, OfflineMessageNew, PresenceState,
-    PresenceUpdated, QueuePositionUpdated, QueueUpdated, StatusChanged, TransferTarget, Typing,
+    ConversationAssigned, ConversationRated, ConversationResolved, ConversationStatus,
+    ConversationTransferred, Event, EventType, Message, MessageNew, MessageRead, Note, NoteNew,
+    OfflineMessage, OfflineMessageNew, PresenceState, PresenceUpdated, QueuePositionUpdated, QueueUpdated,
+    StatusChanged, TransferTarget, Typing,
 };
 use handoff_protocol::ids::{
     AgentId, ClientMsgId, ConversationId, NoteId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
@@ -195,9 +196,10 @@ fn publish_on(hub: &Hub, project: &ProjectId, event: &Event, agents: &[&AgentId]
             .chain([queue])
             .chain(agents.iter().map(|a| Channel::Agent((*a).clone())))
             .collect(),
-        Event::QueuePositionUpdated(_) | Event::Typing(_) | Event::PresenceUpdated(_) | Event::MessageRead(_) => {
-            conv.into_iter().collect()
-        }
+        Event::QueuePositionUpdated(_)
+        | Event::Typing(_)
+        | Event::PresenceUpdated(_)
+        | Event::MessageRead(_) => conv.into_iter().collect(),
         Event::QueueUpdated(_) | Event::AgentStatusChanged(_) | Event::OfflineMessageNew(_) => vec![queue],
         Event::NoteNew(n) => vec![Channel::ConversationAgents(n.note.conversation_id.clone())],
         _ => Vec::new(),

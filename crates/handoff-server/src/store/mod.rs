@@ -651,7 +651,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// Database errors.
-    async fn mark_read(&self, agent: &AgentId, id: &ConversationId, seq: Seq) -> Result<Option<Seq>, StoreError>;
+    async fn mark_read(
+        &self,
+        agent: &AgentId,
+        id: &ConversationId,
+        seq: Seq,
+    ) -> Result<Option<Seq>, StoreError>;
 
     /// The conversation's highest agent read marker (0 when no agent read it).
     ///

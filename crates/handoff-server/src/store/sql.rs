@@ -1270,7 +1270,12 @@ impl Store for SqlStore {
         Ok(u32::try_from(row.try_get::<i64, _>(0)?).unwrap_or(u32::MAX))
     }
 
-    async fn mark_read(&self, agent: &AgentId, id: &ConversationId, seq: Seq) -> Result<Option<Seq>, StoreError> {
+    async fn mark_read(
+        &self,
+        agent: &AgentId,
+        id: &ConversationId,
+        seq: Seq,
+    ) -> Result<Option<Seq>, StoreError> {
         // The conversation's highest marker before, then the upsert. One statement each: a
         // read-then-write transaction fails on SQLite in WAL mode when another connection
         // writes in between (SQLITE_BUSY_SNAPSHOT, which busy_timeout does not retry). Markers

@@ -77,8 +77,14 @@ with_sink!(transcript_by_email, |s: TestServer, sink: SmtpSink| async move {
         (&s.agent1.0, "Hi, I am Ann. How can I help?"),
         (&vt, "My parcel is late.\r\n.\r\nRCPT TO:<evil@example.com>\r\nBcc: evil@example.com"),
     ] {
-        let (st, v) =
-            s.call("POST", &format!("/api/conversations/{c}/messages"), Some(token), Some(json!({"body": body}))).await;
+        let (st, v) = s
+            .call(
+                "POST",
+                &format!("/api/conversations/{c}/messages"),
+                Some(token),
+                Some(json!({"body": body})),
+            )
+            .await;
         assert_eq!(st, 201, "{v}");
     }
 
@@ -116,7 +122,10 @@ with_sink!(transcript_by_email, |s: TestServer, sink: SmtpSink| async move {
     assert!(!headers.contains("evil"), "message text never reaches a header: {headers}");
     assert!(body.contains("] Ann:\r\n    Hi, I am Ann. How can I help?"), "{body}");
     assert!(body.contains("] You:\r\n    hello"), "{body}");
-    assert!(body.contains("] You:\r\n    My parcel is late.\r\n    .\r\n    RCPT TO:<evil@example.com>"), "{body}");
+    assert!(
+        body.contains("] You:\r\n    My parcel is late.\r\n    .\r\n    RCPT TO:<evil@example.com>"),
+        "{body}"
+    );
     assert!(body.contains(" UTC] "), "each message with its time in UTC: {body}");
     assert!(body.contains("--- Ann joined the conversation"), "{body}");
 
@@ -193,7 +202,12 @@ with_sink!(offline_messages_mailed_to_agents, |s: TestServer, sink: SmtpSink| as
     let ann = s.login("ann@test.dev", "pw-ann-123").await;
     s.set_status(&ann.0, "online").await;
     let (st, _) = s
-        .call("POST", &path, Some(&vt), Some(json!({"name": "Dana", "email": "dana@example.com", "message": "Again"})))
+        .call(
+            "POST",
+            &path,
+            Some(&vt),
+            Some(json!({"name": "Dana", "email": "dana@example.com", "message": "Again"})),
+        )
         .await;
     assert_eq!(st, 201);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -218,7 +232,12 @@ async fn smtp_down_never_blocks(db: Db) {
     assert_eq!(st, 202, "{v}");
     let path = format!("/api/projects/{}/offline-messages", s.project);
     let (st, _) = s
-        .call("POST", &path, Some(&vt), Some(json!({"name": "Dana", "email": "dana@example.com", "message": "Hi"})))
+        .call(
+            "POST",
+            &path,
+            Some(&vt),
+            Some(json!({"name": "Dana", "email": "dana@example.com", "message": "Hi"})),
+        )
         .await;
     assert_eq!(st, 201);
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());

@@ -103,19 +103,25 @@ both_dbs!(rating_a_resolved_conversation, |s: TestServer| async move {
         assert_eq!(conv["status"], "resolved");
     }
     let (_, session) = s
-        .call("POST", "/api/widget/session", None, Some(json!({"project_key": s.public_key, "visitor_token": vt})))
+        .call(
+            "POST",
+            "/api/widget/session",
+            None,
+            Some(json!({"project_key": s.public_key, "visitor_token": vt})),
+        )
         .await;
     assert_eq!(session["conversation"]["rating"]["rating"], 4, "{session}");
     let row = s.svc.store().rating(&ConversationId::new(c.clone())).await.unwrap().unwrap();
-    assert_eq!(row.agent_id.as_ref().map(|a| a.as_str()), Some(s.agent1.1.as_str()));
+    assert_eq!(row.agent_id.as_ref().map(handoff_protocol::AgentId::as_str), Some(s.agent1.1.as_str()));
     assert_eq!(row.project_id, s.project);
     assert_eq!(row.rating, 4);
 
     // Once per conversation, even after it reopens and is resolved again.
     let (st, v) = rate(&s, &vt, &c, json!({"rating": 1})).await;
     assert_eq!((st, code(&v)), (409, "already_rated"), "{v}");
-    let (st, _) =
-        s.call("POST", &format!("/api/conversations/{c}/messages"), Some(&vt), Some(json!({"body": "again"}))).await;
+    let (st, _) = s
+        .call("POST", &format!("/api/conversations/{c}/messages"), Some(&vt), Some(json!({"body": "again"})))
+        .await;
     assert_eq!(st, 201);
     let (st, v) = rate(&s, &vt, &c, json!({"rating": 1})).await;
     assert_eq!((st, code(&v)), (409, "already_rated"), "{v}");
@@ -129,7 +135,12 @@ both_dbs!(rating_goes_to_the_last_agent, |s: TestServer| async move {
     let (vt, c) = claimed(&s).await;
     s.set_status(&s.agent2.0, "online").await;
     let (st, v) = s
-        .call("POST", &format!("/api/conversations/{c}/transfer"), Some(&s.agent1.0), Some(json!({"to": s.agent2.1})))
+        .call(
+            "POST",
+            &format!("/api/conversations/{c}/transfer"),
+            Some(&s.agent1.0),
+            Some(json!({"to": s.agent2.1})),
+        )
         .await;
     assert_eq!(st, 200, "{v}");
     let (st, _) = s.call("POST", &format!("/api/conversations/{c}/resolve"), Some(&s.secret_key), None).await;
@@ -152,7 +163,8 @@ both_dbs!(rating_goes_to_the_last_agent, |s: TestServer| async move {
 });
 
 async fn read(s: &TestServer, token: &str, c: &str, seq: u64) {
-    let (st, v) = s.call("POST", &format!("/api/conversations/{c}/read"), Some(token), Some(json!({"seq": seq}))).await;
+    let (st, v) =
+        s.call("POST", &format!("/api/conversations/{c}/read"), Some(token), Some(json!({"seq": seq}))).await;
     assert_eq!(st, 204, "{v}");
 }
 
@@ -173,8 +185,9 @@ both_dbs!(read_receipts, |s: TestServer| async move {
     let (vt, c) = claimed(&s).await;
     let (vt2, c2) = claimed(&s).await;
     for body in ["one", "two"] {
-        let (st, _) =
-            s.call("POST", &format!("/api/conversations/{c}/messages"), Some(&vt), Some(json!({"body": body}))).await;
+        let (st, _) = s
+            .call("POST", &format!("/api/conversations/{c}/messages"), Some(&vt), Some(json!({"body": body})))
+            .await;
         assert_eq!(st, 201);
     }
     let mut customer = s.socket(Vsn::V2).await;
@@ -210,7 +223,12 @@ both_dbs!(read_receipts, |s: TestServer| async move {
     let (_, conv) = s.call("GET", &format!("/api/conversations/{c}"), Some(&vt), None).await;
     assert_eq!(conv["agent_read_seq"], last);
     let (_, session) = s
-        .call("POST", "/api/widget/session", None, Some(json!({"project_key": s.public_key, "visitor_token": vt})))
+        .call(
+            "POST",
+            "/api/widget/session",
+            None,
+            Some(json!({"project_key": s.public_key, "visitor_token": vt})),
+        )
         .await;
     assert_eq!(session["conversation"]["agent_read_seq"], last, "{session}");
 
@@ -222,9 +240,8 @@ both_dbs!(read_receipts, |s: TestServer| async move {
     let (st, _) =
         s.call("POST", &format!("/api/conversations/{c}/read"), Some(&vt), Some(json!({"seq": last}))).await;
     assert_eq!(st, 403);
-    let (st, _) = s
-        .call("POST", "/api/conversations/conv_nope/read", Some(&s.agent1.0), Some(json!({"seq": 1})))
-        .await;
+    let (st, _) =
+        s.call("POST", "/api/conversations/conv_nope/read", Some(&s.agent1.0), Some(json!({"seq": 1}))).await;
     assert_eq!(st, 404);
     // Not persisted: the history holds no receipt.
     let (_, page) = s.call("GET", &format!("/api/conversations/{c}/events"), Some(&vt), None).await;
