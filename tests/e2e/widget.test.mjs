@@ -847,6 +847,10 @@ test("first paint: the loader draws the launcher before the wasm is up; a click 
 });
 
 test("read receipts, rating after resolve (asked once, also after a reload), no transcript button without email", async () => {
+  // Earlier tests may leave conversations assigned to the agent: free their capacity.
+  for (const { conversation: c } of await api.call("GET", "/api/inbox")) {
+    if (c.status === "assigned") await api.call("POST", `/api/conversations/${c.id}/resolve`, {});
+  }
   await setStatus("online");
   const { context, page, problems } = await visitor();
   await openChat(page);
