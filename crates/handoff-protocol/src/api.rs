@@ -114,7 +114,8 @@ pub enum ErrorCode {
     IdentityConflict,
     /// The conversation has its satisfaction rating already (a conversation is rated once).
     AlreadyRated,
-    /// The server sends no email (no `SMTP_URL` configured).
+    /// The server sends no email (no `SMTP_URL` configured): a 403, since the request may be
+    /// right and no retry will help on this server.
     EmailDisabled,
     /// Too many requests.
     RateLimited,
@@ -187,7 +188,8 @@ impl ErrorCode {
             ErrorCode::Forbidden
             | ErrorCode::IdentityRequired
             | ErrorCode::OriginNotAllowed
-            | ErrorCode::NotAssignee => 403,
+            | ErrorCode::NotAssignee
+            | ErrorCode::EmailDisabled => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::InvalidTransition
@@ -195,7 +197,6 @@ impl ErrorCode {
             | ErrorCode::IdentityConflict
             | ErrorCode::ShortcutTaken
             | ErrorCode::AlreadyRated => 409,
-            ErrorCode::EmailDisabled => 503,
             ErrorCode::RateLimited => 429,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
@@ -1078,7 +1079,7 @@ mod tests {
         assert_eq!(ErrorCode::AgentUnavailable.http_status(), 409);
         assert_eq!(ErrorCode::MethodNotAllowed.http_status(), 405);
         assert_eq!(ErrorCode::AlreadyRated.http_status(), 409);
-        assert_eq!(ErrorCode::EmailDisabled.http_status(), 503);
+        assert_eq!(ErrorCode::EmailDisabled.http_status(), 403);
         assert_eq!(ErrorCode::AlreadyRated.as_str(), "already_rated");
         for (status, code) in [
             (400, ErrorCode::BadRequest),

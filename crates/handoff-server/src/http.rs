@@ -301,10 +301,13 @@ mod errors {
     )]
     pub(super) struct RateLimited(api::ErrorBody);
 
-    /// 503 of email.
+    /// 403 of email.
     #[derive(utoipa::IntoResponses)]
-    #[response(status = 503, description = "`email_disabled`: the server sends no email (no `SMTP_URL`)")]
-    pub(super) struct EmailDisabled(api::ErrorBody);
+    #[response(
+        status = 403,
+        description = "`email_disabled` (the server sends no email: no `SMTP_URL`), or `forbidden` (not the conversation's visitor), `identity_required`, `origin_not_allowed`"
+    )]
+    pub(super) struct EmailForbidden(api::ErrorBody);
 
     /// 500.
     #[derive(utoipa::IntoResponses)]
@@ -313,8 +316,8 @@ mod errors {
 }
 
 use errors::{
-    BadRequest, Conflict, EmailDisabled, Forbidden, Internal, Invalid, NotFound, RateLimited, RatingConflict,
-    ShortcutTaken, TooLarge, Unauthorized,
+    BadRequest, Conflict, EmailForbidden, Forbidden, Internal, Invalid, NotFound, RateLimited,
+    RatingConflict, ShortcutTaken, TooLarge, Unauthorized,
 };
 
 /// What the annotations cannot say: `POST /api/conversations` takes no body, or an object
@@ -758,7 +761,7 @@ async fn rate(
     request_body = api::TranscriptRequest,
     responses(
         (status = 202, description = "Accepted: the mail goes out in the background", body = api::TranscriptAccepted),
-        BadRequest, Unauthorized, Forbidden, NotFound, TooLarge, Invalid, RateLimited, EmailDisabled, Internal),
+        BadRequest, Unauthorized, EmailForbidden, NotFound, TooLarge, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn transcript(

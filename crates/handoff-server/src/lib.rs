@@ -50,7 +50,7 @@ pub struct Config {
     /// with it, whoever holds a project's secret key can make the server call its own network).
     pub allow_private_webhooks: bool,
     /// `SMTP_URL` (`smtp://host:port`, `smtps://user:pass@host`): where mail goes; `None`: the
-    /// server sends no email (transcripts answer `503 email_disabled`).
+    /// server sends no email (transcripts answer `403 email_disabled`).
     pub smtp_url: Option<String>,
     /// `SMTP_FROM`: the sender of every mail (`Support <support@example.com>`); required with
     /// `smtp_url`.

@@ -3,7 +3,7 @@
 //!
 //! Configured by `SMTP_URL` (`smtp://host:port` unencrypted, `smtp://host?tls=required` with
 //! STARTTLS, `smtps://user:pass@host` over TLS) and the sender `SMTP_FROM`; without `SMTP_URL`
-//! the server sends no email and the routes that would answer `503 email_disabled`.
+//! the server sends no email and the routes that would answer `403 email_disabled`.
 //!
 //! Mail never blocks an HTTP answer: [`Mailer::send_in_background`] hands it to a task and logs
 //! a failure. Text written by visitors only ever goes into a body (as text, never a header);

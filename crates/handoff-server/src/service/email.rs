@@ -21,7 +21,7 @@ impl Service {
     /// an hour, counted in the database (so across nodes); sent in the background.
     ///
     /// # Errors
-    /// 503 `email_disabled`; 403 for anyone but the conversation's customer; 404; 422 for a bad
+    /// 403 `email_disabled`, and 403 for anyone but the conversation's customer; 404; 422 for a bad
     /// address or none known; 429 over the limit.
     pub async fn email_transcript(
         &self,

@@ -58,7 +58,7 @@ async fn transcript(s: &TestServer, token: &str, c: &str, body: Value) -> (u16, 
 both_dbs!(email_is_off_without_smtp, |s: TestServer| async move {
     let (vt, c) = s.conversation().await;
     let (st, v) = transcript(&s, &vt, &c, json!({"email": "dana@example.com"})).await;
-    assert_eq!((st, code(&v)), (503, "email_disabled"), "{v}");
+    assert_eq!((st, code(&v)), (403, "email_disabled"), "{v}");
     let (_, session) =
         s.call("POST", "/api/widget/session", None, Some(json!({"project_key": s.public_key}))).await;
     assert_eq!(session["config"]["email"], false);
