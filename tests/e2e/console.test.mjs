@@ -286,6 +286,9 @@ test("transfer to a second agent's console; decline returns it to the queue; res
 
   await inboxItem(boc.page, id).locator("button").first().click();
   await eventually(async () => (await messageTexts(boc.page)).includes("Can someone help with billing?"), { what: "history at Bo" });
+  // Bo's console marks what he read: the customer gets a read receipt from him.
+  await eventually(async () => (await customerEvents(customer, "message:read")).some((r) => r.reader.id === bo.id),
+    { what: "read receipt at the customer" });
   await eventually(async () => !(await boc.page.isDisabled("#decline")), { what: "decline enabled" });
   // The transfer note is an internal note for Bo; the thread says who transferred it.
   await eventually(async () => (await boc.page.locator("[data-testid=note] .body").allTextContents())
@@ -308,8 +311,6 @@ test("transfer to a second agent's console; decline returns it to the queue; res
   assert.equal(statuses.at(-1).status, "resolved");
   const seen = JSON.stringify(await customer.page.evaluate(async () => [window.events, await window.customer.history()]));
   assert.ok(!seen.includes("Billing question"), "the transfer note reached the customer");
-  // The agents read the thread: the customer got read receipts.
-  await eventually(async () => (await customerEvents(customer, "message:read")).length > 0, { what: "read receipt at the customer" });
 
   // The customer rates it: Ada's open conversation shows it live (badge and a line), once.
   const rated = await customer.page.evaluate(() => window.customer.rate(5, "Great help with billing"));
