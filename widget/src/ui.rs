@@ -1015,7 +1015,7 @@ fn bubble(doc: &Document, class: &str, who: &str, body: &str) -> Element {
 }
 
 /// Runs one of the widget's tasks on the page's event loop: one instantiation of `spawn_local`
-/// for all of them (each is code in the wasm).
+/// for all of them and the client's (each is code in the wasm).
 fn spawn(task: Pin<Box<dyn Future<Output = ()>>>) {
-    wasm_bindgen_futures::spawn_local(task);
+    handoff_client::spawn_task(task);
 }

@@ -8,7 +8,7 @@ pub mod url;
 #[cfg(target_arch = "wasm32")]
 mod browser;
 #[cfg(target_arch = "wasm32")]
-pub use browser::HandoffClient;
+pub use browser::{spawn_task, HandoffClient};
 #[cfg(all(target_arch = "wasm32", feature = "supabase"))]
 pub use browser::{connect_supabase, RealtimeChannel, RealtimeClient};
 #[cfg(all(target_arch = "wasm32", feature = "agent"))]
