@@ -102,23 +102,30 @@ fn build_wasm(root: &Path, package: &str, out: &Path) -> Result {
     )?;
     let wasm = out.join(format!("{stem}_bg.wasm"));
     wasm_opt(root, &wasm)?;
-    shorten_imports(&wasm, &out.join(format!("{stem}.js")), &format!("./{stem}_bg.js"))
+    shorten_names(&wasm, &out.join(format!("{stem}.js")), &format!("./{stem}_bg.js"))
 }
 
-/// Gives the functions the glue hands to the wasm one- or two-letter names, in the module's
-/// import section and in the glue alike, and their module the name `w`. wasm-bindgen names each
-/// `__wbg_<method>_<16 hex digits>` in the module `./<stem>_bg.js`: on the widget, 98 names
-/// that cost 2.3 KB gzip in the wasm and 1.3 KB in the glue (hashes do not compress). Every
-/// name must be found in the glue, else the build fails (a glue that changed shape would
-/// otherwise ship a module that cannot be instantiated).
-fn shorten_imports(wasm_path: &Path, glue_path: &Path, module: &str) -> Result {
+/// Gives the functions the glue hands to the wasm, and the exports the glue calls, one- or
+/// two-letter names, in the module and in the glue alike, and the import module the name `w`.
+/// wasm-bindgen names each import `__wbg_<method>_<16 hex digits>` in the module
+/// `./<stem>_bg.js`: on the widget, 98 names that cost 2.3 KB gzip in the wasm and 1.3 KB in
+/// the glue (hashes do not compress); the SDK's exports (`agentclient_markOfflineHandled`, ...)
+/// cost 1.5 KB. An export the glue does not call as `wasm.<name>` keeps its name. Every import
+/// must be found in the glue, else the build fails (a glue that changed shape would otherwise
+/// ship a module that cannot be instantiated).
+fn shorten_names(wasm_path: &Path, glue_path: &Path, module: &str) -> Result {
     let wasm = std::fs::read(wasm_path).map_err(|e| format!("cannot read {}: {e}", wasm_path.display()))?;
     let mut glue = std::fs::read_to_string(glue_path)
         .map_err(|e| format!("cannot read {}: {e}", glue_path.display()))?;
-    let (wasm, names) = rename_imports(&wasm, module, SHORT_MODULE)?;
-    for (long, short) in &names {
+    let called = |name: &str| replace_word(&glue, &["wasm.", name].concat(), "").is_some();
+    let (wasm, imports, exports) = rename(&wasm, module, SHORT_MODULE, called)?;
+    for (long, short) in &imports {
         glue = replace_word(&glue, long, short)
             .ok_or_else(|| format!("{} does not define the import {long}", glue_path.display()))?;
+    }
+    for (long, short) in &exports {
+        glue = replace_word(&glue, &["wasm.", long].concat(), &["wasm.", short].concat())
+            .ok_or_else(|| format!("{} does not call the export {long}", glue_path.display()))?;
     }
     let key = format!("\"{module}\":");
     if glue.matches(&key).count() != 1 {
@@ -207,15 +214,24 @@ fn read_name<'a>(bytes: &'a [u8], at: &mut usize) -> Result<&'a str> {
     std::str::from_utf8(name).map_err(|_| "an import name is not UTF-8".to_owned())
 }
 
-/// `wasm` with the imports of `module` renamed to [`short_names`] in module `to`; the renames,
-/// `(old, new)`. Other sections are copied byte for byte.
-fn rename_imports(wasm: &[u8], module: &str, to: &str) -> Result<(Vec<u8>, Vec<(String, String)>)> {
+/// What [`rename`] renamed: `(old, new)` names.
+type Renames = Vec<(String, String)>;
+
+/// `wasm` with the imports of `module` renamed to [`short_names`] in module `to`, and the
+/// exports for which `export` says so renamed to short names too; the renames of imports and of
+/// exports. Other sections are copied byte for byte.
+fn rename(
+    wasm: &[u8],
+    module: &str,
+    to: &str,
+    export: impl Fn(&str) -> bool,
+) -> Result<(Vec<u8>, Renames, Renames)> {
     if wasm.get(..8) != Some(b"\0asm\x01\0\0\0".as_slice()) {
         return Err("not a wasm module (version 1)".to_owned());
     }
     let mut out = wasm[..8].to_vec();
-    let mut names = Vec::new();
-    let mut short = short_names();
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let (mut import_names, mut export_names) = (short_names(), short_names());
     let mut at = 8;
     while at < wasm.len() {
         let id = wasm[at];
@@ -223,59 +239,84 @@ fn rename_imports(wasm: &[u8], module: &str, to: &str) -> Result<(Vec<u8>, Vec<(
         let len = read_leb(wasm, &mut at)? as usize;
         let body = wasm.get(at..at + len).ok_or("truncated wasm module")?;
         at += len;
-        if id != 2 {
-            out.push(id);
-            write_leb(&mut out, u32::try_from(len).map_err(|e| e.to_string())?);
-            out.extend_from_slice(body);
-            continue;
-        }
         let mut p = 0;
-        let count = read_leb(body, &mut p)?;
         let mut section = Vec::new();
-        write_leb(&mut section, count);
-        for _ in 0..count {
-            let m = read_name(body, &mut p)?;
-            let field = read_name(body, &mut p)?;
-            let desc = p;
-            // The import's description: a function's type index, a table, a memory or a global.
-            let kind = *body.get(p).ok_or("truncated import")?;
-            p += 1;
-            match kind {
-                0 => {
-                    read_leb(body, &mut p)?;
-                }
-                1 | 2 => {
-                    if kind == 1 {
-                        p += 1; // reference type
+        let name = |section: &mut Vec<u8>, name: &str| -> Result {
+            write_leb(section, u32::try_from(name.len()).map_err(|e| e.to_string())?);
+            section.extend_from_slice(name.as_bytes());
+            Ok(())
+        };
+        match id {
+            2 => {
+                let count = read_leb(body, &mut p)?;
+                write_leb(&mut section, count);
+                for _ in 0..count {
+                    let m = read_name(body, &mut p)?;
+                    let field = read_name(body, &mut p)?;
+                    let desc = p;
+                    skip_import_desc(body, &mut p)?;
+                    if m == module {
+                        let short = import_names.next().unwrap_or_default();
+                        name(&mut section, to)?;
+                        name(&mut section, &short)?;
+                        imports.push((field.to_owned(), short));
+                    } else {
+                        name(&mut section, m)?;
+                        name(&mut section, field)?;
                     }
-                    let flags = *body.get(p).ok_or("truncated import")?;
-                    p += 1;
-                    read_leb(body, &mut p)?;
-                    if flags & 1 == 1 {
-                        read_leb(body, &mut p)?;
-                    }
+                    section.extend_from_slice(body.get(desc..p).ok_or("truncated import")?);
                 }
-                3 => p += 2,
-                _ => return Err(format!("unknown import kind {kind}")),
             }
-            let (m, field) = if m == module {
-                let name = short.next().unwrap_or_default();
-                names.push((field.to_owned(), name.clone()));
-                (to, name)
-            } else {
-                (m, field.to_owned())
-            };
-            for name in [m, field.as_str()] {
-                write_leb(&mut section, u32::try_from(name.len()).map_err(|e| e.to_string())?);
-                section.extend_from_slice(name.as_bytes());
+            7 => {
+                let count = read_leb(body, &mut p)?;
+                write_leb(&mut section, count);
+                for _ in 0..count {
+                    let field = read_name(body, &mut p)?;
+                    let desc = p;
+                    p += 1; // kind
+                    read_leb(body, &mut p)?;
+                    if export(field) {
+                        let short = export_names.next().unwrap_or_default();
+                        name(&mut section, &short)?;
+                        exports.push((field.to_owned(), short));
+                    } else {
+                        name(&mut section, field)?;
+                    }
+                    section.extend_from_slice(body.get(desc..p).ok_or("truncated export")?);
+                }
             }
-            section.extend_from_slice(body.get(desc..p).ok_or("truncated import")?);
+            _ => section.extend_from_slice(body),
         }
-        out.push(2);
+        out.push(id);
         write_leb(&mut out, u32::try_from(section.len()).map_err(|e| e.to_string())?);
         out.extend_from_slice(&section);
     }
-    Ok((out, names))
+    Ok((out, imports, exports))
+}
+
+/// Skips an import's description: a function's type index, a table, a memory or a global.
+fn skip_import_desc(body: &[u8], p: &mut usize) -> Result {
+    let kind = *body.get(*p).ok_or("truncated import")?;
+    *p += 1;
+    match kind {
+        0 => {
+            read_leb(body, p)?;
+        }
+        1 | 2 => {
+            if kind == 1 {
+                *p += 1; // reference type
+            }
+            let flags = *body.get(*p).ok_or("truncated import")?;
+            *p += 1;
+            read_leb(body, p)?;
+            if flags & 1 == 1 {
+                read_leb(body, p)?;
+            }
+        }
+        3 => *p += 2,
+        _ => return Err(format!("unknown import kind {kind}")),
+    }
+    Ok(())
 }
 
 /// binaryen's `wasm-opt` on a module wasm-bindgen wrote, in place, with the sections no browser
@@ -862,7 +903,7 @@ mod tests {
     }
 
     /// A module with a type section, three imports (two of the glue's module: a function and a
-    /// global; one of another module) and a custom section.
+    /// global; one of another module), two exports and a custom section.
     fn module() -> Vec<u8> {
         let mut m = b"\0asm\x01\0\0\0".to_vec();
         m.extend([1, 4, 1, 0x60, 0, 0]); // one type: [] -> []
@@ -881,17 +922,26 @@ mod tests {
         m.push(2);
         m.push(u8::try_from(imports.len()).unwrap_or_default());
         m.extend(imports);
+        m.extend(EXPORTS);
         m.extend([0, 4, 3, b'a', b'b', b'c']);
         m
     }
 
+    /// `memory` (memory 0) and `widget_open` (function 0).
+    const EXPORTS: [u8; 26] = [
+        7, 24, 2, 6, b'm', b'e', b'm', b'o', b'r', b'y', 2, 0, 11, b'w', b'i', b'd', b'g', b'e', b't', b'_', b'o',
+        b'p', b'e', b'n', 0, 0,
+    ];
+
     #[test]
-    fn imports_of_the_glue_get_short_names() {
-        let (out, names) = rename_imports(&module(), "./x_bg.js", "w").expect("renamed");
+    fn imports_of_the_glue_and_exports_it_calls_get_short_names() {
+        let called = |name: &str| name == "widget_open";
+        let (out, imports, exports) = rename(&module(), "./x_bg.js", "w", called).expect("renamed");
         assert_eq!(
-            names,
+            imports,
             [("__wbg_log_0123456789abcdef".to_owned(), "a".to_owned()), ("__wbindgen_g".to_owned(), "b".to_owned())]
         );
+        assert_eq!(exports, [("widget_open".to_owned(), "a".to_owned())]);
         let mut expected = b"\0asm\x01\0\0\0".to_vec();
         expected.extend([1, 4, 1, 0x60, 0, 0]);
         let imports = [
@@ -903,14 +953,16 @@ mod tests {
         expected.push(2);
         expected.push(u8::try_from(imports.len()).unwrap_or_default());
         expected.extend(imports);
+        expected.extend([7, 14, 2, 6, b'm', b'e', b'm', b'o', b'r', b'y', 2, 0, 1, b'a', 0, 0]);
         expected.extend([0, 4, 3, b'a', b'b', b'c']);
         assert_eq!(out, expected);
         // A second pass finds nothing of that module: the output is a valid module.
-        assert_eq!(rename_imports(&out, "./x_bg.js", "w").map(|(_, n)| n.len()), Ok(0));
-        assert!(rename_imports(b"not wasm", "./x_bg.js", "w").is_err());
+        let again = rename(&out, "./x_bg.js", "w", |_| false).map(|(_, i, e)| (i.len(), e.len()));
+        assert_eq!(again, Ok((0, 0)));
+        assert!(rename(b"not wasm", "./x_bg.js", "w", |_| true).is_err());
         let mut cut = module();
         cut.truncate(20);
-        assert!(rename_imports(&cut, "./x_bg.js", "w").is_err());
+        assert!(rename(&cut, "./x_bg.js", "w", |_| true).is_err());
     }
 
     #[test]
