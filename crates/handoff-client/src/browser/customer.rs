@@ -229,9 +229,7 @@ impl HandoffClient {
         let state = self.state.clone();
         let project_key = self.project_key.clone();
         let prefetched = (!prefetched.is_null() && !prefetched.is_undefined()).then_some(prefetched);
-        super::promise(async move {
-            open_session(&engine, &store, &state, project_key, prefetched).await
-        })
+        super::promise(async move { open_session(&engine, &store, &state, project_key, prefetched).await })
     }
 }
 
@@ -268,9 +266,7 @@ impl HandoffClient {
         let store = self.store.clone();
         let state = self.state.clone();
         let project_key = self.project_key.clone();
-        super::promise(async move {
-            open_session(&engine, &store, &state, project_key, None).await
-        })
+        super::promise(async move { open_session(&engine, &store, &state, project_key, None).await })
     }
 
     /// Starts a conversation, optionally with a first message; resolves to the conversation.

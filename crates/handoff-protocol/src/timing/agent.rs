@@ -21,7 +21,6 @@
 //! assert!(gone.expires(AGENT_OFFLINE_AFTER_MS));
 //! ```
 
-
 use super::{Clock, Queue};
 use crate::event::AgentStatus;
 

@@ -32,7 +32,6 @@
 //! assert_eq!(b.poll_action(), None);
 //! ```
 
-
 use super::{Clock, Queue};
 use crate::event::Event;
 use crate::ids::Seq;

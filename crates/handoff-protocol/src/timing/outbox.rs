@@ -29,7 +29,6 @@
 //! assert_eq!(o.pending().count(), 0);
 //! ```
 
-
 use serde::{Deserialize, Serialize};
 
 use super::{Clock, Queue};

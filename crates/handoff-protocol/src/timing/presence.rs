@@ -28,7 +28,6 @@
 //! assert_eq!(p.poll_timeout(), Some(30_000));
 //! ```
 
-
 use super::{Clock, Queue};
 use crate::event::PresenceState;
 

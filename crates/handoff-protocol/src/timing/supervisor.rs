@@ -34,7 +34,6 @@
 //! assert_eq!(s.state(), ConnectionState::Connected);
 //! ```
 
-
 use super::{Clock, Jitter, Queue};
 
 /// Reconnect delays after the 1st, 2nd, 3rd, 4th and later failures, before jitter.

@@ -19,7 +19,6 @@
 //! assert_eq!(s.poll_action(), Some(TypingAction::Send(false)));
 //! ```
 
-
 use super::{Clock, Queue};
 use crate::event::Author;
 
