@@ -452,7 +452,7 @@ function renderQueue() {
     class: "item", "data-testid": "queue-item", dataset: { conversationId: q.conversation_id },
   },
   el("button", {
-    type: "button", class: "item-main", "aria-label": `Open the conversation with ${customerName(q)}`,
+    type: "button", class: "item-main",
     onclick: () => select(q.conversation_id),
   },
   el("span", { class: "name", text: customerName(q) }),
@@ -499,14 +499,14 @@ function renderInbox() {
     },
     el("button", {
       type: "button", class: "item-main", "aria-current": c.id === state.selected ? "true" : null,
-      "aria-label": `Open the conversation with ${customerName(c)}${unread ? `, ${unread} unread` : ""}`,
       onclick: () => select(c.id),
     },
     el("span", { class: "name" },
       el("span", { class: "dot small", dataset: { state: presence }, "aria-hidden": "true" }),
       customerName(c)),
     el("span", { class: "preview", "data-testid": "inbox-preview", text: preview }),
-    unread ? el("span", { class: "unread", "data-testid": "inbox-unread", text: String(unread) }) : null));
+    unread ? el("span", { class: "unread", "data-testid": "inbox-unread", text: String(unread) }) : null,
+    unread ? el("span", { class: "visually-hidden", text: " unread" }) : null));
   }));
   $("inbox-count").textContent = String(items.length);
   attention.setUnread(items.reduce((n, i) => n + i.unread, 0));
@@ -812,7 +812,7 @@ $("back").addEventListener("click", () => closeConversation());
 // Typing `/` at the start of the reply or after a space opens the project's canned responses
 // whose shortcut starts with what follows the slash (or whose text contains it), from the
 // server's search. Arrow keys move, Enter or Tab insert the text in place of `/query`, Escape
-// closes. The textarea is a combobox: `aria-activedescendant` names the highlighted option.
+// closes. `aria-activedescendant` on the textarea names the highlighted option.
 
 const suggest = {
   /** Index of the `/` in the textarea, while the list is open (or loading). */
@@ -883,7 +883,7 @@ function showSuggestions(items, slash) {
     onmousedown: (e) => { e.preventDefault(); pickSuggestion(i); },
   }, el("span", { class: "shortcut", text: `/${c.shortcut}` }), el("span", { class: "preview", text: c.content }))));
   list.hidden = false;
-  $("compose-input").setAttribute("aria-expanded", "true");
+  $("canned-status").textContent = `${items.length} canned ${items.length === 1 ? "response" : "responses"}: up and down arrows to choose, Enter to insert`;
   highlight(keep);
 }
 
@@ -907,7 +907,7 @@ function closeSuggestions() {
   suggest.active = -1;
   $("canned-suggestions").hidden = true;
   $("canned-suggestions").replaceChildren();
-  $("compose-input").setAttribute("aria-expanded", "false");
+  $("canned-status").textContent = "";
   $("compose-input").removeAttribute("aria-activedescendant");
 }
 

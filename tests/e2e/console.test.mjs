@@ -5,7 +5,7 @@
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { AgentApi, artifacts, eventually, launchBrowser, serveHostPage, startServer } from "./harness.mjs";
+import { AgentApi, artifacts, axeViolations, eventually, launchBrowser, serveHostPage, startServer } from "./harness.mjs";
 
 let server;
 let browser;
@@ -45,8 +45,8 @@ async function shot(page, name) {
 }
 
 /** A console in a fresh context, signed in as `agent`. */
-async function openConsole(agent, { viewport = WIDE, init, base = server.base } = {}) {
-  const context = await browser.newContext({ viewport });
+async function openConsole(agent, { viewport = WIDE, init, base = server.base, bypassCSP = false } = {}) {
+  const context = await browser.newContext({ viewport, bypassCSP });
   if (init) await context.addInitScript(init);
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`console page error (${agent.email}):`, e));
@@ -435,19 +435,21 @@ test("canned responses: added in the panel, found by typing /greet, picked by ke
   await shown(inboxItem(page, id), "inbox entry");
   await eventually(() => page.locator("#compose-input").isEnabled(), { what: "compose enabled" });
 
-  // `/gre` lists both by shortcut; the textarea is a combobox pointing at the highlighted option.
+  // `/gre` lists both by shortcut; the textarea points at the highlighted option, a status line
+  // tells screen readers how many there are.
   const input = page.locator("#compose-input");
   const options = page.locator("#canned-suggestions[role=listbox] [role=option]");
   await input.focus();
   await page.keyboard.type("/gre");
   await eventually(async () => (await options.count()) === 2, { what: "two suggestions" });
   assert.deepEqual(await options.evaluateAll((os) => os.map((o) => o.dataset.shortcut)), ["greet", "greet-later"]);
-  assert.equal(await input.getAttribute("aria-expanded"), "true");
+  assert.match(await page.textContent("#canned-status"), /^2 canned responses/);
   assert.equal(await input.getAttribute("aria-activedescendant"), "canned-option-0");
   // Escape closes the list and leaves the text.
   await page.keyboard.press("Escape");
   await eventually(() => page.locator("#canned-suggestions").isHidden(), { what: "suggestions closed" });
-  assert.equal(await input.getAttribute("aria-expanded"), "false");
+  assert.equal(await page.textContent("#canned-status"), "");
+  assert.equal(await input.getAttribute("aria-activedescendant"), null);
   assert.equal(await input.inputValue(), "/gre");
 
   // A text search: `/cara` finds the greeting by its content.
@@ -619,4 +621,75 @@ test("a background console notifies of the queue, assignments and customer messa
 
   for (const c of [c1, c2, c3]) await c.context.close();
   await ada.context.close();
+});
+
+/** Fails with every violation axe-core reports on the page as it is now (`screen` names it). */
+async function assertAccessible(page, screen) {
+  const violations = await axeViolations(page);
+  assert.deepEqual(violations, [], `axe on the ${screen}:\n${JSON.stringify(violations, null, 2)}`);
+}
+
+test("every console screen passes axe-core: login, lists, a conversation (own, queued, resolved), canned responses, narrow", async (t) => {
+  const own = await startServer();
+  t.after(() => own.stop());
+  const context = await browser.newContext({ viewport: WIDE, bypassCSP: true });
+  const page = await context.newPage();
+  await page.goto(`${own.base}/console/`);
+  await page.waitForSelector("#login-view:not([hidden])");
+  await assertAccessible(page, "login screen");
+  await page.click("#login-submit"); // empty: the error shows
+  await shown(page.locator("#login-error"), "login error");
+  await assertAccessible(page, "login screen with an error");
+
+  await page.fill("#login-email", own.agent.email);
+  await page.fill("#login-password", own.agent.password);
+  await page.click("#login-submit");
+  await page.waitForSelector("#app:not([hidden])");
+  await assertAccessible(page, "empty lists");
+
+  // Away: two customers wait in the queue; one is claimed and answered.
+  await setStatus(page, "away");
+  const a = await openCustomerOn(own);
+  const b = await openCustomerOn(own);
+  const idA = await handOff(a, "First customer: where is my parcel?");
+  const idB = await handOff(b, "Second customer: I need an invoice");
+  await shown(queueItem(page, idB), "second queue entry");
+  await queueItem(page, idA).locator("[data-testid=queue-claim]").click();
+  await shown(inboxItem(page, idA), "inbox entry");
+  await page.fill("#compose-input", "Hello! Let me look.");
+  await page.click("#compose-send");
+  await page.fill("#note-input", "Parcel 42, check with the courier");
+  await page.click("#note-add");
+  await eventually(async () => (await page.locator("[data-testid=note]").count()) === 1, { what: "note" });
+  await a.page.evaluate(() => window.customer.send("Thanks, it is order 42"));
+  await eventually(async () => (await messageTexts(page)).includes("Thanks, it is order 42"), { what: "customer message" });
+  await assertAccessible(page, "own conversation, selected in the inbox, with a queue");
+
+  // The canned responses suggestions open in the reply box.
+  await page.fill("#canned-shortcut", "thanks");
+  await page.fill("#canned-content", "Thank you for waiting!");
+  await page.click("#canned-save");
+  await eventually(async () => (await page.locator("#canned-list li").count()) === 1, { what: "canned response saved" });
+  await page.fill("#compose-input", "");
+  await page.focus("#compose-input");
+  await page.keyboard.type("/than");
+  await shown(page.locator("#canned-suggestions"), "suggestions");
+  await assertAccessible(page, "canned suggestions open");
+  await page.keyboard.press("Escape");
+
+  // A queued conversation opened from the queue, then a resolved one.
+  await queueItem(page, idB).locator(".item-main").click();
+  await eventually(async () => (await messageTexts(page)).includes("Second customer: I need an invoice"), { what: "queued thread" });
+  await assertAccessible(page, "queued conversation");
+  await inboxItem(page, idA).locator(".item-main").click();
+  await eventually(async () => !(await page.locator("#resolve").isDisabled()), { what: "own conversation open" });
+  await page.click("#resolve");
+  await eventually(async () => (await page.textContent("#conversation-status")) === "resolved", { what: "resolved" });
+  await assertAccessible(page, "resolved conversation");
+
+  // A phone-sized window.
+  await page.setViewportSize(NARROW);
+  await assertAccessible(page, "narrow window");
+  for (const c of [a, b]) await c.context.close();
+  await context.close();
 });
