@@ -43,20 +43,6 @@ const TREE: &str = "\
    *button||Send another message|type=button
   *div|actions
    *button|human|Talk to a human|type=button
-  *form|rate
-   p||How was this conversation?
-   div|stars
-    *button||★|type=button|aria-label=1 star
-    *button||★|type=button|aria-label=2 stars
-    *button||★|type=button|aria-label=3 stars
-    *button||★|type=button|aria-label=4 stars
-    *button||★|type=button|aria-label=5 stars
-   *textarea||placeholder=Comment (optional)|maxlength=1000
-   *button|act|Send feedback|type=submit
-  *div|mail
-   *input||type=email|placeholder=Your email|autocomplete=email|hidden=
-   *button|act|Email transcript|type=button
-   *p|note|role=status
   *p|error|role=alert|hidden=
   *form|composer
    *textarea||aria-label=Message|placeholder=Write a message…|rows=1|maxlength=4000
@@ -86,24 +72,14 @@ pub(crate) const SENT_TEXT: usize = 16;
 pub(crate) const AGAIN: usize = 17;
 pub(crate) const ACTIONS: usize = 18;
 pub(crate) const HUMAN: usize = 19;
-pub(crate) const RATE: usize = 20;
-/// The first of the five star buttons (1 to 5 stars, in order).
-pub(crate) const STAR1: usize = 21;
-pub(crate) const STAR5: usize = 25;
-pub(crate) const RATE_TEXT: usize = 26;
-pub(crate) const RATE_SEND: usize = 27;
-pub(crate) const MAIL: usize = 28;
-pub(crate) const MAIL_TO: usize = 29;
-pub(crate) const MAIL_SEND: usize = 30;
-pub(crate) const MAIL_NOTE: usize = 31;
-pub(crate) const ERROR: usize = 32;
-pub(crate) const COMPOSER: usize = 33;
-pub(crate) const INPUT: usize = 34;
-pub(crate) const LAUNCHER: usize = 35;
-pub(crate) const ICON: usize = 36;
-pub(crate) const BADGE: usize = 37;
+pub(crate) const ERROR: usize = 20;
+pub(crate) const COMPOSER: usize = 21;
+pub(crate) const INPUT: usize = 22;
+pub(crate) const LAUNCHER: usize = 23;
+pub(crate) const ICON: usize = 24;
+pub(crate) const BADGE: usize = 25;
 /// How many elements the widget keeps.
-pub(crate) const KEPT: usize = 38;
+pub(crate) const KEPT: usize = 26;
 
 /// The elements the widget updates, by the indices above.
 pub(crate) type Els = [Element; KEPT];

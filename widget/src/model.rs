@@ -37,7 +37,6 @@ pub enum BubbleChange {
 
 /// The widget's state.
 #[derive(Clone, Debug)]
-#[allow(clippy::struct_excessive_bools)] // independent view flags, each read on its own
 pub struct Model {
     /// Which body is shown.
     pub screen: Screen,
@@ -65,11 +64,6 @@ pub struct Model {
     /// confirmed message (`message:new`) replaces the bubble with its `client_msg_id`, never one
     /// with the same text.
     pub outgoing: Vec<(String, Outgoing)>,
-    /// The conversation has its satisfaction rating (given here, in another tab, or before a
-    /// reload): the rating prompt is never shown again for it.
-    pub rated: bool,
-    /// The server sends email: "Email transcript" is on offer.
-    pub email: bool,
     /// The highest `seq` an agent has read (read receipts).
     pub read_seq: u64,
 }
@@ -89,8 +83,6 @@ impl Default for Model {
             agents_away: false,
             bot: false,
             outgoing: Vec::new(),
-            rated: false,
-            email: false,
             read_seq: 0,
         }
     }
@@ -236,21 +228,6 @@ impl Model {
         }
     }
 
-    /// Whether the rating prompt shows: in the chat of a resolved conversation not rated yet.
-    pub fn asks_rating(&self) -> bool {
-        self.resolved_chat() && !self.rated
-    }
-
-    /// Whether "Email transcript" is offered: the server sends email and the chat shows a
-    /// resolved conversation.
-    pub fn offers_transcript(&self) -> bool {
-        self.email && self.resolved_chat()
-    }
-
-    fn resolved_chat(&self) -> bool {
-        self.screen == Screen::Chat && self.status == Some(ConversationStatus::Resolved)
-    }
-
     /// A read receipt (`message:read`, or the session's `agent_read_seq`): whether the highest
     /// read `seq` moved (it never moves back).
     pub fn read(&mut self, seq: u64) -> bool {
@@ -362,31 +339,6 @@ mod tests {
             m.message(seq, false);
         }
         assert_eq!(m.badge(), "9+");
-    }
-
-    #[test]
-    fn rating_prompt_once_in_a_resolved_chat() {
-        let mut m = Model::default();
-        m.started(Some(ConversationStatus::Assigned), Some("Ann".into()), false, false);
-        assert!(!m.asks_rating());
-        m.email = true;
-        assert!(!m.offers_transcript());
-        m.status_changed(ConversationStatus::Resolved);
-        assert!(m.asks_rating());
-        assert!(m.offers_transcript());
-        m.rated = true;
-        assert!(!m.asks_rating(), "rated: never asked again");
-        assert!(m.offers_transcript());
-        m.status_changed(ConversationStatus::Bot);
-        m.status_changed(ConversationStatus::Queued);
-        m.status_changed(ConversationStatus::Resolved);
-        assert!(!m.asks_rating(), "once per conversation");
-        m.email = false;
-        assert!(!m.offers_transcript());
-        let mut m = Model::default();
-        m.started(Some(ConversationStatus::Resolved), None, true, false);
-        m.screen = Screen::OfflineForm;
-        assert!(!m.asks_rating(), "only in the chat");
     }
 
     #[test]

@@ -22,23 +22,25 @@ use web_sys::{CssStyleSheet, Document, Element, Event, ShadowRoot, Storage};
 use crate::dom::*;
 use crate::model::{decimal, parse_decimal, safe_color, BubbleChange, Model, Outgoing, Screen};
 
-/// `widget.css` without its comments and spaces (they would ship in the wasm), at compile time.
+/// `widget.css` without its comments and its layout whitespace (both would ship in the wasm),
+/// at compile time.
 const CSS: &str = {
     const SRC: &[u8] = include_bytes!("widget.css");
-    const BYTES: [u8; uncomment::<0>(SRC).1] = uncomment(SRC).0;
+    const BYTES: [u8; minify_css::<0>(SRC).1] = minify_css(SRC).0;
     match std::str::from_utf8(&BYTES) {
         Ok(css) => css,
         Err(_) => panic!("widget.css is UTF-8"),
     }
 };
 
-/// `css` without its `/* comments */` and the whitespace CSS does not need (line ends,
-/// indentation, runs of spaces, spaces after `{};:,>` and before `{};,>`), and the length of
-/// that: `N` is that length (with `N` = 0 only the length is computed). Strings and selectors
-/// keep their inner spaces (`.msg .body`, `"Segoe UI"`, `1px solid`, `calc(a - b)`).
-const fn uncomment<const N: usize>(css: &[u8]) -> ([u8; N], usize) {
-    const fn space(b: u8) -> bool {
-        matches!(b, b' ' | b'\n' | b'\t')
+/// `css` without its `/* comments */`, with each run of whitespace cut to one space and dropped
+/// next to `{`, `}`, `;`, `,` and `>` and after `:` (where CSS needs none: a space before `:`
+/// is kept, it means a descendant in a selector), and the length of that: `N` is that length
+/// (with `N` = 0 only the length is computed). The stylesheet has no whitespace in strings but
+/// single spaces (`"Segoe UI"`), which stay.
+const fn minify_css<const N: usize>(css: &[u8]) -> ([u8; N], usize) {
+    const fn tight(c: u8) -> bool {
+        matches!(c, b'{' | b'}' | b';' | b',' | b'>')
     }
     let (mut out, mut i, mut o, mut last) = ([0u8; N], 0, 0, b'{');
     while i < css.len() {
@@ -50,24 +52,26 @@ const fn uncomment<const N: usize>(css: &[u8]) -> ([u8; N], usize) {
             i += 2;
             continue;
         }
-        let mut b = css[i];
-        if space(b) {
-            while i + 1 < css.len() && space(css[i + 1]) {
+        if css[i].is_ascii_whitespace() {
+            while i < css.len() && css[i].is_ascii_whitespace() {
                 i += 1;
             }
-            let next = if i + 1 < css.len() { css[i + 1] } else { b'}' };
-            if matches!(last, b'{' | b'}' | b';' | b':' | b',' | b'>')
-                || matches!(next, b'{' | b'}' | b';' | b',' | b'>')
-            {
-                i += 1;
+            let next = if i < css.len() { css[i] } else { b'}' };
+            let comment = next == b'/' && i + 1 < css.len() && css[i + 1] == b'*';
+            if comment || tight(last) || last == b':' || tight(next) {
                 continue;
             }
-            b = b' ';
+            if o < N {
+                out[o] = b' ';
+            }
+            o += 1;
+            last = b' ';
+            continue;
         }
         if o < N {
-            out[o] = b;
+            out[o] = css[i];
         }
-        last = b;
+        last = css[i];
         o += 1;
         i += 1;
     }
@@ -107,10 +111,8 @@ struct Ui {
     drawn: Option<(ShadowRoot, Element)>,
     /// The loader's session call, used by the first start (see `HandoffClient::start_prefetched`).
     prefetched: JsValue,
-    /// The stars picked in the rating prompt (0: none yet).
-    stars: u8,
-    /// The visitor's confirmed messages in the live log: their `seq`s and bubbles, in order
-    /// (where "Seen" goes).
+    /// The visitor's confirmed messages in the live log, with their `seq`s, in order (where
+    /// "Seen" goes).
     mine: Vec<(u64, Element)>,
     /// The one "Seen" line, once shown.
     seen: Option<Element>,
@@ -208,7 +210,6 @@ pub fn mount(
         watching: false,
         drawn,
         prefetched: session,
-        stars: 0,
         mine: Vec::new(),
         seen: None,
     }));
@@ -413,11 +414,17 @@ impl Widget {
                 let bubble = bubble(&ui.doc, "msg greeting", &title, &greeting);
                 add(&ui.els[LOG], &bubble);
             }
+            let status =
+                text(session, &["conversation", "status"]).and_then(|s| ConversationStatus::parse(&s));
+            let agent = text(session, &["conversation", "agent", "name"]);
+            let flag = |k: &str| get(session, &["config", k]).and_then(|v| v.as_bool()).unwrap_or(false);
+            let (away, bot) = (flag("show_offline_form"), flag("bot"));
             if let Some(id) = text(session, &["conversation", "id"]) {
                 ui.model.seen_seq = ui.seen_of(&id);
                 ui.conversation = Some(id);
             }
-            ui.session_started(session);
+            ui.model.started(status, agent, away, bot);
+            ui.model.read(count(session, &["conversation", "agent_read_seq"]).unwrap_or(0));
             let asked = std::mem::take(&mut ui.model.open); // `Handoff.open()` before the session
             ui.render();
             show(&ui.els[ROOT], true);
@@ -494,17 +501,10 @@ impl Widget {
                 }
             }
             ("click", MIN) => self.close(),
-            ("click", STAR1..=STAR5) => {
-                let mut ui = self.ui.borrow_mut();
-                ui.stars = u8::try_from(which - STAR1 + 1).unwrap_or(0);
-                ui.render();
-            }
-            ("click", HUMAN | MAIL_SEND) | ("submit", RATE) => {
-                prevent(ev);
+            ("click", HUMAN) => {
                 let w = self.clone();
-                spawn(Box::pin(async move { w.act(which).await }));
+                spawn(Box::pin(async move { w.handoff().await }));
             }
-
             ("click", BACK | AGAIN) => {
                 let mut ui = self.ui.borrow_mut();
                 ui.model.screen = if which == BACK { Screen::Chat } else { Screen::OfflineForm };
@@ -617,7 +617,6 @@ impl Widget {
                 ui.model.typing =
                     typing.then(|| text(p, &["actor", "name"]).unwrap_or_else(|| "Someone".to_owned()));
             }
-            "conversation:rated" => ui.model.rated = true,
             "availability:changed" => {
                 if let Some(away) = get(p, &["show_offline_form"]).and_then(|v| v.as_bool()) {
                     ui.model.availability_changed(away);
@@ -738,64 +737,41 @@ impl Widget {
         ui.render();
     }
 
-    /// The chat's actions, in one task (each `async fn` is code in the wasm), by the button:
-    /// "Talk to a human" ([`HUMAN`]: starts a conversation if there is none, then asks for the
-    /// handoff); in a resolved chat the rating ([`RATE`]: stars and comment, then "Thanks for
-    /// your feedback") and "Email transcript" ([`MAIL_SEND`]: to the address typed, else the one
-    /// the server knows; the email field shows when it knows none).
-    async fn act(&self, which: usize) {
-        let (stars, typed) = {
+    /// "Talk to a human": starts a conversation if there is none, then asks for the handoff.
+    async fn handoff(&self) {
+        {
             let mut ui = self.ui.borrow_mut();
             ui.error(None);
-            if which == HUMAN && !ui.model.human_requested() {
+            if !ui.model.human_requested() {
                 ui.render(); // nobody to hand over to: the offline form
                 return;
             }
-            (ui.stars, value(&ui.els[if which == MAIL_SEND { MAIL_TO } else { RATE_TEXT }]))
-        };
-        let promise = match which {
-            HUMAN => {
-                if let Err(e) = self.conversation(None).await {
-                    return self.failed(&e);
-                }
-                self.client.request_handoff()
-            }
-            MAIL_SEND => self.client.email_transcript(Some(typed)),
-            _ => self.client.rate(f64::from(stars), Some(typed)),
-        };
-        let r = JsFuture::from(promise).await;
-        let mut ui = self.ui.borrow_mut();
-        let code = r.as_ref().err().and_then(|e| text(e, &["code"]));
-        match (which, &r, code.as_deref()) {
-            (HUMAN, Ok(c), _) => {
-                if let Some(status) = text(c, &["status"]).and_then(|s| ConversationStatus::parse(&s)) {
+        }
+        if let Err(e) = self.conversation(None).await {
+            return self.failed(&e);
+        }
+        match JsFuture::from(self.client.request_handoff()).await {
+            Ok(c) => {
+                let mut ui = self.ui.borrow_mut();
+                if let Some(status) = text(&c, &["status"]).and_then(|s| ConversationStatus::parse(&s)) {
                     if ui.model.status != Some(status) {
                         ui.model.status_changed(status);
                     }
                 }
-                if let Some(name) = text(c, &["agent", "name"]) {
+                if let Some(name) = text(&c, &["agent", "name"]) {
                     ui.model.agent = Some(name);
                 }
+                ui.render();
             }
-            (MAIL_SEND, Ok(_), _) => set_text(&ui.els[MAIL_NOTE], Some("Transcript sent.")),
-            (MAIL_SEND, _, Some("validation_failed")) => {
-                show(&ui.els[MAIL_TO], true);
-                set_text(&ui.els[MAIL_NOTE], Some("Please enter your email."));
-            }
-            (RATE, _, None | Some("already_rated")) => {
-                ui.model.rated = true;
-                if r.is_ok() {
-                    ui.system("Thanks for your feedback!");
-                }
-            }
-            (_, Err(e), _) => ui.error(Some(&failure(e))),
-            _ => {}
+            Err(e) => self.failed(&e),
         }
-        ui.render();
     }
 
     fn failed(&self, e: &JsValue) {
-        self.ui.borrow_mut().error(Some(&failure(e)));
+        let why = text(e, &["message"]).unwrap_or_else(|| "network error".to_owned());
+        self.ui
+            .borrow_mut()
+            .error(Some(&["Something went wrong (", why.as_str(), "). Please try again."].concat()));
     }
 
     /// The offline form: checked here first, sent, and kept as typed when the send fails.
@@ -881,28 +857,16 @@ impl Ui {
         self.shown.clear();
         self.outgoing.clear();
         self.mine.clear();
-        self.stars = 0;
         self.last_seq = 0;
         self.conversation = None;
         self.starting = None;
+        let flag = |k: &str| get(session, &["config", k]).and_then(|v| v.as_bool()).unwrap_or(false);
+        let (away, bot) = (flag("show_offline_form"), flag("bot"));
         let open = self.model.open;
         let connection = std::mem::take(&mut self.model.connection);
         self.model = Model { open, connection, ..Model::default() };
-        self.session_started(session);
+        self.model.started(None, None, away, bot);
         self.render();
-    }
-
-    /// The model from a session: its conversation to continue (status, agent, rating, read
-    /// receipts) and the project's settings.
-    fn session_started(&mut self, session: &JsValue) {
-        let conv = get(session, &["conversation"]).unwrap_or(JsValue::NULL);
-        let status = text(&conv, &["status"]).and_then(|s| ConversationStatus::parse(&s));
-        let flag = |k: &str| get(session, &["config", k]).and_then(|v| v.as_bool()).unwrap_or(false);
-        let m = &mut self.model;
-        m.started(status, text(&conv, &["agent", "name"]), flag("show_offline_form"), flag("bot"));
-        m.email = flag("email");
-        m.rated = count(&conv, &["rating", "rating"]).is_some();
-        m.read(count(&conv, &["agent_read_seq"]).unwrap_or(0));
     }
 
     /// Renders a message once (by id); an own message replaces its "sending" bubble.
@@ -1078,22 +1042,10 @@ impl Ui {
         set_text(&e[TYPING], typing.as_deref());
         show(&e[TYPING], typing.is_some());
         show(&e[ACTIONS], m.offers_human());
-        show(&e[RATE], m.asks_rating());
-        show(&e[RATE_SEND], self.stars > 0);
-        for (k, star) in e[STAR1..=STAR5].iter().enumerate() {
-            set(star, "aria-pressed", if k < usize::from(self.stars) { "true" } else { "false" });
-        }
-        show(&e[MAIL], m.offers_transcript());
         show(&e[OFFLINE], m.screen == Screen::OfflineForm);
         show(&e[BACK], m.can_chat());
         show(&e[SENT], m.screen == Screen::OfflineSent);
     }
-}
-
-/// "Something went wrong (why). Please try again."
-fn failure(e: &JsValue) -> String {
-    let why = text(e, &["message"]).unwrap_or_else(|| "network error".to_owned());
-    ["Something went wrong (", why.as_str(), "). Please try again."].concat()
 }
 
 /// The stylesheet with the project's accent colour (already checked by [`safe_color`]).
@@ -1112,7 +1064,7 @@ fn bubble(doc: &Document, class: &str, who: &str, body: &str) -> Element {
 }
 
 /// Runs one of the widget's tasks on the page's event loop: one instantiation of `spawn_local`
-/// for all of them (each is code in the wasm).
+/// for all of them and the client's (each is code in the wasm).
 fn spawn(task: Pin<Box<dyn Future<Output = ()>>>) {
-    wasm_bindgen_futures::spawn_local(task);
+    handoff_client::spawn_task(task);
 }

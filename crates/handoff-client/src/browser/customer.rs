@@ -229,9 +229,7 @@ impl HandoffClient {
         let state = self.state.clone();
         let project_key = self.project_key.clone();
         let prefetched = (!prefetched.is_null() && !prefetched.is_undefined()).then_some(prefetched);
-        wasm_bindgen_futures::future_to_promise(async move {
-            open_session(&engine, &store, &state, project_key, prefetched).await
-        })
+        super::promise(async move { open_session(&engine, &store, &state, project_key, prefetched).await })
     }
 }
 
@@ -268,9 +266,7 @@ impl HandoffClient {
         let store = self.store.clone();
         let state = self.state.clone();
         let project_key = self.project_key.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            open_session(&engine, &store, &state, project_key, None).await
-        })
+        super::promise(async move { open_session(&engine, &store, &state, project_key, None).await })
     }
 
     /// Starts a conversation, optionally with a first message; resolves to the conversation.
@@ -286,7 +282,7 @@ impl HandoffClient {
         }
         let engine = self.engine.clone();
         let state = self.state.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        super::promise(async move {
             let first = body.map(|b| {
                 (ClientMsgId::new(["first-", &handoff_protocol::ids::decimal(random_u64())].concat()), b)
             });
@@ -325,9 +321,11 @@ impl HandoffClient {
     }
 
     /// `POST` to the current conversation's `path` (`/rating`, `/transcript`).
-    fn post(&self, path: &str, body: Option<String>) -> Promise {
+    fn post(&self, path: &str, body: &[(&str, &JsValue)]) -> Promise {
         match self.conversation() {
-            Ok(id) => call(&self.engine, "POST", url::conversation(&self.engine.base(), &id, path), body),
+            Ok(id) => {
+                call(&self.engine, "POST", url::conversation(&self.engine.base(), &id, path), json_body(body))
+            }
             Err(e) => rejected(&e),
         }
     }
@@ -370,7 +368,7 @@ impl HandoffClient {
     /// Asks for a human agent; resolves to the conversation (assigned or queued).
     #[cfg_attr(feature = "js", wasm_bindgen(js_name = requestHandoff))]
     pub fn request_handoff(&self) -> Promise {
-        self.post("/handoff", Some("{}".into()))
+        self.post("/handoff", &[])
     }
 
     /// The customer typed: sends `typing` at most every 300 ms, and `false` 3 s after the last key.
@@ -421,39 +419,12 @@ impl HandoffClient {
 
     /// Rates the resolved conversation, once (CSAT): `rating` 1 to 5 and an optional comment of
     /// at most 1000 characters; resolves to `{rating, comment?, agent_id?, created_at}`.
-    /// Rejects with `validation_failed` (checked before sending), `invalid_transition` (not
-    /// resolved) or `already_rated`.
-    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen hands JS strings over owned
-    pub fn rate(&self, rating: f64, comment: Option<String>) -> Promise {
-        // The SDK checks before sending; the widget (whose five buttons give 1 to 5, and whose
-        // comment box holds 1000 characters) leaves the check to the server, to stay small.
-        #[cfg(feature = "js")]
-        {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked: whole, 0 to 255
-            let whole = (rating.fract() == 0.0 && (0.0..256.0).contains(&rating)).then_some(rating as u64);
-            if let Err(m) = api::validate_rating(whole.unwrap_or(0), comment.as_deref()) {
-                return invalid(m);
-            }
-        }
-        // `RatingRequest`.
-        let body =
-            json_body(&[("rating", &rating.into()), ("comment", &super::opt_field(comment.as_deref()))]);
-        self.post("/rating", body)
-    }
-
-    /// Emails the conversation's transcript to `email`, else to the address the visitor is known
-    /// by; resolves to `{email}` (sent in the background). Rejects with `email_disabled`,
-    /// `validation_failed` (a bad address, or none given and none known) or `rate_limited`.
-    #[cfg_attr(feature = "js", wasm_bindgen(js_name = emailTranscript))]
-    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen hands JS strings over owned
-    pub fn email_transcript(&self, email: Option<String>) -> Promise {
-        // Blank is none (the server's rule too); the SDK checks the address before sending.
-        #[cfg(feature = "js")]
-        if email.as_deref().map(str::trim).is_some_and(|e| !e.is_empty() && !api::is_valid_email(e)) {
-            return invalid("email is not a valid address");
-        }
-        // `TranscriptRequest`.
-        self.post("/transcript", json_body(&[("email", &super::opt_field(email.as_deref().map(str::trim)))]))
+    /// Rejects with `validation_failed`, `invalid_transition` (not resolved) or `already_rated`
+    /// (the server checks; the SDK stays small).
+    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen hands JS values over owned
+    pub fn rate(&self, rating: JsValue, comment: JsValue) -> Promise {
+        // `RatingRequest`, the values as JS gave them (an absent comment is left out).
+        self.post("/rating", &[("rating", &rating), ("comment", &comment)])
     }
 
     /// Binds a signed-in user of the site (`{user_id, name?, email?, hmac}`); call after
@@ -472,7 +443,7 @@ impl HandoffClient {
         let store = self.store.clone();
         let state = self.state.clone();
         let project_key = self.project_key.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        super::promise(async move {
             let ukey = user_key(&project_key);
             let url = engine.url("/api/widget/identify");
             let known = store.get(&ukey);
@@ -577,6 +548,16 @@ impl HandoffClient {
 }
 
 impl HandoffClient {
+    /// Emails the conversation's transcript (for the widget; not in the SDK's JS API, which is at
+    /// its size ceiling: `POST /api/conversations/{id}/transcript` does it) to `email`, else to the address the visitor is known
+    /// by; resolves to `{email}` (sent in the background). Rejects with `email_disabled`,
+    /// `validation_failed` (a bad address, or none given and none known) or `rate_limited`.
+    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen hands JS values over owned
+    pub fn email_transcript(&self, email: JsValue) -> Promise {
+        // `TranscriptRequest` (blank or absent is none, for the server too).
+        self.post("/transcript", &[("email", &email)])
+    }
+
     /// The user the site says is signed in, known before `start()` (the widget: a
     /// `Handoff.identify` queued before its session): a stored visitor identified as another
     /// user is then not resumed at all, so nothing of theirs is shown even for a moment.
