@@ -846,7 +846,7 @@ test("first paint: the loader draws the launcher before the wasm is up; a click 
   await context.close();
 });
 
-test("read receipts: \"Seen\" under the visitor's last message an agent read, one at a time, also after a reload", async () => {
+test("read receipts, rating after resolve (asked once, also after a reload)", async () => {
   // Earlier tests may leave conversations assigned to the agent: free their capacity.
   for (const { conversation: c } of await api.call("GET", "/api/inbox")) {
     if (c.status === "assigned") await api.call("POST", `/api/conversations/${c.id}/resolve`, {});
@@ -876,13 +876,33 @@ test("read receipts: \"Seen\" under the visitor's last message an agent read, on
   // A lower marker moves nothing back.
   await api.call("POST", `/api/conversations/${conv.id}/read`, { seq: first.seq });
 
-  // A reload shows it from the session's agent_read_seq.
+  // Resolved: the rating prompt, five named buttons, a comment, then thanks.
+  await api.call("POST", `/api/conversations/${conv.id}/resolve`, {});
+  const rate = page.locator(`${W} .rate`);
+  await rate.waitFor();
+  assert.equal(await page.locator(`${W} .rate p`).first().innerText(), "How was this conversation?");
+  for (const [n, name] of [[1, "1 star"], [5, "5 stars"]]) {
+    assert.equal(await page.getByRole("button", { name }).count(), 1, `star ${n} has an accessible name`);
+  }
+  assert.equal(await page.locator(`${W} .rate [type=submit]`).isVisible(), false, "nothing to send before a star is picked");
+  await page.getByRole("button", { name: "4 stars" }).click();
+  assert.equal(await page.getByRole("button", { name: "4 stars" }).getAttribute("aria-pressed"), "true");
+  assert.equal(await page.getByRole("button", { name: "5 stars" }).getAttribute("aria-pressed"), "false");
+  await page.locator(`${W} .rate textarea`).fill("Quick answer, thanks");
+  await page.locator(`${W} .rate [type=submit]`).click();
+  await eventually(async () => (await logText(page)).includes("Thanks for your feedback!") && !(await rate.isVisible()), { what: "thanks" });
+  const stored = await api.call("GET", `/api/conversations/${conv.id}`);
+  assert.equal(stored.rating.rating, 4);
+  assert.equal(stored.rating.comment, "Quick answer, thanks");
+  await page.screenshot({ path: join(artifacts, "widget-rated.png") });
+
+  // A reload of the rated conversation does not ask again; "Seen" is still there.
   await page.reload();
   await page.locator(`${W} .panel`).waitFor();
-  await until(page, (log) => log.includes("Size L please"), "history after reload");
+  await until(page, (log, sub) => log.includes("Size L please") && sub.includes("resolved"), "resolved after reload");
   await eventually(async () => (await seen.count()) === 1
     && (await page.locator(`${W} .msg.me`, { hasText: "Size L please" }).locator(".seen").count()) === 1, { what: "Seen after the reload" });
-  await api.call("POST", `/api/conversations/${conv.id}/resolve`, {});
+  assert.equal(await rate.isVisible(), false, "a rated conversation is not asked again");
   assert.deepEqual(problems, []);
   await context.close();
 });

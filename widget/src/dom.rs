@@ -43,6 +43,16 @@ const TREE: &str = "\
    *button||Send another message|type=button
   *div|actions
    *button|human|Talk to a human|type=button
+  *form|rate
+   p||How was this conversation?
+   div|stars
+    *button||★|type=button|aria-label=1 star
+    *button||★|type=button|aria-label=2 stars
+    *button||★|type=button|aria-label=3 stars
+    *button||★|type=button|aria-label=4 stars
+    *button||★|type=button|aria-label=5 stars
+   *textarea||placeholder=Comment (optional)|maxlength=1000
+   *button|act|Send feedback|type=submit
   *p|error|role=alert|hidden=
   *form|composer
    *textarea||aria-label=Message|placeholder=Write a message…|rows=1|maxlength=4000
@@ -72,14 +82,20 @@ pub(crate) const SENT_TEXT: usize = 16;
 pub(crate) const AGAIN: usize = 17;
 pub(crate) const ACTIONS: usize = 18;
 pub(crate) const HUMAN: usize = 19;
-pub(crate) const ERROR: usize = 20;
-pub(crate) const COMPOSER: usize = 21;
-pub(crate) const INPUT: usize = 22;
-pub(crate) const LAUNCHER: usize = 23;
-pub(crate) const ICON: usize = 24;
-pub(crate) const BADGE: usize = 25;
+pub(crate) const RATE: usize = 20;
+/// The first of the five star buttons (1 to 5 stars, in order).
+pub(crate) const STAR1: usize = 21;
+pub(crate) const STAR5: usize = 25;
+pub(crate) const RATE_TEXT: usize = 26;
+pub(crate) const RATE_SEND: usize = 27;
+pub(crate) const ERROR: usize = 28;
+pub(crate) const COMPOSER: usize = 29;
+pub(crate) const INPUT: usize = 30;
+pub(crate) const LAUNCHER: usize = 31;
+pub(crate) const ICON: usize = 32;
+pub(crate) const BADGE: usize = 33;
 /// How many elements the widget keeps.
-pub(crate) const KEPT: usize = 26;
+pub(crate) const KEPT: usize = 34;
 
 /// The elements the widget updates, by the indices above.
 pub(crate) type Els = [Element; KEPT];

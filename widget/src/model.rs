@@ -37,6 +37,7 @@ pub enum BubbleChange {
 
 /// The widget's state.
 #[derive(Clone, Debug)]
+#[allow(clippy::struct_excessive_bools)] // independent view flags, each read on its own
 pub struct Model {
     /// Which body is shown.
     pub screen: Screen,
@@ -64,6 +65,9 @@ pub struct Model {
     /// confirmed message (`message:new`) replaces the bubble with its `client_msg_id`, never one
     /// with the same text.
     pub outgoing: Vec<(String, Outgoing)>,
+    /// The conversation has its satisfaction rating (given here, in another tab, or before a
+    /// reload): the rating prompt is never shown again for it.
+    pub rated: bool,
     /// The highest `seq` an agent has read (read receipts).
     pub read_seq: u64,
 }
@@ -83,6 +87,7 @@ impl Default for Model {
             agents_away: false,
             bot: false,
             outgoing: Vec::new(),
+            rated: false,
             read_seq: 0,
         }
     }
@@ -228,6 +233,15 @@ impl Model {
         }
     }
 
+    /// Whether the rating prompt shows: in the chat of a resolved conversation not rated yet.
+    pub fn asks_rating(&self) -> bool {
+        self.resolved_chat() && !self.rated
+    }
+
+    fn resolved_chat(&self) -> bool {
+        self.screen == Screen::Chat && self.status == Some(ConversationStatus::Resolved)
+    }
+
     /// A read receipt (`message:read`, or the session's `agent_read_seq`): whether the highest
     /// read `seq` moved (it never moves back).
     pub fn read(&mut self, seq: u64) -> bool {
@@ -339,6 +353,25 @@ mod tests {
             m.message(seq, false);
         }
         assert_eq!(m.badge(), "9+");
+    }
+
+    #[test]
+    fn rating_prompt_once_in_a_resolved_chat() {
+        let mut m = Model::default();
+        m.started(Some(ConversationStatus::Assigned), Some("Ann".into()), false, false);
+        assert!(!m.asks_rating());
+        m.status_changed(ConversationStatus::Resolved);
+        assert!(m.asks_rating());
+        m.rated = true;
+        assert!(!m.asks_rating(), "rated: never asked again");
+        m.status_changed(ConversationStatus::Bot);
+        m.status_changed(ConversationStatus::Queued);
+        m.status_changed(ConversationStatus::Resolved);
+        assert!(!m.asks_rating(), "once per conversation");
+        let mut m = Model::default();
+        m.started(Some(ConversationStatus::Resolved), None, true, false);
+        m.screen = Screen::OfflineForm;
+        assert!(!m.asks_rating(), "only in the chat");
     }
 
     #[test]

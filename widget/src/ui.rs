@@ -111,8 +111,10 @@ struct Ui {
     drawn: Option<(ShadowRoot, Element)>,
     /// The loader's session call, used by the first start (see `HandoffClient::start_prefetched`).
     prefetched: JsValue,
-    /// The visitor's confirmed messages in the live log, with their `seq`s, in order (where
-    /// "Seen" goes).
+    /// The stars picked in the rating prompt (0: none yet).
+    stars: u8,
+    /// The visitor's confirmed messages in the live log: their `seq`s and bubbles, in order
+    /// (where "Seen" goes).
     mine: Vec<(u64, Element)>,
     /// The one "Seen" line, once shown.
     seen: Option<Element>,
@@ -210,6 +212,7 @@ pub fn mount(
         watching: false,
         drawn,
         prefetched: session,
+        stars: 0,
         mine: Vec::new(),
         seen: None,
     }));
@@ -414,17 +417,11 @@ impl Widget {
                 let bubble = bubble(&ui.doc, "msg greeting", &title, &greeting);
                 add(&ui.els[LOG], &bubble);
             }
-            let status =
-                text(session, &["conversation", "status"]).and_then(|s| ConversationStatus::parse(&s));
-            let agent = text(session, &["conversation", "agent", "name"]);
-            let flag = |k: &str| get(session, &["config", k]).and_then(|v| v.as_bool()).unwrap_or(false);
-            let (away, bot) = (flag("show_offline_form"), flag("bot"));
             if let Some(id) = text(session, &["conversation", "id"]) {
                 ui.model.seen_seq = ui.seen_of(&id);
                 ui.conversation = Some(id);
             }
-            ui.model.started(status, agent, away, bot);
-            ui.model.read(count(session, &["conversation", "agent_read_seq"]).unwrap_or(0));
+            ui.session_started(session);
             let asked = std::mem::take(&mut ui.model.open); // `Handoff.open()` before the session
             ui.render();
             show(&ui.els[ROOT], true);
@@ -501,9 +498,15 @@ impl Widget {
                 }
             }
             ("click", MIN) => self.close(),
-            ("click", HUMAN) => {
+            ("click", STAR1..=STAR5) => {
+                let mut ui = self.ui.borrow_mut();
+                ui.stars = u8::try_from(which - STAR1 + 1).unwrap_or(0);
+                ui.render();
+            }
+            ("click", HUMAN) | ("submit", RATE) => {
+                prevent(ev);
                 let w = self.clone();
-                spawn(Box::pin(async move { w.handoff().await }));
+                spawn(Box::pin(async move { w.act(which).await }));
             }
             ("click", BACK | AGAIN) => {
                 let mut ui = self.ui.borrow_mut();
@@ -617,6 +620,7 @@ impl Widget {
                 ui.model.typing =
                     typing.then(|| text(p, &["actor", "name"]).unwrap_or_else(|| "Someone".to_owned()));
             }
+            "conversation:rated" => ui.model.rated = true,
             "availability:changed" => {
                 if let Some(away) = get(p, &["show_offline_form"]).and_then(|v| v.as_bool()) {
                     ui.model.availability_changed(away);
@@ -737,41 +741,60 @@ impl Widget {
         ui.render();
     }
 
-    /// "Talk to a human": starts a conversation if there is none, then asks for the handoff.
-    async fn handoff(&self) {
-        {
+    /// The chat's actions, in one task (each `async fn` is code in the wasm), by the button:
+    /// "Talk to a human" ([`HUMAN`]: starts a conversation if there is none, then asks for the
+    /// handoff); in a resolved chat the rating ([`RATE`]: stars and comment, then "Thanks for
+    /// your feedback").
+    async fn act(&self, which: usize) {
+        let (stars, typed) = {
             let mut ui = self.ui.borrow_mut();
             ui.error(None);
-            if !ui.model.human_requested() {
+            if which == HUMAN && !ui.model.human_requested() {
                 ui.render(); // nobody to hand over to: the offline form
                 return;
             }
-        }
-        if let Err(e) = self.conversation(None).await {
-            return self.failed(&e);
-        }
-        match JsFuture::from(self.client.request_handoff()).await {
-            Ok(c) => {
-                let mut ui = self.ui.borrow_mut();
-                if let Some(status) = text(&c, &["status"]).and_then(|s| ConversationStatus::parse(&s)) {
+            (ui.stars, value(&ui.els[RATE_TEXT]))
+        };
+        let promise = match which {
+            HUMAN => {
+                if let Err(e) = self.conversation(None).await {
+                    return self.failed(&e);
+                }
+                self.client.request_handoff()
+            }
+            _ => self.client.rate(stars.into(), typed.into()),
+        };
+        // One request at a time: no second rating from a double click.
+        let button = self.ui.borrow().els[if which == RATE { RATE_SEND } else { which }].clone();
+        set_prop(&button, "disabled", &JsValue::TRUE);
+        let r = JsFuture::from(promise).await;
+        set_prop(&button, "disabled", &JsValue::FALSE);
+        let mut ui = self.ui.borrow_mut();
+        let code = r.as_ref().err().and_then(|e| text(e, &["code"]));
+        match (which, &r, code.as_deref()) {
+            (HUMAN, Ok(c), _) => {
+                if let Some(status) = text(c, &["status"]).and_then(|s| ConversationStatus::parse(&s)) {
                     if ui.model.status != Some(status) {
                         ui.model.status_changed(status);
                     }
                 }
-                if let Some(name) = text(&c, &["agent", "name"]) {
+                if let Some(name) = text(c, &["agent", "name"]) {
                     ui.model.agent = Some(name);
                 }
-                ui.render();
             }
-            Err(e) => self.failed(&e),
+            (RATE, Ok(_), _) => {
+                ui.model.rated = true;
+                ui.system("Thanks for your feedback!");
+            }
+            (RATE, _, Some("already_rated")) => ui.model.rated = true,
+            (_, Err(e), _) => ui.error(Some(&failure(e))),
+            _ => {}
         }
+        ui.render();
     }
 
     fn failed(&self, e: &JsValue) {
-        let why = text(e, &["message"]).unwrap_or_else(|| "network error".to_owned());
-        self.ui
-            .borrow_mut()
-            .error(Some(&["Something went wrong (", why.as_str(), "). Please try again."].concat()));
+        self.ui.borrow_mut().error(Some(&failure(e)));
     }
 
     /// The offline form: checked here first, sent, and kept as typed when the send fails.
@@ -857,16 +880,27 @@ impl Ui {
         self.shown.clear();
         self.outgoing.clear();
         self.mine.clear();
+        self.stars = 0;
         self.last_seq = 0;
         self.conversation = None;
         self.starting = None;
-        let flag = |k: &str| get(session, &["config", k]).and_then(|v| v.as_bool()).unwrap_or(false);
-        let (away, bot) = (flag("show_offline_form"), flag("bot"));
         let open = self.model.open;
         let connection = std::mem::take(&mut self.model.connection);
         self.model = Model { open, connection, ..Model::default() };
-        self.model.started(None, None, away, bot);
+        self.session_started(session);
         self.render();
+    }
+
+    /// The model from a session: its conversation to continue (status, agent, rating, read
+    /// receipts) and the project's settings.
+    fn session_started(&mut self, session: &JsValue) {
+        let conv = get(session, &["conversation"]).unwrap_or(JsValue::NULL);
+        let status = text(&conv, &["status"]).and_then(|s| ConversationStatus::parse(&s));
+        let flag = |k: &str| get(session, &["config", k]).and_then(|v| v.as_bool()).unwrap_or(false);
+        let m = &mut self.model;
+        m.started(status, text(&conv, &["agent", "name"]), flag("show_offline_form"), flag("bot"));
+        m.rated = count(&conv, &["rating", "rating"]).is_some();
+        m.read(count(&conv, &["agent_read_seq"]).unwrap_or(0));
     }
 
     /// Renders a message once (by id); an own message replaces its "sending" bubble.
@@ -1042,10 +1076,21 @@ impl Ui {
         set_text(&e[TYPING], typing.as_deref());
         show(&e[TYPING], typing.is_some());
         show(&e[ACTIONS], m.offers_human());
+        show(&e[RATE], m.asks_rating());
+        show(&e[RATE_SEND], self.stars > 0);
+        for (k, star) in e[STAR1..=STAR5].iter().enumerate() {
+            set(star, "aria-pressed", if k < usize::from(self.stars) { "true" } else { "false" });
+        }
         show(&e[OFFLINE], m.screen == Screen::OfflineForm);
         show(&e[BACK], m.can_chat());
         show(&e[SENT], m.screen == Screen::OfflineSent);
     }
+}
+
+/// "Something went wrong (why). Please try again."
+fn failure(e: &JsValue) -> String {
+    let why = text(e, &["message"]).unwrap_or_else(|| "network error".to_owned());
+    ["Something went wrong (", why.as_str(), "). Please try again."].concat()
 }
 
 /// The stylesheet with the project's accent colour (already checked by [`safe_color`]).
