@@ -168,8 +168,7 @@ export interface WidgetConfig {
   /** A bot answers new conversations: chat first, the offline form when a human is asked for. */
   bot: boolean;
   identity_required: boolean;
-  /** The server sends email: `POST /api/conversations/{id}/transcript` works (else it answers
-   * `403 email_disabled`). */
+  /** The server sends email: `emailTranscript` works (else it rejects with `email_disabled`). */
   email: boolean;
   theme: Theme;
 }
@@ -298,6 +297,12 @@ export class HandoffClient implements Events {
    * 1000 characters. Rejects with `validation_failed` (checked by the server),
    * `invalid_transition` (not resolved) or `already_rated`. */
   rate(rating: number, comment?: string): Promise<ConversationRating>;
+  /** Emails the conversation's transcript (sent in the background): to `email`, else to the
+   * address the visitor is known by (`identify`, or their offline form). Rejects with
+   * `email_disabled` (the server sends no email: `session.config.email` is false),
+   * `validation_failed` (no or a bad address) or `rate_limited` (3 per conversation and
+   * per visitor an hour). */
+  emailTranscript(email?: string): Promise<{ email: string }>;
   /** Binds a signed-in user (after `start()`). Another user than the visitor's (remembered
    * next to the token, or refused by the server with `409 identity_conflict`) gets a new
    * visitor first (`visitor:changed`): one user never sees another's chat. */

@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AgentApi, artifacts, eventually, launchBrowser, root, serverBin, startServer } from "./harness.mjs";
+import { AgentApi, artifacts, eventually, launchBrowser, root, serveHostPage, serverBin, startServer } from "./harness.mjs";
 
 const W = "handoff-widget";
 let server;
@@ -846,7 +846,7 @@ test("first paint: the loader draws the launcher before the wasm is up; a click 
   await context.close();
 });
 
-test("read receipts, rating after resolve (asked once, also after a reload)", async () => {
+test("read receipts, rating after resolve (asked once, also after a reload), no transcript button without email", async () => {
   // Earlier tests may leave conversations assigned to the agent: free their capacity.
   for (const { conversation: c } of await api.call("GET", "/api/inbox")) {
     if (c.status === "assigned") await api.call("POST", `/api/conversations/${c.id}/resolve`, {});
@@ -884,6 +884,7 @@ test("read receipts, rating after resolve (asked once, also after a reload)", as
   for (const [n, name] of [[1, "1 star"], [5, "5 stars"]]) {
     assert.equal(await page.getByRole("button", { name }).count(), 1, `star ${n} has an accessible name`);
   }
+  assert.equal(await page.locator(`${W} .mail`).isVisible(), false, "no email on this server: no transcript button");
   assert.equal(await page.locator(`${W} .rate [type=submit]`).isVisible(), false, "nothing to send before a star is picked");
   await page.getByRole("button", { name: "4 stars" }).click();
   assert.equal(await page.getByRole("button", { name: "4 stars" }).getAttribute("aria-pressed"), "true");
@@ -906,3 +907,100 @@ test("read receipts, rating after resolve (asked once, also after a reload)", as
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test("email on: the resolved chat offers the transcript by email, with an email field when no address is known", async () => {
+  const sink = await startSmtpSink();
+  const mailServer = await startServer({ env: { SMTP_URL: `smtp://127.0.0.1:${sink.port}`, SMTP_FROM: "Shop <shop@e2e.test>" } });
+  const hostPage2 = await serveHostPage(hostPage(mailServer));
+  const agent = await AgentApi.login(mailServer.base, mailServer.agent);
+  const context = await browser.newContext();
+  try {
+    await agent.call("PUT", "/api/agents/me/status", { status: "online" });
+    const page = await context.newPage();
+    await page.goto(hostPage2.url);
+    await page.locator(`${W} .launcher`).click();
+    await say(page, "Please send me the transcript");
+    await until(page, (log) => log.includes("Please send me the transcript"), "message");
+    const mail = page.locator(`${W} .mail`);
+    assert.equal(await mail.isVisible(), false, "only once resolved");
+    await page.locator(`${W} .human`).click();
+    await until(page, (_, sub) => sub.includes("chatting with"), "assigned");
+    const [item] = await agent.call("GET", "/api/inbox");
+    await agent.call("POST", `/api/conversations/${item.conversation.id}/resolve`, {});
+    await mail.waitFor();
+    const field = page.locator(`${W} .mail input`);
+    assert.equal(await field.isVisible(), false, "no field until the server needs an address");
+    const send = page.getByRole("button", { name: "Email transcript" });
+    const note = page.locator(`${W} .mail p`);
+    const asks = "Please enter a valid email address, like you@example.com.";
+    // No address known: the field shows and asks for one.
+    await send.click();
+    await field.waitFor();
+    await eventually(async () => (await note.innerText()) === asks, { what: "asked for an address" });
+    assert.equal(await field.evaluate((e) => e.getRootNode().activeElement === e), true, "the field has the focus");
+    // A bad address is refused with the same words, and nothing is mailed.
+    await field.fill("dana@");
+    await send.click();
+    await eventually(async () => (await note.innerText()) === asks && (await send.isEnabled()), { what: "bad address refused" });
+    await field.fill("dana@example.com");
+    await send.click();
+    await eventually(async () => (await note.innerText()) === "Transcript sent to dana@example.com.", { what: "sent note" });
+    const got = await eventually(() => sink.mails.find((m) => m.to.includes("dana@example.com")), { what: "the mail at the sink" });
+    assert.match(got.data, /Please send me the transcript/);
+    assert.equal(sink.mails.length, 1, "one mail: the refused address got none");
+    // A refusal (here the per-visitor limit on mail-sending requests, 4 in a few seconds) shows
+    // the server's reason on the error line, and the confirmation goes.
+    await send.click();
+    await eventually(async () => /^Something went wrong \(too many .+\)\. Please try again\.$/.test(await page.locator(`${W} .panel > .error`).innerText())
+      && (await send.isEnabled()), { what: "the refusal shown" });
+    assert.equal(sink.mails.length, 1, "nothing mailed on a refusal");
+    assert.equal(await note.innerText(), "", "no stale confirmation next to the error");
+  } finally {
+    await context.close();
+    await hostPage2.close();
+    await mailServer.stop();
+    sink.close();
+  }
+});
+
+/** A tiny SMTP server recording `{from, to, data}` of every mail (no TLS, no auth). */
+async function startSmtpSink() {
+  const { createServer: createTcp } = await import("node:net");
+  const mails = [];
+  const server = createTcp((socket) => {
+    let buf = "";
+    let mail = { from: "", to: [], data: "" };
+    let inData = false;
+    socket.write("220 sink ESMTP\r\n");
+    socket.on("data", (chunk) => {
+      buf += chunk.toString("utf8");
+      let i;
+      while ((i = buf.indexOf("\r\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (inData) {
+          if (line === ".") {
+            inData = false;
+            mails.push(mail);
+            mail = { from: "", to: [], data: "" };
+            socket.write("250 queued\r\n");
+          } else {
+            mail.data += `${line.startsWith(".") ? line.slice(1) : line}\n`;
+          }
+          continue;
+        }
+        const upper = line.toUpperCase();
+        const addr = () => (line.match(/<([^>]*)>/) ?? [])[1] ?? "";
+        if (upper.startsWith("EHLO") || upper.startsWith("HELO")) socket.write("250-sink\r\n250 8BITMIME\r\n");
+        else if (upper.startsWith("MAIL FROM:")) { mail.from = addr(); socket.write("250 ok\r\n"); }
+        else if (upper.startsWith("RCPT TO:")) { mail.to.push(addr()); socket.write("250 ok\r\n"); }
+        else if (upper.startsWith("DATA")) { inData = true; socket.write("354 go on\r\n"); }
+        else if (upper.startsWith("QUIT")) { socket.end("221 bye\r\n"); }
+        else socket.write("250 ok\r\n");
+      }
+    });
+    socket.on("error", () => {});
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  return { port: server.address().port, mails, close: () => server.close() };
+}

@@ -53,6 +53,10 @@ const TREE: &str = "\
     *button||★|type=button|aria-label=5 stars
    *textarea||placeholder=Comment (optional)|maxlength=1000
    *button|act|Send feedback|type=submit
+  *div|mail
+   *input||type=email|placeholder=Your email|autocomplete=email|hidden=
+   *button|act|Email transcript|type=button
+   *p|note|role=status
   *p|error|role=alert|hidden=
   *form|composer
    *textarea||aria-label=Message|placeholder=Write a message…|rows=1|maxlength=4000
@@ -88,14 +92,18 @@ pub(crate) const STAR1: usize = 21;
 pub(crate) const STAR5: usize = 25;
 pub(crate) const RATE_TEXT: usize = 26;
 pub(crate) const RATE_SEND: usize = 27;
-pub(crate) const ERROR: usize = 28;
-pub(crate) const COMPOSER: usize = 29;
-pub(crate) const INPUT: usize = 30;
-pub(crate) const LAUNCHER: usize = 31;
-pub(crate) const ICON: usize = 32;
-pub(crate) const BADGE: usize = 33;
+pub(crate) const MAIL: usize = 28;
+pub(crate) const MAIL_TO: usize = 29;
+pub(crate) const MAIL_SEND: usize = 30;
+pub(crate) const MAIL_NOTE: usize = 31;
+pub(crate) const ERROR: usize = 32;
+pub(crate) const COMPOSER: usize = 33;
+pub(crate) const INPUT: usize = 34;
+pub(crate) const LAUNCHER: usize = 35;
+pub(crate) const ICON: usize = 36;
+pub(crate) const BADGE: usize = 37;
 /// How many elements the widget keeps.
-pub(crate) const KEPT: usize = 34;
+pub(crate) const KEPT: usize = 38;
 
 /// The elements the widget updates, by the indices above.
 pub(crate) type Els = [Element; KEPT];

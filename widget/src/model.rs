@@ -68,6 +68,8 @@ pub struct Model {
     /// The conversation has its satisfaction rating (given here, in another tab, or before a
     /// reload): the rating prompt is never shown again for it.
     pub rated: bool,
+    /// The server sends email: "Email transcript" is on offer.
+    pub email: bool,
     /// The highest `seq` an agent has read (read receipts).
     pub read_seq: u64,
 }
@@ -88,6 +90,7 @@ impl Default for Model {
             bot: false,
             outgoing: Vec::new(),
             rated: false,
+            email: false,
             read_seq: 0,
         }
     }
@@ -238,6 +241,12 @@ impl Model {
         self.resolved_chat() && !self.rated
     }
 
+    /// Whether "Email transcript" is offered: the server sends email and the chat shows a
+    /// resolved conversation.
+    pub fn offers_transcript(&self) -> bool {
+        self.email && self.resolved_chat()
+    }
+
     fn resolved_chat(&self) -> bool {
         self.screen == Screen::Chat && self.status == Some(ConversationStatus::Resolved)
     }
@@ -360,14 +369,20 @@ mod tests {
         let mut m = Model::default();
         m.started(Some(ConversationStatus::Assigned), Some("Ann".into()), false, false);
         assert!(!m.asks_rating());
+        m.email = true;
+        assert!(!m.offers_transcript());
         m.status_changed(ConversationStatus::Resolved);
         assert!(m.asks_rating());
+        assert!(m.offers_transcript());
         m.rated = true;
         assert!(!m.asks_rating(), "rated: never asked again");
+        assert!(m.offers_transcript());
         m.status_changed(ConversationStatus::Bot);
         m.status_changed(ConversationStatus::Queued);
         m.status_changed(ConversationStatus::Resolved);
         assert!(!m.asks_rating(), "once per conversation");
+        m.email = false;
+        assert!(!m.offers_transcript());
         let mut m = Model::default();
         m.started(Some(ConversationStatus::Resolved), None, true, false);
         m.screen = Screen::OfflineForm;

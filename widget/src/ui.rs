@@ -503,7 +503,7 @@ impl Widget {
                 ui.stars = u8::try_from(which - STAR1 + 1).unwrap_or(0);
                 ui.render();
             }
-            ("click", HUMAN) | ("submit", RATE) => {
+            ("click", HUMAN | MAIL_SEND) | ("submit", RATE) => {
                 prevent(ev);
                 let w = self.clone();
                 spawn(Box::pin(async move { w.act(which).await }));
@@ -744,16 +744,18 @@ impl Widget {
     /// The chat's actions, in one task (each `async fn` is code in the wasm), by the button:
     /// "Talk to a human" ([`HUMAN`]: starts a conversation if there is none, then asks for the
     /// handoff); in a resolved chat the rating ([`RATE`]: stars and comment, then "Thanks for
-    /// your feedback").
+    /// your feedback") and "Email transcript" ([`MAIL_SEND`]: to the address typed, else the one
+    /// the server knows; the email field shows when it knows none).
     async fn act(&self, which: usize) {
         let (stars, typed) = {
             let mut ui = self.ui.borrow_mut();
             ui.error(None);
+            set_text(&ui.els[MAIL_NOTE], None);
             if which == HUMAN && !ui.model.human_requested() {
                 ui.render(); // nobody to hand over to: the offline form
                 return;
             }
-            (ui.stars, value(&ui.els[RATE_TEXT]))
+            (ui.stars, value(&ui.els[if which == MAIL_SEND { MAIL_TO } else { RATE_TEXT }]))
         };
         let promise = match which {
             HUMAN => {
@@ -762,9 +764,10 @@ impl Widget {
                 }
                 self.client.request_handoff()
             }
+            MAIL_SEND => self.client.email_transcript(typed.into()),
             _ => self.client.rate(stars.into(), typed.into()),
         };
-        // One request at a time: no second rating from a double click.
+        // One request at a time: no second rating or mail from a double click.
         let button = self.ui.borrow().els[if which == RATE { RATE_SEND } else { which }].clone();
         set_prop(&button, "disabled", &JsValue::TRUE);
         let r = JsFuture::from(promise).await;
@@ -781,6 +784,19 @@ impl Widget {
                 if let Some(name) = text(c, &["agent", "name"]) {
                     ui.model.agent = Some(name);
                 }
+            }
+            (MAIL_SEND, Ok(sent), _) => {
+                let to = text(sent, &["email"]).unwrap_or_default();
+                set_text(&ui.els[MAIL_NOTE], Some(&["Transcript sent to ", to.as_str(), "."].concat()));
+            }
+            (MAIL_SEND, _, Some("validation_failed")) => {
+                // No address known, or a bad one typed: the field asks for one.
+                show(&ui.els[MAIL_TO], true);
+                focus(&ui.els[MAIL_TO]);
+                set_text(
+                    &ui.els[MAIL_NOTE],
+                    Some("Please enter a valid email address, like you@example.com."),
+                );
             }
             (RATE, Ok(_), _) => {
                 ui.model.rated = true;
@@ -899,6 +915,7 @@ impl Ui {
         let flag = |k: &str| get(session, &["config", k]).and_then(|v| v.as_bool()).unwrap_or(false);
         let m = &mut self.model;
         m.started(status, text(&conv, &["agent", "name"]), flag("show_offline_form"), flag("bot"));
+        m.email = flag("email");
         m.rated = count(&conv, &["rating", "rating"]).is_some();
         m.read(count(&conv, &["agent_read_seq"]).unwrap_or(0));
     }
@@ -1081,6 +1098,7 @@ impl Ui {
         for (k, star) in e[STAR1..=STAR5].iter().enumerate() {
             set(star, "aria-pressed", if k < usize::from(self.stars) { "true" } else { "false" });
         }
+        show(&e[MAIL], m.offers_transcript());
         show(&e[OFFLINE], m.screen == Screen::OfflineForm);
         show(&e[BACK], m.can_chat());
         show(&e[SENT], m.screen == Screen::OfflineSent);

@@ -526,12 +526,14 @@ pub fn report_sizes(web: &Path) -> (u64, u64) {
 /// Ceiling on what a page with the widget's script tag downloads (loader, glue, wasm; gzip -9
 /// bytes). Issue 13's target is 45 KB; the ceiling sits a few hundred bytes above today's build
 /// (77,283 B; 88,717 before wasm-opt, the short import names and the smaller queues) so the
-/// figure cannot creep up, and comes down as the work lands. Raised by what the resolved chat's
-/// rating prompt costs (663 B: 77,626 -> 78,289 B).
-pub const WIDGET_GZIP_CEILING: u64 = 78_363;
-/// Ceiling on the npm SDK (wasm, glue, `index.js`; gzip -9 bytes; today 72,508 B, 83,529
-/// before); issue 13's target is 70 KB.
-pub const SDK_GZIP_CEILING: u64 = 72_900;
+/// figure cannot creep up, and comes down as the work lands. Raised from 77,700 B by what the
+/// resolved chat's two actions cost (the rating prompt 663 B: 77,626 -> 78,289 B; "Email
+/// transcript" 319 B: -> 78,608 B) plus 300 B of headroom.
+pub const WIDGET_GZIP_CEILING: u64 = 78_982;
+/// Ceiling on the npm SDK (wasm, glue, `index.js`; gzip -9 bytes; today 72,933 B, 83,529
+/// before); issue 13's target is 70 KB. Raised from 72,900 B by what `emailTranscript` costs
+/// (123 B: 72,810 -> 72,933 B).
+pub const SDK_GZIP_CEILING: u64 = 73_023;
 
 /// Fails when the built widget or SDK is heavier than its ceiling (deterministic for a build:
 /// a check, not a timed test).

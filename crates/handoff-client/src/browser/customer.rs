@@ -427,6 +427,17 @@ impl HandoffClient {
         self.post("/rating", &[("rating", &rating), ("comment", &comment)])
     }
 
+    /// Emails the conversation's transcript to `email`, else to the address the visitor is
+    /// known by; resolves to `{email}` (sent in the background). Rejects with `email_disabled`,
+    /// `validation_failed` (a bad address, or none given and none known) or `rate_limited`
+    /// (the server checks; the SDK stays small).
+    #[cfg_attr(feature = "js", wasm_bindgen(js_name = emailTranscript))]
+    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen hands JS values over owned
+    pub fn email_transcript(&self, email: JsValue) -> Promise {
+        // `TranscriptRequest` (blank or absent is none, for the server too).
+        self.post("/transcript", &[("email", &email)])
+    }
+
     /// Binds a signed-in user of the site (`{user_id, name?, email?, hmac}`); call after
     /// `start()`. When the visitor is already identified as another user (this browser
     /// remembers whom, and the server refuses with `identity_conflict`), the client forgets that
@@ -548,16 +559,6 @@ impl HandoffClient {
 }
 
 impl HandoffClient {
-    /// Emails the conversation's transcript (for the widget; not in the SDK's JS API, which is at
-    /// its size ceiling: `POST /api/conversations/{id}/transcript` does it) to `email`, else to the address the visitor is known
-    /// by; resolves to `{email}` (sent in the background). Rejects with `email_disabled`,
-    /// `validation_failed` (a bad address, or none given and none known) or `rate_limited`.
-    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen hands JS values over owned
-    pub fn email_transcript(&self, email: JsValue) -> Promise {
-        // `TranscriptRequest` (blank or absent is none, for the server too).
-        self.post("/transcript", &[("email", &email)])
-    }
-
     /// The user the site says is signed in, known before `start()` (the widget: a
     /// `Handoff.identify` queued before its session): a stored visitor identified as another
     /// user is then not resumed at all, so nothing of theirs is shown even for a moment.
