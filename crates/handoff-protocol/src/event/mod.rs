@@ -25,7 +25,7 @@ use std::str::FromStr;
 pub use agent::{AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary};
 pub use availability::AvailabilityChanged;
 pub use conversation::{
-    ConversationAssigned, ConversationResolved, ConversationStatus, ConversationTransferred, StatusChanged,
+    ConversationAssigned, ConversationDeleted, ConversationResolved, ConversationStatus, ConversationTransferred, StatusChanged,
     TransferTarget,
 };
 pub use message::{Author, AuthorKind, Message, MessageNew};
@@ -177,6 +177,8 @@ catalog! {
     OfflineMessageNew(OfflineMessageNew) = "offline_message:new", persisted = true;
     /// Whether the project can take a chat now, on `project:{id}:availability`.
     AvailabilityChanged(AvailabilityChanged) = "availability:changed", persisted = false;
+    /// `conversation:deleted`
+    ConversationDeleted(ConversationDeleted) = "conversation:deleted", persisted = false;
 }
 
 impl EventType {
@@ -208,7 +210,8 @@ impl EventType {
             | EventType::ConversationResolved
             | EventType::QueuePositionUpdated
             | EventType::Typing
-            | EventType::PresenceUpdated => Some(&["conversation_id"]),
+            | EventType::PresenceUpdated
+            | EventType::ConversationDeleted => Some(&["conversation_id"]),
             _ => None,
         }
     }
@@ -249,6 +252,7 @@ impl Event {
             Event::QueuePositionUpdated(e) => Some(&e.conversation_id),
             Event::Typing(e) => Some(&e.conversation_id),
             Event::PresenceUpdated(e) => Some(&e.conversation_id),
+            Event::ConversationDeleted(e) => Some(&e.conversation_id),
             Event::NoteNew(e) => Some(&e.note.conversation_id),
             _ => None,
         }

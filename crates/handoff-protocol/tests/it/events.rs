@@ -127,6 +127,7 @@ fn samples() -> Vec<Event> {
             },
         }),
         Event::AvailabilityChanged(AvailabilityChanged::new(ProjectId::new("prj_1"), 0, true)),
+        Event::ConversationDeleted(ConversationDeleted { conversation_id: conv() }),
     ]
 }
 
