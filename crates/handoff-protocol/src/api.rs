@@ -1289,7 +1289,10 @@ mod pattern_tests {
 
     #[test]
     fn search_terms_are_words_never_syntax() {
-        assert_eq!(search_terms(r#"  "Refund"* NEAR(a b) -x OR y:z  "#), ["refund", "near", "a", "b", "x", "or", "y", "z"]);
+        assert_eq!(
+            search_terms(r#"  "Refund"* NEAR(a b) -x OR y:z  "#),
+            ["refund", "near", "a", "b", "x", "or", "y", "z"]
+        );
         assert_eq!(search_terms("Crème brûlée, 東京 42"), ["crème", "brûlée", "東京", "42"]);
         assert!(search_terms("\"*-()^:").is_empty());
         assert!(search_terms("").is_empty());

@@ -1156,5 +1156,7 @@ async fn set_retention(
     Auth(c): Auth,
     Json(req): Json<api::RetentionRequest>,
 ) -> AppResult<Json<api::RetentionRequest>> {
-    s.set_retention(&c, req.retention_days).await.map(|retention_days| Json(api::RetentionRequest { retention_days }))
+    s.set_retention(&c, req.retention_days)
+        .await
+        .map(|retention_days| Json(api::RetentionRequest { retention_days }))
 }

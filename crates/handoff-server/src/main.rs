@@ -362,7 +362,10 @@ async fn project_set(svc: &Service, set: ProjectSet) -> Result<(), Box<dyn std::
         let days = if days == "none" {
             None
         } else {
-            Some(days.parse::<u32>().map_err(|_| format!("--retention-days {days}: expected a number of days or none"))?)
+            Some(
+                days.parse::<u32>()
+                    .map_err(|_| format!("--retention-days {days}: expected a number of days or none"))?,
+            )
         };
         svc.set_retention_of(&id, days).await?;
         println!("retention_days={}", days.map_or_else(|| "none".to_owned(), |d| d.to_string()));

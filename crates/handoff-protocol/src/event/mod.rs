@@ -25,8 +25,8 @@ use std::str::FromStr;
 pub use agent::{AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary};
 pub use availability::AvailabilityChanged;
 pub use conversation::{
-    ConversationAssigned, ConversationDeleted, ConversationResolved, ConversationStatus, ConversationTransferred, StatusChanged,
-    TransferTarget,
+    ConversationAssigned, ConversationDeleted, ConversationResolved, ConversationStatus,
+    ConversationTransferred, StatusChanged, TransferTarget,
 };
 pub use message::{Author, AuthorKind, Message, MessageNew};
 pub use note::{Note, NoteNew};
@@ -330,7 +330,7 @@ mod tests {
 
     #[test]
     fn every_event_type_round_trips_its_wire_name() {
-        assert_eq!(EventType::ALL.len(), 14);
+        assert_eq!(EventType::ALL.len(), 15);
         for t in EventType::ALL {
             assert_eq!(t.as_str().parse::<EventType>(), Ok(*t));
             assert_eq!(EventType::try_from(t.as_str()), Ok(*t));

@@ -43,7 +43,11 @@ impl Service {
             let mut events = Vec::new();
             let mut after = Seq::ZERO;
             loop {
-                let page = self.store.events_after(&c.id, after, api::EVENTS_PAGE_MAX).await.map_err(AppError::from)?;
+                let page = self
+                    .store
+                    .events_after(&c.id, after, api::EVENTS_PAGE_MAX)
+                    .await
+                    .map_err(AppError::from)?;
                 let last = page.last().and_then(Event::seq);
                 let full = page.len() == api::EVENTS_PAGE_MAX as usize;
                 events.extend(page);
@@ -73,7 +77,9 @@ impl Service {
             });
         }
         let offline_messages = match record.visitor.email.as_deref().filter(|e| !e.is_empty()) {
-            Some(email) => self.store.offline_messages_by_email(project, email).await.map_err(AppError::from)?,
+            Some(email) => {
+                self.store.offline_messages_by_email(project, email).await.map_err(AppError::from)?
+            }
             None => Vec::new(),
         };
         let v = record.visitor;
@@ -106,8 +112,12 @@ impl Service {
         if record.is_none_or(|r| &r.visitor.project_id != project) {
             return Err(AppError::not_found("visitor"));
         }
-        let erased =
-            self.store.erase_visitor(id).await.map_err(AppError::from)?.ok_or_else(|| AppError::not_found("visitor"))?;
+        let erased = self
+            .store
+            .erase_visitor(id)
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| AppError::not_found("visitor"))?;
         tracing::info!(visitor = %id, conversations = erased.conversations.len(), "visitor erased");
         // Their sockets are cut, on every node, like a revoked agent's.
         if let Some(hash) = &erased.token_hash {
@@ -177,7 +187,9 @@ impl Service {
     /// 404 for no such project; 422 outside 1 to [`MAX_RETENTION_DAYS`].
     pub async fn set_retention_of(&self, project: &ProjectId, days: Option<u32>) -> AppResult<Option<u32>> {
         if days.is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d)) {
-            return Err(AppError::validation(format!("retention_days must be 1 to {MAX_RETENTION_DAYS}, or null")));
+            return Err(AppError::validation(format!(
+                "retention_days must be 1 to {MAX_RETENTION_DAYS}, or null"
+            )));
         }
         if self.store.project(project).await.map_err(AppError::from)?.is_none() {
             return Err(AppError::not_found("project"));

@@ -131,7 +131,10 @@ impl Service {
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next_cursor = more
-            .then(|| rows.last().map(|r| encode_cursor(CursorKind::Search, r.conversation.updated_at, &r.conversation.id)))
+            .then(|| {
+                rows.last()
+                    .map(|r| encode_cursor(CursorKind::Search, r.conversation.updated_at, &r.conversation.id))
+            })
             .flatten();
         let mut agents: HashMap<AgentId, Option<AgentSummary>> = HashMap::new();
         let mut hits = Vec::with_capacity(rows.len());
@@ -155,7 +158,9 @@ impl Service {
                 SearchMatch::Customer
             };
             let (message_id, message_seq, snippet) = match r.message {
-                Some((id, seq, body)) => (Some(id), Some(seq), Some(api::snippet(&body, &terms, SNIPPET_CHARS))),
+                Some((id, seq, body)) => {
+                    (Some(id), Some(seq), Some(api::snippet(&body, &terms, SNIPPET_CHARS)))
+                }
                 None => (None, None, None),
             };
             hits.push(SearchHit {
@@ -195,8 +200,11 @@ impl Service {
         let me = caller.agent()?;
         let limit = page_limit(limit, api::LIST_PAGE_DEFAULT)?;
         let after = cursor.map(|c| decode_cursor(CursorKind::Inbox, c)).transpose()?;
-        let rows =
-            self.store.inbox_page(&me.project_id, &me.id, after.as_ref(), limit).await.map_err(AppError::from)?;
+        let rows = self
+            .store
+            .inbox_page(&me.project_id, &me.id, after.as_ref(), limit)
+            .await
+            .map_err(AppError::from)?;
         let mut out = Vec::with_capacity(rows.len());
         for c in &rows {
             let last_message = match self.store.last_message(&c.id).await.map_err(AppError::from)? {
@@ -217,7 +225,12 @@ impl Service {
     ///
     /// # Errors
     /// 403 for non-agents; 422 for a bad cursor or limit.
-    pub async fn queue(&self, caller: &Caller, cursor: Option<&str>, limit: Option<u32>) -> AppResult<QueuePage> {
+    pub async fn queue(
+        &self,
+        caller: &Caller,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> AppResult<QueuePage> {
         let me = caller.agent()?;
         let limit = page_limit(limit, api::LIST_PAGE_DEFAULT)?;
         let after = cursor.map(|c| decode_cursor(CursorKind::Queue, c)).transpose()?;

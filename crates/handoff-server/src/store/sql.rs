@@ -17,8 +17,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use async_trait::async_trait;
 
 use super::{
-    After, AgentRow, AppendRow, Erased, PresenceTabRow, SearchQuery, SearchRow, VisitorRecord, BatchPlan, BatchRead, BatchWrite, ConversationRow, ConversationUpdate, Project,
-    Store, StoreError, VisitorRow,
+    After, AgentRow, AppendRow, BatchPlan, BatchRead, BatchWrite, ConversationRow, ConversationUpdate,
+    Erased, PresenceTabRow, Project, SearchQuery, SearchRow, Store, StoreError, VisitorRecord, VisitorRow,
 };
 use crate::hours::BusinessHours;
 use handoff_protocol::timing::presence::{aggregate_presence, conversation_presence, TabPresence};
@@ -1194,7 +1194,8 @@ impl Store for SqlStore {
         after: Option<&After>,
         limit: u32,
     ) -> Result<Vec<ConversationRow>, StoreError> {
-        let keyset = if after.is_some() { " AND (updated_at < $3 OR (updated_at = $3 AND id < $4))" } else { "" };
+        let keyset =
+            if after.is_some() { " AND (updated_at < $3 OR (updated_at = $3 AND id < $4))" } else { "" };
         let sql = format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 \
              AND ((status = 'assigned' AND agent_id = $2) OR status = 'queued'){keyset} \
@@ -1463,12 +1464,13 @@ impl Store for SqlStore {
         let mut erased = self.delete_conversations(&mut tx, &ids, None).await?;
         erased.token_hash = Some(token_hash);
         if let Some(email) = email.filter(|e| !e.is_empty()) {
-            erased.offline_messages = sqlx::query("DELETE FROM offline_messages WHERE project_id = $1 AND LOWER(email) = $2")
-                .bind(&project)
-                .bind(email.to_lowercase())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            erased.offline_messages =
+                sqlx::query("DELETE FROM offline_messages WHERE project_id = $1 AND LOWER(email) = $2")
+                    .bind(&project)
+                    .bind(email.to_lowercase())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
         }
         sqlx::query("DELETE FROM visitors WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
         tx.commit().await?;

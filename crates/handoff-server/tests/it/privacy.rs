@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use handoff_protocol::ids::VisitorId;
+use handoff_protocol::ids::{AgentId, ConversationId, VisitorId};
 use handoff_protocol::phoenix::Vsn;
 use handoff_protocol::Event;
 use handoff_server::service::now_ms;
@@ -63,8 +63,14 @@ async fn busy_customer(s: &TestServer, name: &str, email: &str) -> (String, Stri
     assert_eq!(st, 200);
     let vt = session["visitor_token"].as_str().unwrap().to_owned();
     let vid = session["visitor_id"].as_str().unwrap().to_owned();
-    assert!(s.svc.store().identify_visitor(&VisitorId::new(vid.clone()), &format!("u-{vid}"), Some(name), Some(email)).await.unwrap());
-    let (st, c) = s.call("POST", "/api/conversations", Some(&vt), Some(json!({"body": "my secret order 4711"}))).await;
+    assert!(s
+        .svc
+        .store()
+        .identify_visitor(&VisitorId::new(vid.clone()), &format!("u-{vid}"), Some(name), Some(email))
+        .await
+        .unwrap());
+    let (st, c) =
+        s.call("POST", "/api/conversations", Some(&vt), Some(json!({"body": "my secret order 4711"}))).await;
     assert_eq!(st, 201, "{c}");
     let id = c["id"].as_str().unwrap().to_owned();
     let ann = &s.agent1.0;
@@ -73,17 +79,38 @@ async fn busy_customer(s: &TestServer, name: &str, email: &str) -> (String, Stri
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["status"], "assigned", "{v}");
     let (st, v) = s
-        .call("POST", &format!("/api/conversations/{id}/messages"), Some(ann), Some(json!({"body": "Checking order 4711", "client_msg_id": "a1"})))
+        .call(
+            "POST",
+            &format!("/api/conversations/{id}/messages"),
+            Some(ann),
+            Some(json!({"body": "Checking order 4711", "client_msg_id": "a1"})),
+        )
         .await;
-    assert_eq!(st, 200, "{v}");
-    let (st, v) = s.call("POST", &format!("/api/conversations/{id}/notes"), Some(ann), Some(json!({"body": "VIP customer"}))).await;
     assert_eq!(st, 201, "{v}");
-    let (st, v) = s.call("POST", &format!("/api/conversations/{id}/read"), Some(ann), Some(json!({"seq": 2}))).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/conversations/{id}/notes"),
+            Some(ann),
+            Some(json!({"body": "VIP customer"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) =
+        s.call("POST", &format!("/api/conversations/{id}/read"), Some(ann), Some(json!({"seq": 2}))).await;
     assert_eq!(st, 204, "{v}");
     let (st, v) = s
-        .call("POST", &format!("/api/conversations/{id}/presence"), Some(&vt), Some(json!({"state": "online", "tab": "tab-1"})))
+        .call(
+            "POST",
+            &format!("/api/conversations/{id}/presence"),
+            Some(&vt),
+            Some(json!({"state": "online", "tab": "tab-1"})),
+        )
         .await;
     assert_eq!(st, 204, "{v}");
+    // Bo declined it once (a decline's record hangs off the conversation too).
+    let bo = AgentId::new(s.agent2.1.clone());
+    s.svc.store().add_decline(&ConversationId::new(id.clone()), &bo, now_ms()).await.unwrap();
     (vt, vid, id)
 }
 
@@ -94,7 +121,12 @@ both_dbs!(export_has_everything_of_the_visitor, |s: TestServer| async move {
     for (email, message) in [("alice@shop.example", "call me back"), ("zed@else.example", "not hers")] {
         let vt = s.visitor().await;
         let (st, v) = s
-            .call("POST", &format!("/api/projects/{project}/offline-messages"), Some(&vt), Some(json!({"name": "A", "email": email, "message": message})))
+            .call(
+                "POST",
+                &format!("/api/projects/{project}/offline-messages"),
+                Some(&vt),
+                Some(json!({"name": "A", "email": email, "message": message})),
+            )
             .await;
         assert_eq!(st, 201, "{v}");
     }
@@ -111,14 +143,21 @@ both_dbs!(export_has_everything_of_the_visitor, |s: TestServer| async move {
     assert_eq!(convs.len(), 1);
     let c = &convs[0];
     assert_eq!(c["conversation"]["id"], id.as_str());
-    let events: Vec<&str> = c["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let events: Vec<&str> =
+        c["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert!(events.contains(&"message:new") && events.contains(&"conversation:assigned"), "{events:?}");
-    let bodies: Vec<&str> = c["events"].as_array().unwrap().iter().filter_map(|e| e["payload"]["message"]["body"].as_str()).collect();
+    let bodies: Vec<&str> = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["payload"]["message"]["body"].as_str())
+        .collect();
     assert_eq!(bodies, ["my secret order 4711", "Checking order 4711"]);
     assert_eq!(c["notes"][0]["body"], "VIP customer");
     assert_eq!(c["presence"][0]["tab_id"], "tab-1");
     assert_eq!(c["presence"][0]["state"], "online");
-    let offline: Vec<&str> = x["offline_messages"].as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap()).collect();
+    let offline: Vec<&str> =
+        x["offline_messages"].as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap()).collect();
     assert_eq!(offline, ["call me back"]);
 
     // Secret key only, and only the caller's project.
@@ -148,7 +187,12 @@ both_dbs!(erasure_removes_everything_of_the_visitor, |s: TestServer| async move 
     let (keep_vt, keep_id) = s.conversation().await;
     let vt_project = s.project.to_string();
     let (st, v) = s
-        .call("POST", &format!("/api/projects/{vt_project}/offline-messages"), Some(&keep_vt), Some(json!({"name": "B", "email": "BOB@mail.example", "message": "later"})))
+        .call(
+            "POST",
+            &format!("/api/projects/{vt_project}/offline-messages"),
+            Some(&keep_vt),
+            Some(json!({"name": "B", "email": "BOB@mail.example", "message": "later"})),
+        )
         .await;
     assert_eq!(st, 201, "{v}");
     let before = rows_of(&pool, &[&id], sqlite).await;
@@ -178,7 +222,11 @@ both_dbs!(erasure_removes_everything_of_the_visitor, |s: TestServer| async move 
     let after = rows_of(&pool, &[&id], sqlite).await;
     assert!(after.iter().all(|(_, n)| *n == 0), "{after:?}");
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM visitors WHERE id = $1", &vid).await, 0);
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM offline_messages WHERE LOWER(email) = $1", "bob@mail.example").await, 0);
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM offline_messages WHERE LOWER(email) = $1", "bob@mail.example")
+            .await,
+        0
+    );
     // Others' data stays.
     assert!(rows_of(&pool, &[&keep_id], sqlite).await.iter().any(|(t, n)| t == "messages" && *n == 1));
 
@@ -197,11 +245,19 @@ both_dbs!(erasure_removes_everything_of_the_visitor, |s: TestServer| async move 
     assert_eq!(deleted, id);
     let (st, _) = s.call("GET", &format!("/api/conversations/{id}"), Some(&vt), None).await;
     assert_eq!(st, 401);
-    let (st, v) = s.call("POST", "/api/widget/session", None, Some(json!({"project_key": s.public_key, "visitor_token": vt}))).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "/api/widget/session",
+            None,
+            Some(json!({"project_key": s.public_key, "visitor_token": vt})),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     assert_ne!(v["visitor_id"], vid.as_str(), "a fresh visitor, not the erased one");
     for q in ["4711", "bob", "stone"] {
-        let (st, v) = s.call("GET", &format!("/api/conversations/search?q={q}"), Some(&s.agent1.0), None).await;
+        let (st, v) =
+            s.call("GET", &format!("/api/conversations/search?q={q}"), Some(&s.agent1.0), None).await;
         assert_eq!(st, 200);
         assert!(v["hits"].as_array().unwrap().is_empty(), "{q}: {v}");
     }
@@ -219,22 +275,31 @@ both_dbs!(retention_deletes_old_resolved_conversations, |s: TestServer| async mo
     let resolved_at = now_ms();
 
     // Bad settings are refused and change nothing.
-    for (body, status) in [(json!({"retention_days": 0}), 422), (json!({"retention_days": 36_501}), 422), (json!({"retention_days": "x"}), 400)] {
+    for (body, status) in [
+        (json!({"retention_days": 0}), 422),
+        (json!({"retention_days": 36_501}), 422),
+        (json!({"retention_days": "x"}), 400),
+    ] {
         let (st, v) = s.call("PUT", "/api/project/retention", Some(&s.secret_key), Some(body.clone())).await;
         assert_eq!(st, status, "{body}: {v}");
     }
-    let (st, v) = s.call("PUT", "/api/project/retention", Some(&s.agent1.0), Some(json!({"retention_days": 1}))).await;
+    let (st, v) =
+        s.call("PUT", "/api/project/retention", Some(&s.agent1.0), Some(json!({"retention_days": 1}))).await;
     assert_eq!((st, code(&v)), (403, "forbidden"), "{v}");
     // Without a period nothing is deleted, however old.
     assert_eq!(s.svc.expire_retention(resolved_at + 10_000 * DAY_MS).await, 0);
 
-    let (st, v) = s.call("PUT", "/api/project/retention", Some(&s.secret_key), Some(json!({"retention_days": 30}))).await;
+    let (st, v) = s
+        .call("PUT", "/api/project/retention", Some(&s.secret_key), Some(json!({"retention_days": 30})))
+        .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["retention_days"], 30);
     assert_eq!(s.svc.store().project(&s.project).await.unwrap().unwrap().retention_days, Some(30));
     // Another project's period does not apply to this one.
     let (_, other_secret) = s.svc.create_project("Other", vec!["*".into()]).await.unwrap();
-    let (st, _) = s.call("PUT", "/api/project/retention", Some(&other_secret), Some(json!({"retention_days": 1}))).await;
+    let (st, _) = s
+        .call("PUT", "/api/project/retention", Some(&other_secret), Some(json!({"retention_days": 1})))
+        .await;
     assert_eq!(st, 200);
 
     // A day before the period ends: kept. After: deleted, with everything of it; the open
@@ -243,10 +308,7 @@ both_dbs!(retention_deletes_old_resolved_conversations, |s: TestServer| async mo
     assert!(rows_of(&pool, &[&old], sqlite).await.iter().all(|(_, n)| *n > 0));
     let mut sock = s.socket(Vsn::V2).await;
     sock.join_ok(&format!("realtime:conversation:{old}"), &s.agent1.0).await;
-    // The background job, once per cluster (the lease holder), at an explicit `now`.
-    let lease = handoff_server::jobs::lease_ttl(Duration::from_secs(5));
-    let done = handoff_server::jobs::run_once(&s.svc, resolved_at + 31 * DAY_MS, lease).await.expect("this node holds the lease");
-    assert_eq!(done.retention, 1);
+    assert_eq!(s.svc.expire_retention(resolved_at + 31 * DAY_MS).await, 1);
     let left = rows_of(&pool, &[&old], sqlite).await;
     assert!(left.iter().all(|(_, n)| *n == 0), "{left:?}");
     assert!(rows_of(&pool, &[&open], sqlite).await.iter().any(|(t, n)| t == "conversations" && *n == 1));
@@ -262,8 +324,31 @@ both_dbs!(retention_deletes_old_resolved_conversations, |s: TestServer| async mo
     .await
     .expect("conversation:deleted");
     assert_eq!(deleted, old);
+
+    // The background job does it, once per cluster (the lease holder), at an explicit `now`.
+    // (A month on, the agents' tokens expire in the same run: no agent calls after it.)
+    let (_, _, old2) = busy_customer(&s, "Old Two", "old2@x.example").await;
+    let (st, v) =
+        s.call("POST", &format!("/api/conversations/{old2}/resolve"), Some(&s.agent1.0), None).await;
+    assert_eq!(st, 200, "{v}");
+    let resolved_at = now_ms();
+    let lease = handoff_server::jobs::lease_ttl(Duration::from_secs(5));
+    let jobs = |now| handoff_server::jobs::run_once(&s.svc, now, lease);
+    assert_eq!(jobs(resolved_at + 29 * DAY_MS).await.expect("this node holds the lease").retention, 0);
+    assert_eq!(jobs(resolved_at + 31 * DAY_MS).await.expect("this node holds the lease").retention, 1);
+    assert!(rows_of(&pool, &[&old2], sqlite).await.iter().all(|(_, n)| *n == 0));
+    // Another node does not run the jobs while this one holds the lease.
+    let other = handoff_server::store::SqlStore::connect(&s.config.database_url).await.unwrap();
+    let other = handoff_server::service::Service::new(
+        std::sync::Arc::new(other),
+        std::sync::Arc::new(handoff_server::realtime::Hub::new()),
+    );
+    assert!(handoff_server::jobs::run_once(&other, resolved_at + 31 * DAY_MS, lease).await.is_none());
+
     // Nothing more to do; removing the period keeps everything again.
     assert_eq!(s.svc.expire_retention(resolved_at + 400 * DAY_MS).await, 0);
-    let (st, v) = s.call("PUT", "/api/project/retention", Some(&s.secret_key), Some(json!({"retention_days": null}))).await;
+    let (st, v) = s
+        .call("PUT", "/api/project/retention", Some(&s.secret_key), Some(json!({"retention_days": null})))
+        .await;
     assert_eq!((st, v["retention_days"].clone()), (200, Value::Null), "{v}");
 });

@@ -52,19 +52,50 @@ async fn search(s: &TestServer, token: &str, query: &str) -> Value {
 
 /// The conversation ids of a search answer, in order.
 fn ids(v: &Value) -> Vec<String> {
-    v["hits"].as_array().unwrap().iter().map(|h| h["conversation"]["id"].as_str().unwrap().to_owned()).collect()
+    v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["conversation"]["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
-both_dbs!(search_finds_messages_and_customers, |s: TestServer| async move {
+#[tokio::test]
+async fn search_finds_messages_and_customers_sqlite() {
+    search_finds_messages_and_customers(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn search_finds_messages_and_customers_postgres() {
+    search_finds_messages_and_customers(Db::Postgres).await;
+}
+
+async fn search_finds_messages_and_customers(db: Db) {
+    // Some forty searches in a row: more than one agent's burst.
+    let Some(s) = TestServer::start_config(db, |c| c.limits.apply("search.caller=off").unwrap()).await else {
+        return;
+    };
     let ann = s.agent1.0.clone();
-    let (_, _, refund) = customer(&s, "Where is my REFUND? It has been 10 days.", Some(("Alice Martin", "alice@shop.example"))).await;
-    let (_, _, shipping) = customer(&s, "My parcel was shipped to the wrong address", Some(("Bob Stone", "bob@mail.example"))).await;
+    let (_, _, refund) = customer(
+        &s,
+        "Where is my REFUND? It has been 10 days.",
+        Some(("Alice Martin", "alice@shop.example")),
+    )
+    .await;
+    let (_, _, shipping) =
+        customer(&s, "My parcel was shipped to the wrong address", Some(("Bob Stone", "bob@mail.example")))
+            .await;
     let (vt3, _, other) = customer(&s, "Crème brûlée recipe: café au lait 東京", None).await;
     // A later message of the third conversation, which then has the newest activity.
     let (st, v) = s
-        .call("POST", &format!("/api/conversations/{other}/messages"), Some(&vt3), Some(json!({"body": "also a refund question", "client_msg_id": "m2"})))
+        .call(
+            "POST",
+            &format!("/api/conversations/{other}/messages"),
+            Some(&vt3),
+            Some(json!({"body": "also a refund question", "client_msg_id": "m2"})),
+        )
         .await;
-    assert_eq!(st, 200, "{v}");
+    assert_eq!(st, 201, "{v}");
 
     // Message words, without regard to case, as words or word starts; newest activity first.
     let v = search(&s, &ann, "q=refund").await;
@@ -96,16 +127,42 @@ both_dbs!(search_finds_messages_and_customers, |s: TestServer| async move {
 
     // Hostile text is words, never query syntax: no error, sensible answers.
     for q in [
-        "\"refund", "refund\"", "refund*", "*", "NEAR(refund days)", "-refund", "refund -days", "refund OR x",
-        "(refund", "refund)", "refund:", "'refund'", "refund & days", "!refund", "refund | x", "\\", "^", "'':*",
-        "%", "_", "\u{0}refund", "refund\u{1b}", "   ",
+        "\"refund",
+        "refund\"",
+        "refund*",
+        "*",
+        "NEAR(refund days)",
+        "-refund",
+        "refund -days",
+        "refund OR x",
+        "(refund",
+        "refund)",
+        "refund:",
+        "'refund'",
+        "refund & days",
+        "!refund",
+        "refund | x",
+        "\\",
+        "^",
+        "'':*",
+        "%",
+        "_",
+        "\u{0}refund",
+        "refund\u{1b}",
+        "   ",
     ] {
         let (st, v) =
             s.call("GET", &format!("/api/conversations/search?q={}", enc(q)), Some(&ann), None).await;
         assert_eq!(st, 200, "{q:?}: {v}");
     }
-    assert_eq!(ids(&search(&s, &ann, &format!("q={}", enc("\"refund*\""))).await), [other.clone(), refund.clone()]);
-    assert_eq!(ids(&search(&s, &ann, &format!("q={}", enc("NEAR(refund days)"))).await), Vec::<String>::new());
+    assert_eq!(
+        ids(&search(&s, &ann, &format!("q={}", enc("\"refund*\""))).await),
+        [other.clone(), refund.clone()]
+    );
+    assert_eq!(
+        ids(&search(&s, &ann, &format!("q={}", enc("NEAR(refund days)"))).await),
+        Vec::<String>::new()
+    );
     assert_eq!(ids(&search(&s, &ann, &format!("q={}", enc("refund -days"))).await), [refund.clone()]);
     assert!(ids(&search(&s, &ann, "q=%25").await).is_empty());
 
@@ -114,16 +171,18 @@ both_dbs!(search_finds_messages_and_customers, |s: TestServer| async move {
     assert_eq!(search(&s, &ann, "q=").await["hits"][0]["match"], "all");
 
     // Resolved conversations are found, and the status filter works.
-    let (st, v) = s.call("POST", &format!("/api/conversations/{shipping}/handoff"), Some(&s.secret_key), None).await;
+    let (st, v) =
+        s.call("POST", &format!("/api/conversations/{shipping}/handoff"), Some(&s.secret_key), None).await;
     assert_eq!(st, 200, "{v}");
-    let (st, v) = s.call("POST", &format!("/api/conversations/{shipping}/resolve"), Some(&s.secret_key), None).await;
+    let (st, v) =
+        s.call("POST", &format!("/api/conversations/{shipping}/resolve"), Some(&s.secret_key), None).await;
     assert_eq!(st, 200, "{v}");
     let v = search(&s, &ann, "q=parcel&status=resolved").await;
     assert_eq!(ids(&v), [shipping.clone()]);
     assert_eq!(v["hits"][0]["conversation"]["status"], "resolved");
     assert!(ids(&search(&s, &ann, "q=parcel&status=bot").await).is_empty());
     assert_eq!(ids(&search(&s, &ann, "status=resolved").await), [shipping.clone()]);
-});
+}
 
 both_dbs!(search_pages_and_refusals, |s: TestServer| async move {
     let ann = s.agent1.0.clone();
@@ -158,15 +217,29 @@ both_dbs!(search_pages_and_refusals, |s: TestServer| async move {
 
     // Another project's conversations are never found (not even by its own words).
     let (other_project, other_secret) = s.svc.create_project("Other", vec!["*".into()]).await.unwrap();
-    let (st, session) =
-        s.call("POST", "/api/widget/session", None, Some(json!({"project_key": other_project.public_key}))).await;
+    let (st, session) = s
+        .call("POST", "/api/widget/session", None, Some(json!({"project_key": other_project.public_key})))
+        .await;
     assert_eq!(st, 200);
     let vt = session["visitor_token"].as_str().unwrap();
-    let (st, _) = s.call("POST", "/api/conversations", Some(vt), Some(json!({"body": "invoice secret zebra"}))).await;
+    let (st, _) =
+        s.call("POST", "/api/conversations", Some(vt), Some(json!({"body": "invoice secret zebra"}))).await;
     assert_eq!(st, 201);
     assert!(ids(&search(&s, &ann, "q=zebra").await).is_empty());
     assert_eq!(ids(&search(&s, &ann, "q=invoice&limit=100").await).len(), 5);
     assert_eq!(ids(&search(&s, &other_secret, "q=invoice").await).len(), 1);
+
+    // Searching is rate-limited per agent (bursts of 30).
+    let mut limited = false;
+    for _ in 0..40 {
+        let (st, v) = s.call("GET", "/api/conversations/search?q=x", Some(&s.agent2.0), None).await;
+        if st == 429 {
+            assert_eq!(code(&v), "rate_limited");
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "40 searches in a row were never limited");
 
     // Visitors may not search; no token is 401.
     let (st, v) = s.call("GET", "/api/conversations/search?q=invoice", Some(vt), None).await;
@@ -189,14 +262,16 @@ both_dbs!(search_pages_and_refusals, |s: TestServer| async move {
         assert_eq!(st, status, "{query}: {v}");
         assert!(!v["error"]["message"].as_str().unwrap().is_empty(), "{v}");
     }
-    let (st, v) = s.call("GET", &format!("/api/conversations/search?q={}", "a".repeat(200)), Some(&ann), None).await;
+    let (st, v) =
+        s.call("GET", &format!("/api/conversations/search?q={}", "a".repeat(200)), Some(&ann), None).await;
     assert_eq!(st, 200, "{v}");
     // Only the first 12 words count: a 13th that is in no message does not empty the answer.
     let words = format!("{} nowhereword", "invoice ".repeat(12));
     assert_eq!(ids(&search(&s, &ann, &format!("q={}", enc(&words))).await).len(), 5);
     // Another list's cursor is no search cursor.
     let queue_cursor = hex_cursor("q", &made[0]);
-    let (st, v) = s.call("GET", &format!("/api/conversations/search?cursor={queue_cursor}"), Some(&ann), None).await;
+    let (st, v) =
+        s.call("GET", &format!("/api/conversations/search?cursor={queue_cursor}"), Some(&ann), None).await;
     assert_eq!((st, code(&v)), (422, "validation_failed"), "{v}");
 });
 
@@ -217,7 +292,8 @@ async fn inbox_and_queue_page_beyond_fifty(db: Db) {
     let mut queued = Vec::new();
     for _ in 0..55 {
         let (_, id) = s.conversation().await;
-        let (st, v) = s.call("POST", &format!("/api/conversations/{id}/handoff"), Some(&s.secret_key), None).await;
+        let (st, v) =
+            s.call("POST", &format!("/api/conversations/{id}/handoff"), Some(&s.secret_key), None).await;
         assert_eq!(st, 200, "{v}");
         queued.push(id);
     }
@@ -233,8 +309,13 @@ async fn inbox_and_queue_page_beyond_fifty(db: Db) {
     assert_eq!(rest["queue"].as_array().unwrap().len(), 5);
     assert_eq!(rest["queue"][0]["position"], 51);
     assert!(rest.get("next_cursor").is_none(), "{rest}");
-    let mut all: Vec<String> = page["queue"].as_array().unwrap().iter().chain(rest["queue"].as_array().unwrap())
-        .map(|e| e["conversation_id"].as_str().unwrap().to_owned()).collect();
+    let mut all: Vec<String> = page["queue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["queue"].as_array().unwrap())
+        .map(|e| e["conversation_id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(all, queued);
 
     // The inbox: newest first, 50 by default, then from the last item's cursor.
@@ -243,7 +324,8 @@ async fn inbox_and_queue_page_beyond_fifty(db: Db) {
     let first = first.as_array().unwrap().clone();
     assert_eq!(first.len(), 50);
     let cursor = first.last().unwrap()["cursor"].as_str().unwrap().to_owned();
-    let (st, second) = s.call("GET", &format!("/api/inbox?cursor={cursor}&limit=100"), Some(&ann), None).await;
+    let (st, second) =
+        s.call("GET", &format!("/api/inbox?cursor={cursor}&limit=100"), Some(&ann), None).await;
     assert_eq!(st, 200, "{second}");
     let second = second.as_array().unwrap().clone();
     assert_eq!(second.len(), 5);
