@@ -1266,58 +1266,13 @@ impl Store for SqlStore {
     }
 
     async fn search(&self, q: &SearchQuery<'_>) -> Result<Vec<SearchRow>, StoreError> {
-        enum Arg {
-            Text(String),
-            Int(i64),
-        }
-        /// Adds a bind argument; answers its placeholder.
-        fn next(args: &mut Vec<Arg>, a: Arg) -> String {
-            args.push(a);
-            format!("${}", args.len())
-        }
-        let mut args = vec![Arg::Text(q.project.to_string())];
-        let mut sql = format!(
-            "SELECT {}, v.name, v.email FROM conversations c LEFT JOIN visitors v ON v.id = c.visitor_id \
-             WHERE c.project_id = $1",
-            CONVERSATION_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
-        );
-        if let Some(status) = q.status {
-            let p = next(&mut args, Arg::Text(status.as_str().to_owned()));
-            sql.push_str(&format!(" AND c.status = {p}"));
-        }
-        if let Some(a) = &q.after {
-            let at = next(&mut args, Arg::Int(to_i64(a.at)));
-            let id = next(&mut args, Arg::Text(a.id.to_string()));
-            sql.push_str(&format!(" AND (c.updated_at < {at} OR (c.updated_at = {at} AND c.id < {id}))"));
-        }
         let fts = (!q.terms.is_empty()).then(|| self.fts_query(q.terms));
-        let mut any = Vec::new();
-        if let Some(fts) = &fts {
-            let p = next(&mut args, Arg::Text(fts.clone()));
-            any.push(if self.postgres {
-                format!(
-                    "c.id IN (SELECT m.conversation_id FROM messages m \
-                     WHERE to_tsvector('simple', m.body) @@ to_tsquery('simple', {p}))"
-                )
-            } else {
-                format!("c.id IN (SELECT f.conversation_id FROM messages_fts f WHERE messages_fts MATCH {p})")
-            });
-        }
-        if let Some(text) = q.customer.filter(|t| !t.is_empty()) {
-            let p = next(&mut args, Arg::Text(format!("%{}%", like_literal(text))));
-            any.push(format!(
-                "LOWER(COALESCE(v.name, '')) LIKE {p} ESCAPE '\\' OR LOWER(COALESCE(v.email, '')) LIKE {p} ESCAPE '\\'"
-            ));
-        }
-        if !any.is_empty() {
-            sql.push_str(&format!(" AND ({})", any.join(" OR ")));
-        }
-        sql.push_str(&format!(" ORDER BY c.updated_at DESC, c.id DESC LIMIT {}", q.limit));
+        let (sql, args) = search_statement(self.postgres, q, fts.as_deref());
         let mut query = sqlx::query(&sql);
         for a in args {
             query = match a {
-                Arg::Text(t) => query.bind(t),
-                Arg::Int(i) => query.bind(i),
+                SqlArg::Text(t) => query.bind(t),
+                SqlArg::Int(i) => query.bind(i),
             };
         }
         let rows = query.fetch_all(&self.pool).await?;
@@ -1943,6 +1898,63 @@ impl Store for SqlStore {
             .await?;
         Ok(r.rows_affected() > 0)
     }
+}
+
+/// A bind argument of a statement built at run time.
+enum SqlArg {
+    Text(String),
+    Int(i64),
+}
+
+/// Adds a bind argument; answers its placeholder.
+fn bind_next(args: &mut Vec<SqlArg>, a: SqlArg) -> String {
+    args.push(a);
+    format!("${}", args.len())
+}
+
+/// The statement of [`Store::search`] and its arguments: the project's conversations (with the
+/// customer's name and email) that match, newest activity first. `fts` is the full-text query
+/// ([`SqlStore::fts_query`]) of the terms, when there are any.
+fn search_statement(postgres: bool, q: &SearchQuery<'_>, fts: Option<&str>) -> (String, Vec<SqlArg>) {
+    use std::fmt::Write as _;
+    let mut args = vec![SqlArg::Text(q.project.to_string())];
+    let mut sql = format!(
+        "SELECT {}, v.name, v.email FROM conversations c LEFT JOIN visitors v ON v.id = c.visitor_id \
+         WHERE c.project_id = $1",
+        CONVERSATION_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
+    );
+    if let Some(status) = q.status {
+        let p = bind_next(&mut args, SqlArg::Text(status.as_str().to_owned()));
+        let _ = write!(sql, " AND c.status = {p}");
+    }
+    if let Some(a) = &q.after {
+        let at = bind_next(&mut args, SqlArg::Int(to_i64(a.at)));
+        let id = bind_next(&mut args, SqlArg::Text(a.id.to_string()));
+        let _ = write!(sql, " AND (c.updated_at < {at} OR (c.updated_at = {at} AND c.id < {id}))");
+    }
+    let mut any = Vec::new();
+    if let Some(fts) = fts {
+        let p = bind_next(&mut args, SqlArg::Text(fts.to_owned()));
+        any.push(if postgres {
+            format!(
+                "c.id IN (SELECT m.conversation_id FROM messages m \
+                 WHERE to_tsvector('simple', m.body) @@ to_tsquery('simple', {p}))"
+            )
+        } else {
+            format!("c.id IN (SELECT f.conversation_id FROM messages_fts f WHERE messages_fts MATCH {p})")
+        });
+    }
+    if let Some(text) = q.customer.filter(|t| !t.is_empty()) {
+        let p = bind_next(&mut args, SqlArg::Text(format!("%{}%", like_literal(text))));
+        any.push(format!(
+            "LOWER(COALESCE(v.name, '')) LIKE {p} ESCAPE '\\' OR LOWER(COALESCE(v.email, '')) LIKE {p} ESCAPE '\\'"
+        ));
+    }
+    if !any.is_empty() {
+        let _ = write!(sql, " AND ({})", any.join(" OR "));
+    }
+    let _ = write!(sql, " ORDER BY c.updated_at DESC, c.id DESC LIMIT {}", q.limit);
+    (sql, args)
 }
 
 /// `text` as a `LIKE` pattern that matches it literally (escape character `\\`).

@@ -15,7 +15,7 @@ fn enc(s: &str) -> String {
 
 /// A cursor as the server makes them, for a list `tag` (to check that lists refuse others').
 fn hex_cursor(tag: &str, id: &str) -> String {
-    format!("{tag}:1:{id}").bytes().map(|b| format!("{b:02x}")).collect()
+    hex::encode(format!("{tag}:1:{id}"))
 }
 
 fn code(v: &Value) -> &str {
@@ -99,7 +99,7 @@ async fn search_finds_messages_and_customers(db: Db) {
 
     // Message words, without regard to case, as words or word starts; newest activity first.
     let v = search(&s, &ann, "q=refund").await;
-    assert_eq!(ids(&v), [other.clone(), refund.clone()], "{v}");
+    assert_eq!(ids(&v), [other.as_str(), refund.as_str()], "{v}");
     let hit = &v["hits"][1];
     assert_eq!(hit["match"], "message");
     assert_eq!(hit["customer_email"], "alice@shop.example");
@@ -110,20 +110,20 @@ async fn search_finds_messages_and_customers(db: Db) {
     assert_eq!(hit["message_seq"], 1);
     assert_eq!(v["hits"][0]["snippet"], "also a refund question");
     assert!(v.get("next_cursor").is_none(), "{v}");
-    assert_eq!(ids(&search(&s, &ann, "q=REFU").await), [other.clone(), refund.clone()]);
+    assert_eq!(ids(&search(&s, &ann, "q=REFU").await), [other.as_str(), refund.as_str()]);
     // Every word must be there.
-    assert_eq!(ids(&search(&s, &ann, "q=wrong%20address").await), [shipping.clone()]);
+    assert_eq!(ids(&search(&s, &ann, "q=wrong%20address").await), [shipping.as_str()]);
     assert!(ids(&search(&s, &ann, "q=wrong%20refund").await).is_empty());
     // Unicode words.
-    assert_eq!(ids(&search(&s, &ann, &format!("q={}", enc("brûlée"))).await), [other.clone()]);
-    assert_eq!(ids(&search(&s, &ann, &format!("q={}", enc("東京"))).await), [other.clone()]);
+    assert_eq!(ids(&search(&s, &ann, &format!("q={}", enc("brûlée"))).await), [other.as_str()]);
+    assert_eq!(ids(&search(&s, &ann, &format!("q={}", enc("東京"))).await), [other.as_str()]);
     // The customer's name or email (part of it, any case).
     let v = search(&s, &ann, "q=alice").await;
-    assert_eq!(ids(&v), [refund.clone()]);
+    assert_eq!(ids(&v), [refund.as_str()]);
     assert_eq!(v["hits"][0]["match"], "customer");
     assert_eq!(v["hits"][0]["snippet"], "Where is my REFUND? It has been 10 days.");
-    assert_eq!(ids(&search(&s, &ann, "q=BOB%40MAIL").await), [shipping.clone()]);
-    assert_eq!(ids(&search(&s, &s.secret_key, "q=stone").await), [shipping.clone()]);
+    assert_eq!(ids(&search(&s, &ann, "q=BOB%40MAIL").await), [shipping.as_str()]);
+    assert_eq!(ids(&search(&s, &s.secret_key, "q=stone").await), [shipping.as_str()]);
 
     // Hostile text is words, never query syntax: no error, sensible answers.
     for q in [
@@ -157,17 +157,17 @@ async fn search_finds_messages_and_customers(db: Db) {
     }
     assert_eq!(
         ids(&search(&s, &ann, &format!("q={}", enc("\"refund*\""))).await),
-        [other.clone(), refund.clone()]
+        [other.as_str(), refund.as_str()]
     );
     assert_eq!(
         ids(&search(&s, &ann, &format!("q={}", enc("NEAR(refund days)"))).await),
         Vec::<String>::new()
     );
-    assert_eq!(ids(&search(&s, &ann, &format!("q={}", enc("refund -days"))).await), [refund.clone()]);
+    assert_eq!(ids(&search(&s, &ann, &format!("q={}", enc("refund -days"))).await), [refund.as_str()]);
     assert!(ids(&search(&s, &ann, "q=%25").await).is_empty());
 
     // No text: history, every conversation, newest activity first.
-    assert_eq!(ids(&search(&s, &ann, "").await), [other.clone(), shipping.clone(), refund.clone()]);
+    assert_eq!(ids(&search(&s, &ann, "").await), [other.as_str(), shipping.as_str(), refund.as_str()]);
     assert_eq!(search(&s, &ann, "q=").await["hits"][0]["match"], "all");
 
     // Resolved conversations are found, and the status filter works.
@@ -178,10 +178,10 @@ async fn search_finds_messages_and_customers(db: Db) {
         s.call("POST", &format!("/api/conversations/{shipping}/resolve"), Some(&s.secret_key), None).await;
     assert_eq!(st, 200, "{v}");
     let v = search(&s, &ann, "q=parcel&status=resolved").await;
-    assert_eq!(ids(&v), [shipping.clone()]);
+    assert_eq!(ids(&v), [shipping.as_str()]);
     assert_eq!(v["hits"][0]["conversation"]["status"], "resolved");
     assert!(ids(&search(&s, &ann, "q=parcel&status=bot").await).is_empty());
-    assert_eq!(ids(&search(&s, &ann, "status=resolved").await), [shipping.clone()]);
+    assert_eq!(ids(&search(&s, &ann, "status=resolved").await), [shipping.as_str()]);
 }
 
 both_dbs!(search_pages_and_refusals, |s: TestServer| async move {
