@@ -492,7 +492,6 @@ test("search: a message text finds the resolved conversation, which opens read-o
   await eventually(async () => (await ada.page.locator("[data-testid=note]").count()) === 1, { what: "note added" });
   await ada.page.click("#resolve");
   await gone(inboxItem(ada.page, id), "gone from the inbox once resolved");
-  await ada.page.click("#back");
 
   // Typing searches (debounced); words, any case, hostile characters are just separators.
   await ada.page.fill("#search-input", "\"ZEBRA* 88231");
