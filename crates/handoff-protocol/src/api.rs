@@ -615,6 +615,13 @@ fn integral_capacity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u3
         .transpose()
 }
 
+/// A number of days from JSON: `null`, or a whole number (also `30.0`) up to `u32::MAX`.
+fn integral_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    integral(d)?
+        .map(|v| u32::try_from(v).map_err(|_| serde::de::Error::custom("retention_days is too large")))
+        .transpose()
+}
+
 /// A non-negative whole number from JSON, written as an integer or as a float without fraction;
 /// `None` for `null`.
 fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -986,6 +993,7 @@ pub struct Erasure {
 pub struct RetentionRequest {
     /// Delete resolved conversations this many days (1 to 36,500) after their resolution;
     /// `null`: keep them forever.
+    #[serde(default, deserialize_with = "integral_days")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 36_500))]
     pub retention_days: Option<u32>,
 }

@@ -245,7 +245,7 @@ impl AgentClient {
             self.engine.url("/api/conversations/search"),
             &[
                 ("q", q),
-                ("status", opt_str(options, "status").as_deref()),
+                ("status", opt_str(options, "status").filter(|s| !s.is_empty()).as_deref()),
                 ("cursor", opt_str(options, "cursor").as_deref()),
                 ("limit", limit.as_deref()),
             ],

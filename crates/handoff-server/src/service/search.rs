@@ -111,7 +111,7 @@ impl Service {
         // The first words only: a long list of one-letter prefixes is a dear query.
         let mut terms = api::search_terms(text);
         terms.truncate(api::MAX_SEARCH_TERMS);
-        let status = match p.status.as_deref().filter(|s| !s.is_empty()) {
+        let status = match p.status.as_deref() {
             None => None,
             Some(s) => Some(ConversationStatus::parse(s).ok_or_else(|| {
                 AppError::validation("status must be one of bot, queued, assigned, resolved")

@@ -279,6 +279,8 @@ both_dbs!(retention_deletes_old_resolved_conversations, |s: TestServer| async mo
         (json!({"retention_days": 0}), 422),
         (json!({"retention_days": 36_501}), 422),
         (json!({"retention_days": "x"}), 400),
+        (json!({"retention_days": 1.5}), 400),
+        (json!({"retention_days": -1}), 400),
     ] {
         let (st, v) = s.call("PUT", "/api/project/retention", Some(&s.secret_key), Some(body.clone())).await;
         assert_eq!(st, status, "{body}: {v}");
@@ -289,8 +291,9 @@ both_dbs!(retention_deletes_old_resolved_conversations, |s: TestServer| async mo
     // Without a period nothing is deleted, however old.
     assert_eq!(s.svc.expire_retention(resolved_at + 10_000 * DAY_MS).await, 0);
 
+    // A whole number written as a float is a whole number.
     let (st, v) = s
-        .call("PUT", "/api/project/retention", Some(&s.secret_key), Some(json!({"retention_days": 30})))
+        .call("PUT", "/api/project/retention", Some(&s.secret_key), Some(json!({"retention_days": 30.0})))
         .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["retention_days"], 30);

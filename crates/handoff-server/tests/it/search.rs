@@ -252,6 +252,7 @@ both_dbs!(search_pages_and_refusals, |s: TestServer| async move {
     for (query, status) in [
         (format!("q={long}"), 422),
         ("status=open".to_owned(), 422),
+        ("status=".to_owned(), 422),
         ("limit=0".to_owned(), 422),
         ("limit=101".to_owned(), 422),
         ("limit=x".to_owned(), 400),
