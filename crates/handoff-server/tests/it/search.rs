@@ -345,3 +345,67 @@ async fn inbox_and_queue_page_beyond_fifty(db: Db) {
     let (st, v) = s.call("GET", "/api/queue?limit=7", Some(&ann), None).await;
     assert_eq!((st, v["queue"].as_array().unwrap().len()), (200, 7));
 }
+
+/// Migration 8 indexes the messages stored before it (SQLite's FTS table is filled from them;
+/// PostgreSQL's index is an expression index over the table, so it covers them by definition).
+#[tokio::test]
+async fn the_migration_indexes_messages_stored_before_it() {
+    use handoff_protocol::ids::ProjectId;
+    use handoff_server::store::{SearchQuery, SqlStore, Store, MIGRATIONS};
+    sqlx::any::install_default_drivers();
+    let path = std::env::temp_dir().join(format!("handoff-migrate-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let url = format!("sqlite://{}", path.display());
+    {
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{url}?mode=rwc"))
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (version, statements) in MIGRATIONS.iter().filter(|(v, _)| *v < 8) {
+            for sql in *statements {
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)")
+                .bind(version)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        for sql in [
+            "INSERT INTO projects (id, name, public_key, secret_key_hash, allowed_origins, enforce_identity, theme, created_at) \
+             VALUES ('prj_old', 'Old', 'pk_old', 'h', '[]', 0, '{}', 0)",
+            "INSERT INTO visitors (id, project_id, token_hash, verified, created_at) VALUES ('vis_old', 'prj_old', 't', 0, 0)",
+            "INSERT INTO conversations (id, project_id, visitor_id, status, last_seq, presence, created_at, updated_at) \
+             VALUES ('conv_old', 'prj_old', 'vis_old', 'resolved', 1, 'offline', 0, 0)",
+            "INSERT INTO messages (id, conversation_id, seq, author_kind, body, created_at) \
+             VALUES ('msg_old', 'conv_old', 1, 'customer', 'A legacy question about invoices', 0)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let store = SqlStore::connect(&url).await.unwrap();
+    let project = ProjectId::new("prj_old");
+    let terms = vec!["legacy".to_owned(), "invoice".to_owned()];
+    let query = SearchQuery {
+        project: &project,
+        terms: &terms,
+        customer: None,
+        status: None,
+        after: None,
+        limit: 10,
+    };
+    let hits = store.search(&query).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert!(hits[0].message_matched);
+    assert_eq!(hits[0].message.as_ref().map(|m| m.0.as_str()), Some("msg_old"));
+    store.close().await;
+    let _ = std::fs::remove_file(&path);
+}
