@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use handoff_protocol::ids::{AgentId, ConversationId, VisitorId};
-use handoff_protocol::phoenix::Vsn;
+use handoff_protocol::phoenix::{FrameKind, Vsn};
 use handoff_protocol::Event;
 use handoff_server::service::now_ms;
 use serde_json::{json, Value};
@@ -204,6 +204,9 @@ both_dbs!(erasure_removes_everything_of_the_visitor, |s: TestServer| async move 
     // An agent watching the conversation and the queue.
     let mut sock = s.socket(Vsn::V2).await;
     sock.join_ok(&format!("realtime:conversation:{id}"), &s.agent1.0).await;
+    // The customer's own socket.
+    let mut customer_sock = s.socket(Vsn::V2).await;
+    customer_sock.join_ok(&format!("realtime:conversation:{id}"), &vt).await;
 
     // Agents may not erase.
     let (st, v) = s.call("DELETE", &format!("/api/visitors/{vid}"), Some(&s.agent1.0), None).await;
@@ -243,6 +246,18 @@ both_dbs!(erasure_removes_everything_of_the_visitor, |s: TestServer| async move 
     .await
     .expect("conversation:deleted");
     assert_eq!(deleted, id);
+    // The erased visitor's socket is cut like a revoked token's: its channel gets `phx_error`.
+    let cut = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(f) = customer_sock.recv().await {
+            if f.kind() == FrameKind::Error {
+                return f.topic;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("phx_error on the customer's channel");
+    assert_eq!(cut, format!("realtime:conversation:{id}"));
     let (st, _) = s.call("GET", &format!("/api/conversations/{id}"), Some(&vt), None).await;
     assert_eq!(st, 401);
     let (st, v) = s
