@@ -5,6 +5,7 @@
 // User data (names, messages, notes, offline messages) is always rendered with textContent,
 // never as HTML.
 import { countsAsUnread, createAgentClient } from "/sdk/index.js";
+import * as attention from "./attention.js";
 
 const TOKEN_KEY = "handoff.console.token";
 const $ = (id) => document.getElementById(id);
@@ -169,6 +170,7 @@ function teardown() {
   client = null;
   me = null;
   state.queue = [];
+  state.queueLoaded = false;
   state.inbox.clear();
   state.known.clear();
   state.presence.clear();
@@ -186,6 +188,7 @@ function teardown() {
   renderInbox();
   renderOffline();
   $("toasts").replaceChildren();
+  attention.reset();
 }
 
 async function signOut(message) {
@@ -266,9 +269,24 @@ function wire(c) {
   });
   on("queue:updated", ({ queue }) => {
     // The broadcast is the whole waiting list.
+    // Before the first load, everything would look new: the queue as it was is no news.
+    const before = new Set(state.queueLoaded ? state.queue.map((q) => q.conversation_id) : queue.map((q) => q.conversation_id));
+    // With only the first pages loaded, those waiting since before the load are no news either.
+    if (state.queueCursor) {
+      for (const q of queue) if (q.waiting_since <= state.queueLoadedAt) before.add(q.conversation_id);
+    }
     state.queue = queue;
     state.queueCursor = null;
     renderQueue();
+    attention.forgetQueued(new Set(queue.map((q) => q.conversation_id)));
+    for (const q of queue) {
+      if (before.has(q.conversation_id) || state.claiming.has(q.conversation_id)) continue;
+      attention.notify({
+        kind: "queued", conversationId: q.conversation_id,
+        title: `${customerName(q)} is waiting in the queue`, body: q.preview ?? "",
+        open: () => select(q.conversation_id),
+      });
+    }
   });
   on("conversation:deleted", ({ conversation_id: id }) => {
     // Erased (the customer's data) or past the retention period: gone from every list.
@@ -289,6 +307,12 @@ function wire(c) {
     if (!once("conversation:assigned", p)) return;
     if (p.agent?.id === me.id && isNewEvent(p) && !state.claiming.delete(p.conversation_id)) {
       assignedToast(p.conversation_id);
+      const c = state.inbox.get(p.conversation_id)?.conversation ?? state.queue.find((q) => q.conversation_id === p.conversation_id);
+      attention.notify({
+        kind: "assigned", conversationId: p.conversation_id,
+        title: `A conversation with ${customerName(c)} was assigned to you`, body: "",
+        open: () => select(p.conversation_id),
+      });
     }
     changed(p.conversation_id);
   });
@@ -354,13 +378,24 @@ function changed(id) {
 function onMessage({ message: m }) {
   const id = m.conversation_id;
   const item = state.inbox.get(id);
+  // The server's rule (GET /api/inbox counts the same way after a refresh): for an agent,
+  // the customer's messages only; not the bot's, not other agents', not ours.
+  const counts = countsAsUnread(m.author.kind, "agent");
+  const fresh = isNewEvent({ conversation_id: id, seq: m.seq });
+  // In a background tab even the open conversation's messages stay unread (and unmarked: the
+  // customer would see "Seen") until the agent looks again.
+  const away = attention.inBackground();
   if (item && (!item.last_message || m.seq > item.last_message.seq)) {
-    // The server's rule (GET /api/inbox counts the same way after a refresh): for an agent,
-    // the customer's messages only; not the bot's, not other agents', not ours.
-    const counts = countsAsUnread(m.author.kind, "agent");
-    if (counts && id !== state.selected && isNewEvent({ conversation_id: id, seq: m.seq })) item.unread += 1;
+    if (counts && (id !== state.selected || away) && fresh) item.unread += 1;
     item.last_message = m;
     renderInbox();
+    if (counts && fresh && m.author.kind === "customer") {
+      attention.notify({
+        kind: "message", conversationId: id,
+        title: `${customerName(item.conversation)} wrote`, body: m.body,
+        open: () => select(id),
+      });
+    }
   }
   if (id === state.selected) {
     if (state.messages.has(m.id)) return;
@@ -400,6 +435,8 @@ async function loadQueue() {
   const { queue, next_cursor } = await client.queue();
   state.queue = queue;
   state.queueCursor = next_cursor ?? null;
+  state.queueLoaded = true;
+  state.queueLoadedAt = Date.now();
   renderQueue();
 }
 
@@ -450,7 +487,9 @@ async function loadInbox() {
       it.last_message = local.last_message;
       it.unread = local.unread;
     }
-    if (c.id === state.selected) it.unread = 0;
+    // The open conversation is read, unless the agent is looking elsewhere (then the server's
+    // count, which our unsent read marker leaves standing, is right).
+    if (c.id === state.selected && !attention.inBackground()) it.unread = 0;
     if (!state.known.has(c.id) || state.known.get(c.id) < c.last_seq) state.known.set(c.id, c.last_seq);
     next.set(c.id, it);
   }
@@ -477,7 +516,7 @@ function renderQueue() {
     class: "item", "data-testid": "queue-item", dataset: { conversationId: q.conversation_id },
   },
   el("button", {
-    type: "button", class: "item-main", "aria-label": `Open the conversation with ${customerName(q)}`,
+    type: "button", class: "item-main",
     onclick: () => select(q.conversation_id),
   },
   el("span", { class: "name", text: customerName(q) }),
@@ -525,16 +564,17 @@ function renderInbox() {
     },
     el("button", {
       type: "button", class: "item-main", "aria-current": c.id === state.selected ? "true" : null,
-      "aria-label": `Open the conversation with ${customerName(c)}${unread ? `, ${unread} unread` : ""}`,
       onclick: () => select(c.id),
     },
     el("span", { class: "name" },
       el("span", { class: "dot small", dataset: { state: presence }, "aria-hidden": "true" }),
       customerName(c)),
     el("span", { class: "preview", "data-testid": "inbox-preview", text: preview }),
-    unread ? el("span", { class: "unread", "data-testid": "inbox-unread", text: String(unread) }) : null));
+    unread ? el("span", { class: "unread", "data-testid": "inbox-unread", text: String(unread) }) : null,
+    unread ? el("span", { class: "visually-hidden", text: " unread" }) : null));
   }));
   $("inbox-count").textContent = String(items.length);
+  attention.setUnread(items.reduce((n, i) => n + i.unread, 0));
   $("inbox-empty").hidden = items.length > 0;
   $("inbox-more").hidden = !state.inboxMore;
 }
@@ -551,7 +591,7 @@ function renderOffline() {
     el("time", { class: "muted", text: new Date(m.created_at).toLocaleString() }),
     el("button", {
       type: "button", class: "small", "data-testid": "offline-handled",
-      "aria-label": `Mark the message from ${m.name} handled`, text: "Mark handled",
+      "aria-label": `Mark handled: the message from ${m.name}`, text: "Mark handled",
       onclick: async (e) => {
         e.target.disabled = true;
         try {
@@ -663,6 +703,8 @@ async function loadConversation(id) {
   $("transfer-form").hidden = !own;
   $("decline").hidden = !own;
   $("resolve").hidden = !own;
+  // Seen before the claim (not mine to mark then): marked now that it is mine.
+  if (own) markRead(c.last_seq);
   $("compose-input").placeholder = own ? "Reply to the customer"
     : c.status === "resolved" ? "This conversation is resolved" : "Claim the conversation to reply";
   // A resolved conversation (opened from the search, say) is history: read-only, no reply
@@ -714,14 +756,22 @@ function addNote(n) {
 }
 
 const markRead = (() => {
+  // What the agent has seen: the thread up to here while the console was in front. Messages that
+  // arrive while they look elsewhere stay unread (the customer sees no "Seen") until they return.
+  let conv = null;
+  let upTo = 0;
   const send = debounce(() => {
     const id = state.selected;
-    if (!id || !mine(state.conv) || !state.lastSeq) return;
-    const seq = state.lastSeq;
-    client?.markRead(id, seq).catch((e) => console.warn("markRead", e));
+    if (!id || id !== conv || !upTo || !mine(state.conv)) return;
+    client?.markRead(id, upTo).catch((e) => console.warn("markRead", e));
   }, 250);
   return (seq) => {
     if (seq && seq > state.lastSeq) state.lastSeq = seq;
+    if (conv !== state.selected) {
+      conv = state.selected;
+      upTo = 0;
+    }
+    if (!attention.inBackground()) upTo = Math.max(upTo, state.lastSeq);
     send();
   };
 })();
@@ -917,7 +967,6 @@ function renderSearch() {
     return el("li", { class: "item search-result", "data-testid": "search-result", dataset: { conversationId: c.id, status: c.status } },
       el("button", {
         type: "button", class: "item-main",
-        "aria-label": `Open the ${status} conversation with ${name}${h.customer_email ? ` (${h.customer_email})` : ""}: ${snippet}`,
         onclick: () => select(c.id),
         onkeydown: (e) => moveInResults(e),
       },
@@ -965,7 +1014,7 @@ $("search-more").addEventListener("click", () => runSearch({ more: true }));
 // Typing `/` at the start of the reply or after a space opens the project's canned responses
 // whose shortcut starts with what follows the slash (or whose text contains it), from the
 // server's search. Arrow keys move, Enter or Tab insert the text in place of `/query`, Escape
-// closes. The textarea is a combobox: `aria-activedescendant` names the highlighted option.
+// closes. `aria-activedescendant` on the textarea names the highlighted option.
 
 const suggest = {
   /** Index of the `/` in the textarea, while the list is open (or loading). */
@@ -1036,7 +1085,7 @@ function showSuggestions(items, slash) {
     onmousedown: (e) => { e.preventDefault(); pickSuggestion(i); },
   }, el("span", { class: "shortcut", text: `/${c.shortcut}` }), el("span", { class: "preview", text: c.content }))));
   list.hidden = false;
-  $("compose-input").setAttribute("aria-expanded", "true");
+  $("canned-status").textContent = `${items.length} canned ${items.length === 1 ? "response" : "responses"}: up and down arrows to choose, Enter to insert`;
   highlight(keep);
 }
 
@@ -1060,7 +1109,7 @@ function closeSuggestions() {
   suggest.active = -1;
   $("canned-suggestions").hidden = true;
   $("canned-suggestions").replaceChildren();
-  $("compose-input").setAttribute("aria-expanded", "false");
+  $("canned-status").textContent = "";
   $("compose-input").removeAttribute("aria-activedescendant");
 }
 
@@ -1160,6 +1209,23 @@ $("canned-form").addEventListener("submit", async (e) => {
   }
 });
 $("canned-cancel").addEventListener("click", () => editCanned(null));
+
+// ----- attention: notifications, sound, title -----
+
+attention.mountControls({ sound: $("sound-toggle"), enable: $("notify-enable") });
+
+/** Back in the tab: the open conversation's messages are read now. */
+function lookedBack() {
+  if (attention.inBackground() || !state.selected) return;
+  const item = state.inbox.get(state.selected);
+  if (item?.unread) {
+    item.unread = 0;
+    renderInbox();
+  }
+  markRead();
+}
+document.addEventListener("visibilitychange", lookedBack);
+window.addEventListener("focus", lookedBack);
 
 // ----- start -----
 

@@ -5,7 +5,7 @@
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { artifacts, eventually, launchBrowser, serveHostPage, startServer } from "./harness.mjs";
+import { AgentApi, artifacts, axeViolations, eventually, launchBrowser, serveHostPage, startServer } from "./harness.mjs";
 
 let server;
 let browser;
@@ -45,12 +45,13 @@ async function shot(page, name) {
 }
 
 /** A console in a fresh context, signed in as `agent`. */
-async function openConsole(agent, { viewport = WIDE } = {}) {
-  const context = await browser.newContext({ viewport });
+async function openConsole(agent, { viewport = WIDE, init, base = server.base, bypassCSP = false } = {}) {
+  const context = await browser.newContext({ viewport, bypassCSP });
+  if (init) await context.addInitScript(init);
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`console page error (${agent.email}):`, e));
   if (process.env.CONSOLE_LOG) page.on("console", (m) => console.error(`[${agent.email}] ${m.type()}: ${m.text()}`));
-  await page.goto(`${server.base}/console/`);
+  await page.goto(`${base}/console/`);
   await page.fill("#login-email", agent.email);
   await page.fill("#login-password", agent.password);
   await page.click("#login-submit");
@@ -434,19 +435,21 @@ test("canned responses: added in the panel, found by typing /greet, picked by ke
   await shown(inboxItem(page, id), "inbox entry");
   await eventually(() => page.locator("#compose-input").isEnabled(), { what: "compose enabled" });
 
-  // `/gre` lists both by shortcut; the textarea is a combobox pointing at the highlighted option.
+  // `/gre` lists both by shortcut; the textarea points at the highlighted option, a status line
+  // tells screen readers how many there are.
   const input = page.locator("#compose-input");
   const options = page.locator("#canned-suggestions[role=listbox] [role=option]");
   await input.focus();
   await page.keyboard.type("/gre");
   await eventually(async () => (await options.count()) === 2, { what: "two suggestions" });
   assert.deepEqual(await options.evaluateAll((os) => os.map((o) => o.dataset.shortcut)), ["greet", "greet-later"]);
-  assert.equal(await input.getAttribute("aria-expanded"), "true");
+  assert.match(await page.textContent("#canned-status"), /^2 canned responses/);
   assert.equal(await input.getAttribute("aria-activedescendant"), "canned-option-0");
   // Escape closes the list and leaves the text.
   await page.keyboard.press("Escape");
   await eventually(() => page.locator("#canned-suggestions").isHidden(), { what: "suggestions closed" });
-  assert.equal(await input.getAttribute("aria-expanded"), "false");
+  assert.equal(await page.textContent("#canned-status"), "");
+  assert.equal(await input.getAttribute("aria-activedescendant"), null);
   assert.equal(await input.inputValue(), "/gre");
 
   // A text search: `/cara` finds the greeting by its content.
@@ -480,7 +483,8 @@ test("canned responses: added in the panel, found by typing /greet, picked by ke
 });
 
 test("search: a message text finds the resolved conversation, which opens read-only with its history and notes", async () => {
-  const ada = await openConsole(server.agent);
+  // CSP bypassed for the axe check only (axe is injected as an inline script).
+  const ada = await openConsole(server.agent, { bypassCSP: true });
   await setStatus(ada.page, "online");
   const customer = await openCustomer();
   const id = await handOff(customer, "My parcel 88231 never arrived, the zebra-striped box");
@@ -498,8 +502,9 @@ test("search: a message text finds the resolved conversation, which opens read-o
   const result = ada.page.locator(`[data-testid=search-result][data-conversation-id="${id}"]`);
   await shown(result, "the resolved conversation in the results");
   assert.equal(await result.getAttribute("data-status"), "resolved");
-  const label = await result.locator("button").getAttribute("aria-label");
-  assert.match(label, /^Open the resolved conversation with .*parcel 88231/);
+  // The button is named by its visible text: customer, status, snippet, last activity.
+  const label = await result.locator("button").textContent();
+  assert.match(label, /^Visitorresolved.*parcel 88231/);
   assert.deepEqual(await result.locator("mark").allTextContents(), ["88231", "zebra"]);
   assert.match(await ada.page.textContent("[data-testid=search-summary]"), /1 conversation found/);
   await shot(ada.page, "search");
@@ -520,6 +525,7 @@ test("search: a message text finds the resolved conversation, which opens read-o
     assert.ok(!(await ada.page.isVisible(sel)), `${sel} is shown on a resolved conversation`);
   }
   await shot(ada.page, "search-readonly");
+  await assertAccessible(ada.page, "search results and a resolved conversation, read-only");
 
   // Nothing found, and Escape clears.
   await ada.page.fill("#search-input", "nothing-like-this-anywhere");
@@ -532,4 +538,216 @@ test("search: a message text finds the resolved conversation, which opens read-o
   await setStatus(ada.page, "offline");
   await customer.context.close();
   await ada.context.close();
+});
+
+// A console whose tab the test can send to the background (visibilityState and hasFocus follow
+// `window.__bg`), with the Notification API recorded (`window.__notes`, permission "default" until
+// asked) and every chime counted (`window.__chimes`: one gain node per chime).
+const ATTENTION_PROBE = () => {
+  window.__bg = false;
+  Object.defineProperty(Document.prototype, "visibilityState", { configurable: true, get: () => (window.__bg ? "hidden" : "visible") });
+  Object.defineProperty(Document.prototype, "hidden", { configurable: true, get: () => window.__bg });
+  Document.prototype.hasFocus = () => !window.__bg;
+  window.__notes = [];
+  window.__asked = 0;
+  class FakeNotification {
+    static permission = "default";
+    static async requestPermission() {
+      window.__asked += 1;
+      FakeNotification.permission = "granted";
+      return "granted";
+    }
+    constructor(title, options = {}) {
+      Object.assign(this, { title, body: options.body, tag: options.tag, closed: false });
+      window.__notes.push(this);
+    }
+    close() { this.closed = true; }
+  }
+  window.Notification = FakeNotification;
+  window.__chimes = 0;
+  const Real = window.AudioContext;
+  window.AudioContext = class extends Real {
+    createGain() { window.__chimes += 1; return super.createGain(); }
+  };
+};
+
+const setBackground = (page, bg) => page.evaluate((bg) => {
+  window.__bg = bg;
+  document.dispatchEvent(new Event("visibilitychange"));
+  if (!bg) window.dispatchEvent(new Event("focus"));
+}, bg);
+const notes = (page) => page.evaluate(() => window.__notes.map(({ title, body, tag, closed }) => ({ title, body, tag, closed })));
+
+/** A customer of `srv`'s project on the host page (the SDK imported from that server). */
+async function openCustomerOn(srv) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("customer page error:", e));
+  await page.goto(host.url);
+  await page.evaluate(async ({ base, key }) => {
+    const { createClient } = await import(`${base}/sdk/index.js`);
+    const c = await createClient({ baseUrl: base, projectKey: key });
+    window.customer = c;
+    window.events = [];
+    c.on("*", (payload, name) => window.events.push({ name, payload }));
+    await c.start();
+  }, { base: srv.base, key: srv.projectKey });
+  return { context, page };
+}
+
+test("a background console notifies of the queue, assignments and customer messages: notification, sound, title", async (t) => {
+  // A server of its own: one agent, so routing (queue or straight to her) is deterministic.
+  const own = await startServer();
+  t.after(() => own.stop());
+  const openCustomer = () => openCustomerOn(own);
+  const ada = await openConsole(own.agent, { init: ATTENTION_PROBE, base: own.base });
+  const { page } = ada;
+  const base = "Handoff · Agent console";
+  await setStatus(page, "away");
+
+  // Permission is asked on a click, never on load; then the button goes.
+  assert.equal(await page.evaluate(() => window.__asked), 0);
+  await page.click("#notify-enable");
+  assert.equal(await page.evaluate(() => window.__asked), 1);
+  assert.ok(await page.locator("#notify-enable").isHidden());
+
+  // In the foreground a new queue entry is shown in the list only.
+  const c1 = await openCustomer();
+  const id1 = await handOff(c1, "Foreground arrival");
+  await shown(queueItem(page, id1), "queue entry");
+  assert.deepEqual(await notes(page), []);
+  assert.equal(await page.title(), base);
+
+  // In the background: a notification, a chime, the count in the title.
+  await setBackground(page, true);
+  const c2 = await openCustomer();
+  const id2 = await handOff(c2, "Is anyone there? My parcel is lost");
+  await eventually(async () => (await notes(page)).length === 1, { what: "queue notification" });
+  const [n] = await notes(page);
+  assert.match(n.title, /waiting in the queue/);
+  assert.match(n.body, /parcel is lost/);
+  assert.equal(n.tag, `handoff:${id2}`);
+  assert.ok((await page.evaluate(() => window.__chimes)) >= 1, "a chime played");
+  assert.equal(await page.title(), `(1) ${base}`);
+
+  // Clicking the notification brings the tab back and opens that conversation.
+  await page.evaluate(() => { window.__bg = false; window.__notes[0].onclick(new Event("click")); });
+  await eventually(() => page.evaluate((id) => window.handoffConsole.state.selected === id, id2), { what: "conversation opened" });
+  await eventually(async () => (await messageTexts(page)).includes("Is anyone there? My parcel is lost"), { what: "thread shown" });
+  await setBackground(page, false);
+  assert.equal(await page.title(), base, "back in the tab: the title is plain again");
+
+  // Claimed: a customer message while the tab is hidden notifies, counts in the title and is
+  // not marked read until the agent looks.
+  await page.click("#claim");
+  await shown(inboxItem(page, id2), "inbox entry");
+  // What the agent saw in front is marked read on the server (the read marker is debounced).
+  const token = await page.evaluate(() => sessionStorage.getItem("handoff.console.token"));
+  const api = new AgentApi(own.base, token);
+  await eventually(async () => (await api.call("GET", "/api/inbox")).find((i) => i.conversation.id === id2)?.unread === 0,
+    { what: "the thread marked read" });
+  await setBackground(page, true);
+  const chimes = await page.evaluate(() => window.__chimes);
+  await c2.page.evaluate(() => window.customer.send("Tracking number 123"));
+  await eventually(async () => (await notes(page)).some((x) => x.body === "Tracking number 123"), { what: "message notification" });
+  assert.match((await notes(page)).find((x) => x.body === "Tracking number 123").title, /wrote/);
+  assert.equal(await page.evaluate(() => window.__chimes), chimes + 1);
+  await eventually(async () => (await page.title()) === `(1) ${base}`, { what: "unread in the title" }).catch(async (e) => { throw new Error(`${e.message}; title ${await page.title()}; inbox ${JSON.stringify(await page.evaluate(() => [...window.handoffConsole.state.inbox.values()].map((i) => [i.conversation.id, i.unread])))}`); });
+  await setBackground(page, false);
+  await eventually(async () => (await page.title()) === base, { what: "title plain once seen" });
+  assert.ok((await notes(page)).every((x) => x.closed), "notifications closed when the agent is back");
+
+  // Muted: still a notification, no sound.
+  await page.uncheck("#sound-toggle");
+  assert.equal(await page.evaluate(() => localStorage.getItem("handoff.console.sound")), "off");
+  await setBackground(page, true);
+  const before = await page.evaluate(() => window.__chimes);
+  await c2.page.evaluate(() => window.customer.send("Still there?"));
+  await eventually(async () => (await notes(page)).some((x) => x.body === "Still there?"), { what: "muted notification" });
+  assert.equal(await page.evaluate(() => window.__chimes), before, "muted: no chime");
+  await setBackground(page, false);
+
+  // Assigned to me while away from the tab (online: the next handoff comes straight to me).
+  await page.check("#sound-toggle");
+  await setStatus(page, "online");
+  await setBackground(page, true);
+  const c3 = await openCustomer();
+  const id3 = await handOff(c3, "Straight to an agent");
+  await eventually(async () => (await notes(page)).some((x) => x.tag === `handoff:${id3}` && /assigned to you/.test(x.title)),
+    { what: "assignment notification" });
+  await setBackground(page, false);
+
+  for (const c of [c1, c2, c3]) await c.context.close();
+  await ada.context.close();
+});
+
+/** Fails with every violation axe-core reports on the page as it is now (`screen` names it). */
+async function assertAccessible(page, screen) {
+  const violations = await axeViolations(page);
+  assert.deepEqual(violations, [], `axe on the ${screen}:\n${JSON.stringify(violations, null, 2)}`);
+}
+
+test("every console screen passes axe-core: login, lists, a conversation (own, queued, resolved), canned responses, narrow", async (t) => {
+  const own = await startServer();
+  t.after(() => own.stop());
+  const context = await browser.newContext({ viewport: WIDE, bypassCSP: true });
+  const page = await context.newPage();
+  await page.goto(`${own.base}/console/`);
+  await page.waitForSelector("#login-view:not([hidden])");
+  await assertAccessible(page, "login screen");
+  await page.click("#login-submit"); // empty: the error shows
+  await shown(page.locator("#login-error"), "login error");
+  await assertAccessible(page, "login screen with an error");
+
+  await page.fill("#login-email", own.agent.email);
+  await page.fill("#login-password", own.agent.password);
+  await page.click("#login-submit");
+  await page.waitForSelector("#app:not([hidden])");
+  await assertAccessible(page, "empty lists");
+
+  // Away: two customers wait in the queue; one is claimed and answered.
+  await setStatus(page, "away");
+  const a = await openCustomerOn(own);
+  const b = await openCustomerOn(own);
+  const idA = await handOff(a, "First customer: where is my parcel?");
+  const idB = await handOff(b, "Second customer: I need an invoice");
+  await shown(queueItem(page, idB), "second queue entry");
+  await queueItem(page, idA).locator("[data-testid=queue-claim]").click();
+  await shown(inboxItem(page, idA), "inbox entry");
+  await page.fill("#compose-input", "Hello! Let me look.");
+  await page.click("#compose-send");
+  await page.fill("#note-input", "Parcel 42, check with the courier");
+  await page.click("#note-add");
+  await eventually(async () => (await page.locator("[data-testid=note]").count()) === 1, { what: "note" });
+  await a.page.evaluate(() => window.customer.send("Thanks, it is order 42"));
+  await eventually(async () => (await messageTexts(page)).includes("Thanks, it is order 42"), { what: "customer message" });
+  await assertAccessible(page, "own conversation, selected in the inbox, with a queue");
+
+  // The canned responses suggestions open in the reply box.
+  await page.fill("#canned-shortcut", "thanks");
+  await page.fill("#canned-content", "Thank you for waiting!");
+  await page.click("#canned-save");
+  await eventually(async () => (await page.locator("#canned-list li").count()) === 1, { what: "canned response saved" });
+  await page.fill("#compose-input", "");
+  await page.focus("#compose-input");
+  await page.keyboard.type("/than");
+  await shown(page.locator("#canned-suggestions"), "suggestions");
+  await assertAccessible(page, "canned suggestions open");
+  await page.keyboard.press("Escape");
+
+  // A queued conversation opened from the queue, then a resolved one.
+  await queueItem(page, idB).locator(".item-main").click();
+  await eventually(async () => (await messageTexts(page)).includes("Second customer: I need an invoice"), { what: "queued thread" });
+  await assertAccessible(page, "queued conversation");
+  await inboxItem(page, idA).locator(".item-main").click();
+  await eventually(async () => !(await page.locator("#resolve").isDisabled()), { what: "own conversation open" });
+  await page.click("#resolve");
+  await eventually(async () => (await page.textContent("#conversation-status")) === "resolved", { what: "resolved" });
+  await assertAccessible(page, "resolved conversation");
+
+  // A phone-sized window.
+  await page.setViewportSize(NARROW);
+  await assertAccessible(page, "narrow window");
+  for (const c of [a, b]) await c.context.close();
+  await context.close();
 });

@@ -7,7 +7,7 @@
 // `cargo build -p handoff-server` and `npm ci` in examples/vite-react (vite-react.test.mjs).
 
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -226,4 +226,20 @@ export async function eventually(fn, { timeout = 10_000, interval = 50, what = "
     await new Promise((r) => setTimeout(r, interval));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
+}
+
+const axeSource = readFileSync(new URL("./node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
+
+/**
+ * Runs axe-core (WCAG 2.x A and AA rules plus best practices) on `page` and returns its
+ * violations as `{ id, impact, help, targets }`. The page's context must be made with
+ * `bypassCSP: true` (axe is injected as a script). `include`: a selector to limit the run to.
+ */
+export async function axeViolations(page, { include } = {}) {
+  if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(async (include) => {
+    const r = await window.axe.run(include ? { include: [include] } : document, { resultTypes: ["violations"] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map((n) => n.target.join(" ")).slice(0, 5) }));
+  }, include ?? null);
+  return result;
 }
