@@ -5,6 +5,7 @@
 // User data (names, messages, notes, offline messages) is always rendered with textContent,
 // never as HTML.
 import { countsAsUnread, createAgentClient } from "/sdk/index.js";
+import { linkParts } from "./links.js";
 import * as attention from "./attention.js";
 
 const TOKEN_KEY = "handoff.console.token";
@@ -733,8 +734,18 @@ function renderMessage(m) {
     dataset: { kind, seq: m.seq, id: m.id },
   },
   el("span", { class: "meta", text: `${who} · ${time(m.created_at)}` }),
-  el("p", { class: "body", text: m.body }));
+  el("p", { class: "body" }, ...linked(m.body)));
   insertBySeq($("messages"), li, m.seq);
+}
+
+/**
+ * A message's text as text nodes and safe links (`links.js`: http, https, mailto and
+ * www. only), opened in a new tab without the opener or a referrer. Never HTML.
+ */
+function linked(text) {
+  return linkParts(text).map((p) => (p.href
+    ? el("a", { href: p.href, target: "_blank", rel: "noopener noreferrer nofollow", text: p.text })
+    : document.createTextNode(p.text)));
 }
 
 function systemLine(text, seq) {
@@ -752,7 +763,7 @@ function addNote(n) {
   state.notes.add(n.id);
   $("notes").append(el("li", { class: "note", "data-testid": "note", dataset: { id: n.id } },
     el("span", { class: "meta", text: `${n.author.id === me.id ? "You" : n.author.name} · ${time(n.created_at)}` }),
-    el("p", { class: "body", text: n.body })));
+    el("p", { class: "body" }, ...linked(n.body))));
 }
 
 const markRead = (() => {

@@ -719,8 +719,13 @@ test("every console screen passes axe-core: login, lists, a conversation (own, q
   await page.fill("#note-input", "Parcel 42, check with the courier");
   await page.click("#note-add");
   await eventually(async () => (await page.locator("[data-testid=note]").count()) === 1, { what: "note" });
-  await a.page.evaluate(() => window.customer.send("Thanks, it is order 42"));
-  await eventually(async () => (await messageTexts(page)).includes("Thanks, it is order 42"), { what: "customer message" });
+  const withLinks = "Thanks, it is order 42: https://shop.example/orders/42). Not javascript:alert(1) or <a href=x>x</a>";
+  await a.page.evaluate((t) => window.customer.send(t), withLinks);
+  await eventually(async () => (await messageTexts(page)).includes(withLinks), { what: "customer message" });
+  // Links are safe anchors made of DOM nodes: http(s) only, a new tab, no opener, no referrer.
+  const anchors = await page.locator("[data-testid=message] .body a").evaluateAll((as) =>
+    as.map((x) => ({ href: x.getAttribute("href"), text: x.textContent, target: x.target, rel: x.rel })));
+  assert.deepEqual(anchors, [{ href: "https://shop.example/orders/42", text: "https://shop.example/orders/42", target: "_blank", rel: "noopener noreferrer nofollow" }]);
   await assertAccessible(page, "own conversation, selected in the inbox, with a queue");
 
   // The canned responses suggestions open in the reply box.

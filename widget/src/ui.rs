@@ -22,20 +22,27 @@ use web_sys::{CssStyleSheet, Document, Element, Event, ShadowRoot, Storage};
 use crate::dom::*;
 use crate::model::{decimal, parse_decimal, safe_color, BubbleChange, Model, Outgoing, Screen};
 
-/// `widget.css` without its comments (they would ship in the wasm), at compile time.
+/// `widget.css` without its comments and its layout whitespace (both would ship in the wasm),
+/// at compile time.
 const CSS: &str = {
     const SRC: &[u8] = include_bytes!("widget.css");
-    const BYTES: [u8; uncomment::<0>(SRC).1] = uncomment(SRC).0;
+    const BYTES: [u8; minify_css::<0>(SRC).1] = minify_css(SRC).0;
     match std::str::from_utf8(&BYTES) {
         Ok(css) => css,
         Err(_) => panic!("widget.css is UTF-8"),
     }
 };
 
-/// `css` without its `/* comments */` (and the line end after one), and the length of that:
-/// `N` is that length (with `N` = 0 only the length is computed).
-const fn uncomment<const N: usize>(css: &[u8]) -> ([u8; N], usize) {
-    let (mut out, mut i, mut o) = ([0u8; N], 0, 0);
+/// `css` without its `/* comments */`, with each run of whitespace cut to one space and dropped
+/// next to `{`, `}`, `;`, `,` and `>` and after `:` (where CSS needs none: a space before `:`
+/// is kept, it means a descendant in a selector), and the length of that: `N` is that length
+/// (with `N` = 0 only the length is computed). The stylesheet has no whitespace in strings but
+/// single spaces (`"Segoe UI"`), which stay.
+const fn minify_css<const N: usize>(css: &[u8]) -> ([u8; N], usize) {
+    const fn tight(c: u8) -> bool {
+        matches!(c, b'{' | b'}' | b';' | b',' | b'>')
+    }
+    let (mut out, mut i, mut o, mut last) = ([0u8; N], 0, 0, b'{');
     while i < css.len() {
         if css[i] == b'/' && i + 1 < css.len() && css[i + 1] == b'*' {
             i += 2;
@@ -43,14 +50,28 @@ const fn uncomment<const N: usize>(css: &[u8]) -> ([u8; N], usize) {
                 i += 1;
             }
             i += 2;
-            if i < css.len() && css[i] == b'\n' {
+            continue;
+        }
+        if css[i].is_ascii_whitespace() {
+            while i < css.len() && css[i].is_ascii_whitespace() {
                 i += 1;
             }
+            let next = if i < css.len() { css[i] } else { b'}' };
+            let comment = next == b'/' && i + 1 < css.len() && css[i + 1] == b'*';
+            if comment || tight(last) || last == b':' || tight(next) {
+                continue;
+            }
+            if o < N {
+                out[o] = b' ';
+            }
+            o += 1;
+            last = b' ';
             continue;
         }
         if o < N {
             out[o] = css[i];
         }
+        last = css[i];
         o += 1;
         i += 1;
     }
@@ -1015,7 +1036,7 @@ fn bubble(doc: &Document, class: &str, who: &str, body: &str) -> Element {
 }
 
 /// Runs one of the widget's tasks on the page's event loop: one instantiation of `spawn_local`
-/// for all of them (each is code in the wasm).
+/// for all of them and the client's (each is code in the wasm).
 fn spawn(task: Pin<Box<dyn Future<Output = ()>>>) {
-    wasm_bindgen_futures::spawn_local(task);
+    handoff_client::spawn_task(task);
 }

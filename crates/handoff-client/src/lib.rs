@@ -7,12 +7,12 @@ pub mod url;
 
 #[cfg(target_arch = "wasm32")]
 mod browser;
-#[cfg(target_arch = "wasm32")]
-pub use browser::HandoffClient;
 #[cfg(all(target_arch = "wasm32", feature = "supabase"))]
 pub use browser::{connect_supabase, RealtimeChannel, RealtimeClient};
 #[cfg(all(target_arch = "wasm32", feature = "agent"))]
 pub use browser::{counts_as_unread, AgentClient};
+#[cfg(target_arch = "wasm32")]
+pub use browser::{spawn_task, HandoffClient};
 
 pub use error::ClientError;
 pub use handoff_protocol;

@@ -117,7 +117,7 @@ impl AgentClient {
         let engine = self.engine.clone();
         let ws = self.ws.clone();
         let login = self.login.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        super::promise(async move {
             // `LoginRequest`.
             let body = super::json_body(&[("email", &email.into()), ("password", &password.into())]);
             let r =
@@ -136,7 +136,7 @@ impl AgentClient {
         let engine = self.engine.clone();
         let ws = self.ws.clone();
         let login = self.login.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        super::promise(async move {
             engine.with(|i| i.set_token(Some(token.clone())));
             let agent = match engine.rest("GET", engine.url("/api/agents/me"), None).await {
                 Ok(agent) => agent,
@@ -156,7 +156,7 @@ impl AgentClient {
         let engine = self.engine.clone();
         let login = self.login.clone();
         self.idle.borrow_mut().take();
-        wasm_bindgen_futures::future_to_promise(async move {
+        super::promise(async move {
             let r = engine.rest("POST", engine.url("/api/agents/logout"), Some("{}".into())).await;
             engine.with(|i| {
                 i.close();

@@ -229,9 +229,7 @@ impl HandoffClient {
         let state = self.state.clone();
         let project_key = self.project_key.clone();
         let prefetched = (!prefetched.is_null() && !prefetched.is_undefined()).then_some(prefetched);
-        wasm_bindgen_futures::future_to_promise(async move {
-            open_session(&engine, &store, &state, project_key, prefetched).await
-        })
+        super::promise(async move { open_session(&engine, &store, &state, project_key, prefetched).await })
     }
 }
 
@@ -268,9 +266,7 @@ impl HandoffClient {
         let store = self.store.clone();
         let state = self.state.clone();
         let project_key = self.project_key.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            open_session(&engine, &store, &state, project_key, None).await
-        })
+        super::promise(async move { open_session(&engine, &store, &state, project_key, None).await })
     }
 
     /// Starts a conversation, optionally with a first message; resolves to the conversation.
@@ -286,7 +282,7 @@ impl HandoffClient {
         }
         let engine = self.engine.clone();
         let state = self.state.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        super::promise(async move {
             let first = body.map(|b| {
                 (ClientMsgId::new(["first-", &handoff_protocol::ids::decimal(random_u64())].concat()), b)
             });
@@ -435,7 +431,7 @@ impl HandoffClient {
         let store = self.store.clone();
         let state = self.state.clone();
         let project_key = self.project_key.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        super::promise(async move {
             let ukey = user_key(&project_key);
             let url = engine.url("/api/widget/identify");
             let known = store.get(&ukey);

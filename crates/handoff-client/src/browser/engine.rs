@@ -1081,7 +1081,7 @@ impl Inner {
         } else {
             self.life.as_ref().and_then(Aborter::signal)
         };
-        wasm_bindgen_futures::spawn_local(async move {
+        super::spawn(async move {
             let r = http::request("GET", &url, token.as_deref(), None, poll_signal.as_ref()).await;
             let failed = r.is_err();
             let again = run(&weak, |i| i.events_fetched(&id, r, poll)).unwrap_or(false);
@@ -1139,7 +1139,7 @@ impl Inner {
                 // A failed catch-up (network, 5xx) is tried again in 2 s.
                 let weak = self.me.clone();
                 let id = id.clone();
-                wasm_bindgen_futures::spawn_local(async move {
+                super::spawn(async move {
                     gloo_timers::future::TimeoutFuture::new(2_000).await;
                     run(&weak, |i| {
                         if let Some(c) = i.convs.iter_mut().find(|c| c.id == id) {
@@ -1184,7 +1184,7 @@ impl Inner {
                 let weak = self.me.clone();
                 let token = self.token.clone();
                 let signal = self.life.as_ref().and_then(Aborter::signal);
-                wasm_bindgen_futures::spawn_local(async move {
+                super::spawn(async move {
                     let r = http::request("POST", &url, token.as_deref(), Some(&body), signal.as_ref()).await;
                     run(&weak, |i| i.sent(&id, &client_msg_id, r));
                 });
@@ -1248,7 +1248,7 @@ impl Inner {
     fn fire_and_forget(&self, url: String, body: String) {
         let token = self.token.clone();
         let signal = self.life.as_ref().and_then(Aborter::signal);
-        wasm_bindgen_futures::spawn_local(async move {
+        super::spawn(async move {
             // Ephemeral: a lost typing or presence update is replaced by the next one.
             let _ = http::request("POST", &url, token.as_deref(), Some(&body), signal.as_ref()).await;
         });

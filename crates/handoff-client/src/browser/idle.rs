@@ -73,8 +73,8 @@ fn update(weak: &Weak<RefCell<State>>, f: impl FnOnce(&mut AgentIdleTracker)) {
     };
     for status in changes {
         let engine = state.borrow().engine.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            let body = format!(r#"{{"status":"{}"}}"#, status.as_str());
+        super::spawn(async move {
+            let body = ["{\"status\":\"", status.as_str(), "\"}"].concat();
             // A failed change is retried by the next input or deadline; nothing else to do.
             let _ = engine.rest("PUT", engine.url("/api/agents/me/status"), Some(body)).await;
         });

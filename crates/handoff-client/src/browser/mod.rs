@@ -19,6 +19,9 @@ pub use customer::HandoffClient;
 #[cfg(feature = "supabase")]
 pub use supabase::{connect_supabase, RealtimeChannel, RealtimeClient};
 
+use std::future::Future;
+use std::pin::Pin;
+
 use js_sys::{Promise, Reflect, JSON};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -150,6 +153,31 @@ pub(crate) fn common_options(engine: &Engine, options: &JsValue) {
     if let Some(ms) = opt_u64(options, "catchUpIntervalMs") {
         engine.with(|i| i.set_catch_up_interval(ms));
     }
+}
+
+/// A task of the client's, boxed: every promise the API returns goes through one instantiation
+/// of `future_to_promise`, every background fetch through one of `spawn_local` (each would
+/// be code in the wasm, once per `async` block).
+pub(crate) type Task<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// The promise of an `async` block (see [`Task`]).
+pub(crate) fn promise(f: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
+    boxed_promise(Box::pin(f))
+}
+
+fn boxed_promise(f: Task<Result<JsValue, JsValue>>) -> Promise {
+    wasm_bindgen_futures::future_to_promise(f)
+}
+
+/// Runs an `async` block on the page's event loop (see [`Task`]).
+pub(crate) fn spawn(f: impl Future<Output = ()> + 'static) {
+    spawn_task(Box::pin(f));
+}
+
+/// Runs a boxed task on the page's event loop: the widget's tasks go through here too, so the
+/// client and the widget share one `spawn_local`.
+pub fn spawn_task(f: Pin<Box<dyn Future<Output = ()>>>) {
+    wasm_bindgen_futures::spawn_local(f);
 }
 
 /// A promise of a REST call that resolves to the parsed JSON answer.

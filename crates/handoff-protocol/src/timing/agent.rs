@@ -21,9 +21,7 @@
 //! assert!(gone.expires(AGENT_OFFLINE_AFTER_MS));
 //! ```
 
-use std::collections::VecDeque;
-
-use super::Clock;
+use super::{Clock, Queue};
 use crate::event::AgentStatus;
 
 /// An agent without a connected socket and without a REST call for this long goes offline.
@@ -82,7 +80,7 @@ pub struct AgentIdleTracker {
     last_input_at: u64,
     auto_away: bool,
     away_after_ms: u64,
-    actions: VecDeque<AgentIdleAction>,
+    actions: Queue<AgentIdleAction>,
 }
 
 impl AgentIdleTracker {
@@ -96,7 +94,7 @@ impl AgentIdleTracker {
             last_input_at: now,
             auto_away: false,
             away_after_ms: AGENT_AWAY_AFTER_MS,
-            actions: VecDeque::new(),
+            actions: Queue::new(),
         }
     }
 

@@ -32,9 +32,7 @@
 //! assert_eq!(b.poll_action(), None);
 //! ```
 
-use std::collections::VecDeque;
-
-use super::Clock;
+use super::{Clock, Queue};
 use crate::event::Event;
 use crate::ids::Seq;
 
@@ -93,8 +91,8 @@ pub struct EventBuffer<E = Event> {
     /// a map at that size, and much smaller in the wasm build).
     held: Vec<(Seq, E)>,
     gap_since: Option<u64>,
-    recent_messages: VecDeque<String>,
-    actions: VecDeque<BufferAction<E>>,
+    recent_messages: Queue<String>,
+    actions: Queue<BufferAction<E>>,
 }
 
 impl<E: Sequenced> EventBuffer<E> {
@@ -105,8 +103,8 @@ impl<E: Sequenced> EventBuffer<E> {
             applied,
             held: Vec::new(),
             gap_since: None,
-            recent_messages: VecDeque::new(),
-            actions: VecDeque::new(),
+            recent_messages: Queue::new(),
+            actions: Queue::new(),
         }
     }
 

@@ -25,6 +25,46 @@ pub mod presence;
 pub mod supervisor;
 pub mod typing;
 
+/// The actions a machine decided, oldest first: a `Vec` drained from the front. Queues hold a
+/// handful of actions and are drained at once, and each `VecDeque<T>` would compile its ring
+/// buffer (grow, wrap, slices) once per action type into the browser builds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Queue<T>(Vec<T>);
+
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Queue(Vec::new())
+    }
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn new() -> Self {
+        Queue(Vec::new())
+    }
+
+    pub(crate) fn push_back(&mut self, item: T) {
+        self.0.push(item);
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
+        (!self.0.is_empty()).then(|| self.0.remove(0))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+}
+
+impl<T: PartialEq> Queue<T> {
+    pub(crate) fn contains(&self, item: &T) -> bool {
+        self.0.contains(item)
+    }
+}
+
 /// A monotonic clock reading that never goes backwards.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Clock(u64);

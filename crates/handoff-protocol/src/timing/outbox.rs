@@ -29,11 +29,9 @@
 //! assert_eq!(o.pending().count(), 0);
 //! ```
 
-use std::collections::{HashSet, VecDeque};
-
 use serde::{Deserialize, Serialize};
 
-use super::Clock;
+use super::{Clock, Queue};
 use crate::ids::ClientMsgId;
 
 /// Delays before the 1st, 2nd, 3rd and later retries of a failed send.
@@ -99,14 +97,15 @@ pub struct Outbox {
     clock: Clock,
     prefix: String,
     counter: u64,
-    items: VecDeque<OutboxItem>,
-    /// Every id pushed or restored here (for [`Outbox::merge_stored`]).
-    known: HashSet<ClientMsgId>,
+    items: Vec<OutboxItem>,
+    /// Every id pushed or restored here (for [`Outbox::merge_stored`]): one page's sends, a
+    /// `Vec` (a `HashSet` would compile a hasher and a hash table into the browser builds).
+    known: Vec<ClientMsgId>,
     online: bool,
     /// The id of the send in flight.
     in_flight: Option<ClientMsgId>,
     retry_at: Option<u64>,
-    actions: VecDeque<OutboxAction>,
+    actions: Queue<OutboxAction>,
 }
 
 impl Outbox {
@@ -117,12 +116,12 @@ impl Outbox {
             clock: Clock::default(),
             prefix: prefix.to_owned(),
             counter: 0,
-            items: VecDeque::new(),
-            known: HashSet::new(),
+            items: Vec::new(),
+            known: Vec::new(),
             online: false,
             in_flight: None,
             retry_at: None,
-            actions: VecDeque::new(),
+            actions: Queue::new(),
         }
     }
 
@@ -142,10 +141,10 @@ impl Outbox {
         self.counter += 1;
         let mut id = self.prefix.clone();
         id.push('-');
-        id.push_str(&self.counter.to_string());
+        id.push_str(&crate::ids::decimal(self.counter));
         let client_msg_id = ClientMsgId::new(id);
-        self.known.insert(client_msg_id.clone());
-        self.items.push_back(OutboxItem {
+        self.known.push(client_msg_id.clone());
+        self.items.push(OutboxItem {
             client_msg_id: client_msg_id.clone(),
             body,
             attempts: 0,
@@ -173,7 +172,7 @@ impl Outbox {
             item.attempts = 0;
             bytes += item.body.len();
             count += 1;
-            self.known.insert(item.client_msg_id.clone());
+            self.known.push(item.client_msg_id.clone());
             taken.push(item);
         }
         // Restored items are older than anything pushed in this page: they go first, but never
@@ -245,10 +244,9 @@ impl Outbox {
         let Some(k) = self.items.iter().position(|i| i.failed && &i.client_msg_id == client_msg_id) else {
             return false;
         };
-        if let Some(mut item) = self.items.remove(k) {
-            item.failed = false;
-            self.items.push_back(item);
-        }
+        let mut item = self.items.remove(k);
+        item.failed = false;
+        self.items.push(item);
         self.pump();
         true
     }

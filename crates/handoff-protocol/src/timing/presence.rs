@@ -28,9 +28,7 @@
 //! assert_eq!(p.poll_timeout(), Some(30_000));
 //! ```
 
-use std::collections::VecDeque;
-
-use super::Clock;
+use super::{Clock, Queue};
 use crate::event::PresenceState;
 
 /// A heartbeat goes this often while the widget is open.
@@ -120,7 +118,7 @@ pub struct PresenceTracker {
     closed: bool,
     last_input_at: u64,
     last_sent_at: u64,
-    actions: VecDeque<PresenceAction>,
+    actions: Queue<PresenceAction>,
 }
 
 impl PresenceTracker {
@@ -135,7 +133,7 @@ impl PresenceTracker {
             closed: false,
             last_input_at: now,
             last_sent_at: now,
-            actions: VecDeque::from([PresenceAction::Send(PresenceState::Online)]),
+            actions: Queue(vec![PresenceAction::Send(PresenceState::Online)]),
         }
     }
 

@@ -34,9 +34,7 @@
 //! assert_eq!(s.state(), ConnectionState::Connected);
 //! ```
 
-use std::collections::VecDeque;
-
-use super::{Clock, Jitter};
+use super::{Clock, Jitter, Queue};
 
 /// Reconnect delays after the 1st, 2nd, 3rd, 4th and later failures, before jitter.
 pub const BACKOFF_MS: [u64; 5] = [500, 1_000, 2_000, 5_000, 10_000];
@@ -121,7 +119,7 @@ pub struct ConnectionSupervisor {
     /// The next periodic catch-up while connected.
     next_catch_up_at: Option<u64>,
     catch_up_interval: u64,
-    actions: VecDeque<SupervisorAction>,
+    actions: Queue<SupervisorAction>,
 }
 
 impl ConnectionSupervisor {
@@ -139,7 +137,7 @@ impl ConnectionSupervisor {
             awaiting_reply: false,
             next_catch_up_at: None,
             catch_up_interval: CATCH_UP_INTERVAL_MS,
-            actions: VecDeque::new(),
+            actions: Queue::new(),
         }
     }
 

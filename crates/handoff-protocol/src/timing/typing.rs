@@ -19,9 +19,7 @@
 //! assert_eq!(s.poll_action(), Some(TypingAction::Send(false)));
 //! ```
 
-use std::collections::VecDeque;
-
-use super::Clock;
+use super::{Clock, Queue};
 use crate::event::Author;
 
 /// A `true` is sent at most once per this many milliseconds while keys arrive.
@@ -46,7 +44,7 @@ pub struct TypingSender {
     typing: bool,
     last_true_at: u64,
     last_input_at: u64,
-    actions: VecDeque<TypingAction>,
+    actions: Queue<TypingAction>,
 }
 
 impl TypingSender {
@@ -124,7 +122,7 @@ pub enum TypingChange {
 pub struct TypingReceiver {
     clock: Clock,
     shown: Vec<(Author, u64)>,
-    actions: VecDeque<TypingChange>,
+    actions: Queue<TypingChange>,
 }
 
 impl TypingReceiver {
