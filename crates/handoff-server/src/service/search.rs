@@ -136,20 +136,9 @@ impl Service {
                     .map(|r| encode_cursor(CursorKind::Search, r.conversation.updated_at, &r.conversation.id))
             })
             .flatten();
-        let mut agents: HashMap<AgentId, Option<AgentSummary>> = HashMap::new();
         let mut hits = Vec::with_capacity(rows.len());
         for r in rows {
             let c = &r.conversation;
-            let agent = match &c.agent_id {
-                Some(id) => {
-                    if !agents.contains_key(id) {
-                        let a = self.store.agent(id).await.map_err(AppError::from)?.map(|a| summary(&a));
-                        agents.insert(id.clone(), a);
-                    }
-                    agents.get(id).cloned().flatten()
-                }
-                None => None,
-            };
             let matched = if r.message_matched {
                 SearchMatch::Message
             } else if text.is_empty() {
@@ -164,18 +153,7 @@ impl Service {
                 None => (None, None, None),
             };
             hits.push(SearchHit {
-                conversation: Conversation {
-                    id: c.id.clone(),
-                    project_id: c.project_id.clone(),
-                    visitor_id: c.visitor_id.clone(),
-                    customer_name: r.customer_name,
-                    status: c.status,
-                    agent,
-                    presence: c.presence,
-                    last_seq: c.last_seq,
-                    created_at: Timestamp(c.created_at),
-                    updated_at: Timestamp(c.updated_at),
-                },
+                conversation: self.conversation_dto(c).await?,
                 customer_email: r.customer_email,
                 matched,
                 message_id,

@@ -35,6 +35,8 @@ async fn rows_of(pool: &sqlx::AnyPool, ids: &[&str], sqlite: bool) -> Vec<(Strin
         ("read_markers", "conversation_id"),
         ("declines", "conversation_id"),
         ("presence_tabs", "conversation_id"),
+        ("conversation_ratings", "conversation_id"),
+        ("transcript_emails", "conversation_id"),
     ];
     if sqlite {
         tables.push(("messages_fts", "conversation_id"));
@@ -111,6 +113,23 @@ async fn busy_customer(s: &TestServer, name: &str, email: &str) -> (String, Stri
     // Bo declined it once (a decline's record hangs off the conversation too).
     let bo = AgentId::new(s.agent2.1.clone());
     s.svc.store().add_decline(&ConversationId::new(id.clone()), &bo, now_ms()).await.unwrap();
+    // A rating and a transcript email of it (written directly: the fixture fills every table).
+    let pool = db(s).await;
+    sqlx::query("INSERT INTO conversation_ratings (conversation_id, project_id, agent_id, rating, comment, created_at) VALUES ($1, $2, NULL, 5, 'great', 0)")
+        .bind(id.as_str())
+        .bind(s.project.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO transcript_emails (id, conversation_id, visitor_id, email, created_at) VALUES ($1, $2, $3, $4, 0)")
+        .bind(format!("te_{id}"))
+        .bind(id.as_str())
+        .bind(vid.as_str())
+        .bind(email)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
     (vt, vid, id)
 }
 
