@@ -88,6 +88,9 @@ export interface HandoffEvents {
   /** Read receipt: an agent's read marker moved, so the customer's messages up to `seq` were
    * read. Not persisted (the latest is `Conversation.agent_read_seq`); `seq` only grows. */
   "message:read": { conversation_id: string; seq: number; reader: Author; at: number };
+  /** The conversation and everything of it are gone (the customer's data was erased, or the
+   * project's retention period passed): drop it from every list. */
+  "conversation:deleted": { conversation_id: string };
   /** Customer client: an own message is on its way (sent, retried, or restored from storage
    * after a reload). Show it as "sending"; the `message:new` with the same `client_msg_id`
    * confirms it. `conversation_id` is `null` for the first message of `startConversation`. */
@@ -237,6 +240,49 @@ export interface InboxItem {
   conversation: Conversation;
   unread: number;
   last_message?: Message;
+  /** This item's place in the list: `inbox({ cursor })` with the last item's answers the next page. */
+  cursor?: string;
+}
+
+/** A page of a list: `cursor` from the previous page, `limit` 1 to 100 (default 50; search 20). */
+export interface PageOptions {
+  cursor?: string;
+  limit?: number;
+}
+
+/** `queue()`: a page of the waiting list, head first. */
+export interface QueuePage {
+  queue: QueueEntry[];
+  /** The whole queue's length. */
+  queue_length: number;
+  /** Pass as `cursor` for the next page; absent on the last. */
+  next_cursor?: string;
+}
+
+/** One conversation found by `search`. */
+export interface SearchHit {
+  /** Its status, customer name and `updated_at` (last activity). */
+  conversation: Conversation;
+  customer_email?: string;
+  /** `message`: a message holds every word; `customer`: the name or email contains the text;
+   * `all`: no text was given (history). */
+  match: "message" | "customer" | "all";
+  /** The (latest) matching message, or the latest message. */
+  message_id?: string;
+  message_seq?: number;
+  /** Plain text around the first matching word, `…` where cut: render as text, highlight the
+   * query's words yourself. */
+  snippet?: string;
+}
+
+export interface SearchPage {
+  hits: SearchHit[];
+  /** Pass as `cursor`, with the same `q` and `status`, for the next page; absent on the last. */
+  next_cursor?: string;
+}
+
+export interface SearchOptions extends PageOptions {
+  status?: ConversationStatus;
 }
 
 /** A storage for the visitor token (defaults to `localStorage`; `null` keeps it in memory). */
@@ -348,8 +394,17 @@ export class AgentClient implements Events {
    * `offline`. Call after `login`/`resume`; returns a function that stops tracking.
    */
   trackIdle(options?: { awayAfterMs?: number }): () => void;
-  inbox(): Promise<InboxItem[]>;
-  queue(): Promise<{ queue: QueueEntry[] }>;
+  /** My conversations and the queue, newest activity first: a page (default 50, at most 100). */
+  inbox(options?: PageOptions): Promise<InboxItem[]>;
+  /** The waiting list, head first: a page (default 50, at most 100). */
+  queue(options?: PageOptions): Promise<QueuePage>;
+  /**
+   * Searches the project's conversations, resolved ones included, newest activity first: those
+   * whose messages hold every word of `q` (as words or word starts) or whose customer's name or
+   * email contains `q`; blank `q`: all of them (history). Quotes, `*`, `-` and the like are
+   * never query syntax. The first 12 words count; rejects with `validation_failed` for a text over 200 characters.
+   */
+  search(q?: string, options?: SearchOptions): Promise<SearchPage>;
   agents(): Promise<Agent[]>;
   conversation(id: string): Promise<Conversation>;
   /** Every persisted event so far, fetched page by page (`last_seq`: the latest). */

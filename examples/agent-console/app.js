@@ -68,6 +68,13 @@ const state = {
   lastSeq: 0,
   /** The project's canned responses, by shortcut (the management panel). */
   canned: [],
+  /** The queue's next page (`GET /api/queue` cursor), while more are waiting than loaded. */
+  queueCursor: null,
+  /** Inbox pages loaded (50 items each; "Load more" adds one), and whether more may follow. */
+  inboxPages: 1,
+  inboxMore: false,
+  /** The search: its text and status, results, the next page's cursor, the latest request. */
+  search: { q: "", status: "", hits: [], cursor: null, request: 0 },
 };
 
 // ----- small helpers -----
@@ -171,6 +178,10 @@ function teardown() {
   state.seen.clear();
   state.offline = [];
   state.canned = [];
+  state.queueCursor = null;
+  state.inboxPages = 1;
+  state.inboxMore = false;
+  clearSearch();
   closeSuggestions();
   editCanned(null);
   renderQueue();
@@ -258,9 +269,15 @@ function wire(c) {
     if (e?.code === "unauthorized") signOut("Your session has expired. Please sign in again.");
   });
   on("queue:updated", ({ queue }) => {
+    // The broadcast is the whole waiting list.
     // Before the first load, everything would look new: the queue as it was is no news.
     const before = new Set(state.queueLoaded ? state.queue.map((q) => q.conversation_id) : queue.map((q) => q.conversation_id));
+    // With only the first pages loaded, those waiting since before the load are no news either.
+    if (state.queueCursor) {
+      for (const q of queue) if (q.waiting_since <= state.queueLoadedAt) before.add(q.conversation_id);
+    }
     state.queue = queue;
+    state.queueCursor = null;
     renderQueue();
     attention.forgetQueued(new Set(queue.map((q) => q.conversation_id)));
     for (const q of queue) {
@@ -271,6 +288,19 @@ function wire(c) {
         open: () => select(q.conversation_id),
       });
     }
+  });
+  on("conversation:deleted", ({ conversation_id: id }) => {
+    // Erased (the customer's data) or past the retention period: gone from every list.
+    state.inbox.delete(id);
+    state.queue = state.queue.filter((q) => q.conversation_id !== id);
+    state.search.hits = state.search.hits.filter((h) => h.conversation.id !== id);
+    if (state.selected === id) {
+      closeConversation();
+      toast("The conversation was deleted");
+    }
+    renderQueue();
+    renderInbox();
+    renderSearch();
   });
   on("message:new", onMessage);
   on("conversation:assigned", (p) => {
@@ -415,15 +445,49 @@ function line(p, text) {
 // ----- loading -----
 
 async function loadQueue() {
-  const { queue } = await client.queue();
+  const { queue, next_cursor } = await client.queue();
   state.queue = queue;
+  state.queueCursor = next_cursor ?? null;
   state.queueLoaded = true;
+  state.queueLoadedAt = Date.now();
   renderQueue();
 }
 
+/** The next page of the queue (beyond the first 50 waiting). */
+async function loadMoreQueue() {
+  if (!state.queueCursor) return;
+  const { queue, next_cursor } = await client.queue({ cursor: state.queueCursor });
+  const have = new Set(state.queue.map((q) => q.conversation_id));
+  state.queue = state.queue.concat(queue.filter((q) => !have.has(q.conversation_id)));
+  state.queueCursor = next_cursor ?? null;
+  renderQueue();
+}
+$("queue-more").addEventListener("click", () => loadMoreQueue().catch(fail("Cannot load the queue")));
+
+const INBOX_PAGE = 50;
+
+/** The inbox's pages as far as loaded (`state.inboxPages`), one request each. */
+async function inboxItems() {
+  const items = [];
+  let cursor;
+  state.inboxMore = false;
+  for (let page = 0; page < state.inboxPages; page++) {
+    const got = await client.inbox(cursor ? { cursor, limit: INBOX_PAGE } : { limit: INBOX_PAGE });
+    items.push(...got);
+    state.inboxMore = got.length === INBOX_PAGE;
+    cursor = got.at(-1)?.cursor;
+    if (!state.inboxMore || !cursor) break;
+  }
+  return items;
+}
+$("inbox-more").addEventListener("click", () => {
+  state.inboxPages += 1;
+  loadInbox().catch(fail("Cannot load more conversations"));
+});
+
 async function loadInbox() {
   if (!client) return;
-  const items = await client.inbox();
+  const items = await inboxItems();
   const next = new Map();
   for (const it of items) {
     const c = it.conversation;
@@ -478,6 +542,7 @@ function renderQueue() {
   }))));
   $("queue-count").textContent = String(state.queue.length);
   $("queue-empty").hidden = state.queue.length > 0;
+  $("queue-more").hidden = !state.queueCursor;
 }
 
 setInterval(() => {
@@ -524,6 +589,7 @@ function renderInbox() {
   $("inbox-count").textContent = String(items.length);
   attention.setUnread(items.reduce((n, i) => n + i.unread, 0));
   $("inbox-empty").hidden = items.length > 0;
+  $("inbox-more").hidden = !state.inboxMore;
 }
 
 // ----- offline messages -----
@@ -538,7 +604,7 @@ function renderOffline() {
     el("time", { class: "muted", text: new Date(m.created_at).toLocaleString() }),
     el("button", {
       type: "button", class: "small", "data-testid": "offline-handled",
-      "aria-label": `Mark the message from ${m.name} handled`, text: "Mark handled",
+      "aria-label": `Mark handled: the message from ${m.name}`, text: "Mark handled",
       onclick: async (e) => {
         e.target.disabled = true;
         try {
@@ -655,6 +721,12 @@ async function loadConversation(id) {
   if (own) markRead(c.last_seq);
   $("compose-input").placeholder = own ? "Reply to the customer"
     : c.status === "resolved" ? "This conversation is resolved" : "Claim the conversation to reply";
+  // A resolved conversation (opened from the search, say) is history: read-only, no reply
+  // box, no actions, no new notes.
+  const readOnly = c.status === "resolved";
+  $("readonly-notice").hidden = !readOnly;
+  $("compose").hidden = readOnly;
+  $("note-form").hidden = readOnly;
   return c;
 }
 
@@ -845,6 +917,136 @@ $("resolve").addEventListener("click", async () => {
 });
 $("claim").addEventListener("click", () => state.selected && claim(state.selected));
 $("back").addEventListener("click", () => closeConversation());
+
+// ----- search and history -----
+//
+// The project's conversations, resolved ones included, by customer name or email and by
+// message text (the server's full-text search), as you type (debounced). Down arrow moves
+// from the box into the results, Up and Down move between them, Escape clears. A result
+// opens the conversation (read-only when resolved).
+
+const SEARCH_DELAY_MS = 250;
+
+function clearSearch() {
+  state.search = { q: "", status: "", hits: [], cursor: null, request: state.search?.request ?? 0 };
+  if ($("search-input")) $("search-input").value = "";
+  renderSearch();
+}
+
+/** Whether the search shows results (some text or a status filter). */
+const searching = () => state.search.q !== "" || state.search.status !== "";
+
+async function runSearch({ more = false } = {}) {
+  if (!client) return;
+  const q = $("search-input").value.trim();
+  const status = $("search-status").value;
+  const request = ++state.search.request;
+  if (!more) {
+    state.search.q = q;
+    state.search.status = status;
+  }
+  if (!searching()) {
+    state.search.hits = [];
+    state.search.cursor = null;
+    renderSearch();
+    return;
+  }
+  $("search-summary").textContent = "Searching…";
+  try {
+    const page = await client.search(state.search.q, {
+      status: state.search.status || undefined,
+      cursor: more ? state.search.cursor ?? undefined : undefined,
+    });
+    if (request !== state.search.request) return; // an older answer
+    state.search.hits = more ? state.search.hits.concat(page.hits) : page.hits;
+    state.search.cursor = page.next_cursor ?? null;
+    renderSearch();
+  } catch (e) {
+    if (request !== state.search.request) return;
+    $("search-summary").textContent = `Cannot search: ${e?.message ?? e}`;
+  }
+}
+const searchSoon = debounce(() => runSearch(), SEARCH_DELAY_MS);
+
+/** `text` as nodes with the query's words (where a word starts with one) in `<mark>`. */
+export function highlighted(text, q) {
+  const words = q.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+  if (!words.length) return [document.createTextNode(text)];
+  const out = [];
+  const re = /[\p{L}\p{N}]+/gu;
+  let last = 0;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    const w = m[0].toLowerCase();
+    const hit = words.find((x) => w.startsWith(x));
+    if (!hit) continue;
+    if (m.index > last) out.push(document.createTextNode(text.slice(last, m.index)));
+    out.push(el("mark", { text: m[0].slice(0, hit.length) }));
+    last = m.index + hit.length;
+  }
+  if (last < text.length) out.push(document.createTextNode(text.slice(last)));
+  return out;
+}
+
+const STATUS_TEXT = { bot: "with the bot", queued: "queued", assigned: "assigned", resolved: "resolved" };
+
+function renderSearch() {
+  const { hits, cursor, q } = state.search;
+  const list = $("search-results");
+  const active = searching();
+  list.hidden = !active || hits.length === 0;
+  $("search-more").hidden = !active || !cursor;
+  $("search-summary").textContent = !active ? ""
+    : hits.length === 0 ? "No conversations found."
+      : `${hits.length}${cursor ? "+" : ""} conversation${hits.length === 1 ? "" : "s"} found`;
+  list.replaceChildren(...hits.map((h) => {
+    const c = h.conversation;
+    const name = customerName(c);
+    const status = STATUS_TEXT[c.status] ?? c.status;
+    const snippet = h.snippet ?? "";
+    return el("li", { class: "item search-result", "data-testid": "search-result", dataset: { conversationId: c.id, status: c.status } },
+      el("button", {
+        type: "button", class: "item-main",
+        onclick: () => select(c.id),
+        onkeydown: (e) => moveInResults(e),
+      },
+      el("span", { class: "name", text: h.customer_email ? `${name} · ${h.customer_email}` : name }),
+      el("span", { class: "badge status", dataset: { status: c.status }, text: status }),
+      el("span", { class: "snippet", "data-testid": "search-snippet" }, ...highlighted(snippet, h.match === "message" ? q : "")),
+      el("time", { class: "when", text: new Date(c.updated_at).toLocaleString() })));
+  }));
+}
+
+/** Up and Down between results (and back to the box), Escape back to the box. */
+function moveInResults(e) {
+  const buttons = [...$("search-results").querySelectorAll("button")];
+  const i = buttons.indexOf(e.target);
+  if (e.key === "ArrowDown") buttons[i + 1]?.focus();
+  else if (e.key === "ArrowUp") (buttons[i - 1] ?? $("search-input")).focus();
+  else if (e.key === "Escape") $("search-input").focus();
+  else return;
+  e.preventDefault();
+}
+
+$("search-input").addEventListener("input", () => searchSoon());
+$("search-status").addEventListener("change", () => runSearch());
+$("search-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  runSearch();
+});
+$("search-input").addEventListener("keydown", (e) => {
+  if (e.key === "ArrowDown") {
+    const first = $("search-results").querySelector("button");
+    if (first) {
+      e.preventDefault();
+      first.focus();
+    }
+  } else if (e.key === "Escape" && $("search-input").value) {
+    e.preventDefault();
+    $("search-status").value = "";
+    clearSearch();
+  }
+});
+$("search-more").addEventListener("click", () => runSearch({ more: true }));
 
 // ----- canned responses -----
 //

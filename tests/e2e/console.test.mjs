@@ -501,6 +501,64 @@ test("canned responses: added in the panel, found by typing /greet, picked by ke
   await context.close();
 });
 
+test("search: a message text finds the resolved conversation, which opens read-only with its history and notes", async () => {
+  // CSP bypassed for the axe check only (axe is injected as an inline script).
+  const ada = await openConsole(server.agent, { bypassCSP: true });
+  await setStatus(ada.page, "online");
+  const customer = await openCustomer();
+  const id = await handOff(customer, "My parcel 88231 never arrived, the zebra-striped box");
+  await shown(inboxItem(ada.page, id), "assigned to Ada");
+  await inboxItem(ada.page, id).locator("button").first().click();
+  await eventually(async () => !(await ada.page.isDisabled("#resolve")), { what: "resolve enabled" });
+  await ada.page.fill("#note-input", "Courier claim filed");
+  await ada.page.click("#note-add");
+  await eventually(async () => (await ada.page.locator("[data-testid=note]").count()) === 1, { what: "note added" });
+  await ada.page.click("#resolve");
+  await gone(inboxItem(ada.page, id), "gone from the inbox once resolved");
+
+  // Typing searches (debounced); words, any case, hostile characters are just separators.
+  await ada.page.fill("#search-input", "\"ZEBRA* 88231");
+  const result = ada.page.locator(`[data-testid=search-result][data-conversation-id="${id}"]`);
+  await shown(result, "the resolved conversation in the results");
+  assert.equal(await result.getAttribute("data-status"), "resolved");
+  // The button is named by its visible text: customer, status, snippet, last activity.
+  const label = await result.locator("button").textContent();
+  assert.match(label, /^Visitorresolved.*parcel 88231/);
+  assert.deepEqual(await result.locator("mark").allTextContents(), ["88231", "zebra"]);
+  assert.match(await ada.page.textContent("[data-testid=search-summary]"), /1 conversation found/);
+  await shot(ada.page, "search");
+
+  // By keyboard: down arrow into the results, Enter opens it.
+  await ada.page.focus("#search-input");
+  await ada.page.keyboard.press("ArrowDown");
+  assert.equal(await ada.page.evaluate(() => document.activeElement?.closest("[data-testid=search-result]")?.dataset.conversationId), id);
+  await ada.page.keyboard.press("Enter");
+  await eventually(async () => (await messageTexts(ada.page)).includes("My parcel 88231 never arrived, the zebra-striped box"),
+    { what: "history of the resolved conversation" });
+  await eventually(async () => (await ada.page.locator("[data-testid=note] .body").allTextContents()).includes("Courier claim filed"),
+    { what: "its notes" });
+  assert.equal(await ada.page.textContent("#conversation-status"), "resolved");
+  // Read-only: a notice; no reply box, no actions, no new notes.
+  assert.ok(await ada.page.isVisible("[data-testid=readonly-notice]"));
+  for (const sel of ["#compose", "#note-form", "#resolve", "#decline", "#transfer-form", "#claim"]) {
+    assert.ok(!(await ada.page.isVisible(sel)), `${sel} is shown on a resolved conversation`);
+  }
+  await shot(ada.page, "search-readonly");
+  await assertAccessible(ada.page, "search results and a resolved conversation, read-only");
+
+  // Nothing found, and Escape clears.
+  await ada.page.fill("#search-input", "nothing-like-this-anywhere");
+  await eventually(async () => /No conversations found/.test(await ada.page.textContent("[data-testid=search-summary]")), { what: "no results" });
+  await ada.page.focus("#search-input");
+  await ada.page.keyboard.press("Escape");
+  assert.equal(await ada.page.inputValue("#search-input"), "");
+  assert.ok(!(await ada.page.isVisible("[data-testid=search-results]")));
+
+  await setStatus(ada.page, "offline");
+  await customer.context.close();
+  await ada.context.close();
+});
+
 // A console whose tab the test can send to the background (visibilityState and hasFocus follow
 // `window.__bg`), with the Notification API recorded (`window.__notes`, permission "default" until
 // asked) and every chime counted (`window.__chimes`: one gain node per chime).

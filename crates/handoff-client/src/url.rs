@@ -96,6 +96,21 @@ pub fn canned_responses(base: &str, q: Option<&str>) -> String {
     url
 }
 
+/// `url` with a query string of the `params` that have a value (each percent-encoded).
+pub fn with_query(mut url: String, params: &[(&str, Option<&str>)]) -> String {
+    let mut first = !url.contains('?');
+    for (key, value) in params {
+        if let Some(v) = value {
+            url.push(if first { '?' } else { '&' });
+            first = false;
+            url.push_str(key);
+            url.push('=');
+            push_encoded(&mut url, v);
+        }
+    }
+    url
+}
+
 /// The realtime socket URL for an HTTP(S) base: `ws(s)://host/realtime/v1/websocket?apikey=..&vsn=..`.
 ///
 /// `base` may also be a `ws://`/`wss://` URL, with or without the socket path (for a realtime

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{AgentStatus, AgentSummary, ConversationStatus, Event, Message, PresenceState};
 use crate::ids::{
-    AgentId, CannedResponseId, ClientMsgId, ConversationId, ProjectId, Seq, Timestamp, VisitorId,
+    AgentId, CannedResponseId, ClientMsgId, ConversationId, MessageId, ProjectId, Seq, Timestamp, VisitorId,
 };
 
 /// Longest message, note or offline message body, in characters.
@@ -720,6 +720,13 @@ fn integral_capacity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u3
         .transpose()
 }
 
+/// A number of days from JSON: `null`, or a whole number (also `30.0`) up to `u32::MAX`.
+fn integral_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    integral(d)?
+        .map(|v| u32::try_from(v).map_err(|_| serde::de::Error::custom("retention_days is too large")))
+        .transpose()
+}
+
 /// A non-negative whole number from JSON, written as an integer or as a float without fraction;
 /// `None` for `null`.
 fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -911,6 +918,231 @@ pub struct InboxItem {
     /// The latest message, for a preview.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_message: Option<Message>,
+    /// This item's place in the list (opaque): `GET /api/inbox?cursor=` the last item's cursor
+    /// answers the items after it. Absent from servers without paging.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// Items in one page of `GET /api/inbox` or `GET /api/queue` when `limit` is not given.
+pub const LIST_PAGE_DEFAULT: u32 = 50;
+/// Items in one page of `GET /api/inbox`, `GET /api/queue` and `GET /api/conversations/search`,
+/// at most.
+pub const LIST_PAGE_MAX: u32 = 100;
+/// Hits in one page of `GET /api/conversations/search` when `limit` is not given.
+pub const SEARCH_PAGE_DEFAULT: u32 = 20;
+/// The longest search text, in characters (a longer one is 422 `validation_failed`).
+pub const MAX_SEARCH_QUERY_CHARS: usize = 200;
+/// The words of a search text that count (the first ones; more are ignored).
+pub const MAX_SEARCH_TERMS: usize = 12;
+/// The longest page cursor, in characters.
+pub const MAX_CURSOR_CHARS: usize = 256;
+
+/// The words of a search text, as both databases' full-text indexes cut messages into words:
+/// runs of letters and digits (any script), lower-cased. Everything else (quotes, `*`, `-`,
+/// `:`, parentheses, ...) separates words and is never query syntax: `NEAR`, `OR` and `AND`
+/// are words like any other.
+pub fn search_terms(q: &str) -> Vec<String> {
+    q.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// Answer to `GET /api/queue`: the waiting list (head first), a page of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueuePage {
+    /// The entries of this page, head first; `position` counts from the head of the whole queue.
+    pub queue: Vec<crate::event::QueueEntry>,
+    /// The whole queue's length.
+    pub queue_length: u32,
+    /// Pass as `cursor` for the entries after these; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// What a search hit matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SearchMatch {
+    /// A message of the conversation holds every word.
+    Message,
+    /// The customer's name or email contains the text.
+    Customer,
+    /// No text was given: the project's conversations by last activity (history).
+    All,
+}
+
+/// One conversation found by `GET /api/conversations/search`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchHit {
+    /// The conversation (its status, customer name, `updated_at` = last activity).
+    pub conversation: Conversation,
+    /// The customer's email, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_email: Option<String>,
+    /// What matched.
+    #[serde(rename = "match")]
+    pub matched: SearchMatch,
+    /// The matching message (the latest one that matches), or the latest message when the
+    /// customer matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<MessageId>,
+    /// That message's seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_seq: Option<Seq>,
+    /// Plain text around the first matching word of that message (at most about 160
+    /// characters, `…` where it was cut); highlight [`search_terms`] of the query in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
+}
+
+/// Answer to `GET /api/conversations/search`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchPage {
+    /// Newest activity first.
+    pub hits: Vec<SearchHit>,
+    /// Pass as `cursor` (with the same `q` and `status`) for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The longest retention period, in days (100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// A visitor row in an export (`GET /api/visitors/{id}/export`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportedVisitor {
+    /// Id.
+    pub id: VisitorId,
+    /// Project.
+    pub project_id: ProjectId,
+    /// Name, once identified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Email, once identified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The site's user id, once `identify` verified one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Whether the identity was verified by HMAC.
+    pub verified: bool,
+    /// First seen.
+    pub created_at: Timestamp,
+    /// Last seen (recorded at most hourly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Timestamp>,
+}
+
+/// One tab's last presence report, in an export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportedPresence {
+    /// The browser tab.
+    pub tab_id: String,
+    /// Its state.
+    pub state: PresenceState,
+    /// Its last heartbeat.
+    pub last_heartbeat: Timestamp,
+}
+
+/// A conversation with everything stored of it, in an export.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportedConversation {
+    /// The conversation (status, assignee, presence, times).
+    pub conversation: Conversation,
+    /// Every persisted event, messages included, in `seq` order.
+    pub events: Vec<Event>,
+    /// The agents' internal notes.
+    pub notes: Vec<crate::event::Note>,
+    /// The customer's presence per tab.
+    pub presence: Vec<ExportedPresence>,
+}
+
+/// Answer to `GET /api/visitors/{id}/export`: all data of a visitor (a data-subject access
+/// request).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VisitorExport {
+    /// When the export was made.
+    pub exported_at: Timestamp,
+    /// The visitor.
+    pub visitor: ExportedVisitor,
+    /// Their conversations, oldest first.
+    pub conversations: Vec<ExportedConversation>,
+    /// Offline messages of the project left with the visitor's email (without regard to case).
+    pub offline_messages: Vec<crate::event::OfflineMessage>,
+}
+
+/// Answer to `DELETE /api/visitors/{id}`: what the erasure deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Erasure {
+    /// The visitor erased (their token no longer works).
+    pub visitor_id: VisitorId,
+    /// Conversations deleted, with every event, message, note, read marker and presence report.
+    pub conversations: u32,
+    /// Messages among them.
+    pub messages: u64,
+    /// Offline messages deleted (left with the visitor's email).
+    pub offline_messages: u64,
+}
+
+/// `PUT /api/project/retention` (secret key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionRequest {
+    /// Delete resolved conversations this many days (1 to 36,500) after their resolution;
+    /// `null`: keep them forever.
+    #[serde(default, deserialize_with = "integral_days")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 36_500))]
+    pub retention_days: Option<u32>,
+}
+
+/// The plain-text snippet of `body` around the first of `terms` in it (whole words or word
+/// starts, without regard to case), at most `width` characters plus `…` marks where it was
+/// cut; the start of `body` when no term is found.
+pub fn snippet(body: &str, terms: &[String], width: usize) -> String {
+    let chars: Vec<char> = body.chars().collect();
+    let lower: Vec<String> = chars.iter().map(|c| c.to_lowercase().collect()).collect();
+    // The first word start (a letter or digit after a non-word character) where a term begins.
+    let mut at = None;
+    'outer: for (i, c) in chars.iter().enumerate() {
+        if !c.is_alphanumeric() || (i > 0 && chars[i - 1].is_alphanumeric()) {
+            continue;
+        }
+        for t in terms {
+            let mut rest = t.as_str();
+            let mut j = i;
+            while !rest.is_empty() && j < chars.len() {
+                match rest.strip_prefix(lower[j].as_str()) {
+                    Some(r) => rest = r,
+                    None => break,
+                }
+                j += 1;
+            }
+            if rest.is_empty() {
+                at = Some(i);
+                break 'outer;
+            }
+        }
+    }
+    let start = at.map_or(0, |i| i.saturating_sub(width / 3));
+    let end = (start + width).min(chars.len());
+    let start = end.saturating_sub(width).min(start);
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    out.extend(chars[start..end].iter().map(|&c| if c.is_control() { ' ' } else { c }));
+    if end < chars.len() {
+        out.push('…');
+    }
+    out
 }
 
 /// `POST /api/projects/{id}/offline-messages`.
@@ -1186,5 +1418,31 @@ mod pattern_tests {
         assert!(is_valid_email("x@xn--bcher-kva.de"));
         assert!(!is_valid_email("x@bücher.de"));
         assert!(is_valid_email("ü@example.com"));
+    }
+
+    #[test]
+    fn search_terms_are_words_never_syntax() {
+        assert_eq!(
+            search_terms(r#"  "Refund"* NEAR(a b) -x OR y:z  "#),
+            ["refund", "near", "a", "b", "x", "or", "y", "z"]
+        );
+        assert_eq!(search_terms("Crème brûlée, 東京 42"), ["crème", "brûlée", "東京", "42"]);
+        assert!(search_terms("\"*-()^:").is_empty());
+        assert!(search_terms("").is_empty());
+    }
+
+    #[test]
+    fn snippets_center_the_first_match() {
+        let terms = vec![String::from("refund")];
+        assert_eq!(snippet("I want a Refund please", &terms, 160), "I want a Refund please");
+        let long = format!("{} my refund is late {}", "a ".repeat(100), "b ".repeat(100));
+        let s = snippet(&long, &terms, 60);
+        assert!(s.starts_with('…') && s.ends_with('…'), "{s}");
+        assert!(s.contains("refund"), "{s}");
+        assert_eq!(s.chars().count(), 62);
+        // A word start only: "prefund" does not match "refund"; no match gives the start.
+        assert_eq!(snippet("prefunded", &terms, 4), "pref…");
+        // Prefixes match (as the indexes do), and case is ignored.
+        assert_eq!(snippet("REFUNDS\nnow", &[String::from("ref")], 160), "REFUNDS now");
     }
 }

@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use handoff_protocol::api::{self, ErrorCode, MAX_REQUEST_BYTES};
-use handoff_protocol::ids::{AgentId, CannedResponseId, ConversationId, OfflineMessageId, ProjectId, Seq};
+use handoff_protocol::ids::{
+    AgentId, CannedResponseId, ConversationId, OfflineMessageId, ProjectId, Seq, VisitorId,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -216,6 +218,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         (name = "offline", description = "The offline form and the agents' offline inbox"),
         (name = "project", description = "Project settings (secret key)"),
         (name = "canned_responses", description = "A project's shared replies (agents and the secret key)"),
+        (name = "privacy", description = "A visitor's data export and erasure, and the retention period (secret key)"),
     )
 )]
 struct ApiDoc;
@@ -389,11 +392,15 @@ fn routes_documented() -> OpenApiRouter<AppState> {
         .routes(routes!(agents))
         .routes(routes!(update_agent))
         .routes(routes!(inbox))
+        .routes(routes!(search))
         .routes(routes!(queue))
         .routes(routes!(offline_message))
         .routes(routes!(offline_messages))
         .routes(routes!(offline_handled))
         .routes(routes!(set_webhook))
+        .routes(routes!(set_retention))
+        .routes(routes!(export_visitor))
+        .routes(routes!(erase_visitor))
         .routes(routes!(canned_responses, create_canned))
         .routes(routes!(update_canned, delete_canned))
 }
@@ -903,31 +910,94 @@ async fn update_agent(
     s.update_agent(&c, &id, req).await.map(Json)
 }
 
-/// My conversations and the queue, with unread counts.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PageQuery {
+    /// Where the page starts: an inbox item's `cursor`, or the queue's `next_cursor`; absent:
+    /// the first page.
+    #[param(max_length = 512)]
+    cursor: Option<String>,
+    /// Items in the page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
+/// My conversations and the queue, newest activity first, with unread counts: a page of at
+/// most `limit` (default 50); the next page starts at the last item's `cursor`.
 #[utoipa::path(
     get,
     path = "/api/inbox",
     tag = "agents",
-    responses((status = 200, description = "OK", body = Vec<api::InboxItem>), Unauthorized, Forbidden, RateLimited, Internal),
+    params(PageQuery),
+    responses((status = 200, description = "OK", body = Vec<api::InboxItem>), BadRequest, Unauthorized, Forbidden, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
-async fn inbox(State(s): State<AppState>, Auth(c): Auth) -> AppResult<Json<Vec<api::InboxItem>>> {
-    s.inbox(&c).await.map(Json)
+async fn inbox(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Query(q): Query<PageQuery>,
+) -> AppResult<Json<Vec<api::InboxItem>>> {
+    s.inbox(&c, q.cursor.as_deref(), q.limit).await.map(Json)
 }
 
-/// The waiting list.
+/// The waiting list, head first: a page of at most `limit` (default 50) with the queue's
+/// length, and `next_cursor` when more follow.
 #[utoipa::path(
     get,
     path = "/api/queue",
     tag = "agents",
-    responses((status = 200, description = "OK", body = handoff_protocol::event::QueueUpdated), Unauthorized, Forbidden, RateLimited, Internal),
+    params(PageQuery),
+    responses((status = 200, description = "OK", body = api::QueuePage), BadRequest, Unauthorized, Forbidden, Invalid, RateLimited, Internal),
     security(("bearer" = []))
 )]
 async fn queue(
     State(s): State<AppState>,
     Auth(c): Auth,
-) -> AppResult<Json<handoff_protocol::event::QueueUpdated>> {
-    s.queue(&c).await.map(Json)
+    Query(q): Query<PageQuery>,
+) -> AppResult<Json<api::QueuePage>> {
+    s.queue(&c, q.cursor.as_deref(), q.limit).await.map(Json)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SearchQuery {
+    /// Words of a message (each as a word or a word's start, all of them), or part of the
+    /// customer's name or email; at most 200 characters (the first 12 words count). Quotes, `*`, `-` and the
+    /// like separate words: they are never query syntax. Absent or blank: every conversation
+    /// (history).
+    #[param(max_length = 200)]
+    q: Option<String>,
+    /// Only conversations in this status.
+    #[param(pattern = "^(bot|queued|assigned|resolved)$")]
+    status: Option<String>,
+    /// The previous page's `next_cursor` (with the same `q` and `status`).
+    #[param(max_length = 512)]
+    cursor: Option<String>,
+    /// Hits in the page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
+/// Search the project's conversations, resolved ones included, newest activity first: by
+/// message text (full text) and by the customer's name or email. Each hit has the conversation,
+/// the customer's email, what matched, and a plain-text snippet of the matching message.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/search",
+    tag = "conversations",
+    params(SearchQuery),
+    responses((status = 200, description = "OK", body = api::SearchPage), BadRequest, Unauthorized, Forbidden, Invalid, RateLimited, Internal),
+    security(("bearer" = []))
+)]
+async fn search(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    Auth(c): Auth,
+    Query(q): Query<SearchQuery>,
+) -> AppResult<Json<api::SearchPage>> {
+    limit(&s, Action::Search, ip, Some(&c))?;
+    let params = crate::service::SearchParams { q: q.q, status: q.status, cursor: q.cursor, limit: q.limit };
+    s.search(&c, params).await.map(Json)
 }
 
 /// Leave an offline message (the offline form).
@@ -1094,4 +1164,64 @@ async fn delete_canned(
     PathId(id): PathId<CannedResponseId>,
 ) -> AppResult<StatusCode> {
     s.delete_canned(&c, &id).await.map(|()| StatusCode::NO_CONTENT)
+}
+
+/// Export all data of a visitor of the project (a data-subject access request): the visitor
+/// row, their conversations with every event (messages included), internal notes and presence,
+/// and the offline messages left with their email. Secret key only.
+#[utoipa::path(
+    get,
+    path = "/api/visitors/{id}/export",
+    tag = "privacy",
+    params(("id" = VisitorId, Path, description = "Visitor id")),
+    responses((status = 200, description = "OK", body = api::VisitorExport), BadRequest, Unauthorized, Forbidden, NotFound, RateLimited, Internal),
+    security(("bearer" = []))
+)]
+async fn export_visitor(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    PathId(id): PathId<VisitorId>,
+) -> AppResult<Json<api::VisitorExport>> {
+    s.export_visitor(&c, &id).await.map(Json)
+}
+
+/// Erase a visitor of the project (right to erasure): their conversations with every event,
+/// message, note, read marker and presence report, the offline messages left with their email,
+/// and the visitor with their token (it stops working; their sockets are closed). Agents
+/// watching see the conversations go (`conversation:deleted`). Secret key only.
+#[utoipa::path(
+    delete,
+    path = "/api/visitors/{id}",
+    tag = "privacy",
+    params(("id" = VisitorId, Path, description = "Visitor id")),
+    responses((status = 200, description = "Erased: what was deleted", body = api::Erasure), BadRequest, Unauthorized, Forbidden, NotFound, RateLimited, Internal),
+    security(("bearer" = []))
+)]
+async fn erase_visitor(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    PathId(id): PathId<VisitorId>,
+) -> AppResult<Json<api::Erasure>> {
+    s.erase_visitor(&c, &id).await.map(Json)
+}
+
+/// Set (or with `retention_days: null` remove) the project's retention period: resolved
+/// conversations are deleted, with everything of them, that many days after their resolution.
+/// Secret key only.
+#[utoipa::path(
+    put,
+    path = "/api/project/retention",
+    tag = "privacy",
+    request_body = api::RetentionRequest,
+    responses((status = 200, description = "OK", body = api::RetentionRequest), BadRequest, Unauthorized, Forbidden, TooLarge, Invalid, RateLimited, Internal),
+    security(("bearer" = []))
+)]
+async fn set_retention(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Json(req): Json<api::RetentionRequest>,
+) -> AppResult<Json<api::RetentionRequest>> {
+    s.set_retention(&c, req.retention_days)
+        .await
+        .map(|retention_days| Json(api::RetentionRequest { retention_days }))
 }

@@ -1,6 +1,6 @@
 //! Background jobs: customer presence expiry, agent auto-offline, agent token expiry,
-//! announcing business hours opening and closing (`availability:changed`), and forgetting idle
-//! rate-limit buckets.
+//! announcing business hours opening and closing (`availability:changed`), deleting resolved
+//! conversations past their project's retention period, and forgetting idle rate-limit buckets.
 //!
 //! With several nodes on one database, the expiry jobs run on one node at a time: the holder of
 //! the `expiry` lease in the store (a row with an expiry, taken in one conditional statement on
@@ -38,6 +38,8 @@ pub struct Expired {
     /// Projects whose business hours opened or closed since this node's previous run (their
     /// availability was published).
     pub hours: usize,
+    /// Resolved conversations deleted because their project's retention period passed.
+    pub retention: usize,
 }
 
 /// Runs the expiry jobs at `now` if this node holds (or takes) the lease; `None` when another
@@ -57,6 +59,7 @@ pub async fn run_once(service: &Service, now: u64, lease: Duration) -> Option<Ex
         agents: service.expire_agents(now, AGENT_OFFLINE_AFTER_MS).await,
         tokens: service.expire_tokens(now).await,
         hours: service.business_hours_tick(now).await,
+        retention: service.expire_retention(now).await,
     })
 }
 
@@ -78,6 +81,9 @@ pub async fn run(service: Arc<Service>, interval: Duration, mut shutdown: watch:
                     }
                     if done.tokens > 0 {
                         tracing::info!(tokens = done.tokens, "agent tokens expired");
+                    }
+                    if done.retention > 0 {
+                        tracing::info!(conversations = done.retention, "deleted past the retention period");
                     }
                 }
                 service.limits().forget_idle();

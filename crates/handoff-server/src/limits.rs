@@ -38,10 +38,12 @@ pub enum Action {
     Offline,
     /// Agent login attempts.
     Login,
+    /// Conversation search (full text: dearer than a plain read).
+    Search,
 }
 
 impl Action {
-    const ALL: [Action; 7] = [
+    const ALL: [Action; 8] = [
         Action::Api,
         Action::Session,
         Action::Conversation,
@@ -49,6 +51,7 @@ impl Action {
         Action::Ephemeral,
         Action::Offline,
         Action::Login,
+        Action::Search,
     ];
 
     fn name(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Action {
             Action::Ephemeral => "ephemeral",
             Action::Offline => "offline",
             Action::Login => "login",
+            Action::Search => "search",
         }
     }
 }
@@ -193,6 +197,9 @@ impl Default for LimitsConfig {
             ((A::Offline, K::Ip), Rate::per_minute(10, 5)),
             ((A::Offline, K::Caller), Rate::per_minute(5, 3)),
             ((A::Login, K::Ip), Rate::per_minute(30, 10)),
+            // Search as you type: a few a second from one agent, bounded per project.
+            ((A::Search, K::Caller), Rate::per_minute(120, 30)),
+            ((A::Search, K::Project), Rate::per_minute(1_200, 200)),
         ]);
         LimitsConfig {
             rates,

@@ -191,6 +191,10 @@ struct ProjectSet {
     /// visitor is refused). A secret, once made, is kept until `off`.
     #[arg(long, value_parser = ["off", "optional", "required"])]
     identity: Option<String>,
+    /// Delete resolved conversations (with their messages, events, notes and presence) this
+    /// many days after their resolution, 1 to 36500; `none`: keep them forever (the default).
+    #[arg(long)]
+    retention_days: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -363,6 +367,18 @@ async fn project_set(svc: &Service, set: ProjectSet) -> Result<(), Box<dyn std::
         };
         svc.store().set_business_hours(&id, hours.as_ref()).await?;
         println!("business_hours={spec}");
+    }
+    if let Some(days) = set.retention_days {
+        let days = if days == "none" {
+            None
+        } else {
+            Some(
+                days.parse::<u32>()
+                    .map_err(|_| format!("--retention-days {days}: expected a number of days or none"))?,
+            )
+        };
+        svc.set_retention_of(&id, days).await?;
+        println!("retention_days={}", days.map_or_else(|| "none".to_owned(), |d| d.to_string()));
     }
     if let Some(mode) = set.identity {
         let secret = match (mode.as_str(), &project.identity_secret) {

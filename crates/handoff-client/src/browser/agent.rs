@@ -12,7 +12,7 @@ use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
 use super::engine::{run, Engine};
-use super::{call, engine_promise, invalid, js_error, opt_str};
+use super::{call, engine_promise, invalid, js_error, opt_str, opt_u64};
 use crate::error::ClientError;
 use crate::url;
 
@@ -204,14 +204,53 @@ impl AgentClient {
         call(&self.engine, "PUT", self.engine.url("/api/agents/me/status"), body)
     }
 
-    /// My conversations and the queue, with unread counts.
-    pub fn inbox(&self) -> Promise {
-        self.get("/api/inbox")
+    /// `inbox({cursor?, limit?})`: my conversations and the queue, newest activity first, with
+    /// unread counts; a page of `limit` (default 50, at most 100). The next page starts at the
+    /// last item's `cursor`.
+    pub fn inbox(&self, options: &JsValue) -> Promise {
+        let limit = opt_u64(options, "limit").map(|n| n.to_string());
+        let url = url::with_query(
+            self.engine.url("/api/inbox"),
+            &[("cursor", opt_str(options, "cursor").as_deref()), ("limit", limit.as_deref())],
+        );
+        call(&self.engine, "GET", url, None)
     }
 
-    /// The waiting list: `{queue: [...]}`.
-    pub fn queue(&self) -> Promise {
-        self.get("/api/queue")
+    /// `queue({cursor?, limit?})`: the waiting list, head first, a page of it:
+    /// `{queue: [...], queue_length, next_cursor?}`.
+    pub fn queue(&self, options: &JsValue) -> Promise {
+        let limit = opt_u64(options, "limit").map(|n| n.to_string());
+        let url = url::with_query(
+            self.engine.url("/api/queue"),
+            &[("cursor", opt_str(options, "cursor").as_deref()), ("limit", limit.as_deref())],
+        );
+        call(&self.engine, "GET", url, None)
+    }
+
+    /// `search(q, {status?, cursor?, limit?})`: the project's conversations, resolved ones
+    /// included, whose messages hold every word of `q` or whose customer's name or email
+    /// contains it (blank `q`: all, as history), newest activity first:
+    /// `{hits: [{conversation, customer_email?, match, message_id?, message_seq?, snippet?}],
+    /// next_cursor?}`. Rejects with `validation_failed` for a text over 200 characters
+    /// (checked before any request).
+    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen passes owned values
+    pub fn search(&self, q: Option<String>, options: &JsValue) -> Promise {
+        let q = q.unwrap_or_default();
+        if q.trim().chars().count() > api::MAX_SEARCH_QUERY_CHARS {
+            return invalid("q is longer than 200 characters");
+        }
+        let limit = opt_u64(options, "limit").map(|n| n.to_string());
+        let q = Some(q.trim()).filter(|q| !q.is_empty());
+        let url = url::with_query(
+            self.engine.url("/api/conversations/search"),
+            &[
+                ("q", q),
+                ("status", opt_str(options, "status").filter(|s| !s.is_empty()).as_deref()),
+                ("cursor", opt_str(options, "cursor").as_deref()),
+                ("limit", limit.as_deref()),
+            ],
+        );
+        call(&self.engine, "GET", url, None)
     }
 
     /// The agents of my project.

@@ -120,6 +120,16 @@ pub struct ConversationResolved {
     pub resolved_by: Author,
 }
 
+/// `conversation:deleted`: the conversation and everything of it are gone (the customer's data
+/// was erased, or the project's retention period passed): drop it from every list. Sent on the
+/// conversation, project queue and assignee's `agent:{id}` channels; not persisted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationDeleted {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+}
+
 // The schema lists the values servers send and accept, without the catch-all `unknown`.
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for ConversationStatus {

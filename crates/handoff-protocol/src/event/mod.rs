@@ -25,7 +25,7 @@ use std::str::FromStr;
 pub use agent::{AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary};
 pub use availability::AvailabilityChanged;
 pub use conversation::{
-    ConversationAssigned, ConversationRated, ConversationResolved, ConversationStatus,
+    ConversationAssigned, ConversationDeleted, ConversationRated, ConversationResolved, ConversationStatus,
     ConversationTransferred, StatusChanged, TransferTarget, MAX_RATING, MIN_RATING,
 };
 pub use message::{Author, AuthorKind, Message, MessageNew, MessageRead};
@@ -181,6 +181,8 @@ catalog! {
     ConversationRated(ConversationRated) = "conversation:rated", persisted = true;
     /// `message:read`
     MessageRead(MessageRead) = "message:read", persisted = false;
+    /// `conversation:deleted`
+    ConversationDeleted(ConversationDeleted) = "conversation:deleted", persisted = false;
 }
 
 impl EventType {
@@ -215,7 +217,8 @@ impl EventType {
             | EventType::QueuePositionUpdated
             | EventType::Typing
             | EventType::PresenceUpdated
-            | EventType::MessageRead => Some(&["conversation_id"]),
+            | EventType::MessageRead
+            | EventType::ConversationDeleted => Some(&["conversation_id"]),
             _ => None,
         }
     }
@@ -257,6 +260,7 @@ impl Event {
             Event::QueuePositionUpdated(e) => Some(&e.conversation_id),
             Event::Typing(e) => Some(&e.conversation_id),
             Event::PresenceUpdated(e) => Some(&e.conversation_id),
+            Event::ConversationDeleted(e) => Some(&e.conversation_id),
             Event::NoteNew(e) => Some(&e.note.conversation_id),
             Event::ConversationRated(e) => Some(&e.conversation_id),
             Event::MessageRead(e) => Some(&e.conversation_id),
@@ -336,7 +340,7 @@ mod tests {
 
     #[test]
     fn every_event_type_round_trips_its_wire_name() {
-        assert_eq!(EventType::ALL.len(), 16);
+        assert_eq!(EventType::ALL.len(), 17);
         for t in EventType::ALL {
             assert_eq!(t.as_str().parse::<EventType>(), Ok(*t));
             assert_eq!(EventType::try_from(t.as_str()), Ok(*t));

@@ -143,6 +143,7 @@ fn samples() -> Vec<Event> {
             },
             at: AT,
         }),
+        Event::ConversationDeleted(ConversationDeleted { conversation_id: conv() }),
     ]
 }
 

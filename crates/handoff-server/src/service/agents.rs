@@ -247,39 +247,4 @@ impl Service {
         let me = caller.agent()?;
         Ok(self.store.agents(&me.project_id).await.map_err(AppError::from)?.iter().map(agent_dto).collect())
     }
-
-    /// `GET /api/queue`.
-    ///
-    /// # Errors
-    /// 403 for non-agents.
-    pub async fn queue(&self, caller: &Caller) -> AppResult<QueueUpdated> {
-        let me = caller.agent()?;
-        let mut queue = self.store.queue_entries(&me.project_id).await.map_err(AppError::from)?;
-        for e in &mut queue {
-            e.preview = e.preview.as_deref().map(preview);
-        }
-        Ok(QueueUpdated { queue })
-    }
-
-    /// `GET /api/inbox`: my assigned conversations and the queue, with unread counts.
-    ///
-    /// # Errors
-    /// 403 for non-agents.
-    pub async fn inbox(&self, caller: &Caller) -> AppResult<Vec<InboxItem>> {
-        let me = caller.agent()?;
-        let rows = self.store.inbox(&me.project_id, &me.id).await.map_err(AppError::from)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for c in &rows {
-            let last_message = match self.store.last_message(&c.id).await.map_err(AppError::from)? {
-                Some(Event::MessageNew(m)) => Some(m.message),
-                _ => None,
-            };
-            out.push(InboxItem {
-                conversation: self.conversation_dto(c).await?,
-                unread: self.store.unread(&me.id, &c.id).await.map_err(AppError::from)?,
-                last_message,
-            });
-        }
-        Ok(out)
-    }
 }

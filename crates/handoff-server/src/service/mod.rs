@@ -51,13 +51,16 @@ mod canned;
 mod conversations;
 mod email;
 mod offline;
+mod privacy;
 mod projects;
 mod queue;
 mod realtime;
+mod search;
 mod widget;
 mod writer;
 
 use queue::QueueBroadcasts;
+pub use search::SearchParams;
 use writer::MessageWriter;
 
 /// Milliseconds since the Unix epoch.
@@ -191,7 +194,8 @@ fn publish_on(hub: &Hub, project: &ProjectId, event: &Event, agents: &[&AgentId]
         Event::ConversationAssigned(_)
         | Event::ConversationTransferred(_)
         | Event::ConversationResolved(_)
-        | Event::ConversationRated(_) => conv
+        | Event::ConversationRated(_)
+        | Event::ConversationDeleted(_) => conv
             .into_iter()
             .chain([queue])
             .chain(agents.iter().map(|a| Channel::Agent((*a).clone())))

@@ -22,6 +22,7 @@ impl Service {
             webhook_url: None,
             webhook_secret: None,
             business_hours: None,
+            retention_days: None,
         };
         self.store
             .insert_project(&project, &crypto::token_hash(&secret), now_ms())

@@ -62,6 +62,9 @@ pub struct Project {
     pub webhook_secret: Option<String>,
     /// Opening hours; `None`: always open.
     pub business_hours: Option<BusinessHours>,
+    /// Resolved conversations are deleted this many days after their resolution; `None`:
+    /// kept forever.
+    pub retention_days: Option<u32>,
 }
 
 impl Project {
@@ -220,6 +223,87 @@ pub struct BatchWrite {
 
 /// Decides a batch on what [`Store::write_batch`] read: the writes to make.
 pub type BatchPlan<'a> = dyn FnMut(BatchRead) -> Vec<BatchWrite> + Send + 'a;
+
+/// A place in a list ordered by a time and then by id (a page cursor, decoded): the list goes
+/// on after the item with this time and id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct After {
+    /// The item's time (last activity, or queue time).
+    pub at: u64,
+    /// The item's id.
+    pub id: ConversationId,
+}
+
+/// A search of one project's conversations ([`Store::search`]).
+#[derive(Clone, Debug)]
+pub struct SearchQuery<'a> {
+    /// The project.
+    pub project: &'a ProjectId,
+    /// Words a message must all hold (each as a word or a word's start), from
+    /// [`handoff_protocol::api::search_terms`]; none: no message condition.
+    pub terms: &'a [String],
+    /// Lower-cased text the customer's name or email may contain instead; `None`: no customer
+    /// condition. With neither terms nor text, every conversation is a hit (history).
+    pub customer: Option<&'a str>,
+    /// Only conversations in this status.
+    pub status: Option<ConversationStatus>,
+    /// Only conversations after this place (newest activity first).
+    pub after: Option<After>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// A conversation [`Store::search`] found.
+#[derive(Clone, Debug)]
+pub struct SearchRow {
+    /// The conversation.
+    pub conversation: ConversationRow,
+    /// The customer's name.
+    pub customer_name: Option<String>,
+    /// The customer's email.
+    pub customer_email: Option<String>,
+    /// Whether a message matched the terms (else the customer, or nothing was asked).
+    pub message_matched: bool,
+    /// The latest matching message (or, without one, the latest message): id, seq, body.
+    pub message: Option<(MessageId, Seq, String)>,
+}
+
+/// A visitor row as an export gives it (everything but the token hash).
+#[derive(Clone, Debug)]
+pub struct VisitorRecord {
+    /// The row.
+    pub visitor: VisitorRow,
+    /// The verified user id, if any.
+    pub user_id: Option<String>,
+    /// Created (ms).
+    pub created_at: u64,
+    /// Last seen (ms), when recorded.
+    pub last_seen: Option<u64>,
+}
+
+/// One tab's presence report of a conversation.
+#[derive(Clone, Debug)]
+pub struct PresenceTabRow {
+    /// The tab.
+    pub tab_id: String,
+    /// Its state.
+    pub state: PresenceState,
+    /// Its last heartbeat (ms).
+    pub last_heartbeat: u64,
+}
+
+/// Rows [`Store::erase_visitor`] or [`Store::delete_resolved_before`] deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// The conversations deleted, with their project and the agent they were assigned to.
+    pub conversations: Vec<(ConversationId, ProjectId, Option<AgentId>, ConversationStatus)>,
+    /// Messages deleted.
+    pub messages: u64,
+    /// Offline messages deleted.
+    pub offline_messages: u64,
+    /// The erased visitor's token hash (its sockets are cut).
+    pub token_hash: Option<String>,
+}
 
 /// A message id for a new message.
 pub fn new_message_id() -> MessageId {
@@ -535,6 +619,90 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         project: &ProjectId,
     ) -> Result<Vec<handoff_protocol::event::QueueEntry>, StoreError>;
+
+    /// A page of an agent's inbox ([`Store::inbox`]): newest activity first, after `after`, at
+    /// most `limit`.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn inbox_page(
+        &self,
+        project: &ProjectId,
+        agent: &AgentId,
+        after: Option<&After>,
+        limit: u32,
+    ) -> Result<Vec<ConversationRow>, StoreError>;
+
+    /// A page of the project's waiting list as [`Store::queue_entries`] gives it (positions
+    /// counted from the head), after `after` (by queue time), at most `limit`; with the whole
+    /// queue's length.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn queue_page(
+        &self,
+        project: &ProjectId,
+        after: Option<&After>,
+        limit: u32,
+    ) -> Result<(Vec<handoff_protocol::event::QueueEntry>, u32), StoreError>;
+
+    /// Searches a project's conversations (full text on messages, substring on the customer's
+    /// name and email), newest activity first.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn search(&self, q: &SearchQuery<'_>) -> Result<Vec<SearchRow>, StoreError>;
+
+    /// A visitor with everything their row holds but the token hash.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn visitor_record(&self, id: &VisitorId) -> Result<Option<VisitorRecord>, StoreError>;
+
+    /// Every conversation of one visitor (this visitor only), oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn visitor_conversations(&self, id: &VisitorId) -> Result<Vec<ConversationRow>, StoreError>;
+
+    /// A conversation's presence reports, per tab.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn presence_tabs(&self, id: &ConversationId) -> Result<Vec<PresenceTabRow>, StoreError>;
+
+    /// A project's offline messages left with this email (without regard to case), oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn offline_messages_by_email(
+        &self,
+        project: &ProjectId,
+        email: &str,
+    ) -> Result<Vec<OfflineMessage>, StoreError>;
+
+    /// Erases a visitor, in one transaction: their conversations with every row of them
+    /// (events, messages and their search index, notes, read markers, declines, presence), the
+    /// project's offline messages left with the visitor's email, and the visitor row with its
+    /// token. `None` when there is no such visitor.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn erase_visitor(&self, id: &VisitorId) -> Result<Option<Erased>, StoreError>;
+
+    /// Deletes resolved conversations (with every row of them, as [`Store::erase_visitor`])
+    /// of the projects with a retention period, whose last change (the resolution) is older
+    /// than that period at `now`; at most `max` conversations a call.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn delete_expired_conversations(&self, now: u64, max: u32) -> Result<Erased, StoreError>;
+
+    /// Sets (or with `None` removes) a project's retention period, in days.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn set_retention_days(&self, id: &ProjectId, days: Option<u32>) -> Result<(), StoreError>;
 
     /// An agent's inbox: their assigned conversations, then the queue, newest activity first.
     ///

@@ -9,15 +9,17 @@ use handoff_protocol::event::{
     AgentStatus, AuthorKind, ConversationStatus, Event, Message, OfflineMessage, PresenceState,
 };
 use handoff_protocol::ids::{
-    AgentId, CannedResponseId, ConversationId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
+    AgentId, CannedResponseId, ConversationId, MessageId, OfflineMessageId, ProjectId, Seq, Timestamp,
+    VisitorId,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 
 use async_trait::async_trait;
 
 use super::{
-    AgentRow, AppendRow, BatchPlan, BatchRead, BatchWrite, ConversationRow, ConversationUpdate, Project,
-    RatingRow, Store, StoreError, VisitorRow,
+    After, AgentRow, AppendRow, BatchPlan, BatchRead, BatchWrite, ConversationRow, ConversationUpdate,
+    Erased, PresenceTabRow, Project, RatingRow, SearchQuery, SearchRow, Store, StoreError, VisitorRecord,
+    VisitorRow,
 };
 use crate::hours::BusinessHours;
 use handoff_protocol::timing::presence::{aggregate_presence, conversation_presence, TabPresence};
@@ -133,7 +135,41 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX offline_messages_visitor ON offline_messages (visitor_id, created_at)",
         ],
     ),
+    (
+        8,
+        &[
+            // Full-text search of messages. SQLite: an FTS5 table with its own copy of the
+            // text, keyed by message and conversation id (never by `messages`' implicit rowid,
+            // which VACUUM may renumber), filled by a trigger whenever a message is written
+            // (the group-commit writer included); what the migration finds is indexed now.
+            // Deleting conversations deletes their rows explicitly.
+            "-- sqlite\nCREATE VIRTUAL TABLE messages_fts USING fts5(body, conversation_id UNINDEXED,
+                message_id UNINDEXED, tokenize = 'unicode61 remove_diacritics 0', prefix = '2 3')",
+            "-- sqlite\nINSERT INTO messages_fts (body, conversation_id, message_id)
+                SELECT body, conversation_id, id FROM messages",
+            "-- sqlite\nCREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+                INSERT INTO messages_fts (body, conversation_id, message_id)
+                VALUES (new.body, new.conversation_id, new.id); END",
+            // PostgreSQL: an expression index the search's `to_tsvector('simple', body)` uses.
+            "-- postgres\nCREATE INDEX messages_body_fts ON messages USING GIN (to_tsvector('simple', body))",
+            // Erasure and retention find a visitor's conversations and their notes.
+            "CREATE INDEX conversations_visitor ON conversations (visitor_id)",
+            "CREATE INDEX notes_conversation ON notes (conversation_id)",
+            // The retention job finds resolved conversations by their last change.
+            "CREATE INDEX conversations_status_updated ON conversations (status, updated_at)",
+            // Resolved conversations older than this many days are deleted (NULL: kept).
+            "ALTER TABLE projects ADD COLUMN retention_days BIGINT",
+        ],
+    ),
 ];
+
+/// A migration statement starting with this line runs on SQLite only.
+const SQLITE_ONLY: &str = "-- sqlite\n";
+/// A migration statement starting with this line runs on PostgreSQL only.
+const POSTGRES_ONLY: &str = "-- postgres\n";
+
+/// A day in milliseconds (retention periods).
+const DAY_MS: i64 = 86_400_000;
 
 /// Message writers on PostgreSQL ([`Store::writers`]).
 const PG_WRITERS: usize = 4;
@@ -226,7 +262,7 @@ fn agent(row: &AnyRow) -> Result<AgentRow, sqlx::Error> {
 }
 
 const PROJECT_COLUMNS: &str =
-    "id, name, public_key, allowed_origins, identity_secret, enforce_identity, theme, webhook_url, webhook_secret, business_hours";
+    "id, name, public_key, allowed_origins, identity_secret, enforce_identity, theme, webhook_url, webhook_secret, business_hours, retention_days";
 
 fn project(row: &AnyRow) -> Result<Project, sqlx::Error> {
     project_at(row, 0)
@@ -247,6 +283,7 @@ fn project_at(row: &AnyRow, at: usize) -> Result<Project, sqlx::Error> {
         webhook_url: row.try_get(at + 7)?,
         webhook_secret: row.try_get(at + 8)?,
         business_hours: row.try_get::<Option<String>, _>(at + 9)?.and_then(|h| serde_json::from_str(&h).ok()),
+        retention_days: row.try_get::<Option<i64>, _>(at + 10)?.and_then(|d| u32::try_from(d).ok()),
     })
 }
 
@@ -538,6 +575,10 @@ async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
             continue;
         }
         for sql in *statements {
+            // Statements marked for one database run there only.
+            if (postgres && sql.starts_with(SQLITE_ONLY)) || (!postgres && sql.starts_with(POSTGRES_ONLY)) {
+                continue;
+            }
             sqlx::query(sql).execute(&mut *tx).await?;
         }
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
@@ -575,6 +616,93 @@ impl SqlStore {
         let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE {column} = $1");
         let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(project).transpose()?)
+    }
+
+    /// The full-text query for search terms (letters and digits only, see
+    /// [`handoff_protocol::api::search_terms`]): every term as a word start. SQLite FTS5:
+    /// `"t1"* "t2"*` (quoted strings, never operators); PostgreSQL: `'t1':* & 't2':*`.
+    fn fts_query(&self, terms: &[String]) -> String {
+        if self.postgres {
+            terms.iter().map(|t| format!("'{}':*", t.replace('\'', "''"))).collect::<Vec<_>>().join(" & ")
+        } else {
+            terms.iter().map(|t| format!("\"{}\"*", t.replace('"', "\"\""))).collect::<Vec<_>>().join(" ")
+        }
+    }
+
+    /// Deletes conversations `ids` and every row of them in `tx`; with `expired_at`, only
+    /// those still resolved and past their project's retention period then.
+    async fn delete_conversations(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        ids: &[String],
+        expired_at: Option<u64>,
+    ) -> Result<Erased, StoreError> {
+        let mut erased = Erased::default();
+        for chunk in batch_chunks(ids) {
+            let list = placeholders(chunk.len());
+            let (sql, extra) = match expired_at {
+                None => (format!("DELETE FROM conversations WHERE id IN ({list}) RETURNING id, project_id, agent_id, status"), None),
+                Some(now) => (
+                    format!(
+                        "DELETE FROM conversations WHERE id IN ({list}) AND status = 'resolved' AND updated_at < \
+                         ${} - (SELECT p.retention_days FROM projects p WHERE p.id = conversations.project_id) * {DAY_MS} \
+                         RETURNING id, project_id, agent_id, status",
+                        chunk.len() + 1
+                    ),
+                    Some(now),
+                ),
+            };
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            if let Some(now) = extra {
+                q = q.bind(to_i64(now));
+            }
+            let gone: Vec<(ConversationId, ProjectId, Option<AgentId>, ConversationStatus)> = q
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok((
+                        ConversationId::new(r.try_get::<String, _>(0)?),
+                        ProjectId::new(r.try_get::<String, _>(1)?),
+                        r.try_get::<Option<String>, _>(2)?.map(AgentId::new),
+                        status_of(&r.try_get::<String, _>(3)?),
+                    ))
+                })
+                .collect::<Result<_, sqlx::Error>>()?;
+            if gone.is_empty() {
+                continue;
+            }
+            let list = placeholders(gone.len());
+            let mut tables = vec![
+                ("messages", "conversation_id"),
+                ("events", "conversation_id"),
+                ("notes", "conversation_id"),
+                ("read_markers", "conversation_id"),
+                ("declines", "conversation_id"),
+                ("presence_tabs", "conversation_id"),
+                ("conversation_ratings", "conversation_id"),
+                ("transcript_emails", "conversation_id"),
+            ];
+            if !self.postgres {
+                tables.push(("messages_fts", "conversation_id"));
+            }
+            for (table, column) in tables {
+                let sql = format!("DELETE FROM {table} WHERE {column} IN ({list})");
+                let mut q = sqlx::query(&sql);
+                for g in &gone {
+                    q = q.bind(g.0.as_str());
+                }
+                let n = q.execute(&mut **tx).await?.rows_affected();
+                if table == "messages" {
+                    erased.messages += n;
+                }
+            }
+            erased.conversations.extend(gone);
+        }
+        Ok(erased)
     }
 
     async fn agents_where(&self, clause: &str, value: &str) -> Result<Vec<AgentRow>, StoreError> {
@@ -1082,6 +1210,286 @@ impl Store for SqlStore {
         Ok(entries)
     }
 
+    async fn inbox_page(
+        &self,
+        project: &ProjectId,
+        agent: &AgentId,
+        after: Option<&After>,
+        limit: u32,
+    ) -> Result<Vec<ConversationRow>, StoreError> {
+        let keyset =
+            if after.is_some() { " AND (updated_at < $3 OR (updated_at = $3 AND id < $4))" } else { "" };
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 \
+             AND ((status = 'assigned' AND agent_id = $2) OR status = 'queued'){keyset} \
+             ORDER BY updated_at DESC, id DESC LIMIT {limit}"
+        );
+        let mut q = sqlx::query(&sql).bind(project.as_str()).bind(agent.as_str());
+        if let Some(a) = after {
+            q = q.bind(to_i64(a.at)).bind(a.id.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(conversation).collect::<Result<_, _>>()?)
+    }
+
+    async fn queue_page(
+        &self,
+        project: &ProjectId,
+        after: Option<&After>,
+        limit: u32,
+    ) -> Result<(Vec<handoff_protocol::event::QueueEntry>, u32), StoreError> {
+        // Positions count from the head: the entries up to the cursor come first.
+        let mut tx = self.pool.begin().await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversations WHERE project_id = $1 AND status = 'queued'",
+        )
+        .bind(project.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let (skipped, keyset) = match after {
+            Some(a) => {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM conversations WHERE project_id = $1 AND status = 'queued' \
+                     AND (COALESCE(queued_at, 0) < $2 OR (COALESCE(queued_at, 0) = $2 AND id <= $3))",
+                )
+                .bind(project.as_str())
+                .bind(to_i64(a.at))
+                .bind(a.id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                (n, " AND (COALESCE(c.queued_at, 0) > $2 OR (COALESCE(c.queued_at, 0) = $2 AND c.id > $3))")
+            }
+            None => (0, ""),
+        };
+        let sql = format!(
+            "SELECT c.id, COALESCE(c.queued_at, c.updated_at), v.name, \
+             (SELECT m.body FROM messages m WHERE m.conversation_id = c.id AND m.author_kind = 'customer' \
+              ORDER BY m.seq DESC LIMIT 1) \
+             FROM conversations c LEFT JOIN visitors v ON v.id = c.visitor_id \
+             WHERE c.project_id = $1 AND c.status = 'queued'{keyset} \
+             ORDER BY COALESCE(c.queued_at, 0), c.id LIMIT {limit}"
+        );
+        let mut q = sqlx::query(&sql).bind(project.as_str());
+        if let Some(a) = after {
+            q = q.bind(to_i64(a.at)).bind(a.id.as_str());
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            entries.push(handoff_protocol::event::QueueEntry {
+                conversation_id: ConversationId::new(r.try_get::<String, _>(0)?),
+                position: u32::try_from(to_u64(skipped) + i as u64 + 1).unwrap_or(u32::MAX),
+                waiting_since: Timestamp(to_u64(r.try_get(1)?)),
+                customer_name: r.try_get(2)?,
+                preview: r.try_get(3)?,
+            });
+        }
+        Ok((entries, u32::try_from(total).unwrap_or(u32::MAX)))
+    }
+
+    async fn search(&self, q: &SearchQuery<'_>) -> Result<Vec<SearchRow>, StoreError> {
+        let fts = (!q.terms.is_empty()).then(|| self.fts_query(q.terms));
+        let (sql, args) = search_statement(self.postgres, q, fts.as_deref());
+        let mut query = sqlx::query(&sql);
+        for a in args {
+            query = match a {
+                SqlArg::Text(t) => query.bind(t),
+                SqlArg::Int(i) => query.bind(i),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut hits = Vec::with_capacity(rows.len());
+        for r in &rows {
+            hits.push(SearchRow {
+                conversation: conversation(r)?,
+                customer_name: r.try_get(11)?,
+                customer_email: r.try_get(12)?,
+                message_matched: false,
+                message: None,
+            });
+        }
+        if hits.is_empty() {
+            return Ok(hits);
+        }
+        // The latest matching message of each hit, in one query.
+        if let Some(fts) = &fts {
+            let sql = if self.postgres {
+                "SELECT m.conversation_id, m.id, m.seq, m.body FROM messages m WHERE m.conversation_id IN (IDS) \
+                 AND to_tsvector('simple', m.body) @@ to_tsquery('simple', $1)"
+            } else {
+                "SELECT m.conversation_id, m.id, m.seq, m.body FROM messages_fts f JOIN messages m ON m.id = f.message_id \
+                 WHERE messages_fts MATCH $1 AND f.conversation_id IN (IDS)"
+            };
+            // `$1` is the query; the ids follow.
+            let numbered: Vec<String> = (0..hits.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = sql.replace("IDS", &numbered.join(", "));
+            let mut query = sqlx::query(&sql).bind(fts.as_str());
+            for h in &hits {
+                query = query.bind(h.conversation.id.as_str());
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                let id: String = r.try_get(0)?;
+                let seq = Seq(to_u64(r.try_get(2)?));
+                if let Some(h) = hits.iter_mut().find(|h| h.conversation.id.as_str() == id) {
+                    if h.message.as_ref().is_none_or(|m| m.1 < seq) {
+                        h.message_matched = true;
+                        h.message = Some((MessageId::new(r.try_get::<String, _>(1)?), seq, r.try_get(3)?));
+                    }
+                }
+            }
+        }
+        // The others (the customer matched, or no text): their latest message.
+        for h in hits.iter_mut().filter(|h| h.message.is_none()) {
+            let row = sqlx::query(
+                "SELECT id, seq, body FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(h.conversation.id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(r) = row {
+                h.message = Some((
+                    MessageId::new(r.try_get::<String, _>(0)?),
+                    Seq(to_u64(r.try_get(1)?)),
+                    r.try_get(2)?,
+                ));
+            }
+        }
+        Ok(hits)
+    }
+
+    async fn visitor_record(&self, id: &VisitorId) -> Result<Option<VisitorRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, project_id, name, email, verified, user_id, created_at, last_seen FROM visitors WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(VisitorRecord {
+            visitor: VisitorRow {
+                id: VisitorId::new(r.try_get::<String, _>(0)?),
+                project_id: ProjectId::new(r.try_get::<String, _>(1)?),
+                name: r.try_get(2)?,
+                email: r.try_get(3)?,
+                verified: r.try_get::<i64, _>(4)? != 0,
+            },
+            user_id: r.try_get(5)?,
+            created_at: to_u64(r.try_get(6)?),
+            last_seen: r.try_get::<Option<i64>, _>(7)?.map(to_u64),
+        }))
+    }
+
+    async fn visitor_conversations(&self, id: &VisitorId) -> Result<Vec<ConversationRow>, StoreError> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE visitor_id = $1 ORDER BY created_at, id"
+        );
+        let rows = sqlx::query(&sql).bind(id.as_str()).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(conversation).collect::<Result<_, _>>()?)
+    }
+
+    async fn presence_tabs(&self, id: &ConversationId) -> Result<Vec<PresenceTabRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tab_id, state, last_heartbeat FROM presence_tabs WHERE conversation_id = $1 ORDER BY tab_id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PresenceTabRow {
+                    tab_id: r.try_get(0)?,
+                    state: presence_of(&r.try_get::<String, _>(1)?),
+                    last_heartbeat: to_u64(r.try_get(2)?),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn offline_messages_by_email(
+        &self,
+        project: &ProjectId,
+        email: &str,
+    ) -> Result<Vec<OfflineMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, email, message, created_at, handled_at FROM offline_messages \
+             WHERE project_id = $1 AND LOWER(email) = $2 ORDER BY created_at, id",
+        )
+        .bind(project.as_str())
+        .bind(email.to_lowercase())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(offline).collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)
+    }
+
+    async fn erase_visitor(&self, id: &VisitorId) -> Result<Option<Erased>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The visitor row first: its lock (PostgreSQL) or the write lock (SQLite) holds off a
+        // concurrent session of the visitor until the erasure is committed.
+        let visitor = sqlx::query("UPDATE visitors SET token_hash = token_hash WHERE id = $1 RETURNING project_id, email, token_hash")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(v) = visitor else { return Ok(None) };
+        let project: String = v.try_get(0)?;
+        let email: Option<String> = v.try_get(1)?;
+        let token_hash: String = v.try_get(2)?;
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM conversations WHERE visitor_id = $1")
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut erased = self.delete_conversations(&mut tx, &ids, None).await?;
+        erased.token_hash = Some(token_hash);
+        if let Some(email) = email.filter(|e| !e.is_empty()) {
+            erased.offline_messages =
+                sqlx::query("DELETE FROM offline_messages WHERE project_id = $1 AND LOWER(email) = $2")
+                    .bind(&project)
+                    .bind(email.to_lowercase())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+        }
+        // Offline messages the visitor left (under any address), and where their transcripts went.
+        erased.offline_messages += sqlx::query("DELETE FROM offline_messages WHERE visitor_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM transcript_emails WHERE visitor_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM visitors WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(erased))
+    }
+
+    async fn delete_expired_conversations(&self, now: u64, max: u32) -> Result<Erased, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT c.id FROM conversations c JOIN projects p ON p.id = c.project_id \
+             WHERE p.retention_days IS NOT NULL AND c.status = 'resolved' \
+             AND c.updated_at < $1 - p.retention_days * {DAY_MS} ORDER BY c.updated_at LIMIT {max}"
+        ))
+        .bind(to_i64(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        // Checked again as each is deleted: one the customer reopened meanwhile stays.
+        let erased = self.delete_conversations(&mut tx, &ids, Some(now)).await?;
+        tx.commit().await?;
+        Ok(erased)
+    }
+
+    async fn set_retention_days(&self, id: &ProjectId, days: Option<u32>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE projects SET retention_days = $1 WHERE id = $2")
+            .bind(days.map(i64::from))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn inbox(&self, project: &ProjectId, agent: &AgentId) -> Result<Vec<ConversationRow>, StoreError> {
         let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 AND ((status = 'assigned' AND agent_id = $2) OR status = 'queued') ORDER BY updated_at DESC");
         let rows =
@@ -1540,19 +1948,7 @@ impl Store for SqlStore {
         };
         let sql = format!("SELECT id, name, email, message, created_at, handled_at FROM offline_messages WHERE project_id = $1{filter} ORDER BY created_at DESC, id");
         let rows = sqlx::query(&sql).bind(project.as_str()).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OfflineMessage {
-                    id: OfflineMessageId::new(r.try_get::<String, _>(0)?),
-                    name: r.try_get(1)?,
-                    email: r.try_get(2)?,
-                    message: r.try_get(3)?,
-                    created_at: Timestamp(to_u64(r.try_get(4)?)),
-                    handled_at: r.try_get::<Option<i64>, _>(5)?.map(|t| Timestamp(to_u64(t))),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        rows.iter().map(offline).collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)
     }
 
     async fn mark_offline_handled(
@@ -1661,6 +2057,63 @@ impl Store for SqlStore {
     }
 }
 
+/// A bind argument of a statement built at run time.
+enum SqlArg {
+    Text(String),
+    Int(i64),
+}
+
+/// Adds a bind argument; answers its placeholder.
+fn bind_next(args: &mut Vec<SqlArg>, a: SqlArg) -> String {
+    args.push(a);
+    format!("${}", args.len())
+}
+
+/// The statement of [`Store::search`] and its arguments: the project's conversations (with the
+/// customer's name and email) that match, newest activity first. `fts` is the full-text query
+/// ([`SqlStore::fts_query`]) of the terms, when there are any.
+fn search_statement(postgres: bool, q: &SearchQuery<'_>, fts: Option<&str>) -> (String, Vec<SqlArg>) {
+    use std::fmt::Write as _;
+    let mut args = vec![SqlArg::Text(q.project.to_string())];
+    let mut sql = format!(
+        "SELECT {}, v.name, v.email FROM conversations c LEFT JOIN visitors v ON v.id = c.visitor_id \
+         WHERE c.project_id = $1",
+        CONVERSATION_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
+    );
+    if let Some(status) = q.status {
+        let p = bind_next(&mut args, SqlArg::Text(status.as_str().to_owned()));
+        let _ = write!(sql, " AND c.status = {p}");
+    }
+    if let Some(a) = &q.after {
+        let at = bind_next(&mut args, SqlArg::Int(to_i64(a.at)));
+        let id = bind_next(&mut args, SqlArg::Text(a.id.to_string()));
+        let _ = write!(sql, " AND (c.updated_at < {at} OR (c.updated_at = {at} AND c.id < {id}))");
+    }
+    let mut any = Vec::new();
+    if let Some(fts) = fts {
+        let p = bind_next(&mut args, SqlArg::Text(fts.to_owned()));
+        any.push(if postgres {
+            format!(
+                "c.id IN (SELECT m.conversation_id FROM messages m \
+                 WHERE to_tsvector('simple', m.body) @@ to_tsquery('simple', {p}))"
+            )
+        } else {
+            format!("c.id IN (SELECT f.conversation_id FROM messages_fts f WHERE messages_fts MATCH {p})")
+        });
+    }
+    if let Some(text) = q.customer.filter(|t| !t.is_empty()) {
+        let p = bind_next(&mut args, SqlArg::Text(format!("%{}%", like_literal(text))));
+        any.push(format!(
+            "LOWER(COALESCE(v.name, '')) LIKE {p} ESCAPE '\\' OR LOWER(COALESCE(v.email, '')) LIKE {p} ESCAPE '\\'"
+        ));
+    }
+    if !any.is_empty() {
+        let _ = write!(sql, " AND ({})", any.join(" OR "));
+    }
+    let _ = write!(sql, " ORDER BY c.updated_at DESC, c.id DESC LIMIT {}", q.limit);
+    (sql, args)
+}
+
 /// `text` as a `LIKE` pattern that matches it literally (escape character `\\`).
 fn like_literal(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -1671,6 +2124,18 @@ fn like_literal(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// An offline message from `id, name, email, message, created_at, handled_at`.
+fn offline(r: &AnyRow) -> Result<OfflineMessage, sqlx::Error> {
+    Ok(OfflineMessage {
+        id: OfflineMessageId::new(r.try_get::<String, _>(0)?),
+        name: r.try_get(1)?,
+        email: r.try_get(2)?,
+        message: r.try_get(3)?,
+        created_at: Timestamp(to_u64(r.try_get(4)?)),
+        handled_at: r.try_get::<Option<i64>, _>(5)?.map(|t| Timestamp(to_u64(t))),
+    })
 }
 
 const CANNED_COLUMNS: &str = "id, shortcut, content, created_at, updated_at";
