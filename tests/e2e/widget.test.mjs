@@ -43,6 +43,7 @@ before(async () => {
   pages["/aggressive"] = hostPage(server, { head: AGGRESSIVE_CSS });
   pages["/self-hosted-loader"] = hostPage(server, { src: "/widget.js" });
   pages["/widget.js"] = readFileSync(join(root, "widget/loader/widget.js"), "utf8");
+  pages["/de"] = hostPage(server).replace(" async>", ' data-locale="de" async>');
   browser = await launchBrowser();
   api = await AgentApi.login(server.base, server.agent);
 });
@@ -844,4 +845,127 @@ test("first paint: the loader draws the launcher before the wasm is up; a click 
   await eventually(async () => !(await page.locator(`${W} .panel`).isVisible()), { what: "minimized by Escape" });
   assert.deepEqual(problems, []);
   await context.close();
+});
+
+// The visitor's language: every text of the window from a catalog, chosen by Handoff.setLocale(),
+// the script tag's data-locale, the project's setting and the browser's languages, in that order.
+
+const W_ = (page, sel) => page.locator(`${W} ${sel}`);
+const placeholder = (page) => W_(page, ".composer textarea").getAttribute("placeholder");
+
+test("language: data-locale=de shows the window in German; English visitors fetch no catalog", async () => {
+  await setStatus("online");
+  const catalogs = [];
+  const de = await visitor({ path: "/de", wait: false });
+  de.page.on("request", (r) => { if (r.url().includes("/widget/i18n/")) catalogs.push(r.url()); });
+  const en = await visitor({ contextOptions: { locale: "en-US" } });
+  const enCatalogs = [];
+  en.page.on("request", (r) => { if (r.url().includes("/widget/i18n/")) enCatalogs.push(r.url()); });
+  try {
+    await eventually(async () => (await W_(de.page, ".launcher").getAttribute("aria-label")) === "Chat öffnen", { what: "a German launcher" });
+    await openChat(de.page);
+    assert.equal(await placeholder(de.page), "Nachricht schreiben…");
+    assert.equal(await W_(de.page, ".min").getAttribute("aria-label"), "Chat minimieren");
+    assert.equal(await W_(de.page, ".root").getAttribute("lang"), "de");
+    assert.equal(await W_(de.page, ".root").getAttribute("dir"), "ltr");
+    assert.equal(await W_(de.page, ".human").innerText(), "Mit einem Menschen sprechen");
+    assert.equal(await W_(de.page, ".log").getAttribute("aria-label"), "Nachrichten");
+    assert.deepEqual(de.problems, []);
+    // The English page downloaded no catalog (checked after it had time to).
+    await openChat(en.page);
+    assert.equal(await placeholder(en.page), "Write a message…");
+    assert.deepEqual(enCatalogs, []);
+    // The catalog has a content-hashed name: browsers may cache it for a year.
+    const url = await de.page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name).find((n) => n.includes("/widget/i18n/")));
+    assert.match(url, /\/widget\/i18n\/de\.[0-9a-f]{16}\.json$/);
+    const r = await fetch(url);
+    assert.match(r.headers.get("cache-control"), /immutable/);
+  } finally {
+    await de.context.close();
+    await en.context.close();
+  }
+});
+
+test("language: Arabic from the browser's languages is right-to-left and mirrored", async () => {
+  await setStatus("online");
+  const ar = await visitor({ contextOptions: { locale: "ar-EG", viewport: { width: 1200, height: 800 } } });
+  try {
+    await eventually(async () => (await W_(ar.page, ".root").getAttribute("dir")) === "rtl", { what: "dir=rtl" });
+    assert.equal(await W_(ar.page, ".launcher").getAttribute("aria-label"), "فتح الدردشة");
+    const launcher = await W_(ar.page, ".launcher").boundingBox();
+    assert.ok(launcher.x < 100, `the launcher sits in the left corner: ${launcher.x}`);
+    await openChat(ar.page);
+    assert.equal(await placeholder(ar.page), "اكتب رسالة…");
+    const panel = await W_(ar.page, ".panel").boundingBox();
+    assert.ok(panel.x < 100, `the window opens on the left: ${panel.x}`);
+    await say(ar.page, "مرحبا");
+    const mine = W_(ar.page, ".msg.me .body").last();
+    await mine.waitFor();
+    const box = await mine.boundingBox();
+    const log = await W_(ar.page, ".log").boundingBox();
+    assert.ok(box.x - log.x < 40, "own messages sit on the left (the end side in right-to-left)");
+    assert.deepEqual(ar.problems, []);
+  } finally {
+    await ar.context.close();
+  }
+});
+
+test("language: Handoff.setLocale() switches live (region tags fall back, unknown is English), and the project's setting applies", async () => {
+  const v = await visitor({ contextOptions: { locale: "en-US" } });
+  try {
+    await openChat(v.page);
+    assert.equal(await placeholder(v.page), "Write a message…");
+    await v.page.evaluate(() => window.Handoff.setLocale("fr"));
+    assert.equal(await placeholder(v.page), "Écrivez un message…");
+    assert.equal(await W_(v.page, ".min").getAttribute("aria-label"), "Réduire le chat");
+    await v.page.evaluate(() => window.Handoff.setLocale("pt-BR"));
+    assert.equal(await placeholder(v.page), "Escreva uma mensagem…");
+    await v.page.evaluate(() => window.Handoff.setLocale("ar"));
+    assert.equal(await W_(v.page, ".root").getAttribute("dir"), "rtl");
+    await v.page.evaluate(() => window.Handoff.setLocale("xx-YY"));
+    assert.equal(await placeholder(v.page), "Write a message…", "unknown: the browser's language, English");
+    assert.equal(await W_(v.page, ".root").getAttribute("dir"), "ltr");
+    assert.deepEqual(v.problems, []);
+  } finally {
+    await v.context.close();
+  }
+  const cli = (locale) => execFileSync(serverBin, ["project", "set", "--project", server.projectId, "--locale", locale], {
+    env: { ...process.env, DATABASE_URL: server.db, RUST_LOG: "warn" },
+    encoding: "utf8",
+  });
+  assert.throws(() => cli("<script>"), /expected a language tag/);
+  cli("es");
+  try {
+    const es = await visitor({ contextOptions: { locale: "de-DE" } });
+    const de = await visitor({ path: "/de", contextOptions: { locale: "fr-FR" } });
+    try {
+      await openChat(es.page);
+      assert.equal(await placeholder(es.page), "Escribe un mensaje…", "the project's setting over the browser's language");
+      await openChat(de.page);
+      assert.equal(await placeholder(de.page), "Nachricht schreiben…", "data-locale over the project's setting");
+    } finally {
+      await es.context.close();
+      await de.context.close();
+    }
+  } finally {
+    cli("auto");
+  }
+});
+
+test("language: a key missing from a catalog shows in English", async () => {
+  const context = await browser.newContext({ locale: "de-DE" });
+  await context.route("**/widget/i18n/de.*.json", (route) =>
+    route.fulfill({ contentType: "application/json", body: JSON.stringify({ _dir: "ltr", placeholder: "Schreib was…" }) }));
+  const page = await context.newPage();
+  try {
+    await page.goto(host.url);
+    await page.locator(`${W} .launcher`).waitFor();
+    await eventually(async () => (await W_(page, ".root").getAttribute("lang")) === "de", { what: "German chosen" });
+    await openChat(page);
+    assert.equal(await placeholder(page), "Schreib was…");
+    assert.equal(await W_(page, ".min").getAttribute("aria-label"), "Minimize chat", "missing: English");
+    assert.equal(await W_(page, ".composer .send").innerText(), "Send");
+  } finally {
+    await context.close();
+  }
 });

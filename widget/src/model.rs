@@ -230,34 +230,32 @@ impl Model {
         self.screen == Screen::Chat && matches!(self.status, None | Some(ConversationStatus::Bot))
     }
 
-    /// The line under the title.
-    pub fn status_line(&self) -> String {
+    /// The line under the title: a catalog key (see [`crate::i18n`]) and its placeholders.
+    pub fn status_line(&self) -> Line {
+        let line = |key| Line { key, args: Vec::new() };
         match (self.status, &self.agent, self.position) {
-            (Some(ConversationStatus::Assigned), Some(name), _) => join(&["You are chatting with ", name]),
-            (Some(ConversationStatus::Assigned), None, _) => "An agent has joined".to_owned(),
-            (Some(ConversationStatus::Queued), _, _) if self.agents_away => {
-                "Nobody is available right now. Leave your email and we will get back to you.".to_owned()
+            (Some(ConversationStatus::Assigned), Some(name), _) => {
+                Line { key: "chatting", args: vec![("{name}", name.clone())] }
             }
-            (Some(ConversationStatus::Queued), _, Some((pos, len))) => {
-                let (pos, len) = (decimal(pos.into()), decimal(len.into()));
-                join(&["Waiting for an agent: you are number ", &pos, " of ", &len, " in the queue"])
-            }
-            (Some(ConversationStatus::Queued), _, None) => "Waiting for an agent".to_owned(),
-            (Some(ConversationStatus::Resolved), _, _) => {
-                "This conversation is resolved. Write again to reopen it.".to_owned()
-            }
-            _ if self.screen == Screen::OfflineForm || self.screen == Screen::OfflineSent => {
-                "We are away right now. Leave a message and we will email you.".to_owned()
-            }
-            _ => "Our assistant answers right away; a human is one click away.".to_owned(),
+            (Some(ConversationStatus::Assigned), None, _) => line("agent_joined"),
+            (Some(ConversationStatus::Queued), _, _) if self.agents_away => line("nobody"),
+            (Some(ConversationStatus::Queued), _, Some((pos, len))) => Line {
+                key: "queue",
+                args: vec![("{pos}", decimal(pos.into())), ("{len}", decimal(len.into()))],
+            },
+            (Some(ConversationStatus::Queued), _, None) => line("waiting"),
+            (Some(ConversationStatus::Resolved), _, _) => line("resolved_line"),
+            _ if self.screen == Screen::OfflineForm || self.screen == Screen::OfflineSent => line("away"),
+            _ => line("bot_line"),
         }
     }
 
-    /// The connection notice, if one should show: nothing while connecting or connected.
+    /// The connection notice's catalog key, if one should show: nothing while connecting or
+    /// connected.
     pub fn connection_notice(&self) -> Option<&'static str> {
         match self.connection.as_str() {
-            "reconnecting" => Some("Reconnecting…"),
-            "polling" => Some("Live updates are slow on this network; messages still arrive."),
+            "reconnecting" => Some("reconnecting"),
+            "polling" => Some("polling"),
             _ => None,
         }
     }
@@ -272,8 +270,13 @@ impl Model {
     }
 }
 
-fn join(parts: &[&str]) -> String {
-    parts.concat()
+/// A text of the catalog ([`crate::i18n`]): its key and what fills its placeholders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// The catalog key.
+    pub key: &'static str,
+    /// `("{name}", value)` pairs.
+    pub args: Vec<(&'static str, String)>,
 }
 
 /// A decimal written by [`decimal`](handoff_protocol::ids::decimal) (only ASCII digits, no sign, no overflow), else `None`.
@@ -304,6 +307,11 @@ pub fn safe_color(color: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The line in English, its placeholders filled (as the view does in any language).
+    fn english(line: &Line) -> String {
+        line.args.iter().fold(crate::i18n::en(line.key), |t, (k, v)| t.replace(k, v))
+    }
 
     #[test]
     fn unread_counts_only_agent_messages_after_the_last_seen_while_closed() {
@@ -359,18 +367,18 @@ mod tests {
         m.started(Some(ConversationStatus::Bot), None, false, false);
         assert!(m.offers_human());
         m.status_changed(ConversationStatus::Queued);
-        assert_eq!(m.status_line(), "Waiting for an agent");
+        assert_eq!(english(&m.status_line()), "Waiting for an agent");
         m.position = Some((2, 3));
-        assert_eq!(m.status_line(), "Waiting for an agent: you are number 2 of 3 in the queue");
+        assert_eq!(english(&m.status_line()), "Waiting for an agent: you are number 2 of 3 in the queue");
         assert!(!m.offers_human());
         m.agent = Some("Ada".into());
         m.status_changed(ConversationStatus::Assigned);
         assert_eq!(m.position, None);
-        assert_eq!(m.status_line(), "You are chatting with Ada");
+        assert_eq!(english(&m.status_line()), "You are chatting with Ada");
         m.typing = Some("Ada".into());
         m.status_changed(ConversationStatus::Resolved);
         assert_eq!((m.agent.as_deref(), m.typing.as_deref()), (None, None));
-        assert!(m.status_line().starts_with("This conversation is resolved"));
+        assert!(english(&m.status_line()).starts_with("This conversation is resolved"));
     }
 
     #[test]
@@ -378,7 +386,7 @@ mod tests {
         let mut m = Model { connection: "connecting".into(), ..Model::default() };
         assert_eq!(m.connection_notice(), None, "the first connect is not news");
         m.connection = "reconnecting".into();
-        assert_eq!(m.connection_notice(), Some("Reconnecting…"));
+        assert_eq!(m.connection_notice(), Some("reconnecting"));
         m.connection = "connected".into();
         assert_eq!(m.connection_notice(), None);
         m.connection = "polling".into();
@@ -478,7 +486,11 @@ mod tests {
         assert_eq!(m.screen, Screen::Chat);
         m.availability_changed(true);
         assert_eq!(m.screen, Screen::OfflineForm);
-        assert!(m.status_line().starts_with("Nobody is available right now"), "{}", m.status_line());
+        assert!(
+            english(&m.status_line()).starts_with("Nobody is available right now"),
+            "{}",
+            english(&m.status_line())
+        );
         assert!(m.can_chat(), "the chat stays one click away");
         // Queued while already unattended (the handoff raced the last agent leaving).
         let mut m = Model::default();
@@ -492,7 +504,11 @@ mod tests {
         // An agent comes online: back to the chat, waiting for them.
         m.availability_changed(false);
         assert_eq!(m.screen, Screen::Chat);
-        assert!(m.status_line().starts_with("Waiting for an agent"), "{}", m.status_line());
+        assert!(
+            english(&m.status_line()).starts_with("Waiting for an agent"),
+            "{}",
+            english(&m.status_line())
+        );
         // Taken while the form shows: the chat.
         m.availability_changed(true);
         assert_eq!(m.screen, Screen::OfflineForm);

@@ -20,7 +20,7 @@ use web_sys::{CssStyleSheet, Document, Element, Event, ShadowRoot, Storage};
 
 #[allow(clippy::wildcard_imports)] // the element indices
 use crate::dom::*;
-use crate::model::{decimal, parse_decimal, safe_color, BubbleChange, Model, Outgoing, Screen};
+use crate::model::{decimal, parse_decimal, safe_color, BubbleChange, Line, Model, Outgoing, Screen};
 
 /// `widget.css` without its comments and its layout whitespace (both would ship in the wasm),
 /// at compile time.
@@ -82,6 +82,12 @@ const OPEN_KEY: &str = "handoff.open";
 struct Ui {
     doc: Document,
     els: Els,
+    /// Where the window's catalog texts go (filled again when the language changes).
+    texts: Texts,
+    /// The visitor's catalog (a JSON object from `widget/i18n/`), or `null`: English.
+    strings: JsValue,
+    /// The English catalog ([`crate::i18n::EN`], parsed).
+    en: JsValue,
     sheet: CssStyleSheet,
     model: Model,
     /// Rendered message ids (live events and send answers both carry the message).
@@ -160,7 +166,7 @@ pub fn mount(
 
     let sheet = CssStyleSheet::new()?;
     call(&sheet, "replaceSync", &[&stylesheet("#2563eb").into()]).ok_or("replaceSync")?;
-    let els = build(&doc)?;
+    let (els, texts) = build(&doc)?;
     // The loader's launcher stays (with its stylesheet) until the session is up; the widget's
     // root waits hidden beside it (the loader's sheet hides `[hidden]` too).
     let theirs = host.filter(|h| flag(h, &["isConnected"]) == Some(true)).and_then(|h| {
@@ -188,6 +194,9 @@ pub fn mount(
     let ui = Rc::new(RefCell::new(Ui {
         doc,
         els,
+        texts,
+        strings: JsValue::NULL,
+        en: js_sys::JSON::parse(crate::i18n::EN)?,
         sheet,
         model: Model::default(),
         shown: Vec::new(),
@@ -207,6 +216,7 @@ pub fn mount(
         prefetched: session,
     }));
     let w = Widget { client, ui };
+    w.ui.borrow().localize();
     w.wire();
     let started = w.clone();
     spawn(Box::pin(async move { started.start().await }));
@@ -292,6 +302,17 @@ impl Widget {
         promise
     }
 
+    // Shows the window in language `lang` from its catalog `strings` (a flat object of texts by
+    // key; `null`: English), live; the loader picks the language and fetches the catalog.
+    #[wasm_bindgen(skip_jsdoc)]
+    pub fn locale(&self, lang: &str, strings: JsValue) {
+        let mut ui = self.ui.borrow_mut();
+        ui.strings = if strings.is_object() { strings } else { JsValue::NULL };
+        set(&ui.els[ROOT], "lang", lang);
+        ui.localize();
+        ui.render();
+    }
+
     // `fn(payload, name)` for the client's events (`"*"`: all); returns an unsubscribe function.
     #[wasm_bindgen(skip_jsdoc)]
     pub fn on(&self, event: String, f: Function) -> Function {
@@ -355,12 +376,7 @@ impl Widget {
             let when = get(&h, &["conversation", "created_at"]).and_then(|v| v.as_f64()).unwrap_or(0.0);
             let date = js_sys::Date::new(&JsValue::from_f64(when));
             let date = call(&date, "toDateString", &[]).and_then(|d| d.as_string()).unwrap_or_default();
-            items.push(text_el(
-                &ui.doc,
-                "li",
-                "sys old",
-                &["Earlier conversation, ", date.as_str()].concat(),
-            ));
+            items.push(text_el(&ui.doc, "li", "sys old", &ui.tf("earlier", &[("{date}", &date)])));
             let events = get(&h, &["events"])
                 .filter(Array::is_array)
                 .map(JsCast::unchecked_into::<Array>)
@@ -374,9 +390,9 @@ impl Widget {
                 let kind = text(&m, &["author", "kind"]).unwrap_or_default();
                 let b = match kind.as_str() {
                     "customer" => bubble(&ui.doc, "msg me old", "", &body),
-                    "bot" => bubble(&ui.doc, "msg bot old", "Assistant", &body),
+                    "bot" => bubble(&ui.doc, "msg bot old", &ui.t("assistant"), &body),
                     _ => {
-                        let who = text(&m, &["author", "name"]).unwrap_or_else(|| "Agent".to_owned());
+                        let who = text(&m, &["author", "name"]).unwrap_or_else(|| ui.t("agent"));
                         bubble(&ui.doc, "msg agent old", &who, &body)
                     }
                 };
@@ -575,18 +591,18 @@ impl Widget {
                 if let Some(status) = text(p, &["status"]).and_then(|s| ConversationStatus::parse(&s)) {
                     ui.model.status_changed(status);
                     let line = match status {
-                        ConversationStatus::Queued => Some("Waiting for a human agent…"),
-                        ConversationStatus::Resolved => Some("The conversation was resolved."),
+                        ConversationStatus::Queued => Some("waiting_human"),
+                        ConversationStatus::Resolved => Some("resolved"),
                         _ => None,
                     };
                     if let Some(line) = line {
-                        ui.system(line);
+                        ui.system(&ui.t(line));
                     }
                 }
             }
             "conversation:assigned" => {
                 if let Some(name) = text(p, &["agent", "name"]) {
-                    ui.system(&[name.as_str(), " joined the conversation"].concat());
+                    ui.system(&ui.tf("joined", &[("{name}", &name)]));
                     ui.model.agent = Some(name);
                 }
             }
@@ -600,7 +616,7 @@ impl Widget {
                 let typing =
                     Reflect::get(p, &"is_typing".into()).ok().and_then(|v| v.as_bool()) == Some(true);
                 ui.model.typing =
-                    typing.then(|| text(p, &["actor", "name"]).unwrap_or_else(|| "Someone".to_owned()));
+                    typing.then(|| text(p, &["actor", "name"]).unwrap_or_else(|| ui.t("someone")));
             }
             "availability:changed" => {
                 if let Some(away) = get(p, &["show_offline_form"]).and_then(|v| v.as_bool()) {
@@ -665,9 +681,7 @@ impl Widget {
                         set_prop(&ui.els[INPUT], "value", &JsValue::from_str(&body));
                     }
                     let why = text(&e, &["message"]).unwrap_or_default();
-                    ui.error(Some(
-                        &["Not sent (", why.as_str(), "). Your text is back in the box: try again."].concat(),
-                    ));
+                    ui.error(Some(&ui.tf("not_sent_back", &[("{why}", &why)])));
                 }
             }
         }));
@@ -753,10 +767,9 @@ impl Widget {
     }
 
     fn failed(&self, e: &JsValue) {
-        let why = text(e, &["message"]).unwrap_or_else(|| "network error".to_owned());
-        self.ui
-            .borrow_mut()
-            .error(Some(&["Something went wrong (", why.as_str(), "). Please try again."].concat()));
+        let ui = self.ui.borrow();
+        let why = text(e, &["message"]).unwrap_or_else(|| ui.t("network"));
+        ui.error(Some(&ui.tf("wrong", &[("{why}", &why)])));
     }
 
     /// The offline form: checked here first, sent, and kept as typed when the send fails.
@@ -768,13 +781,9 @@ impl Widget {
             let email = value(&e[OFF_EMAIL]).trim().to_owned();
             let message = value(&e[OFF_MESSAGE]).trim().to_owned();
             let checks: [(&Element, bool, &str); 3] = [
-                (&e[OFF_NAME], !name.is_empty(), "Please enter your name."),
-                (
-                    &e[OFF_EMAIL],
-                    is_valid_email(&email),
-                    "Please enter a valid email address, like you@example.com.",
-                ),
-                (&e[OFF_MESSAGE], validate_body(&message).is_ok(), "Please write a message."),
+                (&e[OFF_NAME], !name.is_empty(), "need_name"),
+                (&e[OFF_EMAIL], is_valid_email(&email), "need_email"),
+                (&e[OFF_MESSAGE], validate_body(&message).is_ok(), "need_message"),
             ];
             let mut first_error = None;
             for (field, ok, why) in checks {
@@ -784,7 +793,7 @@ impl Widget {
                 }
             }
             if let Some((field, why)) = first_error {
-                set_text(&e[OFF_ERROR], Some(why));
+                set_text(&e[OFF_ERROR], Some(&ui.t(why)));
                 show(&e[OFF_ERROR], true);
                 drop(ui); // focus events run the widget's listener at once
                 focus(&field);
@@ -792,7 +801,7 @@ impl Widget {
             }
             show(&e[OFF_ERROR], false);
             set(&e[OFF_SUBMIT], "disabled", "");
-            set_text(&e[OFF_SUBMIT], Some("Sending…"));
+            set_text(&e[OFF_SUBMIT], Some(&ui.t("sending")));
             (name, email, message)
         };
         let form = Object::new();
@@ -802,26 +811,18 @@ impl Widget {
         let r = JsFuture::from(self.client.send_offline_message(&form)).await;
         let mut ui = self.ui.borrow_mut();
         unset(&ui.els[OFF_SUBMIT], "disabled");
-        set_text(&ui.els[OFF_SUBMIT], Some("Send message"));
+        set_text(&ui.els[OFF_SUBMIT], Some(&ui.t("send_message")));
         match r {
             Ok(_) => {
-                let thanks = [
-                    "Thanks, ",
-                    name.as_str(),
-                    "! We got your message and will reply to ",
-                    email.as_str(),
-                    ".",
-                ]
-                .concat();
+                let thanks = ui.tf("thanks", &[("{name}", &name), ("{email}", &email)]);
                 set_text(&ui.els[SENT_TEXT], Some(&thanks));
                 set_prop(&ui.els[OFF_MESSAGE], "value", &JsValue::from_str(""));
                 ui.model.screen = Screen::OfflineSent;
                 ui.render();
             }
             Err(e) => {
-                let why = text(&e, &["message"]).unwrap_or_else(|| "network error".to_owned());
-                let msg =
-                    ["Your message was not sent (", why.as_str(), "). Nothing is lost: try again."].concat();
+                let why = text(&e, &["message"]).unwrap_or_else(|| ui.t("network"));
+                let msg = ui.tf("offline_failed", &[("{why}", &why)]);
                 set_text(&ui.els[OFF_ERROR], Some(&msg));
                 show(&ui.els[OFF_ERROR], true);
             }
@@ -830,6 +831,36 @@ impl Widget {
 }
 
 impl Ui {
+    /// The text of catalog `key` in the visitor's language, else in English.
+    #[inline(never)]
+    fn t(&self, key: &str) -> String {
+        text(&self.strings, &[key]).or_else(|| text(&self.en, &[key])).unwrap_or_default()
+    }
+
+    /// [`Ui::t`] with its placeholders (`{name}`) filled by the browser's `replaceAll` (no
+    /// string searching in the wasm).
+    #[inline(never)]
+    fn tf(&self, key: &str, args: &[(&str, &str)]) -> String {
+        let mut s = JsValue::from_str(&self.t(key));
+        for (k, v) in args {
+            s = call(&s, "replaceAll", &[&(*k).into(), &(*v).into()]).unwrap_or(s);
+        }
+        s.as_string().unwrap_or_default()
+    }
+
+    /// Fills the window's catalog texts and its direction (`_dir`: `rtl` mirrors the layout).
+    fn localize(&self) {
+        for (e, name, key) in &self.texts {
+            let t = self.t(key);
+            if name.is_empty() {
+                set_text(e, Some(&t));
+            } else {
+                set(e, name, &t);
+            }
+        }
+        set(&self.els[ROOT], "dir", &self.t("_dir"));
+    }
+
     /// Another user signed in on this browser and the client started a new visitor: nothing of
     /// the previous user's stays on screen (log but the greeting, draft, open conversation,
     /// earlier transcripts, unread badge); the window stays as open as it was.
@@ -885,7 +916,7 @@ impl Ui {
             }
         } else {
             let who = text(m, &["author", "name"])
-                .unwrap_or_else(|| if kind == "bot" { "Assistant" } else { "Agent" }.to_owned());
+                .unwrap_or_else(|| self.t(if kind == "bot" { "assistant" } else { "agent" }));
             self.model.typing = None;
             bubble(&self.doc, if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body)
         };
@@ -927,16 +958,16 @@ impl Ui {
         set(&li, "class", "msg me failed");
         if can_retry {
             let fail = el(&self.doc, "div", "fail");
-            let note = text_el(&self.doc, "span", "", "Not sent.");
+            let note = text_el(&self.doc, "span", "", &self.t("not_sent"));
             let button = |text: &str, act: &str, label: &str| {
-                let b = text_el(&self.doc, "button", "", text);
+                let b = text_el(&self.doc, "button", "", &self.t(text));
                 set(&b, "type", "button");
                 set(&b, "data-act", act);
-                set(&b, "aria-label", label);
+                set(&b, "aria-label", &self.t(label));
                 b
             };
-            let retry = button("Retry", "retry", "Retry sending this message");
-            let discard = button("Discard", "discard", "Discard this message");
+            let retry = button("retry", "retry", "retry_label");
+            let discard = button("discard", "discard", "discard_label");
             append(&fail, &[&note, &retry, &discard]);
             add(&li, &fail);
         }
@@ -996,21 +1027,23 @@ impl Ui {
         set_text(&e[BADGE], Some(&badge));
         show(&e[BADGE], !badge.is_empty());
         let label = match (m.open, badge.as_str()) {
-            (true, _) => "Minimize chat".to_owned(),
-            (false, "") => "Open chat".to_owned(),
-            (false, n) => ["Open chat, ", n, " unread"].concat(),
+            (true, _) => self.t("minimize"),
+            (false, "") => self.t("open"),
+            (false, n) => self.tf("open_unread", &[("{n}", n)]),
         };
         set(&e[LAUNCHER], "aria-label", &label);
         set(&e[LAUNCHER], "aria-expanded", if m.open { "true" } else { "false" });
         set(&e[ICON], "d", if m.open { ICON_CLOSE } else { ICON_CHAT });
-        set_text(&e[SUB], Some(&m.status_line()));
-        let notice = m.connection_notice();
-        set_text(&e[CONN], notice);
+        let Line { key, args } = m.status_line();
+        let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        set_text(&e[SUB], Some(&self.tf(key, &args)));
+        let notice = m.connection_notice().map(|k| self.t(k));
+        set_text(&e[CONN], notice.as_deref());
         show(&e[CONN], notice.is_some());
         let chat = m.screen == Screen::Chat;
         show(&e[LOG], chat);
         show(&e[COMPOSER], chat);
-        let typing = m.typing.as_ref().filter(|_| chat).map(|n| [n.as_str(), " is typing…"].concat());
+        let typing = m.typing.as_ref().filter(|_| chat).map(|n| self.tf("typing", &[("{name}", n)]));
         set_text(&e[TYPING], typing.as_deref());
         show(&e[TYPING], typing.is_some());
         show(&e[ACTIONS], m.offers_human());

@@ -392,6 +392,30 @@ pub struct Theme {
     pub title: String,
     /// First line shown in a new chat.
     pub greeting: String,
+    /// The widget's language for every visitor (`de`, `pt-BR`, ...); empty: each visitor's
+    /// browser language. `data-locale` on the script tag and `Handoff.setLocale()` override it.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 35))]
+    pub locale: String,
+}
+
+/// Whether `tag` is a well-formed language tag the widget can be set to: `de`, `pt-BR`,
+/// `zh-Hant-TW` (letters and digits in `-`-separated parts of 1 to 8, the first letters only,
+/// at most 35 characters); empty means the visitor's browser language.
+pub fn is_valid_locale(tag: &str) -> bool {
+    tag.is_empty()
+        || (tag.len() <= 35
+            && tag.split('-').enumerate().all(|(i, part)| {
+                (1..=8).contains(&part.len())
+                    && part.bytes().all(|b| {
+                        if i == 0 {
+                            b.is_ascii_alphabetic()
+                        } else {
+                            b.is_ascii_alphanumeric()
+                        }
+                    })
+            })
+            && tag.split('-').next().is_some_and(|l| (2..=3).contains(&l.len())))
 }
 
 impl Default for Theme {
@@ -401,6 +425,7 @@ impl Default for Theme {
             position: "right".to_owned(),
             title: "Chat with us".to_owned(),
             greeting: "Hi! How can we help?".to_owned(),
+            locale: String::new(),
         }
     }
 }
@@ -873,6 +898,28 @@ pub struct WebhookDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locales() {
+        for ok in ["", "de", "pt-BR", "zh-Hant-TW", "ar", "es-419", "fil"] {
+            assert!(is_valid_locale(ok), "{ok}");
+        }
+        for bad in [
+            "d",
+            "deutsch",
+            "-de",
+            "de-",
+            "de--AT",
+            "de_AT",
+            "1a",
+            "de-ABCDEFGHI",
+            "<b>",
+            "de AT",
+            &"a".repeat(36),
+        ] {
+            assert!(!is_valid_locale(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn emails() {

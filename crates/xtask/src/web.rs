@@ -372,6 +372,7 @@ fn build_widget(root: &Path, out: &Path) -> Result {
     let loader = std::fs::read_to_string(&loader_src)
         .map_err(|e| format!("cannot read {}: {e}", loader_src.display()))?;
     let loader = hashed_loader(&loader, &glue_name, &wasm_name)?;
+    let loader = copy_catalogs(root, &dir, &loader)?;
     let widget_js = out.join("widget.js");
     std::fs::write(&widget_js, loader).map_err(|e| format!("cannot write widget.js: {e}"))?;
     let loader = minify(root, &widget_js, false)?;
@@ -388,6 +389,51 @@ fn build_widget(root: &Path, out: &Path) -> Result {
         }
     }
     Ok(())
+}
+
+/// The widget's language catalogs (`widget/i18n/<lang>.json`) into `widget/i18n/` of the web
+/// assets, each under its own name and a content-hashed one (one hash of all of them:
+/// `de.0123456789abcdef.json`), and the loader fetching the hashed ones. Only a visitor whose
+/// language is not English downloads one.
+fn copy_catalogs(root: &Path, dir: &Path, loader: &str) -> Result<String> {
+    let src = root.join("widget/i18n");
+    let out = dir.join("i18n");
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for e in std::fs::read_dir(&src).map_err(|e| format!("cannot read {}: {e}", src.display()))?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(lang) = name.strip_suffix(".json") {
+            let bytes = std::fs::read(e.path()).map_err(|e| format!("cannot read {name}: {e}"))?;
+            files.push((lang.to_owned(), bytes));
+        }
+    }
+    files.sort();
+    let all: Vec<u8> = files.iter().flat_map(|(l, b)| l.bytes().chain(b.iter().copied())).collect();
+    let hashed = hashed_name("x.json", &all);
+    let tag = hashed.trim_start_matches("x.").trim_end_matches(".json");
+    for (lang, bytes) in &files {
+        for name in [format!("{lang}.json"), format!("{lang}.{tag}.json")] {
+            std::fs::write(out.join(&name), bytes).map_err(|e| format!("cannot write {name}: {e}"))?;
+        }
+    }
+    // Only this build's hashed catalogs and the previous build's remain (a cached loader).
+    let keep: Vec<String> = files.iter().map(|(l, _)| format!("{l}.{tag}.json")).collect();
+    if let Ok(entries) = std::fs::read_dir(&out) {
+        let mut old: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.matches('.').count() == 2 && !keep.contains(&n)
+            })
+            .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+            .collect();
+        old.sort();
+        let stale = old.len().saturating_sub(files.len());
+        for (_, p) in old.into_iter().take(stale) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    replace_all(loader, "/widget/i18n/${l}.json", &format!("/widget/i18n/${{l}}.{tag}.json"), "widget.js")
 }
 
 /// The widget's glue and wasm as `wasm-bindgen` names them.
@@ -526,8 +572,9 @@ pub fn report_sizes(web: &Path) -> (u64, u64) {
 /// Ceiling on what a page with the widget's script tag downloads (loader, glue, wasm; gzip -9
 /// bytes). Issue 13's target is 45 KB; the ceiling sits a few hundred bytes above today's build
 /// (77,283 B; 88,717 before wasm-opt, the short import names and the smaller queues) so the
-/// figure cannot creep up, and comes down as the work lands.
-pub const WIDGET_GZIP_CEILING: u64 = 77_700;
+/// figure cannot creep up, and comes down as the work lands. Raised by what issue 15's features
+/// measurably cost (README, "Measured"): the visitor's language +1,628 B.
+pub const WIDGET_GZIP_CEILING: u64 = 79_328;
 /// Ceiling on the npm SDK (wasm, glue, `index.js`; gzip -9 bytes; today 72,508 B, 83,529
 /// before); issue 13's target is 70 KB.
 pub const SDK_GZIP_CEILING: u64 = 72_900;
