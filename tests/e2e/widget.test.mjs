@@ -969,3 +969,31 @@ test("language: a key missing from a catalog shows in English", async () => {
     await context.close();
   }
 });
+
+test("links: URLs in messages become safe links by the console's rule (one copy), built as DOM nodes", async () => {
+  await setStatus("online");
+  const v = await visitor();
+  try {
+    await openChat(v.page);
+    const text = "Docs: https://example.com/a?b=1. Mail mailto:help@acme.test or www.acme.test, not javascript:alert(1), https://bank.com@evil.com or <b>bold</b>";
+    await say(v.page, text);
+    const body = W_(v.page, ".msg.me .body").last();
+    await eventually(async () => (await body.innerText()) === text, { what: "the message" });
+    const anchors = await body.locator("a").evaluateAll((as) => as.map((a) => [a.textContent, a.getAttribute("href"), a.target, a.rel]));
+    const safe = ["_blank", "noopener noreferrer nofollow"];
+    assert.deepEqual(anchors, [
+      ["https://example.com/a?b=1", "https://example.com/a?b=1", ...safe],
+      ["mailto:help@acme.test", "mailto:help@acme.test", ...safe],
+      ["www.acme.test", "https://www.acme.test", ...safe],
+    ]);
+    assert.equal(await body.locator("b").count(), 0, "never HTML");
+    // The rule the widget ran is the file the console imports.
+    const served = await (await fetch(`${server.base}/widget/handoff_widget_links.js`)).text();
+    const loaded = await v.page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name).find((n) => n.includes("handoff_widget_links.")));
+    assert.equal(await (await fetch(loaded)).text(), served);
+    assert.match(readFileSync(join(root, "examples/agent-console/app.js"), "utf8"), /from "\/widget\/handoff_widget_links\.js"/);
+    assert.deepEqual(v.problems, []);
+  } finally {
+    await v.context.close();
+  }
+});

@@ -134,6 +134,9 @@ svg{width:28px;height:28px;fill:#fff}
       // A failed module fetch is remembered by the browser: a retry uses a fresh URL.
       const q = attempt ? `?retry=${attempt}` : "";
       const glue = import(`${base}/widget/handoff_widget.js${q}`);
+      // The rule that makes safe links of URLs in messages (shared with the agent console).
+      const links = import(`${base}/widget/handoff_widget_links.js${q}`);
+      links.catch(() => {});
       const wasm = fetch(`${base}/widget/handoff_widget_bg.wasm`);
       wasm.catch(() => {});
       glue.catch(() => {});
@@ -147,8 +150,9 @@ svg{width:28px;height:28px;fill:#fff}
       const mod = await glue;
       await mod.default({ module_or_path: wasm });
       const [lang, catalog] = await strings;
+      const { linkParts } = await links;
       const mount = () => {
-        widget = mod.mount(base, key, host, session);
+        widget = mod.mount(base, key, host, session, linkParts);
         widget.locale(lang, catalog);
         for (const { name, args, ok, fail } of queued.splice(0)) {
           try {

@@ -88,6 +88,8 @@ struct Ui {
     strings: JsValue,
     /// The English catalog ([`crate::i18n::EN`], parsed).
     en: JsValue,
+    /// `linkParts` of `widget/loader/links.js` (from the loader), or `undefined`: plain text.
+    links: JsValue,
     sheet: CssStyleSheet,
     model: Model,
     /// Rendered message ids (live events and send answers both carry the message).
@@ -144,6 +146,8 @@ impl std::fmt::Debug for Widget {
 // own session call (`host`, or `null`), and that call's answer (`session`: a promise of `{ok,
 // token, text}`, or `null`): the widget builds into that shadow root and swaps its launcher in
 // when its session is up, with no frame in between, using that answer instead of a second call.
+// `links` is `linkParts` of the shared link rule (`widget/loader/links.js`); without it messages
+// show as plain text.
 //
 // # Errors
 // When the page has no `document.body` or the client options are invalid.
@@ -154,6 +158,7 @@ pub fn mount(
     project_key: String,
     host: Option<Element>,
     session: JsValue,
+    links: JsValue,
 ) -> Result<Widget, JsValue> {
     let window = web_sys::window().ok_or("no window")?;
     let doc = window.document().ok_or("no document")?;
@@ -197,6 +202,7 @@ pub fn mount(
         texts,
         strings: JsValue::NULL,
         en: js_sys::JSON::parse(crate::i18n::EN)?,
+        links,
         sheet,
         model: Model::default(),
         shown: Vec::new(),
@@ -389,11 +395,11 @@ impl Widget {
                 let body = text(&m, &["body"]).unwrap_or_default();
                 let kind = text(&m, &["author", "kind"]).unwrap_or_default();
                 let b = match kind.as_str() {
-                    "customer" => bubble(&ui.doc, "msg me old", "", &body),
-                    "bot" => bubble(&ui.doc, "msg bot old", &ui.t("assistant"), &body),
+                    "customer" => ui.bubble("msg me old", "", &body),
+                    "bot" => ui.bubble("msg bot old", &ui.t("assistant"), &body),
                     _ => {
                         let who = text(&m, &["author", "name"]).unwrap_or_else(|| ui.t("agent"));
-                        bubble(&ui.doc, "msg agent old", &who, &body)
+                        ui.bubble("msg agent old", &who, &body)
                     }
                 };
                 items.push(b);
@@ -420,7 +426,7 @@ impl Widget {
             set(&ui.els[PANEL], "aria-label", &title);
             let greeting = theme("greeting");
             if !greeting.is_empty() {
-                let bubble = bubble(&ui.doc, "msg greeting", &title, &greeting);
+                let bubble = ui.bubble("msg greeting", &title, &greeting);
                 add(&ui.els[LOG], &bubble);
             }
             let status =
@@ -848,6 +854,42 @@ impl Ui {
         s.as_string().unwrap_or_default()
     }
 
+    /// A message bubble: `<li class><span class=who>who</span><p class=body>body</p></li>`, as
+    /// text and safe links: the parts the shared link rule (`widget/loader/links.js`, the
+    /// console's too) finds become `<a href target=_blank rel="noopener noreferrer nofollow">`
+    /// with the part as their text. Never HTML.
+    fn bubble(&self, class: &str, who: &str, body: &str) -> Element {
+        let doc = &self.doc;
+        let li = el(doc, "li", class);
+        if !who.is_empty() {
+            add(&li, &text_el(doc, "span", "who", who));
+        }
+        let p = el(doc, "p", "body");
+        let parts = self.links.dyn_ref::<Function>().and_then(|f| f.call1(&JsValue::NULL, &body.into()).ok());
+        match parts.filter(Array::is_array).map(JsCast::unchecked_into::<Array>) {
+            Some(parts) => {
+                for part in parts.iter() {
+                    let t = text(&part, &["text"]).unwrap_or_default();
+                    match text(&part, &["href"]) {
+                        Some(href) => {
+                            let a = text_el(doc, "a", "", &t);
+                            set(&a, "href", &href);
+                            set(&a, "target", "_blank");
+                            set(&a, "rel", "noopener noreferrer nofollow");
+                            add(&p, &a);
+                        }
+                        None => {
+                            call(&p, "append", &[&t.into()]);
+                        }
+                    }
+                }
+            }
+            None => set_text(&p, Some(body)),
+        }
+        add(&li, &p);
+        li
+    }
+
     /// Fills the window's catalog texts and its direction (`_dir`: `rtl` mirrors the layout).
     fn localize(&self) {
         for (e, name, key) in &self.texts {
@@ -912,13 +954,13 @@ impl Ui {
                 // Keep the log in server order: the confirmed message goes to the end.
                 el
             } else {
-                bubble(&self.doc, class, "", &body)
+                self.bubble(class, "", &body)
             }
         } else {
             let who = text(m, &["author", "name"])
                 .unwrap_or_else(|| self.t(if kind == "bot" { "assistant" } else { "agent" }));
             self.model.typing = None;
-            bubble(&self.doc, if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body)
+            self.bubble(if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body)
         };
         add(&self.els[LOG], &bubble);
         self.scroll();
@@ -935,7 +977,7 @@ impl Ui {
     fn outgoing_bubble(&mut self, cid: &str, body: &str, change: BubbleChange, can_retry: bool) {
         let li = match change {
             BubbleChange::Add => {
-                let b = bubble(&self.doc, "msg me sending", "", body);
+                let b = self.bubble("msg me sending", "", body);
                 set(&b, "data-cid", cid);
                 add(&self.els[LOG], &b);
                 self.outgoing.push((cid.to_owned(), b.clone()));
@@ -1056,16 +1098,6 @@ impl Ui {
 /// The stylesheet with the project's accent colour (already checked by [`safe_color`]).
 fn stylesheet(color: &str) -> String {
     [":host{--hf-accent:", color, "}\n", CSS].concat()
-}
-
-/// A message bubble: `<li class><span class=who>who</span><p class=body>body</p></li>`, as text.
-fn bubble(doc: &Document, class: &str, who: &str, body: &str) -> Element {
-    let li = el(doc, "li", class);
-    if !who.is_empty() {
-        add(&li, &text_el(doc, "span", "who", who));
-    }
-    add(&li, &text_el(doc, "p", "body", body));
-    li
 }
 
 /// Runs one of the widget's tasks on the page's event loop: one instantiation of `spawn_local`

@@ -373,12 +373,30 @@ fn build_widget(root: &Path, out: &Path) -> Result {
         .map_err(|e| format!("cannot read {}: {e}", loader_src.display()))?;
     let loader = hashed_loader(&loader, &glue_name, &wasm_name)?;
     let loader = copy_catalogs(root, &dir, &loader)?;
+    // The link rule (one copy for the widget and the console, which imports the unhashed name).
+    let links = minify(root, &root.join("widget/loader/links.js"), true)?;
+    let links_name = hashed_name(WIDGET_LINKS, links.as_bytes());
+    write(WIDGET_LINKS, links.as_bytes())?;
+    write(&links_name, links.as_bytes())?;
+    let loader = replace_all(
+        &loader,
+        &format!("/widget/{WIDGET_LINKS}"),
+        &format!("/widget/{links_name}"),
+        "widget.js",
+    )?;
     let widget_js = out.join("widget.js");
     std::fs::write(&widget_js, loader).map_err(|e| format!("cannot write widget.js: {e}"))?;
     let loader = minify(root, &widget_js, false)?;
     std::fs::write(&widget_js, loader).map_err(|e| format!("cannot write widget.js: {e}"))?;
     // Only the current and the previous build's files remain, and the unhashed ones.
-    let keep = [glue_name, wasm_name, WIDGET_GLUE.to_owned(), WIDGET_WASM.to_owned()];
+    let keep = [
+        glue_name,
+        wasm_name,
+        links_name,
+        WIDGET_GLUE.to_owned(),
+        WIDGET_WASM.to_owned(),
+        WIDGET_LINKS.to_owned(),
+    ];
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -438,6 +456,8 @@ fn copy_catalogs(root: &Path, dir: &Path, loader: &str) -> Result<String> {
 
 /// The widget's glue and wasm as `wasm-bindgen` names them.
 const WIDGET_GLUE: &str = "handoff_widget.js";
+/// `widget/loader/links.js` as served (its `handoff_widget` prefix counts it in the widget's size).
+const WIDGET_LINKS: &str = "handoff_widget_links.js";
 const WIDGET_WASM: &str = "handoff_widget_bg.wasm";
 
 /// `name` with 16 hex digits of a hash of `content` before its extension:
@@ -573,8 +593,8 @@ pub fn report_sizes(web: &Path) -> (u64, u64) {
 /// bytes). Issue 13's target is 45 KB; the ceiling sits a few hundred bytes above today's build
 /// (77,283 B; 88,717 before wasm-opt, the short import names and the smaller queues) so the
 /// figure cannot creep up, and comes down as the work lands. Raised by what issue 15's features
-/// measurably cost (README, "Measured"): the visitor's language +1,628 B.
-pub const WIDGET_GZIP_CEILING: u64 = 79_328;
+/// measurably cost (README, "Measured"): the visitor's language +1,628 B, links +1,440 B.
+pub const WIDGET_GZIP_CEILING: u64 = 80_768;
 /// Ceiling on the npm SDK (wasm, glue, `index.js`; gzip -9 bytes; today 72,508 B, 83,529
 /// before); issue 13's target is 70 KB.
 pub const SDK_GZIP_CEILING: u64 = 72_900;
