@@ -82,6 +82,12 @@ export interface HandoffEvents {
   "presence:updated": { conversation_id: string; state: PresenceState; at: number };
   "note:new": { note: Note };
   "offline_message:new": { offline_message: OfflineMessage };
+  /** The customer rated the resolved conversation (persisted, once per conversation): on the
+   * conversation's channel and the rated agent's. */
+  "conversation:rated": { conversation_id: string; seq: number; rating: number; comment?: string };
+  /** Read receipt: an agent's read marker moved, so the customer's messages up to `seq` were
+   * read. Not persisted (the latest is `Conversation.agent_read_seq`); `seq` only grows. */
+  "message:read": { conversation_id: string; seq: number; reader: Author; at: number };
   /** Customer client: an own message is on its way (sent, retried, or restored from storage
    * after a reload). Show it as "sending"; the `message:new` with the same `client_msg_id`
    * confirms it. `conversation_id` is `null` for the first message of `startConversation`. */
@@ -162,7 +168,19 @@ export interface WidgetConfig {
   /** A bot answers new conversations: chat first, the offline form when a human is asked for. */
   bot: boolean;
   identity_required: boolean;
+  /** The server sends email: `POST /api/conversations/{id}/transcript` works (else it answers
+   * `403 email_disabled`). */
+  email: boolean;
   theme: Theme;
+}
+/** A conversation's satisfaction rating (CSAT). */
+export interface ConversationRating {
+  /** 1 (bad) to 5 (great). */
+  rating: number;
+  comment?: string;
+  /** The agent who resolved the conversation, else the last one who had it. */
+  agent_id?: string;
+  created_at: number;
 }
 export interface Conversation {
   id: string;
@@ -174,6 +192,11 @@ export interface Conversation {
   /** The customer's presence now; later changes come as `presence:updated`. */
   presence: PresenceState;
   last_seq: number;
+  /** The customer's messages up to this seq were read by an agent (0: none); later moves come
+   * as `message:read`. */
+  agent_read_seq: number;
+  /** The customer's rating, once given. */
+  rating?: ConversationRating;
   created_at: number;
   updated_at: number;
 }
@@ -271,6 +294,10 @@ export class HandoffClient implements Events {
   typing(): void;
   stopTyping(): void;
   sendOfflineMessage(form: { name: string; email: string; message: string }): Promise<OfflineMessage>;
+  /** Rates the resolved conversation, once: `rating` 1 to 5, an optional comment of at most
+   * 1000 characters. Rejects with `validation_failed` (checked by the server),
+   * `invalid_transition` (not resolved) or `already_rated`. */
+  rate(rating: number, comment?: string): Promise<ConversationRating>;
   /** Binds a signed-in user (after `start()`). Another user than the visitor's (remembered
    * next to the token, or refused by the server with `409 identity_conflict`) gets a new
    * visitor first (`visitor:changed`): one user never sees another's chat. */

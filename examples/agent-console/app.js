@@ -301,6 +301,18 @@ function wire(c) {
     if (!once("conversation:resolved", p)) return;
     changed(p.conversation_id);
   });
+  on("conversation:rated", (p) => {
+    line(p, `Customer rated ${ratingText(p)}`);
+    if (p.conversation_id === state.selected && state.conv) {
+      state.conv.rating = { rating: p.rating, comment: p.comment };
+      showRating(state.conv.rating);
+    }
+    if (!once("conversation:rated", p)) return;
+    if (p.conversation_id !== state.selected && isNewEvent(p)) {
+      const name = customerName(state.inbox.get(p.conversation_id)?.conversation);
+      toast(`${name} rated the conversation ${p.rating}/5`, { action: "Open", onAction: () => select(p.conversation_id) });
+    }
+  });
   on("conversation:status_changed", (p) => {
     if (p.status === "queued") line(p, "Waiting in the queue");
     if (!once("conversation:status_changed", p)) return;
@@ -630,6 +642,7 @@ async function loadConversation(id) {
   $("conversation-title").textContent = customerName(c);
   $("conversation-status").textContent = c.status === "assigned" && c.agent ? `assigned to ${c.agent.id === me.id ? "you" : c.agent.name}` : c.status;
   $("conversation-status").dataset.status = c.status;
+  showRating(c.rating);
   const own = mine(c);
   $("claim").hidden = c.status !== "queued";
   for (const b of ["transfer", "transfer-select", "transfer-note", "decline", "resolve", "compose-input", "compose-send"]) {
@@ -643,6 +656,21 @@ async function loadConversation(id) {
   $("compose-input").placeholder = own ? "Reply to the customer"
     : c.status === "resolved" ? "This conversation is resolved" : "Claim the conversation to reply";
   return c;
+}
+
+/** `★★★★☆ 4/5` and the comment, if any. */
+export function ratingText({ rating, comment }) {
+  const n = Math.max(0, Math.min(5, Math.round(rating)));
+  return `${"★".repeat(n)}${"☆".repeat(5 - n)} ${n}/5${comment ? `: “${comment}”` : ""}`;
+}
+
+/** The customer's rating beside the status, or nothing. */
+function showRating(r) {
+  const badge = $("conversation-rating");
+  badge.hidden = !r;
+  badge.textContent = r ? ratingText(r) : "";
+  badge.title = r?.comment ?? "";
+  badge.setAttribute("aria-label", r ? `Customer rating: ${r.rating} of 5${r.comment ? `, “${r.comment}”` : ""}` : "");
 }
 
 function showPresence(s) {

@@ -287,6 +287,9 @@ test("transfer to a second agent's console; decline returns it to the queue; res
 
   await inboxItem(boc.page, id).locator("button").first().click();
   await eventually(async () => (await messageTexts(boc.page)).includes("Can someone help with billing?"), { what: "history at Bo" });
+  // Bo's console marks what he read: the customer gets a read receipt from him.
+  await eventually(async () => (await customerEvents(customer, "message:read")).some((r) => r.reader.id === bo.id),
+    { what: "read receipt at the customer" });
   await eventually(async () => !(await boc.page.isDisabled("#decline")), { what: "decline enabled" });
   // The transfer note is an internal note for Bo; the thread says who transferred it.
   await eventually(async () => (await boc.page.locator("[data-testid=note] .body").allTextContents())
@@ -309,6 +312,22 @@ test("transfer to a second agent's console; decline returns it to the queue; res
   assert.equal(statuses.at(-1).status, "resolved");
   const seen = JSON.stringify(await customer.page.evaluate(async () => [window.events, await window.customer.history()]));
   assert.ok(!seen.includes("Billing question"), "the transfer note reached the customer");
+
+  // The customer rates it: Ada's open conversation shows it live (badge and a line), once.
+  const rated = await customer.page.evaluate(() => window.customer.rate(5, "Great help with billing"));
+  assert.equal(rated.rating, 5);
+  assert.equal(rated.agent_id, server.agent.id);
+  const badge = ada.page.locator("[data-testid=conversation-rating]");
+  await eventually(async () => (await badge.isVisible()) && (await badge.textContent()) === "★★★★★ 5/5: “Great help with billing”",
+    { what: "rating badge at Ada" });
+  assert.equal(await badge.getAttribute("aria-label"), "Customer rating: 5 of 5, “Great help with billing”");
+  await eventually(async () => (await ada.page.locator("[data-testid=system-line]").allTextContents())
+    .some((t) => t === "Customer rated ★★★★★ 5/5: “Great help with billing”"), { what: "rating line at Ada" });
+  const again = await customer.page.evaluate(() => window.customer.rate(1).then(() => "stored", (e) => e.code));
+  assert.equal(again, "already_rated");
+  const invalid = await customer.page.evaluate(() => window.customer.rate(7).then(() => "stored", (e) => e.code));
+  assert.equal(invalid, "validation_failed");
+  await shot(ada.page, "rated");
 
   await setStatus(boc.page, "offline");
   await customer.context.close();

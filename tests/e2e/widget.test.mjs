@@ -847,6 +847,47 @@ test("first paint: the loader draws the launcher before the wasm is up; a click 
   await context.close();
 });
 
+test("read receipts: \"Seen\" under the visitor's last message an agent read, one at a time, also after a reload", async () => {
+  // Earlier tests may leave conversations assigned to the agent: free their capacity.
+  for (const { conversation: c } of await api.call("GET", "/api/inbox")) {
+    if (c.status === "assigned") await api.call("POST", `/api/conversations/${c.id}/resolve`, {});
+  }
+  await setStatus("online");
+  const { context, page, problems } = await visitor();
+  await openChat(page);
+  await say(page, "Is the blue tent in stock?");
+  await until(page, (log) => log.includes("Is the blue tent in stock?"), "first message");
+  await page.locator(`${W} .human`).click();
+  await until(page, (_, sub) => sub.includes("You are chatting with Ada Agent"), "assignment");
+  const conv = await assignedConversation();
+  await say(page, "Size L please");
+  const sent = await eventually(async () => (await messages(conv.id)).find((m) => m.body === "Size L please"), { what: "second message stored" });
+  const seen = page.locator(`${W} .seen`);
+  assert.equal(await seen.count(), 0, "nothing read yet");
+
+  // The agent reads up to the first message: "Seen" under it; then everything: it moves.
+  const first = (await messages(conv.id)).find((m) => m.body === "Is the blue tent in stock?");
+  await api.call("POST", `/api/conversations/${conv.id}/read`, { seq: first.seq });
+  await eventually(async () => (await seen.count()) === 1
+    && (await page.locator(`${W} .msg.me`, { hasText: "Is the blue tent in stock?" }).locator(".seen").count()) === 1, { what: "Seen under the first message" });
+  await api.call("POST", `/api/conversations/${conv.id}/read`, { seq: sent.seq });
+  await eventually(async () => (await seen.count()) === 1
+    && (await page.locator(`${W} .msg.me`, { hasText: "Size L please" }).locator(".seen").count()) === 1, { what: "Seen moved to the last message" });
+  assert.equal(await seen.innerText(), "Seen");
+  // A lower marker moves nothing back.
+  await api.call("POST", `/api/conversations/${conv.id}/read`, { seq: first.seq });
+
+  // A reload shows it from the session's agent_read_seq.
+  await page.reload();
+  await page.locator(`${W} .panel`).waitFor();
+  await until(page, (log) => log.includes("Size L please"), "history after reload");
+  await eventually(async () => (await seen.count()) === 1
+    && (await page.locator(`${W} .msg.me`, { hasText: "Size L please" }).locator(".seen").count()) === 1, { what: "Seen after the reload" });
+  await api.call("POST", `/api/conversations/${conv.id}/resolve`, {});
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
 // The visitor's language: every text of the window from a catalog, chosen by Handoff.setLocale(),
 // the script tag's data-locale, the project's setting and the browser's languages, in that order.
 

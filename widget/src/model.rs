@@ -64,6 +64,8 @@ pub struct Model {
     /// confirmed message (`message:new`) replaces the bubble with its `client_msg_id`, never one
     /// with the same text.
     pub outgoing: Vec<(String, Outgoing)>,
+    /// The highest `seq` an agent has read (read receipts).
+    pub read_seq: u64,
 }
 
 impl Default for Model {
@@ -81,6 +83,7 @@ impl Default for Model {
             agents_away: false,
             bot: false,
             outgoing: Vec::new(),
+            read_seq: 0,
         }
     }
 }
@@ -225,6 +228,20 @@ impl Model {
         }
     }
 
+    /// A read receipt (`message:read`, or the session's `agent_read_seq`): whether the highest
+    /// read `seq` moved (it never moves back).
+    pub fn read(&mut self, seq: u64) -> bool {
+        let moved = seq > self.read_seq;
+        self.read_seq = self.read_seq.max(seq);
+        moved
+    }
+
+    /// Whether an agent has read the message at `seq` ("Seen" goes under the visitor's last
+    /// message read).
+    pub fn is_read(&self, seq: u64) -> bool {
+        seq <= self.read_seq
+    }
+
     /// Whether the "talk to a human" action is offered.
     pub fn offers_human(&self) -> bool {
         self.screen == Screen::Chat && matches!(self.status, None | Some(ConversationStatus::Bot))
@@ -330,6 +347,23 @@ mod tests {
             m.message(seq, false);
         }
         assert_eq!(m.badge(), "9+");
+    }
+
+    #[test]
+    fn seen_goes_under_the_last_message_read_and_never_back() {
+        let mut m = Model::default();
+        // Where "Seen" goes: the last of the visitor's messages (by seq) that is read.
+        let seen = |m: &Model| [2, 5, 9].into_iter().rev().find(|&s| m.is_read(s));
+        assert_eq!(seen(&m), None);
+        assert!(m.read(5));
+        assert_eq!(seen(&m), Some(5));
+        assert!(!m.read(3), "a lower seq does not move it back");
+        assert_eq!(m.read_seq, 5);
+        assert_eq!(seen(&m), Some(5));
+        assert!(m.read(8));
+        assert_eq!(seen(&m), Some(5), "no message of theirs between 5 and 8");
+        assert!(m.read(12));
+        assert_eq!(seen(&m), Some(9));
     }
 
     #[test]

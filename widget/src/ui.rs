@@ -119,6 +119,11 @@ struct Ui {
     drawn: Option<(ShadowRoot, Element)>,
     /// The loader's session call, used by the first start (see `HandoffClient::start_prefetched`).
     prefetched: JsValue,
+    /// The visitor's confirmed messages in the live log, with their `seq`s, in order (where
+    /// "Seen" goes).
+    mine: Vec<(u64, Element)>,
+    /// The one "Seen" line, once shown.
+    seen: Option<Element>,
 }
 
 // The JS API (`mount`, `Widget`) is documented with `//` comments: wasm-bindgen copies doc
@@ -220,6 +225,8 @@ pub fn mount(
         watching: false,
         drawn,
         prefetched: session,
+        mine: Vec::new(),
+        seen: None,
     }));
     let w = Widget { client, ui };
     w.ui.borrow().localize();
@@ -439,6 +446,7 @@ impl Widget {
                 ui.conversation = Some(id);
             }
             ui.model.started(status, agent, away, bot);
+            ui.model.read(count(session, &["conversation", "agent_read_seq"]).unwrap_or(0));
             let asked = std::mem::take(&mut ui.model.open); // `Handoff.open()` before the session
             ui.render();
             show(&ui.els[ROOT], true);
@@ -565,6 +573,13 @@ impl Widget {
     fn event(&self, name: &str, p: &JsValue) {
         let mut ui = self.ui.borrow_mut();
         // Persisted events come in `seq` order; an older one is a replay already rendered.
+        // A read receipt (its `seq` is the read marker, not its own): "Seen" moves, nothing else.
+        if name == "message:read" {
+            if ui.model.read(count(p, &["seq"]).unwrap_or(0)) {
+                ui.place_seen();
+            }
+            return;
+        }
         let seq = count(p, &["seq"]).or_else(|| count(p, &["message", "seq"]));
         if let Some(seq) = seq {
             if name != "message:new" && seq <= ui.last_seq {
@@ -914,6 +929,7 @@ impl Ui {
         self.error(None);
         self.shown.clear();
         self.outgoing.clear();
+        self.mine.clear();
         self.last_seq = 0;
         self.conversation = None;
         self.starting = None;
@@ -963,6 +979,10 @@ impl Ui {
             self.bubble(if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body)
         };
         add(&self.els[LOG], &bubble);
+        if mine {
+            self.mine.push((seq, bubble.clone()));
+            self.place_seen();
+        }
         self.scroll();
         self.model.message(seq, mine);
         if self.model.open {
@@ -1019,6 +1039,18 @@ impl Ui {
     fn take_outgoing(&mut self, cid: &str) -> Option<Element> {
         let k = self.outgoing.iter().position(|(c, _)| c == cid)?;
         Some(self.outgoing.swap_remove(k).1)
+    }
+
+    /// Puts the one "Seen" line under the visitor's last message an agent has read.
+    fn place_seen(&mut self) {
+        if let Some((_, li)) = self.mine.iter().rev().find(|(seq, _)| self.model.is_read(*seq)) {
+            if self.seen.is_none() {
+                self.seen = Some(text_el(&self.doc, "span", "seen", &self.t("seen")));
+            }
+            if let Some(seen) = &self.seen {
+                add(li, seen);
+            }
+        }
     }
 
     fn system(&self, line: &str) {

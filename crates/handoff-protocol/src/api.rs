@@ -36,6 +36,12 @@ pub const MAX_CANNED_CHARS: usize = 4_000;
 pub const MAX_CANNED_QUERY_CHARS: usize = 100;
 /// Canned responses in one answer of `GET /api/canned_responses`, at most.
 pub const CANNED_RESPONSES_MAX: u32 = 100;
+/// Longest comment of a satisfaction rating, in characters.
+pub const MAX_RATING_COMMENT_CHARS: usize = 1_000;
+/// Transcript emails per conversation, and per visitor, in [`TRANSCRIPT_WINDOW_MS`], at most.
+pub const TRANSCRIPTS_PER_WINDOW: u32 = 3;
+/// The window of [`TRANSCRIPTS_PER_WINDOW`]: one hour, in milliseconds.
+pub const TRANSCRIPT_WINDOW_MS: u64 = 3_600_000;
 /// Largest `seq` or `after` (the stores keep them as signed 64-bit integers).
 pub const MAX_SEQ: u64 = i64::MAX as u64;
 
@@ -106,6 +112,11 @@ pub enum ErrorCode {
     /// The visitor is already verified as another user: a different user on the same browser
     /// starts a new visitor (a new widget session) and identifies that one.
     IdentityConflict,
+    /// The conversation has its satisfaction rating already (a conversation is rated once).
+    AlreadyRated,
+    /// The server sends no email (no `SMTP_URL` configured): a 403, since the request may be
+    /// right and no retry will help on this server.
+    EmailDisabled,
     /// Too many requests.
     RateLimited,
     /// The request took longer than the server allows (a client sending too slowly).
@@ -119,7 +130,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server sends (all but [`ErrorCode::Unknown`]).
-    pub const KNOWN: [ErrorCode; 17] = [
+    pub const KNOWN: [ErrorCode; 19] = [
         ErrorCode::BadRequest,
         ErrorCode::ValidationFailed,
         ErrorCode::PayloadTooLarge,
@@ -133,6 +144,8 @@ impl ErrorCode {
         ErrorCode::AgentUnavailable,
         ErrorCode::IdentityConflict,
         ErrorCode::ShortcutTaken,
+        ErrorCode::AlreadyRated,
+        ErrorCode::EmailDisabled,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RateLimited,
         ErrorCode::RequestTimeout,
@@ -155,6 +168,8 @@ impl ErrorCode {
             ErrorCode::AgentUnavailable => "agent_unavailable",
             ErrorCode::IdentityConflict => "identity_conflict",
             ErrorCode::ShortcutTaken => "shortcut_taken",
+            ErrorCode::AlreadyRated => "already_rated",
+            ErrorCode::EmailDisabled => "email_disabled",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -173,13 +188,15 @@ impl ErrorCode {
             ErrorCode::Forbidden
             | ErrorCode::IdentityRequired
             | ErrorCode::OriginNotAllowed
-            | ErrorCode::NotAssignee => 403,
+            | ErrorCode::NotAssignee
+            | ErrorCode::EmailDisabled => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::InvalidTransition
             | ErrorCode::AgentUnavailable
             | ErrorCode::IdentityConflict
-            | ErrorCode::ShortcutTaken => 409,
+            | ErrorCode::ShortcutTaken
+            | ErrorCode::AlreadyRated => 409,
             ErrorCode::RateLimited => 429,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
@@ -376,6 +393,10 @@ pub struct WidgetConfig {
     pub bot: bool,
     /// Whether customer calls need a verified identity (`identify`) first.
     pub identity_required: bool,
+    /// Whether the server sends email (a transcript on request, offline messages to agents):
+    /// the widget offers "Email transcript" only then.
+    #[serde(default)]
+    pub email: bool,
     /// Theme: colours, position, texts.
     pub theme: Theme,
 }
@@ -479,10 +500,89 @@ pub struct Conversation {
     pub presence: PresenceState,
     /// The last persisted event's counter.
     pub last_seq: Seq,
+    /// The highest agent read marker: the customer's messages up to this `seq` were read by an
+    /// agent (later moves come as `message:read`); 0 when no agent read any.
+    #[serde(default)]
+    pub agent_read_seq: Seq,
+    /// The customer's satisfaction rating, once given (`conversation:rated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<ConversationRating>,
     /// Created.
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+}
+
+/// A conversation's satisfaction rating (CSAT).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationRating {
+    /// 1 (bad) to 5 (great).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 5))]
+    pub rating: u8,
+    /// The customer's words, when they wrote some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The agent who resolved the conversation (or last had it), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<AgentId>,
+    /// When it was given.
+    pub created_at: Timestamp,
+}
+
+/// `POST /api/conversations/{id}/rating` (the conversation's visitor, once it is resolved).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RatingRequest {
+    /// 1 (bad) to 5 (great); anything else is 422 `validation_failed`.
+    #[serde(deserialize_with = "integral_rating")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u8, minimum = 1, maximum = 5))]
+    pub rating: u64,
+    /// An optional comment, at most 1000 characters (blank counts as none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::rating_comment))]
+    pub comment: Option<String>,
+}
+
+/// Checks a rating: 1 to 5, and a comment of at most [`MAX_RATING_COMMENT_CHARS`] without
+/// control characters but newlines and tabs. Answers the rating and the comment to store (a
+/// blank one is none, surrounding whitespace trimmed).
+///
+/// # Errors
+/// A message for the `validation_failed` error.
+pub fn validate_rating(rating: u64, comment: Option<&str>) -> Result<(u8, Option<String>), &'static str> {
+    let rating = u8::try_from(rating)
+        .ok()
+        .filter(|r| (crate::event::MIN_RATING..=crate::event::MAX_RATING).contains(r))
+        .ok_or("rating must be a whole number from 1 to 5")?;
+    let comment = comment.map(str::trim).filter(|c| !c.is_empty());
+    match comment {
+        Some(c) if c.chars().count() > MAX_RATING_COMMENT_CHARS => {
+            Err("comment is longer than 1000 characters")
+        }
+        Some(c) if has_control_chars(c, true) => Err("comment contains control characters"),
+        _ => Ok((rating, comment.map(str::to_owned))),
+    }
+}
+
+/// `POST /api/conversations/{id}/transcript`: email the conversation's transcript to the
+/// visitor. Without `email`, to the address the visitor is known by (`identify`, or their
+/// offline form); with neither, 422.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TranscriptRequest {
+    /// Where to send it, validated with [`is_valid_email`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_email))]
+    pub email: Option<String>,
+}
+
+/// Answer to `POST /api/conversations/{id}/transcript`: accepted, sent in the background.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TranscriptAccepted {
+    /// The address it goes to.
+    pub email: String,
 }
 
 /// `POST /api/conversations`: starts a conversation, optionally with a first message.
@@ -631,6 +731,11 @@ pub struct ReadRequest {
 /// as an integer too.
 fn integral_seq<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Seq, D::Error> {
     integral(d)?.map(Seq).ok_or_else(|| serde::de::Error::custom("seq must be a non-negative integer"))
+}
+
+/// A rating from JSON: a whole number (also `5.0`); its range is checked by [`validate_rating`].
+fn integral_rating<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    integral(d)?.ok_or_else(|| serde::de::Error::custom("rating must be a whole number from 1 to 5"))
 }
 
 /// A capacity from JSON: `null`, or a whole number (also `3.0`) up to `u32::MAX`.
@@ -976,6 +1081,23 @@ mod tests {
     }
 
     #[test]
+    fn ratings() {
+        assert_eq!(validate_rating(5, None), Ok((5, None)));
+        assert_eq!(validate_rating(1, Some("  ")), Ok((1, None)));
+        assert_eq!(validate_rating(3, Some(" ok\nthanks ")), Ok((3, Some("ok\nthanks".to_owned()))));
+        for bad in [0, 6, 255, 256, u64::MAX] {
+            assert!(validate_rating(bad, None).is_err(), "{bad}");
+        }
+        assert!(validate_rating(4, Some(&"é".repeat(MAX_RATING_COMMENT_CHARS))).is_ok());
+        assert!(validate_rating(4, Some(&"é".repeat(MAX_RATING_COMMENT_CHARS + 1))).is_err());
+        assert!(validate_rating(4, Some("a\u{7}")).is_err());
+        let r: RatingRequest = serde_json::from_str(r#"{"rating": 4.0}"#).unwrap();
+        assert_eq!(r.rating, 4);
+        assert!(serde_json::from_str::<RatingRequest>(r#"{"rating": 4.5}"#).is_err());
+        assert!(serde_json::from_str::<RatingRequest>(r#"{"rating": "4"}"#).is_err());
+    }
+
+    #[test]
     fn conversation_presence_defaults_for_older_payloads() {
         let mut v = serde_json::json!({
             "id": "conv_1", "project_id": "proj_1", "visitor_id": "vis_1", "status": "assigned",
@@ -1003,6 +1125,9 @@ mod tests {
         assert_eq!(serde_json::to_string(&ErrorCode::NotAssignee).unwrap(), r#""not_assignee""#);
         assert_eq!(ErrorCode::AgentUnavailable.http_status(), 409);
         assert_eq!(ErrorCode::MethodNotAllowed.http_status(), 405);
+        assert_eq!(ErrorCode::AlreadyRated.http_status(), 409);
+        assert_eq!(ErrorCode::EmailDisabled.http_status(), 403);
+        assert_eq!(ErrorCode::AlreadyRated.as_str(), "already_rated");
         for (status, code) in [
             (400, ErrorCode::BadRequest),
             (403, ErrorCode::Forbidden),

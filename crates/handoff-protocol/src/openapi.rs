@@ -9,9 +9,9 @@ use utoipa::openapi::RefOr;
 
 use crate::api::{
     EMAIL_PATTERN, ID_PATTERN, LINE_PATTERN, MAX_BODY_CHARS, MAX_CANNED_CHARS, MAX_EMAIL_CHARS, MAX_ID_CHARS,
-    MAX_NAME_CHARS, MAX_NOTE_CHARS, MAX_PASSWORD_CHARS, MAX_SEQ, MAX_SHORTCUT_CHARS, MAX_TOKEN_CHARS,
-    MAX_URL_CHARS, OPTIONAL_LINE_PATTERN, OPTIONAL_TEXT_PATTERN, SHORTCUT_PATTERN, TEXT_PATTERN,
-    TOKEN_PATTERN, WEBHOOK_URL_PATTERN,
+    MAX_NAME_CHARS, MAX_NOTE_CHARS, MAX_PASSWORD_CHARS, MAX_RATING_COMMENT_CHARS, MAX_SEQ,
+    MAX_SHORTCUT_CHARS, MAX_TOKEN_CHARS, MAX_URL_CHARS, OPTIONAL_LINE_PATTERN, OPTIONAL_TEXT_PATTERN,
+    SHORTCUT_PATTERN, TEXT_PATTERN, TOKEN_PATTERN, WEBHOOK_URL_PATTERN,
 };
 
 fn string(description: &str, min: usize, max: usize, pattern: &str, nullable: bool) -> RefOr<Schema> {
@@ -101,6 +101,17 @@ pub fn transfer_note() -> RefOr<Schema> {
         "Hand-over note, kept as an internal note (blank: none); no control characters but tab and line breaks.",
         0,
         MAX_NOTE_CHARS,
+        OPTIONAL_TEXT_PATTERN,
+        true,
+    )
+}
+
+/// A rating's comment (`validate_rating`), or null.
+pub fn rating_comment() -> RefOr<Schema> {
+    string(
+        "The customer's comment (blank: none); no control characters but tab and line breaks.",
+        0,
+        MAX_RATING_COMMENT_CHARS,
         OPTIONAL_TEXT_PATTERN,
         true,
     )

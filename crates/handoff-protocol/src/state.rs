@@ -79,6 +79,8 @@ pub enum Command {
     Resolve,
     /// The customer wrote: a resolved conversation reopens with the bot; otherwise no change.
     CustomerMessage,
+    /// The customer rates the conversation: allowed in `resolved` only, changes nothing.
+    Rate,
 }
 
 impl Command {
@@ -92,6 +94,7 @@ impl Command {
             Command::Decline { .. } => "decline",
             Command::Resolve => "resolve",
             Command::CustomerMessage => "customer message",
+            Command::Rate => "rate",
         }
     }
 }
@@ -219,7 +222,8 @@ impl ConversationState {
                     None => to(Queued, None),
                 }
             }
-            (Queued | Assigned, Command::Resolve) => to(Resolved, None),
+            // Rating a resolved conversation changes nothing.
+            (Queued | Assigned, Command::Resolve) | (Resolved, Command::Rate) => to(Resolved, None),
             (Resolved, Command::CustomerMessage) => to(Bot, None),
             (Bot | Queued | Assigned, Command::CustomerMessage) => to(self.status, self.agent.as_ref()),
             _ => not_allowed(),
@@ -376,6 +380,17 @@ mod tests {
     }
 
     #[test]
+    fn only_a_resolved_conversation_is_rated_and_rating_changes_nothing() {
+        let t = st(Resolved, None).apply(&Command::Rate).unwrap();
+        assert!(!t.changed());
+        assert_eq!(t.to, Resolved);
+        for s in [st(Bot, None), st(Queued, None), st(Assigned, Some("x"))] {
+            let err = s.apply(&Command::Rate).unwrap_err();
+            assert!(err.to_string().starts_with("cannot rate a conversation that is "), "{err}");
+        }
+    }
+
+    #[test]
     fn unknown_status_refuses_everything() {
         let s = st(ConversationStatus::Unknown, None);
         assert!(s.apply(&Command::CustomerMessage).is_err());
@@ -398,6 +413,7 @@ mod tests {
             (agent(), proptest::option::of(agent())).prop_map(|(by, next)| Command::Decline { by, next }),
             Just(Command::Resolve),
             Just(Command::CustomerMessage),
+            Just(Command::Rate),
         ]
     }
 

@@ -270,6 +270,14 @@ mod errors {
     )]
     pub(super) struct ShortcutTaken(api::ErrorBody);
 
+    /// 409 of a rating.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 409,
+        description = "`already_rated` (a conversation is rated once) or `invalid_transition` (the conversation is not resolved)"
+    )]
+    pub(super) struct RatingConflict(api::ErrorBody);
+
     /// 413.
     #[derive(utoipa::IntoResponses)]
     #[response(status = 413, description = "`payload_too_large`: the body is larger than 64 KiB")]
@@ -293,6 +301,14 @@ mod errors {
     )]
     pub(super) struct RateLimited(api::ErrorBody);
 
+    /// 403 of email.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 403,
+        description = "`email_disabled` (the server sends no email: no `SMTP_URL`), or `forbidden` (not the conversation's visitor), `identity_required`, `origin_not_allowed`"
+    )]
+    pub(super) struct EmailForbidden(api::ErrorBody);
+
     /// 500.
     #[derive(utoipa::IntoResponses)]
     #[response(status = 500, description = "`internal`: the server failed")]
@@ -300,8 +316,8 @@ mod errors {
 }
 
 use errors::{
-    BadRequest, Conflict, Forbidden, Internal, Invalid, NotFound, RateLimited, ShortcutTaken, TooLarge,
-    Unauthorized,
+    BadRequest, Conflict, EmailForbidden, Forbidden, Internal, Invalid, NotFound, RateLimited,
+    RatingConflict, ShortcutTaken, TooLarge, Unauthorized,
 };
 
 /// What the annotations cannot say: `POST /api/conversations` takes no body, or an object
@@ -363,6 +379,8 @@ fn routes_documented() -> OpenApiRouter<AppState> {
         .routes(routes!(typing))
         .routes(routes!(presence))
         .routes(routes!(read))
+        .routes(routes!(rate))
+        .routes(routes!(transcript))
         .routes(routes!(notes, add_note))
         .routes(routes!(login))
         .routes(routes!(me))
@@ -708,6 +726,53 @@ async fn read(
     Json(req): Json<api::ReadRequest>,
 ) -> AppResult<StatusCode> {
     s.mark_read(&c, &id, req.seq).await.map(|()| StatusCode::NO_CONTENT)
+}
+
+/// Rate a resolved conversation (its customer, once): 1 to 5 and an optional comment.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/rating",
+    tag = "conversations",
+    params(("id" = ConversationId, Path, description = "Conversation id")),
+    request_body = api::RatingRequest,
+    responses(
+        (status = 201, description = "Stored; `conversation:rated` goes to the conversation and its agent", body = api::ConversationRating),
+        BadRequest, Unauthorized, Forbidden, NotFound, RatingConflict, TooLarge, Invalid, RateLimited, Internal),
+    security(("bearer" = []))
+)]
+async fn rate(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    Auth(c): Auth,
+    PathId(id): PathId<ConversationId>,
+    Json(req): Json<api::RatingRequest>,
+) -> AppResult<(StatusCode, Json<api::ConversationRating>)> {
+    limit(&s, Action::Message, ip, Some(&c))?;
+    s.rate(&c, &id, req).await.map(|r| (StatusCode::CREATED, Json(r)))
+}
+
+/// Email the conversation's transcript to its customer (in the background): to `email`, else to
+/// the address the visitor is known by. At most 3 an hour per conversation and per visitor.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/transcript",
+    tag = "conversations",
+    params(("id" = ConversationId, Path, description = "Conversation id")),
+    request_body = api::TranscriptRequest,
+    responses(
+        (status = 202, description = "Accepted: the mail goes out in the background", body = api::TranscriptAccepted),
+        BadRequest, Unauthorized, EmailForbidden, NotFound, TooLarge, Invalid, RateLimited, Internal),
+    security(("bearer" = []))
+)]
+async fn transcript(
+    State(s): State<AppState>,
+    ip: ClientIp,
+    Auth(c): Auth,
+    PathId(id): PathId<ConversationId>,
+    Json(req): Json<api::TranscriptRequest>,
+) -> AppResult<(StatusCode, Json<api::TranscriptAccepted>)> {
+    limit(&s, Action::Offline, ip, Some(&c))?;
+    s.email_transcript(&c, &id, req).await.map(|r| (StatusCode::ACCEPTED, Json(r)))
 }
 
 /// Internal notes (agents only).

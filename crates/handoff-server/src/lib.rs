@@ -8,6 +8,7 @@ pub mod hours;
 pub mod http;
 pub mod jobs;
 pub mod limits;
+pub mod mail;
 pub mod net;
 pub mod realtime;
 pub mod service;
@@ -48,6 +49,12 @@ pub struct Config {
     /// Let bot webhooks reach loopback, private and link-local addresses (local development only:
     /// with it, whoever holds a project's secret key can make the server call its own network).
     pub allow_private_webhooks: bool,
+    /// `SMTP_URL` (`smtp://host:port`, `smtps://user:pass@host`): where mail goes; `None`: the
+    /// server sends no email (transcripts answer `403 email_disabled`).
+    pub smtp_url: Option<String>,
+    /// `SMTP_FROM`: the sender of every mail (`Support <support@example.com>`); required with
+    /// `smtp_url`.
+    pub smtp_from: Option<String>,
 }
 
 /// Connection settings of [`serve`].
@@ -87,6 +94,8 @@ impl Default for Config {
             limits: limits::LimitsConfig::default(),
             serve: ServeConfig::default(),
             allow_private_webhooks: false,
+            smtp_url: None,
+            smtp_from: None,
         }
     }
 }
@@ -102,10 +111,16 @@ pub async fn service(config: &Config) -> Result<Arc<Service>, StartError> {
         None => Hub::new(),
     };
     let webhooks = webhook::Webhooks::with_policy(config.allow_private_webhooks);
+    let mailer = match (&config.smtp_url, &config.smtp_from) {
+        (Some(url), Some(from)) => Some(mail::Mailer::new(url, from)?),
+        (Some(_), None) => return Err(mail::MailError::From("required with SMTP_URL".into()).into()),
+        (None, _) => None,
+    };
     Ok(Arc::new(
         Service::new(store, Arc::new(hub))
             .with_limits(config.limits.clone(), config.trusted_proxies.clone())
-            .with_webhooks(webhooks),
+            .with_webhooks(webhooks)
+            .with_mailer(mailer),
     ))
 }
 
@@ -119,6 +134,9 @@ pub enum StartError {
     /// Redis.
     #[error(transparent)]
     Hub(#[from] realtime::HubError),
+    /// The mail settings.
+    #[error(transparent)]
+    Mail(#[from] mail::MailError),
 }
 
 /// The whole application: REST, realtime socket, static assets.

@@ -34,7 +34,7 @@ pub enum Action {
     Message,
     /// Typing and presence.
     Ephemeral,
-    /// The offline form.
+    /// What makes the server send mail: the offline form, transcripts by email.
     Offline,
     /// Agent login attempts.
     Login,

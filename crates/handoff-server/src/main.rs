@@ -75,6 +75,14 @@ struct ServeArgs {
     /// only: anyone with a project's secret key could then make the server call your network).
     #[arg(long, env = "HANDOFF_ALLOW_PRIVATE_WEBHOOKS", value_parser = clap::builder::BoolishValueParser::new())]
     allow_private_webhooks: bool,
+    /// Where mail goes: `smtp://host:port` (unencrypted), `smtp://host?tls=required`
+    /// (STARTTLS), `smtps://user:pass@host` (TLS). Unset: no email (no transcripts by email, no
+    /// offline messages mailed to agents).
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// The sender of every mail, e.g. `Support <support@example.com>` (required with `SMTP_URL`).
+    #[arg(long, env = "SMTP_FROM")]
+    smtp_from: Option<String>,
     #[command(flatten)]
     realtime: RealtimeArgs,
 }
@@ -113,6 +121,8 @@ impl ServeArgs {
     fn apply(&self, config: &mut Config) -> Result<(), Box<dyn std::error::Error>> {
         config.static_dir.clone_from(&self.static_dir);
         config.allow_private_webhooks = self.allow_private_webhooks;
+        config.smtp_url.clone_from(&self.smtp_url);
+        config.smtp_from.clone_from(&self.smtp_from);
         config.trusted_proxies = handoff_server::net::TrustedProxies(self.trusted_proxies.clone());
         config.limits.apply(&self.limits)?;
         config.limits.agent_token_idle = Duration::from_secs(self.agent_token_idle_hours.max(1) * 3_600);

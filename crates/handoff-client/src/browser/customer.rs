@@ -320,6 +320,16 @@ impl HandoffClient {
         })
     }
 
+    /// `POST` to the current conversation's `path` (`/rating`, `/transcript`).
+    fn post(&self, path: &str, body: &[(&str, &JsValue)]) -> Promise {
+        match self.conversation() {
+            Ok(id) => {
+                call(&self.engine, "POST", url::conversation(&self.engine.base(), &id, path), json_body(body))
+            }
+            Err(e) => rejected(&e),
+        }
+    }
+
     fn conversation(&self) -> Result<ConversationId, ClientError> {
         self.state
             .borrow()
@@ -358,15 +368,7 @@ impl HandoffClient {
     /// Asks for a human agent; resolves to the conversation (assigned or queued).
     #[cfg_attr(feature = "js", wasm_bindgen(js_name = requestHandoff))]
     pub fn request_handoff(&self) -> Promise {
-        match self.conversation() {
-            Ok(id) => call(
-                &self.engine,
-                "POST",
-                url::conversation(&self.engine.base(), &id, "/handoff"),
-                Some("{}".into()),
-            ),
-            Err(e) => rejected(&e),
-        }
+        self.post("/handoff", &[])
     }
 
     /// The customer typed: sends `typing` at most every 300 ms, and `false` 3 s after the last key.
@@ -413,6 +415,16 @@ impl HandoffClient {
             url::resource(&self.engine.base(), "projects", project.as_str(), "/offline-messages"),
             body,
         )
+    }
+
+    /// Rates the resolved conversation, once (CSAT): `rating` 1 to 5 and an optional comment of
+    /// at most 1000 characters; resolves to `{rating, comment?, agent_id?, created_at}`.
+    /// Rejects with `validation_failed`, `invalid_transition` (not resolved) or `already_rated`
+    /// (the server checks; the SDK stays small).
+    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen hands JS values over owned
+    pub fn rate(&self, rating: JsValue, comment: JsValue) -> Promise {
+        // `RatingRequest`, the values as JS gave them (an absent comment is left out).
+        self.post("/rating", &[("rating", &rating), ("comment", &comment)])
     }
 
     /// Binds a signed-in user of the site (`{user_id, name?, email?, hmac}`); call after
@@ -536,6 +548,16 @@ impl HandoffClient {
 }
 
 impl HandoffClient {
+    /// Emails the conversation's transcript (for the widget; not in the SDK's JS API, which is at
+    /// its size ceiling: `POST /api/conversations/{id}/transcript` does it) to `email`, else to the address the visitor is known
+    /// by; resolves to `{email}` (sent in the background). Rejects with `email_disabled`,
+    /// `validation_failed` (a bad address, or none given and none known) or `rate_limited`.
+    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen hands JS values over owned
+    pub fn email_transcript(&self, email: JsValue) -> Promise {
+        // `TranscriptRequest` (blank or absent is none, for the server too).
+        self.post("/transcript", &[("email", &email)])
+    }
+
     /// The user the site says is signed in, known before `start()` (the widget: a
     /// `Handoff.identify` queued before its session): a stored visitor identified as another
     /// user is then not resumed at all, so nothing of theirs is shown even for a moment.

@@ -138,3 +138,25 @@ impl utoipa::PartialSchema for ConversationStatus {
 
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for ConversationStatus {}
+
+/// The lowest satisfaction rating.
+pub const MIN_RATING: u8 = 1;
+/// The highest satisfaction rating.
+pub const MAX_RATING: u8 = 5;
+
+/// `conversation:rated`: the customer rated a resolved conversation (CSAT, 1 to 5, once per
+/// conversation). Persisted; sent on the conversation channel and the rated agent's
+/// `agent:{id}` channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationRated {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Event counter.
+    pub seq: Seq,
+    /// 1 (bad) to 5 (great).
+    pub rating: u8,
+    /// The customer's words, when they wrote some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}

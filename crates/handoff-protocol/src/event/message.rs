@@ -1,4 +1,4 @@
-//! `message:new` and the message model.
+//! `message:new`, `message:read` and the message model.
 
 use serde::{Deserialize, Serialize};
 
@@ -111,3 +111,19 @@ impl utoipa::PartialSchema for AuthorKind {
 
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for AuthorKind {}
+
+/// `message:read`: an agent's read marker moved, so the customer sees their messages up to `seq`
+/// were read. Not persisted (the current value is the conversation's `agent_read_seq`); sent on
+/// the conversation channel only when the conversation's highest agent read marker grows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageRead {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Everything up to this event counter is read (never lower than an earlier receipt's).
+    pub seq: Seq,
+    /// Who read it (an agent).
+    pub reader: Author,
+    /// When.
+    pub at: Timestamp,
+}

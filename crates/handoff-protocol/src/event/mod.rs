@@ -25,10 +25,10 @@ use std::str::FromStr;
 pub use agent::{AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary};
 pub use availability::AvailabilityChanged;
 pub use conversation::{
-    ConversationAssigned, ConversationResolved, ConversationStatus, ConversationTransferred, StatusChanged,
-    TransferTarget,
+    ConversationAssigned, ConversationRated, ConversationResolved, ConversationStatus,
+    ConversationTransferred, StatusChanged, TransferTarget, MAX_RATING, MIN_RATING,
 };
-pub use message::{Author, AuthorKind, Message, MessageNew};
+pub use message::{Author, AuthorKind, Message, MessageNew, MessageRead};
 pub use note::{Note, NoteNew};
 pub use offline::{OfflineMessage, OfflineMessageNew};
 pub use presence::{PresenceState, PresenceUpdated};
@@ -177,6 +177,10 @@ catalog! {
     OfflineMessageNew(OfflineMessageNew) = "offline_message:new", persisted = true;
     /// Whether the project can take a chat now, on `project:{id}:availability`.
     AvailabilityChanged(AvailabilityChanged) = "availability:changed", persisted = false;
+    /// `conversation:rated`
+    ConversationRated(ConversationRated) = "conversation:rated", persisted = true;
+    /// `message:read`
+    MessageRead(MessageRead) = "message:read", persisted = false;
 }
 
 impl EventType {
@@ -190,7 +194,8 @@ impl EventType {
             | EventType::ConversationAssigned
             | EventType::AgentClaimed
             | EventType::ConversationTransferred
-            | EventType::ConversationResolved => Some(&["seq"]),
+            | EventType::ConversationResolved
+            | EventType::ConversationRated => Some(&["seq"]),
             _ => None,
         }
     }
@@ -206,9 +211,11 @@ impl EventType {
             | EventType::AgentClaimed
             | EventType::ConversationTransferred
             | EventType::ConversationResolved
+            | EventType::ConversationRated
             | EventType::QueuePositionUpdated
             | EventType::Typing
-            | EventType::PresenceUpdated => Some(&["conversation_id"]),
+            | EventType::PresenceUpdated
+            | EventType::MessageRead => Some(&["conversation_id"]),
             _ => None,
         }
     }
@@ -233,6 +240,7 @@ impl Event {
             Event::AgentClaimed(e) => Some(e.seq),
             Event::ConversationTransferred(e) => Some(e.seq),
             Event::ConversationResolved(e) => Some(e.seq),
+            Event::ConversationRated(e) => Some(e.seq),
             _ => None,
         }
     }
@@ -250,6 +258,8 @@ impl Event {
             Event::Typing(e) => Some(&e.conversation_id),
             Event::PresenceUpdated(e) => Some(&e.conversation_id),
             Event::NoteNew(e) => Some(&e.note.conversation_id),
+            Event::ConversationRated(e) => Some(&e.conversation_id),
+            Event::MessageRead(e) => Some(&e.conversation_id),
             _ => None,
         }
     }
@@ -326,7 +336,7 @@ mod tests {
 
     #[test]
     fn every_event_type_round_trips_its_wire_name() {
-        assert_eq!(EventType::ALL.len(), 14);
+        assert_eq!(EventType::ALL.len(), 16);
         for t in EventType::ALL {
             assert_eq!(t.as_str().parse::<EventType>(), Ok(*t));
             assert_eq!(EventType::try_from(t.as_str()), Ok(*t));
@@ -349,7 +359,8 @@ mod tests {
                 "conversation:transferred",
                 "conversation:resolved",
                 "note:new",
-                "offline_message:new"
+                "offline_message:new",
+                "conversation:rated"
             ]
         );
     }

@@ -127,6 +127,22 @@ fn samples() -> Vec<Event> {
             },
         }),
         Event::AvailabilityChanged(AvailabilityChanged::new(ProjectId::new("prj_1"), 0, true)),
+        Event::ConversationRated(ConversationRated {
+            conversation_id: conv(),
+            seq: Seq(14),
+            rating: 5,
+            comment: Some("Quick and friendly, thanks!".to_owned()),
+        }),
+        Event::MessageRead(MessageRead {
+            conversation_id: conv(),
+            seq: Seq(4),
+            reader: Author {
+                kind: AuthorKind::Agent,
+                id: "agt_ann".to_owned(),
+                name: Some("Ann".to_owned()),
+            },
+            at: AT,
+        }),
     ]
 }
 

@@ -20,6 +20,15 @@ impl Service {
             agent,
             presence: c.presence,
             last_seq: c.last_seq,
+            agent_read_seq: self.store.agent_read_seq(&c.id).await.map_err(AppError::from)?,
+            rating: self.store.rating(&c.id).await.map_err(AppError::from)?.map(|r| {
+                api::ConversationRating {
+                    rating: r.rating,
+                    comment: r.comment,
+                    agent_id: r.agent_id,
+                    created_at: Timestamp(r.created_at),
+                }
+            }),
             created_at: Timestamp(c.created_at),
             updated_at: Timestamp(c.updated_at),
         })
@@ -219,6 +228,10 @@ impl Service {
                 // The caller publishes the events, which wakes long-polls on every node.
                 Ok(()) => return Ok((c, t, events)),
                 Err(StoreError::Conflict) => {}
+                // The one unique row a transition writes: the conversation's rating.
+                Err(StoreError::Duplicate) if rows.iter().any(|r| matches!(r, AppendRow::Rating(_))) => {
+                    return Err(already_rated());
+                }
                 Err(StoreError::AtCapacity) => {
                     return Err(AppError::new(
                         ErrorCode::AgentUnavailable,
@@ -927,7 +940,9 @@ impl Service {
         &self.node_id
     }
 
-    /// `POST /api/conversations/{id}/read`.
+    /// `POST /api/conversations/{id}/read`. When this moves the conversation's highest agent
+    /// read marker, the customer gets a read receipt (`message:read`, on the conversation's
+    /// channel only).
     ///
     /// # Errors
     /// 403, 404.
@@ -937,7 +952,70 @@ impl Service {
             return Err(AppError::validation("seq is larger than 9223372036854775807"));
         }
         let c = self.visible(caller, id).await?;
-        self.store.mark_read(&me.id, id, seq.min(c.last_seq)).await.map_err(AppError::from)
+        let moved = self.store.mark_read(&me.id, id, seq.min(c.last_seq)).await.map_err(AppError::from)?;
+        if let Some(seq) = moved {
+            let receipt = MessageRead {
+                conversation_id: id.clone(),
+                seq,
+                reader: caller.author(),
+                at: Timestamp(now_ms()),
+            };
+            self.publish(&c.project_id, &Event::MessageRead(receipt), &[]);
+        }
+        Ok(())
+    }
+
+    /// `POST /api/conversations/{id}/rating`: the conversation's customer rates it, once it is
+    /// resolved, once (CSAT). Stored with the agent who resolved it (else the last one who had
+    /// it) and announced as `conversation:rated` to the conversation and that agent.
+    ///
+    /// # Errors
+    /// 403 for anyone but a customer; 404 when not theirs; 422 for a rating outside 1 to 5 or a
+    /// comment too long; 409 `invalid_transition` when not resolved, `already_rated` when rated.
+    pub async fn rate(
+        &self,
+        caller: &Caller,
+        id: &ConversationId,
+        req: api::RatingRequest,
+    ) -> AppResult<api::ConversationRating> {
+        if !matches!(caller, Caller::Customer { .. }) {
+            return Err(AppError::forbidden("only the conversation's customer rates it"));
+        }
+        let (rating, comment) =
+            api::validate_rating(req.rating, req.comment.as_deref()).map_err(AppError::validation)?;
+        let c = self.visible(caller, id).await?;
+        if self.store.rating(id).await.map_err(AppError::from)?.is_some() {
+            return Err(already_rated());
+        }
+        let agent_id = self.store.rated_agent(id).await.map_err(AppError::from)?;
+        let row = store::RatingRow {
+            conversation_id: id.clone(),
+            project_id: c.project_id.clone(),
+            agent_id: agent_id.clone(),
+            rating,
+            comment: comment.clone(),
+            created_at: now_ms(),
+        };
+        let (_, _, events) = self
+            .transition_with(
+                id,
+                |_| Ok(Command::Rate),
+                |c, _, seq| {
+                    vec![Event::ConversationRated(ConversationRated {
+                        conversation_id: c.id.clone(),
+                        seq: seq(),
+                        rating,
+                        comment: comment.clone(),
+                    })]
+                },
+                &[AppendRow::Rating(row.clone())],
+            )
+            .await?;
+        let agents: Vec<&AgentId> = agent_id.iter().collect();
+        for e in &events {
+            self.publish(&c.project_id, e, &agents);
+        }
+        Ok(api::ConversationRating { rating, comment, agent_id, created_at: Timestamp(row.created_at) })
     }
 
     /// `GET /api/conversations/{id}/notes`.

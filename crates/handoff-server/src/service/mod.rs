@@ -22,9 +22,10 @@ use handoff_protocol::api::{
 use handoff_protocol::channel::{ConversationOwner, Principal};
 use handoff_protocol::event::{
     AgentClaimed, AgentStatus, AgentStatusChanged, AgentSummary, Author, AuthorKind, AvailabilityChanged,
-    ConversationAssigned, ConversationResolved, ConversationStatus, ConversationTransferred, Event,
-    EventType, Message, MessageNew, Note, NoteNew, OfflineMessage, OfflineMessageNew, PresenceState,
-    PresenceUpdated, QueuePositionUpdated, QueueUpdated, StatusChanged, TransferTarget, Typing,
+    ConversationAssigned, ConversationRated, ConversationResolved, ConversationStatus,
+    ConversationTransferred, Event, EventType, Message, MessageNew, MessageRead, Note, NoteNew,
+    OfflineMessage, OfflineMessageNew, PresenceState, PresenceUpdated, QueuePositionUpdated, QueueUpdated,
+    StatusChanged, TransferTarget, Typing,
 };
 use handoff_protocol::ids::{
     AgentId, ClientMsgId, ConversationId, NoteId, OfflineMessageId, ProjectId, Seq, Timestamp, VisitorId,
@@ -48,6 +49,7 @@ use crate::webhook::Webhooks;
 mod agents;
 mod canned;
 mod conversations;
+mod email;
 mod offline;
 mod projects;
 mod queue;
@@ -188,14 +190,16 @@ fn publish_on(hub: &Hub, project: &ProjectId, event: &Event, agents: &[&AgentId]
         }
         Event::ConversationAssigned(_)
         | Event::ConversationTransferred(_)
-        | Event::ConversationResolved(_) => conv
+        | Event::ConversationResolved(_)
+        | Event::ConversationRated(_) => conv
             .into_iter()
             .chain([queue])
             .chain(agents.iter().map(|a| Channel::Agent((*a).clone())))
             .collect(),
-        Event::QueuePositionUpdated(_) | Event::Typing(_) | Event::PresenceUpdated(_) => {
-            conv.into_iter().collect()
-        }
+        Event::QueuePositionUpdated(_)
+        | Event::Typing(_)
+        | Event::PresenceUpdated(_)
+        | Event::MessageRead(_) => conv.into_iter().collect(),
         Event::QueueUpdated(_) | Event::AgentStatusChanged(_) | Event::OfflineMessageNew(_) => vec![queue],
         Event::NoteNew(n) => vec![Channel::ConversationAgents(n.note.conversation_id.clone())],
         _ => Vec::new(),
@@ -204,6 +208,11 @@ fn publish_on(hub: &Hub, project: &ProjectId, event: &Event, agents: &[&AgentId]
     for channel in &channels {
         hub.publish(channel, event);
     }
+}
+
+/// 409 `already_rated`.
+fn already_rated() -> AppError {
+    AppError::new(ErrorCode::AlreadyRated, "this conversation is rated already: a conversation is rated once")
 }
 
 fn summary(a: &AgentRow) -> AgentSummary {
@@ -232,6 +241,8 @@ pub struct Service {
     node_id: String,
     /// Stores messages in batches (group commit); started with the first message.
     writer: OnceLock<MessageWriter>,
+    /// Sends mail (transcripts, offline messages); `None`: no `SMTP_URL`.
+    mailer: Option<Arc<crate::mail::Mailer>>,
 }
 
 const MAX_RETRIES: u32 = 8;
@@ -256,7 +267,15 @@ impl Service {
             hours_checked: Mutex::new(None),
             node_id: crypto::random_id("node_"),
             writer: OnceLock::new(),
+            mailer: None,
         }
+    }
+
+    /// The same service sending mail with `mailer` (`None`: no email).
+    #[must_use]
+    pub fn with_mailer(mut self, mailer: Option<crate::mail::Mailer>) -> Self {
+        self.mailer = mailer.map(Arc::new);
+        self
     }
 
     /// The same service with these abuse limits and trusted reverse proxies.

@@ -33,12 +33,17 @@ impl Service {
             created_at: Timestamp(now_ms()),
             handled_at: None,
         };
-        self.store.insert_offline(project, &m).await.map_err(AppError::from)?;
+        let visitor = match caller {
+            Caller::Customer { visitor, .. } => Some(&visitor.id),
+            _ => None,
+        };
+        self.store.insert_offline(project, &m, visitor).await.map_err(AppError::from)?;
         self.publish(
             project,
             &Event::OfflineMessageNew(OfflineMessageNew { offline_message: m.clone() }),
             &[],
         );
+        self.mail_offline_message(project, &m).await;
         Ok(m)
     }
 

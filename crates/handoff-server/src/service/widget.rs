@@ -88,6 +88,7 @@ impl Service {
             show_offline_form: a.show_offline_form,
             bot: project.webhook_url.is_some(),
             identity_required: project.enforce_identity,
+            email: self.mailer.is_some(),
             theme: project.theme.clone(),
         })
     }

@@ -166,6 +166,27 @@ pub enum AppendRow {
     Note(handoff_protocol::event::Note),
     /// This agent declined the conversation (routing skips them for it from now on).
     Decline(AgentId),
+    /// The customer's satisfaction rating (one per conversation: a second is
+    /// [`StoreError::Duplicate`] and rolls the whole write back).
+    Rating(RatingRow),
+}
+
+/// A conversation's satisfaction rating, as `conversation_ratings` keeps it (reports average
+/// `rating` per project and per agent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RatingRow {
+    /// The conversation (one rating each).
+    pub conversation_id: ConversationId,
+    /// Its project.
+    pub project_id: ProjectId,
+    /// The agent who resolved it, else the last one who had it; `None` when no agent did.
+    pub agent_id: Option<AgentId>,
+    /// 1 to 5.
+    pub rating: u8,
+    /// The customer's comment.
+    pub comment: Option<String>,
+    /// When (ms).
+    pub created_at: u64,
 }
 
 /// What [`Store::write_batch`] read under the write lock, for its plan to decide on.
@@ -624,11 +645,61 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database errors.
     async fn unread(&self, agent: &AgentId, id: &ConversationId) -> Result<u32, StoreError>;
 
-    /// Moves an agent's read marker forward (never back).
+    /// Moves an agent's read marker forward (never back). Answers `Some(seq)` when this moved
+    /// the conversation's highest agent read marker ([`Store::agent_read_seq`]) up to `seq`,
+    /// `None` when it stays where it was (a lower or equal seq, or another agent read further).
     ///
     /// # Errors
     /// Database errors.
-    async fn mark_read(&self, agent: &AgentId, id: &ConversationId, seq: Seq) -> Result<(), StoreError>;
+    async fn mark_read(
+        &self,
+        agent: &AgentId,
+        id: &ConversationId,
+        seq: Seq,
+    ) -> Result<Option<Seq>, StoreError>;
+
+    /// The conversation's highest agent read marker (0 when no agent read it).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn agent_read_seq(&self, id: &ConversationId) -> Result<Seq, StoreError>;
+
+    /// The conversation's satisfaction rating, if given.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn rating(&self, id: &ConversationId) -> Result<Option<RatingRow>, StoreError>;
+
+    /// The agent a rating of the conversation is for: who resolved it (when an agent did),
+    /// else the last agent it was assigned to; `None` when no agent had it.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn rated_agent(&self, id: &ConversationId) -> Result<Option<AgentId>, StoreError>;
+
+    /// Records a transcript email to `email` unless the conversation, or the visitor, had
+    /// `max` of them since `since` (one statement: the check and the record cannot be split by
+    /// another request). `true` when recorded (the caller sends it), `false` when over the limit.
+    ///
+    /// # Errors
+    /// Database errors.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_transcript(
+        &self,
+        id: &ConversationId,
+        visitor: &VisitorId,
+        email: &str,
+        now: u64,
+        since: u64,
+        max: u32,
+    ) -> Result<bool, StoreError>;
+
+    /// The address a visitor is known by: the email of their verified identity, else the
+    /// email of their latest offline message.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn visitor_email(&self, id: &VisitorId) -> Result<Option<String>, StoreError>;
 
     /// Records that `agent` declined conversation `id` (routing skips them for it from now on).
     ///
@@ -679,11 +750,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database errors.
     async fn notes(&self, id: &ConversationId) -> Result<Vec<handoff_protocol::event::Note>, StoreError>;
 
-    /// Stores an offline message.
+    /// Stores an offline message, with the visitor who left it (when a visitor did).
     ///
     /// # Errors
     /// Database errors.
-    async fn insert_offline(&self, project: &ProjectId, m: &OfflineMessage) -> Result<(), StoreError>;
+    async fn insert_offline(
+        &self,
+        project: &ProjectId,
+        m: &OfflineMessage,
+        visitor: Option<&VisitorId>,
+    ) -> Result<(), StoreError>;
 
     /// A project's offline messages, newest first; `handled` filters.
     ///

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 
 use super::{
     AgentRow, AppendRow, BatchPlan, BatchRead, BatchWrite, ConversationRow, ConversationUpdate, Project,
-    Store, StoreError, VisitorRow,
+    RatingRow, Store, StoreError, VisitorRow,
 };
 use crate::hours::BusinessHours;
 use handoff_protocol::timing::presence::{aggregate_presence, conversation_presence, TabPresence};
@@ -111,6 +111,26 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
                 shortcut TEXT NOT NULL, shortcut_key TEXT NOT NULL, content TEXT NOT NULL,
                 content_key TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
                 UNIQUE (project_id, shortcut_key))",
+        ],
+    ),
+    (
+        7,
+        &[
+            // One satisfaction rating per conversation (reports average `rating` per project
+            // and per agent: keep these column names).
+            "CREATE TABLE conversation_ratings (conversation_id TEXT PRIMARY KEY, project_id TEXT NOT NULL,
+                agent_id TEXT, rating BIGINT NOT NULL, comment TEXT, created_at BIGINT NOT NULL)",
+            "CREATE INDEX conversation_ratings_project ON conversation_ratings (project_id, created_at)",
+            "CREATE INDEX conversation_ratings_agent ON conversation_ratings (agent_id, created_at)",
+            // Transcript emails asked for, for their rate limit (per conversation and per
+            // visitor, across nodes) and as a record of where transcripts went.
+            "CREATE TABLE transcript_emails (id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL,
+                visitor_id TEXT NOT NULL, email TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            "CREATE INDEX transcript_emails_conversation ON transcript_emails (conversation_id, created_at)",
+            "CREATE INDEX transcript_emails_visitor ON transcript_emails (visitor_id, created_at)",
+            // Who left an offline message (their address is where a transcript goes by default).
+            "ALTER TABLE offline_messages ADD COLUMN visitor_id TEXT",
+            "CREATE INDEX offline_messages_visitor ON offline_messages (visitor_id, created_at)",
         ],
     ),
 ];
@@ -1122,6 +1142,20 @@ impl Store for SqlStore {
             match row {
                 AppendRow::Note(note) => insert_note_row(&mut tx, note).await?,
                 AppendRow::Decline(agent) => insert_decline_row(&mut tx, id, agent, now).await?,
+                AppendRow::Rating(r) => {
+                    sqlx::query(
+                        "INSERT INTO conversation_ratings (conversation_id, project_id, agent_id, rating, comment, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(r.conversation_id.as_str())
+                    .bind(r.project_id.as_str())
+                    .bind(r.agent_id.as_ref().map(|a| a.as_str().to_owned()))
+                    .bind(i64::from(r.rating))
+                    .bind(r.comment.clone())
+                    .bind(to_i64(r.created_at))
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
         }
         tx.commit().await?;
@@ -1236,11 +1270,19 @@ impl Store for SqlStore {
         Ok(u32::try_from(row.try_get::<i64, _>(0)?).unwrap_or(u32::MAX))
     }
 
-    async fn mark_read(&self, agent: &AgentId, id: &ConversationId, seq: Seq) -> Result<(), StoreError> {
-        // One statement: a read-then-write transaction fails on SQLite in WAL mode when another
-        // connection writes in between (SQLITE_BUSY_SNAPSHOT, which busy_timeout does not retry).
-        // Markers only move forward.
-        sqlx::query(
+    async fn mark_read(
+        &self,
+        agent: &AgentId,
+        id: &ConversationId,
+        seq: Seq,
+    ) -> Result<Option<Seq>, StoreError> {
+        // The conversation's highest marker before, then the upsert. One statement each: a
+        // read-then-write transaction fails on SQLite in WAL mode when another connection
+        // writes in between (SQLITE_BUSY_SNAPSHOT, which busy_timeout does not retry). Markers
+        // only move forward; two agents reading at once may both announce a move, which readers
+        // of `message:read` take as the maximum anyway.
+        let before = self.agent_read_seq(id).await?;
+        let moved = sqlx::query(
             "INSERT INTO read_markers (agent_id, conversation_id, seq) VALUES ($1, $2, $3) \
              ON CONFLICT (agent_id, conversation_id) DO UPDATE SET seq = excluded.seq \
              WHERE read_markers.seq < excluded.seq",
@@ -1249,8 +1291,104 @@ impl Store for SqlStore {
         .bind(id.as_str())
         .bind(to_i64(seq.0))
         .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0;
+        Ok((moved && seq > before).then_some(seq))
+    }
+
+    async fn agent_read_seq(&self, id: &ConversationId) -> Result<Seq, StoreError> {
+        let row = sqlx::query("SELECT MAX(seq) FROM read_markers WHERE conversation_id = $1")
+            .bind(id.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Seq(row.try_get::<Option<i64>, _>(0)?.map_or(0, to_u64)))
+    }
+
+    async fn rating(&self, id: &ConversationId) -> Result<Option<RatingRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT project_id, agent_id, rating, comment, created_at FROM conversation_ratings WHERE conversation_id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(())
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(RatingRow {
+            conversation_id: id.clone(),
+            project_id: ProjectId::new(r.try_get::<String, _>(0)?),
+            agent_id: r.try_get::<Option<String>, _>(1)?.map(AgentId::new),
+            rating: u8::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0),
+            comment: r.try_get(3)?,
+            created_at: to_u64(r.try_get(4)?),
+        }))
+    }
+
+    async fn rated_agent(&self, id: &ConversationId) -> Result<Option<AgentId>, StoreError> {
+        // The latest resolve, assignment and claim events, newest first.
+        let rows = sqlx::query(
+            "SELECT payload FROM events WHERE conversation_id = $1 AND event IN \
+             ('conversation:resolved', 'conversation:assigned', 'agent:claimed') ORDER BY seq DESC LIMIT 20",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for r in rows {
+            let payload: String = r.try_get(0)?;
+            events.push(
+                serde_json::from_str::<Event>(&payload).map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
+            );
+        }
+        let resolver = events.iter().find_map(|e| match e {
+            Event::ConversationResolved(r) => Some(r.resolved_by.clone()),
+            _ => None,
+        });
+        if let Some(by) = resolver.filter(|by| by.kind == AuthorKind::Agent) {
+            return Ok(Some(AgentId::new(by.id)));
+        }
+        Ok(events.into_iter().find_map(|e| match e {
+            Event::ConversationAssigned(a) => Some(a.agent.id),
+            Event::AgentClaimed(a) => Some(a.agent.id),
+            _ => None,
+        }))
+    }
+
+    async fn record_transcript(
+        &self,
+        id: &ConversationId,
+        visitor: &VisitorId,
+        email: &str,
+        now: u64,
+        since: u64,
+        max: u32,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO transcript_emails (id, conversation_id, visitor_id, email, created_at) \
+             SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS BIGINT) \
+             WHERE (SELECT COUNT(*) FROM transcript_emails WHERE conversation_id = $2 AND created_at > $6) < $7 \
+             AND (SELECT COUNT(*) FROM transcript_emails WHERE visitor_id = $3 AND created_at > $6) < $7",
+        )
+        .bind(crate::crypto::random_id("trx_"))
+        .bind(id.as_str())
+        .bind(visitor.as_str())
+        .bind(email)
+        .bind(to_i64(now))
+        .bind(to_i64(since))
+        .bind(i64::from(max))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn visitor_email(&self, id: &VisitorId) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE((SELECT email FROM visitors WHERE id = $1), \
+             (SELECT email FROM offline_messages WHERE visitor_id = $1 ORDER BY created_at DESC LIMIT 1))",
+        )
+        .bind(id.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<Option<String>, _>(0)?)
     }
 
     async fn add_decline(&self, id: &ConversationId, agent: &AgentId, now: u64) -> Result<(), StoreError> {
@@ -1371,14 +1509,20 @@ impl Store for SqlStore {
 
     // ---- offline messages ----
 
-    async fn insert_offline(&self, project: &ProjectId, m: &OfflineMessage) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO offline_messages (id, project_id, name, email, message, created_at, handled_at) VALUES ($1, $2, $3, $4, $5, $6, NULL)")
+    async fn insert_offline(
+        &self,
+        project: &ProjectId,
+        m: &OfflineMessage,
+        visitor: Option<&VisitorId>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO offline_messages (id, project_id, name, email, message, created_at, handled_at, visitor_id) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)")
             .bind(m.id.as_str())
             .bind(project.as_str())
             .bind(&m.name)
             .bind(&m.email)
             .bind(&m.message)
             .bind(to_i64(m.created_at.0))
+            .bind(visitor.map(|v| v.as_str().to_owned()))
             .execute(&self.pool)
             .await?;
         Ok(())

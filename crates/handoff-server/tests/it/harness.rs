@@ -474,3 +474,112 @@ impl Drop for OwnRedis {
         self.kill();
     }
 }
+
+/// A mail an [`SmtpSink`] received.
+#[derive(Clone, Debug)]
+pub struct Mail {
+    /// `MAIL FROM`.
+    pub from: String,
+    /// Every `RCPT TO`.
+    pub to: Vec<String>,
+    /// The message as sent after `DATA` (headers and body, dot-stuffing undone).
+    pub data: String,
+}
+
+/// An SMTP server of the test's own on an OS-picked port: it accepts every mail (no TLS, no
+/// auth) and records its envelope and data.
+pub struct SmtpSink {
+    pub port: u16,
+    mails: Arc<std::sync::Mutex<Vec<Mail>>>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mails = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = mails.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read);
+                    let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                    let (mut from, mut to) = (String::new(), Vec::new());
+                    let addr = |line: &str| {
+                        line.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(a, _)| a.to_owned())
+                    };
+                    loop {
+                        let mut line = String::new();
+                        if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let upper = line.to_ascii_uppercase();
+                        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                            b"250-sink\r\n250 8BITMIME\r\n"
+                        } else if upper.starts_with("MAIL FROM:") {
+                            from = addr(&line).unwrap_or_default();
+                            to.clear();
+                            b"250 ok\r\n"
+                        } else if upper.starts_with("RCPT TO:") {
+                            to.extend(addr(&line));
+                            b"250 ok\r\n"
+                        } else if upper.starts_with("DATA") {
+                            let _ = write.write_all(b"354 go on\r\n").await;
+                            let mut data = String::new();
+                            loop {
+                                let mut l = String::new();
+                                if lines.read_line(&mut l).await.unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                if l == ".\r\n" {
+                                    break;
+                                }
+                                data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                            }
+                            let mail = Mail { from: from.clone(), to: std::mem::take(&mut to), data };
+                            store.lock().unwrap().push(mail);
+                            b"250 queued\r\n"
+                        } else if upper.starts_with("QUIT") {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            return;
+                        } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
+                            b"250 ok\r\n"
+                        } else {
+                            b"502 not implemented\r\n"
+                        };
+                        if write.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        SmtpSink { port, mails }
+    }
+
+    /// The `SMTP_URL` of the sink.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// The mails so far.
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) until `n` mails arrived; returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<Mail> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mails = self.mails();
+            if mails.len() >= n {
+                return mails;
+            }
+            assert!(std::time::Instant::now() < deadline, "expected {n} mails, got {mails:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

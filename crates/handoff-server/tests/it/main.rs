@@ -8,6 +8,8 @@ mod bot;
 mod canned;
 mod delivery;
 mod edge;
+mod email;
+mod feedback;
 mod harness;
 mod history;
 mod realtime;
