@@ -1001,7 +1001,7 @@ test("language: a key missing from a catalog shows in English", async () => {
   try {
     await page.goto(host.url);
     await page.locator(`${W} .launcher`).waitFor();
-    await eventually(async () => (await W_(page, ".root").getAttribute("lang")) === "de", { what: "German chosen" });
+    await eventually(async () => (await W_(page, ".root").getAttribute("lang")) === "de-DE", { what: "German chosen" });
     await openChat(page);
     assert.equal(await placeholder(page), "Schreib was…");
     assert.equal(await W_(page, ".min").getAttribute("aria-label"), "Minimize chat", "missing: English");
@@ -1033,6 +1033,39 @@ test("links: URLs in messages become safe links by the console's rule (one copy)
     const loaded = await v.page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name).find((n) => n.includes("handoff_widget_links.")));
     assert.equal(await (await fetch(loaded)).text(), served);
     assert.match(readFileSync(join(root, "examples/agent-console/app.js"), "utf8"), /from "\/widget\/handoff_widget_links\.js"/);
+    assert.deepEqual(v.problems, []);
+  } finally {
+    await v.context.close();
+  }
+});
+
+test("time: each message shows its time in the visitor's locale and time zone, with day separators (Today, Yesterday, a date)", async () => {
+  await setStatus("online");
+  const zone = "Asia/Tokyo";
+  const v = await visitor({ contextOptions: { locale: "de-DE", timezoneId: zone } });
+  try {
+    await openChat(v.page);
+    await say(v.page, "Wann kommt das Zelt?");
+    const mine = W_(v.page, ".msg.me").last();
+    await eventually(async () => !(await mine.getAttribute("class")).includes("sending"), { what: "the message confirmed" });
+    // The time as the browser formats it there (German, Tokyo), from the message's own time.
+    const expected = (ms) => new Intl.DateTimeFormat("de-DE", { timeStyle: "short", timeZone: zone }).format(ms);
+    const shown = await mine.locator(".at").innerText();
+    assert.match(shown, /^\d{2}:\d{2}$/, "24-hour German time");
+    const now = Date.now();
+    assert.ok([expected(now), expected(now - 60_000)].includes(shown), `${shown} is Tokyo time`);
+    assert.deepEqual(await W_(v.page, ".log .day").allInnerTexts(), ["Heute"]);
+
+    // The same thread a day later (the browser's clock moved on): "Gestern"; three days later: the date.
+    await v.context.clock.setFixedTime(now + 86_400_000);
+    await v.page.reload();
+    await v.page.locator(`${W} .panel`).waitFor();
+    await eventually(async () => (await W_(v.page, ".log .day").allInnerTexts()).join() === "Gestern", { what: "Gestern" });
+    await v.context.clock.setFixedTime(now + 3 * 86_400_000);
+    await v.page.reload();
+    await v.page.locator(`${W} .panel`).waitFor();
+    const date = new Intl.DateTimeFormat("de-DE", { dateStyle: "medium", timeZone: zone }).format(now);
+    await eventually(async () => (await W_(v.page, ".log .day").allInnerTexts()).join() === date, { what: `the date ${date}` });
     assert.deepEqual(v.problems, []);
   } finally {
     await v.context.close();

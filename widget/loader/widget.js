@@ -55,18 +55,21 @@
   let switches = 0;
   const texts = () => {
     const n = ++switches;
+    // The tag as given (`de-AT`) formats times and dates; its language picks the catalog.
     let l = "en";
+    let tag = "en";
     for (const t of [chosen, script.dataset.locale, project, ...(navigator.languages || [])]) {
       const x = String(t || "").toLowerCase().split("-")[0];
       if (/^(en|de|fr|es|pt|ar)$/.test(x)) {
         l = x;
+        tag = /^[a-z]{2,3}(-[a-z0-9]{1,8})*$/i.test(t) ? t : x;
         break;
       }
     }
     const c = l === "en" ? null : fetch(`${base}/widget/i18n/${l}.json`).then((r) => (r.ok ? r.json() : null));
     return Promise.resolve(c)
       .catch(() => null)
-      .then((c) => [l, c, n]);
+      .then((c) => [tag, c, n]);
   };
   // The session call, as the client would make it (the client checks the token still applies).
   let token = null;

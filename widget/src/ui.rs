@@ -90,6 +90,12 @@ struct Ui {
     en: JsValue,
     /// `linkParts` of `widget/loader/links.js` (from the loader), or `undefined`: plain text.
     links: JsValue,
+    /// The visitor's language tag (`de-DE`; empty: the browser's) for the browser's
+    /// `Intl.DateTimeFormat`s: a message's time, a day's date, and a day's key (to compare).
+    tag: String,
+    fmt: [JsValue; 3],
+    /// The day (its key) of the live log's last message: a new day gets a separator first.
+    day: JsValue,
     sheet: CssStyleSheet,
     model: Model,
     /// Rendered message ids (live events and send answers both carry the message).
@@ -208,6 +214,9 @@ pub fn mount(
         strings: JsValue::NULL,
         en: js_sys::JSON::parse(crate::i18n::EN)?,
         links,
+        tag: String::new(),
+        fmt: [JsValue::NULL, JsValue::NULL, JsValue::NULL],
+        day: JsValue::NULL,
         sheet,
         model: Model::default(),
         shown: Vec::new(),
@@ -229,7 +238,7 @@ pub fn mount(
         seen: None,
     }));
     let w = Widget { client, ui };
-    w.ui.borrow().localize();
+    w.ui.borrow_mut().localize();
     w.wire();
     let started = w.clone();
     spawn(Box::pin(async move { started.start().await }));
@@ -322,6 +331,7 @@ impl Widget {
         let mut ui = self.ui.borrow_mut();
         ui.strings = if strings.is_object() { strings } else { JsValue::NULL };
         set(&ui.els[ROOT], "lang", lang);
+        lang.clone_into(&mut ui.tag);
         ui.localize();
         ui.render();
     }
@@ -381,6 +391,7 @@ impl Widget {
         }
         let first = get(&ui.els[LOG], &["firstChild"]).unwrap_or(JsValue::NULL);
         let mut items: Vec<Element> = Vec::new();
+        let mut day = JsValue::NULL;
         for h in list.iter().rev() {
             let id = text(&h, &["conversation", "id"]);
             if id.is_none() || id == ui.conversation {
@@ -401,12 +412,17 @@ impl Widget {
                 let m = get(&e, &["payload", "message"]).unwrap_or(JsValue::NULL);
                 let body = text(&m, &["body"]).unwrap_or_default();
                 let kind = text(&m, &["author", "kind"]).unwrap_or_default();
+                let at = created(&m);
+                if let Some(line) = ui.day_line(&mut day, at) {
+                    set(&line, "class", "day old");
+                    items.push(line);
+                }
                 let b = match kind.as_str() {
-                    "customer" => ui.bubble("msg me old", "", &body),
-                    "bot" => ui.bubble("msg bot old", &ui.t("assistant"), &body),
+                    "customer" => ui.bubble("msg me old", "", &body, at),
+                    "bot" => ui.bubble("msg bot old", &ui.t("assistant"), &body, at),
                     _ => {
                         let who = text(&m, &["author", "name"]).unwrap_or_else(|| ui.t("agent"));
-                        ui.bubble("msg agent old", &who, &body)
+                        ui.bubble("msg agent old", &who, &body, at)
                     }
                 };
                 items.push(b);
@@ -433,7 +449,7 @@ impl Widget {
             set(&ui.els[PANEL], "aria-label", &title);
             let greeting = theme("greeting");
             if !greeting.is_empty() {
-                let bubble = ui.bubble("msg greeting", &title, &greeting);
+                let bubble = ui.bubble("msg greeting", &title, &greeting, 0.0);
                 add(&ui.els[LOG], &bubble);
             }
             let status =
@@ -858,22 +874,23 @@ impl Ui {
         text(&self.strings, &[key]).or_else(|| text(&self.en, &[key])).unwrap_or_default()
     }
 
-    /// [`Ui::t`] with its placeholders (`{name}`) filled by the browser's `replaceAll` (no
-    /// string searching in the wasm).
+    /// [`Ui::t`] with its placeholders (`{name}`) filled by the browser (no string searching in
+    /// the wasm).
     #[inline(never)]
     fn tf(&self, key: &str, args: &[(&str, &str)]) -> String {
-        let mut s = JsValue::from_str(&self.t(key));
+        let mut s = js_sys::JsString::from(self.t(key));
         for (k, v) in args {
-            s = call(&s, "replaceAll", &[&(*k).into(), &(*v).into()]).unwrap_or(s);
+            // Split and join: a `$&` in a name stays as typed (`replaceAll` would expand it).
+            s = s.split(k).join(v);
         }
-        s.as_string().unwrap_or_default()
+        s.into()
     }
 
     /// A message bubble: `<li class><span class=who>who</span><p class=body>body</p></li>`, as
     /// text and safe links: the parts the shared link rule (`widget/loader/links.js`, the
     /// console's too) finds become `<a href target=_blank rel="noopener noreferrer nofollow">`
     /// with the part as their text. Never HTML.
-    fn bubble(&self, class: &str, who: &str, body: &str) -> Element {
+    fn bubble(&self, class: &str, who: &str, body: &str, at: f64) -> Element {
         let doc = &self.doc;
         let li = el(doc, "li", class);
         if !who.is_empty() {
@@ -902,11 +919,60 @@ impl Ui {
             None => set_text(&p, Some(body)),
         }
         add(&li, &p);
+        if at > 0.0 {
+            add(&li, &text_el(doc, "span", "at", &self.format(0, at)));
+        }
         li
     }
 
+    /// `ms` (since the epoch) by formatter `i` of [`Ui::fmt`], in the visitor's time zone.
+    fn format(&self, i: usize, ms: f64) -> String {
+        call(&self.fmt[i], "format", &[&ms.into()]).and_then(|s| s.as_string()).unwrap_or_default()
+    }
+
+    /// The separator to put before a message of time `ms` when it starts another day than
+    /// `last` (that day's key; updated): "Today", "Yesterday" or the date.
+    fn day_line(&self, last: &mut JsValue, ms: f64) -> Option<Element> {
+        let key = JsValue::from_str(&self.format(2, ms));
+        if *last == key {
+            return None;
+        }
+        *last = key.clone();
+        let now = js_sys::Date::now();
+        let label = if key == JsValue::from_str(&self.format(2, now)) {
+            self.t("today")
+        } else if key == JsValue::from_str(&self.format(2, now - 86_400_000.0)) {
+            self.t("yesterday")
+        } else {
+            self.format(1, ms)
+        };
+        Some(text_el(&self.doc, "li", "day", &label))
+    }
+
+    /// Appends a live message's bubble, after a day separator when it starts a day.
+    fn append(&mut self, bubble: &Element, ms: f64) {
+        let mut day = std::mem::take(&mut self.day);
+        if let Some(line) = self.day_line(&mut day, ms) {
+            add(&self.els[LOG], &line);
+        }
+        self.day = day;
+        add(&self.els[LOG], bubble);
+    }
+
     /// Fills the window's catalog texts and its direction (`_dir`: `rtl` mirrors the layout).
-    fn localize(&self) {
+    fn localize(&mut self) {
+        let locales = if self.tag.is_empty() { JsValue::UNDEFINED } else { JsValue::from_str(&self.tag) };
+        let intl = get(&js_sys::global(), &["Intl", "DateTimeFormat"]).unwrap_or_default();
+        for (i, (k, v)) in
+            [("timeStyle", "short"), ("dateStyle", "medium"), ("dateStyle", "short")].into_iter().enumerate()
+        {
+            let opts = Object::new();
+            set_prop(&opts, k, &v.into());
+            if let Ok(f) = Reflect::construct(intl.unchecked_ref::<Function>(), &Array::of2(&locales, &opts))
+            {
+                self.fmt[i] = f;
+            }
+        }
         for (e, name, key) in &self.texts {
             let t = self.t(key);
             if name.is_empty() {
@@ -952,6 +1018,7 @@ impl Ui {
         let body = text(m, &["body"]).unwrap_or_default();
         let kind = text(m, &["author", "kind"]).unwrap_or_default();
         let seq = count(m, &["seq"]).unwrap_or(0);
+        let at = created(m);
         let mine = kind == "customer";
         let bubble = if mine {
             let class = "msg me";
@@ -970,15 +1037,15 @@ impl Ui {
                 // Keep the log in server order: the confirmed message goes to the end.
                 el
             } else {
-                self.bubble(class, "", &body)
+                self.bubble(class, "", &body, at)
             }
         } else {
             let who = text(m, &["author", "name"])
                 .unwrap_or_else(|| self.t(if kind == "bot" { "assistant" } else { "agent" }));
             self.model.typing = None;
-            self.bubble(if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body)
+            self.bubble(if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body, at)
         };
-        add(&self.els[LOG], &bubble);
+        self.append(&bubble, at);
         if mine {
             self.mine.push((seq, bubble.clone()));
             self.place_seen();
@@ -997,9 +1064,10 @@ impl Ui {
     fn outgoing_bubble(&mut self, cid: &str, body: &str, change: BubbleChange, can_retry: bool) {
         let li = match change {
             BubbleChange::Add => {
-                let b = self.bubble("msg me sending", "", body);
+                let now = js_sys::Date::now();
+                let b = self.bubble("msg me sending", "", body, now);
                 set(&b, "data-cid", cid);
-                add(&self.els[LOG], &b);
+                self.append(&b, now);
                 self.outgoing.push((cid.to_owned(), b.clone()));
                 self.scroll();
                 b
@@ -1130,6 +1198,11 @@ impl Ui {
 /// The stylesheet with the project's accent colour (already checked by [`safe_color`]).
 fn stylesheet(color: &str) -> String {
     [":host{--hf-accent:", color, "}\n", CSS].concat()
+}
+
+/// A message's `created_at` (ms since the epoch), or now.
+fn created(m: &JsValue) -> f64 {
+    get(m, &["created_at"]).and_then(|v| v.as_f64()).unwrap_or_else(js_sys::Date::now)
 }
 
 /// Runs one of the widget's tasks on the page's event loop: one instantiation of `spawn_local`
