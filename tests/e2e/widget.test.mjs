@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AgentApi, artifacts, eventually, launchBrowser, root, serverBin, startServer } from "./harness.mjs";
+import { AgentApi, artifacts, axeViolations, eventually, launchBrowser, root, serverBin, startServer } from "./harness.mjs";
 
 const W = "handoff-widget";
 let server;
@@ -1067,6 +1067,63 @@ test("time: each message shows its time in the visitor's locale and time zone, w
     const date = new Intl.DateTimeFormat("de-DE", { dateStyle: "medium", timeZone: zone }).format(now);
     await eventually(async () => (await W_(v.page, ".log .day").allInnerTexts()).join() === date, { what: `the date ${date}` });
     assert.deepEqual(v.problems, []);
+  } finally {
+    await v.context.close();
+  }
+});
+
+test("accessible: axe finds no violation in any state (chat, queued, assigned, resolved, offline form, right-to-left); keyboard: focus stays in the open window, Escape gives it back to the launcher", async () => {
+  for (const { conversation: c } of await api.call("GET", "/api/inbox")) {
+    if (c.status === "assigned") await api.call("POST", `/api/conversations/${c.id}/resolve`, {});
+  }
+  await setStatus("online");
+  const v = await visitor({ contextOptions: { bypassCSP: true } });
+  const check = async (state) => {
+    const violations = await axeViolations(v.page, { include: W });
+    assert.deepEqual(violations, [], `${state}: ${JSON.stringify(violations, null, 1)}`);
+  };
+  try {
+    await check("closed");
+    await openChat(v.page);
+    await check("chat");
+    await say(v.page, "I need a human, https://example.com/order/1");
+    await v.page.locator(`${W} .human`).click();
+    await until(v.page, (_, sub) => sub.includes("You are chatting with Ada Agent") || sub.includes("Waiting"), "queued or assigned");
+    await check("handed over");
+    const conv = await assignedConversation();
+    await api.call("POST", `/api/conversations/${conv.id}/messages`, { body: "Hello! Let me look.", client_msg_id: "e2e-axe-1" });
+    await until(v.page, (log) => log.includes("Let me look"), "the agent's answer");
+    await check("assigned");
+    await api.call("POST", `/api/conversations/${conv.id}/resolve`, {});
+    await until(v.page, (_, sub) => sub.includes("resolved"), "resolved");
+    await check("resolved");
+    // Keyboard: Tab from the last control wraps to the first; Escape closes and focuses the launcher.
+    const active = () => v.page.evaluate(() => document.querySelector("handoff-widget").shadowRoot.activeElement?.className ?? null);
+    for (let i = 0; i < 12; i += 1) {
+      await v.page.keyboard.press("Tab");
+      const inside = await v.page.evaluate(() => {
+        const root = document.querySelector("handoff-widget").shadowRoot;
+        return !!root.activeElement && root.querySelector(".panel").contains(root.activeElement);
+      });
+      assert.ok(inside, `Tab ${i + 1} stays in the window`);
+    }
+    await v.page.keyboard.press("Shift+Tab");
+    await v.page.keyboard.press("Escape");
+    assert.equal(await active(), "launcher");
+    // New messages are announced: the log is a polite live region.
+    assert.equal(await W_(v.page, ".log").getAttribute("aria-live"), "polite");
+    // The offline form and Arabic.
+    await setStatus("offline");
+    const off = await visitor({ contextOptions: { bypassCSP: true, locale: "ar" } });
+    try {
+      await off.page.locator(`${W} .launcher`).click();
+      await W_(off.page, ".offline").waitFor();
+      const violations = await axeViolations(off.page, { include: W });
+      assert.deepEqual(violations, [], `offline form: ${JSON.stringify(violations, null, 1)}`);
+    } finally {
+      await off.context.close();
+      await setStatus("online");
+    }
   } finally {
     await v.context.close();
   }

@@ -27,7 +27,7 @@ const TREE: &str = "\
     *p|sub|aria-live=polite
    *button|min|×|type=button|aria-label=@minimize
   *p|conn|role=status
-  *ol|log|role=log|aria-live=polite|aria-label=@messages
+  *ol|log|aria-live=polite|aria-label=@messages
   *p|typing|aria-live=polite
   *form|offline|novalidate=|aria-label=@leave
    p||@away_form
@@ -104,7 +104,8 @@ pub(crate) const ICON_CHAT: &str =
 pub(crate) const ICON_CLOSE: &str =
     "M5.3 8.3a1 1 0 0 1 1.4 0L12 13.6l5.3-5.3a1 1 0 1 1 1.4 1.4l-6 6a1 1 0 0 1-1.4 0l-6-6a1 1 0 0 1 0-1.4z";
 
-/// Where a catalog text goes: the element, the attribute (`""`: its text) and the key.
+/// Where a catalog text goes: the element, the attribute (`""`: it is a text node, its text) and
+/// the key.
 pub(crate) type Texts = Vec<(Element, &'static str, &'static str)>;
 
 /// Builds [`TREE`] (detached: the caller puts `els[ROOT]` on the page), and the list of its
@@ -140,7 +141,12 @@ pub(crate) fn build(doc: &Document) -> Result<(Els, Texts), JsValue> {
                     None => set(&e, k, v),
                 },
                 _ => match f.strip_prefix('@') {
-                    Some(key) => texts.push((e.clone(), "", key)),
+                    // A text node of its own: a label's text goes without its input.
+                    Some(key) => {
+                        let t = call(doc, "createTextNode", &[&"".into()]).ok_or("createTextNode")?;
+                        add(&e, &t);
+                        texts.push((t.unchecked_into(), "", key));
+                    }
                     None => set_text(&e, Some(f)),
                 },
             }

@@ -538,7 +538,11 @@ impl Widget {
                     self.open();
                 }
             }
-            ("click", MIN) => self.close(),
+            ("click", MIN) => {
+                self.close();
+                let launcher = self.ui.borrow().els[LAUNCHER].clone();
+                focus(&launcher);
+            }
             ("click", HUMAN) => {
                 let w = self.clone();
                 spawn(Box::pin(async move { w.handoff().await }));
@@ -554,6 +558,26 @@ impl Widget {
                     self.close();
                     let launcher = self.ui.borrow().els[LAUNCHER].clone();
                     focus(&launcher);
+                } else if key.as_deref() == Some("Tab") && in_panel {
+                    // Focus stays in the open window: past its last control to its first, and
+                    // back from its first to its last.
+                    let panel = self.ui.borrow().els[PANEL].clone();
+                    let all = call(&panel, "querySelectorAll", &[&"button,textarea,input,a[href]".into()])
+                        .map(|l| Array::from(&l))
+                        .unwrap_or_default();
+                    let shown: Vec<JsValue> = all
+                        .iter()
+                        .filter(|e| call(e, "checkVisibility", &[]).and_then(|v| v.as_bool()) == Some(true))
+                        .collect();
+                    let back = flag(ev, &["shiftKey"]) == Some(true);
+                    let edge = if back { shown.first() } else { shown.last() };
+                    let to = if back { shown.last() } else { shown.first() };
+                    if let (Some(edge), Some(to)) = (edge, to) {
+                        if get(ev, &["target"]).as_ref() == Some(edge) {
+                            prevent(ev);
+                            focus(to.unchecked_ref());
+                        }
+                    }
                 } else if which == INPUT
                     && key.as_deref() == Some("Enter")
                     && flag(ev, &["shiftKey"]) == Some(false)
