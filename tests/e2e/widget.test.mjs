@@ -1128,3 +1128,71 @@ test("accessible: axe finds no violation in any state (chat, queued, assigned, r
     await v.context.close();
   }
 });
+
+test("sound and title: a new agent message while the window is minimized or the tab hidden chimes (unless the project turned it off) and counts in the title until seen", async () => {
+  for (const { conversation: c } of await api.call("GET", "/api/inbox")) {
+    if (c.status === "assigned") await api.call("POST", `/api/conversations/${c.id}/resolve`, {});
+  }
+  await setStatus("online");
+  const projectSet = (...args) => execFileSync(serverBin, ["project", "set", "--project", server.projectId, ...args], {
+    env: { ...process.env, DATABASE_URL: server.db, RUST_LOG: "warn" },
+    encoding: "utf8",
+  });
+  const run = async (label) => {
+    const v = await visitor({ wait: false });
+    // Count the chimes: every oscillator the page starts.
+    await v.page.evaluate(() => {
+      window.chimes = 0;
+      const make = AudioContext.prototype.createOscillator;
+      AudioContext.prototype.createOscillator = function () {
+        const o = make.call(this);
+        const start = o.start.bind(o);
+        o.start = (...a) => { window.chimes += 1; return start(...a); };
+        return o;
+      };
+    });
+    await v.page.locator(`${W} .launcher`).waitFor();
+    await openChat(v.page);
+    await say(v.page, `Hello (${label})`);
+    await v.page.locator(`${W} .human`).click();
+    await until(v.page, (_, sub) => sub.includes("You are chatting with Ada Agent"), "assignment");
+    const conv = await assignedConversation();
+    const post = (body) => api.call("POST", `/api/conversations/${conv.id}/messages`, { body, client_msg_id: `${label}-${body}` });
+    // Open and visible: no sound, the title stays.
+    await post("one");
+    await until(v.page, (log) => log.includes("one"), "one");
+    assert.equal(await v.page.title(), "Shop");
+    // Minimized: the count goes into the title; restored exactly when the window opens.
+    await v.page.locator(`${W} .min`).click();
+    await post("two");
+    await eventually(async () => (await v.page.title()) === "(1) Shop", { what: "(1) Shop" });
+    await post("three");
+    await eventually(async () => (await v.page.title()) === "(2) Shop", { what: "(2) Shop" });
+    const chimes = await v.page.evaluate(() => window.chimes);
+    await openChat(v.page);
+    await eventually(async () => (await v.page.title()) === "Shop", { what: "the title back" });
+    // Open in a hidden tab: counted until the tab is shown again.
+    await v.page.evaluate(() => {
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    await post("four");
+    await eventually(async () => (await v.page.title()) === "(1) Shop", { what: "(1) Shop while hidden" });
+    await v.page.evaluate(() => {
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    await eventually(async () => (await v.page.title()) === "Shop", { what: "the title back when shown" });
+    await api.call("POST", `/api/conversations/${conv.id}/resolve`, {});
+    assert.deepEqual(v.problems, []);
+    await v.context.close();
+    return chimes;
+  };
+  assert.ok((await run("on")) >= 1, "a chime while minimized");
+  projectSet("--sound", "off");
+  try {
+    assert.equal(await run("off"), 0, "no chime when the project turned the sound off");
+  } finally {
+    projectSet("--sound", "on");
+  }
+});

@@ -37,6 +37,7 @@ pub enum BubbleChange {
 
 /// The widget's state.
 #[derive(Clone, Debug)]
+#[allow(clippy::struct_excessive_bools)] // independent facts the view shows, not states
 pub struct Model {
     /// Which body is shown.
     pub screen: Screen,
@@ -66,7 +67,17 @@ pub struct Model {
     pub outgoing: Vec<(String, Outgoing)>,
     /// The highest `seq` an agent has read (read receipts).
     pub read_seq: u64,
+    /// The page's tab is hidden (`document.hidden`).
+    pub hidden: bool,
+    /// Agent and bot messages not seen yet because the window was minimized or the tab hidden:
+    /// the page title shows the count until the visitor sees them.
+    pub unseen: u32,
+    /// When (ms) the last sound played: at most one in [`SOUND_GAP_MS`].
+    pub sounded_at: f64,
 }
+
+/// The shortest time between two sounds (a burst of messages chimes once).
+pub const SOUND_GAP_MS: f64 = 2_000.0;
 
 impl Default for Model {
     fn default() -> Self {
@@ -84,6 +95,9 @@ impl Default for Model {
             bot: false,
             outgoing: Vec::new(),
             read_seq: 0,
+            hidden: false,
+            unseen: 0,
+            sounded_at: f64::NEG_INFINITY,
         }
     }
 }
@@ -157,6 +171,28 @@ impl Model {
         }
         self.unread += 1;
         true
+    }
+
+    /// An agent's or the bot's message `seq` arrived at `now` (ms): counts it as unseen while
+    /// the window is minimized or the tab hidden, and says whether to play the sound (`sound`:
+    /// the project's setting; once per [`SOUND_GAP_MS`]).
+    pub fn attention(&mut self, seq: u64, now: f64, sound: bool) -> bool {
+        if (self.open && !self.hidden) || seq <= self.seen_seq {
+            return false;
+        }
+        self.unseen += 1;
+        if !sound || now - self.sounded_at < SOUND_GAP_MS {
+            return false;
+        }
+        self.sounded_at = now;
+        true
+    }
+
+    /// The window is open in a visible tab: everything is seen (the title comes back).
+    pub fn looked(&mut self) {
+        if self.open && !self.hidden {
+            self.unseen = 0;
+        }
     }
 
     /// An own message is on its way (`message:queued`: sent, retried, or restored after a
@@ -328,6 +364,30 @@ mod tests {
     /// The line in English, its placeholders filled (as the view does in any language).
     fn english(line: &Line) -> String {
         line.args.iter().fold(crate::i18n::en(line.key), |t, (k, v)| t.replace(k, v))
+    }
+
+    #[test]
+    fn unseen_messages_count_while_minimized_or_hidden_and_chime_at_most_every_two_seconds() {
+        let mut m = Model::default();
+        m.open = true;
+        assert!(!m.attention(1, 0.0, true), "open in a visible tab: seen");
+        assert_eq!(m.unseen, 0);
+        m.hidden = true;
+        assert!(m.attention(2, 1_000.0, true), "hidden tab: sound");
+        assert!(!m.attention(3, 2_000.0, true), "within 2 s: counted, no second sound");
+        assert!(m.attention(4, 3_000.0, true));
+        assert_eq!(m.unseen, 3);
+        m.looked();
+        assert_eq!(m.unseen, 3, "still hidden");
+        m.hidden = false;
+        m.looked();
+        assert_eq!(m.unseen, 0, "seen: the title comes back");
+        m.open = false;
+        assert!(!m.attention(5, 10_000.0, false), "sound off");
+        assert_eq!(m.unseen, 1, "the title counts anyway");
+        m.seen_seq = 9;
+        assert!(!m.attention(9, 20_000.0, true), "already seen (a replay)");
+        assert_eq!(m.unseen, 1);
     }
 
     #[test]

@@ -96,6 +96,13 @@ struct Ui {
     fmt: [JsValue; 3],
     /// The day (its key) of the live log's last message: a new day gets a separator first.
     day: JsValue,
+    /// The project's `sound` setting.
+    sound: bool,
+    /// The `AudioContext` for the sound, made on the visitor's first click in the widget
+    /// (browsers let a page play sound only after a gesture).
+    audio: JsValue,
+    /// The page's own title while the widget shows the unseen count in it (`null`: not shown).
+    title: RefCell<JsValue>,
     sheet: CssStyleSheet,
     model: Model,
     /// Rendered message ids (live events and send answers both carry the message).
@@ -217,6 +224,9 @@ pub fn mount(
         tag: String::new(),
         fmt: [JsValue::NULL, JsValue::NULL, JsValue::NULL],
         day: JsValue::NULL,
+        sound: true,
+        audio: JsValue::NULL,
+        title: RefCell::new(JsValue::NULL),
         sheet,
         model: Model::default(),
         shown: Vec::new(),
@@ -258,6 +268,7 @@ impl Widget {
         }
         let last = ui.last_seq;
         let seen = ui.model.opened(last);
+        ui.model.looked();
         ui.remember_seen(seen);
         if let Some(s) = &ui.session {
             let _ = s.set_item(OPEN_KEY, "1");
@@ -462,6 +473,7 @@ impl Widget {
                 ui.conversation = Some(id);
             }
             ui.model.started(status, agent, away, bot);
+            ui.sound = get(session, &["config", "theme", "sound"]).and_then(|v| v.as_bool()) != Some(false);
             ui.model.read(count(session, &["conversation", "agent_read_seq"]).unwrap_or(0));
             let asked = std::mem::take(&mut ui.model.open); // `Handoff.open()` before the session
             ui.render();
@@ -507,14 +519,38 @@ impl Widget {
         for kind in ["click", "keydown", "submit", "input", "focusout"] {
             let _ = ui.els[ROOT].add_event_listener_with_callback(kind, on_dom.as_ref().unchecked_ref());
         }
+        let _ = ui.doc.add_event_listener_with_callback("visibilitychange", on_dom.as_ref().unchecked_ref());
+        ui.model.hidden = flag(&ui.doc, &["hidden"]) == Some(true);
         ui.on_dom = Some(on_dom);
         ui.on_event = Some(on_event);
     }
 
     /// One DOM event in the window, by kind and by which of its elements it concerns.
+    /// The tab shown or hidden (`visibilitychange`: `true`, handled), or a click (the gesture
+    /// that lets the widget make its audio).
+    fn page_event(&self, kind: &str) -> bool {
+        let Ok(mut ui) = self.ui.try_borrow_mut() else { return false };
+        if kind == "visibilitychange" {
+            ui.model.hidden = flag(&ui.doc, &["hidden"]) == Some(true);
+            ui.model.looked();
+            ui.render();
+            return true;
+        }
+        if kind == "click" && ui.sound && !ui.audio.is_object() {
+            let ctor = get(&js_sys::global(), &["AudioContext"]).unwrap_or_default();
+            if let Ok(a) = Reflect::construct(ctor.unchecked_ref::<Function>(), &Array::new()) {
+                ui.audio = a;
+            }
+        }
+        false
+    }
+
     fn dom_event(&self, ev: &Event) {
-        let Some(target) = get(ev, &["target"]).and_then(|t| t.dyn_into::<Element>().ok()) else { return };
         let kind = text(ev, &["type"]).unwrap_or_default();
+        if self.page_event(&kind) {
+            return;
+        }
+        let Some(target) = get(ev, &["target"]).and_then(|t| t.dyn_into::<Element>().ok()) else { return };
         let (which, in_panel) = {
             // Busy: an event the widget's own work fired at once (the `focusout` of a focused
             // button it removes), none it handles.
@@ -1067,6 +1103,9 @@ impl Ui {
             let who = text(m, &["author", "name"])
                 .unwrap_or_else(|| self.t(if kind == "bot" { "assistant" } else { "agent" }));
             self.model.typing = None;
+            if self.model.attention(seq, js_sys::Date::now(), self.sound) {
+                self.chime();
+            }
             self.bubble(if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body, at)
         };
         self.append(&bubble, at);
@@ -1176,8 +1215,46 @@ impl Ui {
         }
     }
 
+    /// A short two-tone chime (Web Audio, no file), when the visitor's click made the audio.
+    fn chime(&self) {
+        let ctx = &self.audio;
+        let (Some(osc), Some(gain)) = (call(ctx, "createOscillator", &[]), call(ctx, "createGain", &[]))
+        else {
+            return;
+        };
+        call(ctx, "resume", &[]);
+        let t = get(ctx, &["currentTime"]).and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let f = get(&osc, &["frequency"]).unwrap_or_default();
+        call(&f, "setValueAtTime", &[&880.0.into(), &t.into()]);
+        call(&f, "setValueAtTime", &[&1320.0.into(), &(t + 0.09).into()]);
+        let g = get(&gain, &["gain"]).unwrap_or_default();
+        call(&g, "setValueAtTime", &[&0.08.into(), &t.into()]);
+        call(&g, "exponentialRampToValueAtTime", &[&0.001.into(), &(t + 0.3).into()]);
+        call(&osc, "connect", &[&gain]);
+        call(&gain, "connect", &[&get(ctx, &["destination"]).unwrap_or_default()]);
+        call(&osc, "start", &[&t.into()]);
+        call(&osc, "stop", &[&(t + 0.3).into()]);
+    }
+
+    /// The page title: `(2) Title` while messages are unseen, the page's own title (exactly as
+    /// it was) once they are seen.
+    fn retitle(&self) {
+        let mut saved = self.title.borrow_mut();
+        if self.model.unseen > 0 {
+            if saved.is_null() {
+                *saved = get(&self.doc, &["title"]).unwrap_or_default();
+            }
+            let own = saved.as_string().unwrap_or_default();
+            let n = decimal(self.model.unseen.into());
+            set_prop(&self.doc, "title", &["(", n.as_str(), ") ", own.as_str()].concat().into());
+        } else if !saved.is_null() {
+            set_prop(&self.doc, "title", &std::mem::replace(&mut *saved, JsValue::NULL));
+        }
+    }
+
     /// Puts the model on the page.
     fn render(&self) {
+        self.retitle();
         let m = &self.model;
         let e = &self.els;
         let mut class = String::from("root");

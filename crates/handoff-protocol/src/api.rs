@@ -418,6 +418,14 @@ pub struct Theme {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(max_length = 35))]
     pub locale: String,
+    /// Whether a new agent message plays a short sound while the widget is minimized or its
+    /// tab hidden.
+    #[serde(default = "sound_on")]
+    pub sound: bool,
+}
+
+fn sound_on() -> bool {
+    true
 }
 
 /// Whether `tag` is a well-formed language tag the widget can be set to: `de`, `pt-BR`,
@@ -447,6 +455,7 @@ impl Default for Theme {
             title: "Chat with us".to_owned(),
             greeting: "Hi! How can we help?".to_owned(),
             locale: String::new(),
+            sound: true,
         }
     }
 }

@@ -190,6 +190,9 @@ struct ProjectSet {
     /// tag like `pt-BR` falls back to its language); `auto`: each visitor's browser language.
     #[arg(long)]
     locale: Option<String>,
+    /// A short sound on a new agent message while the widget is minimized or its tab hidden.
+    #[arg(long, value_parser = ["on", "off"])]
+    sound: Option<String>,
     /// Identity verification: `off`; `optional` (the widget's `identify` works; prints the
     /// secret your server signs user ids with); `required` (every customer call of an unverified
     /// visitor is refused). A secret, once made, is kept until `off`.
@@ -385,7 +388,8 @@ async fn project_set(svc: &Service, set: ProjectSet) -> Result<(), Box<dyn std::
         || set.position.is_some()
         || set.title.is_some()
         || set.greeting.is_some()
-        || set.locale.is_some();
+        || set.locale.is_some()
+        || set.sound.is_some();
     if let Some(color) = set.color {
         let hex = color.strip_prefix('#').unwrap_or("");
         if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -407,6 +411,9 @@ async fn project_set(svc: &Service, set: ProjectSet) -> Result<(), Box<dyn std::
             );
         }
         theme.locale = locale;
+    }
+    if let Some(sound) = set.sound {
+        theme.sound = sound == "on";
     }
     theme.title = set.title.unwrap_or(theme.title);
     theme.greeting = set.greeting.unwrap_or(theme.greeting);

@@ -594,8 +594,8 @@ pub fn report_sizes(web: &Path) -> (u64, u64) {
 /// (77,283 B; 88,717 before wasm-opt, the short import names and the smaller queues) so the
 /// figure cannot creep up, and comes down as the work lands. Raised by what issue 15's features
 /// measurably cost (README, "Measured"): the visitor's language +1,628 B, links +1,440 B, times
-/// and day separators +1,199 B, accessibility +464 B.
-pub const WIDGET_GZIP_CEILING: u64 = 82_431;
+/// and day separators +1,199 B, accessibility +464 B, sound and title +1,093 B.
+pub const WIDGET_GZIP_CEILING: u64 = 83_524;
 /// Ceiling on the npm SDK (wasm, glue, `index.js`; gzip -9 bytes; today 72,508 B, 83,529
 /// before); issue 13's target is 70 KB.
 pub const SDK_GZIP_CEILING: u64 = 72_900;
