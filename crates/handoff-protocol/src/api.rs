@@ -1014,6 +1014,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn themes_stored_before_locale_and_sound_read_with_their_defaults() {
+        let old = r##"{"color":"#0b6bcb","position":"left","title":"Acme","greeting":"Hi"}"##;
+        let t: Theme = serde_json::from_str(old).unwrap();
+        assert_eq!((t.locale.as_str(), t.sound, t.position.as_str()), ("", true, "left"));
+    }
+
+    #[test]
     fn locales() {
         for ok in ["", "de", "pt-BR", "zh-Hant-TW", "ar", "es-419", "fil"] {
             assert!(is_valid_locale(ok), "{ok}");

@@ -17,4 +17,5 @@ mod rest;
 mod socket;
 mod socket_abuse;
 mod tabs;
+mod widget_config;
 mod writes;
