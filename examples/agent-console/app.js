@@ -5,7 +5,7 @@
 // User data (names, messages, notes, offline messages) is always rendered with textContent,
 // never as HTML.
 import { countsAsUnread, createAgentClient } from "/sdk/index.js";
-import { linkParts } from "./links.js";
+import { linkParts } from "/widget/handoff_widget_links.js";
 import * as attention from "./attention.js";
 
 const TOKEN_KEY = "handoff.console.token";
@@ -767,7 +767,7 @@ function renderMessage(m) {
 }
 
 /**
- * A message's text as text nodes and safe links (`links.js`: http, https, mailto and
+ * A message's text as text nodes and safe links (`widget/loader/links.js`: http, https, mailto and
  * www. only), opened in a new tab without the opener or a referrer. Never HTML.
  */
 function linked(text) {

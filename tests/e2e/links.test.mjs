@@ -1,8 +1,8 @@
-// The console's link rule (examples/agent-console/links.js), without a browser: which parts of a
+// The link rule of the widget and the console (widget/loader/links.js), without a browser: which parts of a
 // message become links, and that hostile or broken input stays text.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { MAX_LINK_LENGTH, linkParts } from "../../examples/agent-console/links.js";
+import { MAX_LINK_LENGTH, linkParts } from "../../widget/loader/links.js";
 
 const links = (text) => linkParts(text).filter((p) => p.href).map((p) => [p.text, p.href]);
 

@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AgentApi, artifacts, eventually, launchBrowser, root, serveHostPage, serverBin, startServer } from "./harness.mjs";
+import { AgentApi, artifacts, axeViolations, eventually, launchBrowser, root, serveHostPage, serverBin, startServer } from "./harness.mjs";
 
 const W = "handoff-widget";
 let server;
@@ -43,6 +43,7 @@ before(async () => {
   pages["/aggressive"] = hostPage(server, { head: AGGRESSIVE_CSS });
   pages["/self-hosted-loader"] = hostPage(server, { src: "/widget.js" });
   pages["/widget.js"] = readFileSync(join(root, "widget/loader/widget.js"), "utf8");
+  pages["/de"] = hostPage(server).replace(" async>", ' data-locale="de" async>');
   browser = await launchBrowser();
   api = await AgentApi.login(server.base, server.agent);
 });
@@ -1004,3 +1005,311 @@ async function startSmtpSink() {
   await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
   return { port: server.address().port, mails, close: () => server.close() };
 }
+// The visitor's language: every text of the window from a catalog, chosen by Handoff.setLocale(),
+// the script tag's data-locale, the project's setting and the browser's languages, in that order.
+
+const W_ = (page, sel) => page.locator(`${W} ${sel}`);
+const placeholder = (page) => W_(page, ".composer textarea").getAttribute("placeholder");
+
+test("language: data-locale=de shows the window in German; English visitors fetch no catalog", async () => {
+  await setStatus("online");
+  const catalogs = [];
+  const de = await visitor({ path: "/de", wait: false });
+  de.page.on("request", (r) => { if (r.url().includes("/widget/i18n/")) catalogs.push(r.url()); });
+  const en = await visitor({ contextOptions: { locale: "en-US" } });
+  const enCatalogs = [];
+  en.page.on("request", (r) => { if (r.url().includes("/widget/i18n/")) enCatalogs.push(r.url()); });
+  try {
+    await eventually(async () => (await W_(de.page, ".launcher").getAttribute("aria-label")) === "Chat öffnen", { what: "a German launcher" });
+    await openChat(de.page);
+    assert.equal(await placeholder(de.page), "Nachricht schreiben…");
+    assert.equal(await W_(de.page, ".min").getAttribute("aria-label"), "Chat minimieren");
+    assert.equal(await W_(de.page, ".root").getAttribute("lang"), "de");
+    assert.equal(await W_(de.page, ".root").getAttribute("dir"), "ltr");
+    assert.equal(await W_(de.page, ".human").innerText(), "Mit einem Menschen sprechen");
+    assert.equal(await W_(de.page, ".log").getAttribute("aria-label"), "Nachrichten");
+    assert.deepEqual(de.problems, []);
+    // The English page downloaded no catalog (checked after it had time to).
+    await openChat(en.page);
+    assert.equal(await placeholder(en.page), "Write a message…");
+    assert.deepEqual(enCatalogs, []);
+    // The catalog has a content-hashed name: browsers may cache it for a year.
+    const url = await de.page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name).find((n) => n.includes("/widget/i18n/")));
+    assert.match(url, /\/widget\/i18n\/de\.[0-9a-f]{16}\.json$/);
+    const r = await fetch(url);
+    assert.match(r.headers.get("cache-control"), /immutable/);
+  } finally {
+    await de.context.close();
+    await en.context.close();
+  }
+});
+
+test("language: Arabic from the browser's languages is right-to-left and mirrored", async () => {
+  await setStatus("online");
+  const ar = await visitor({ contextOptions: { locale: "ar-EG", viewport: { width: 1200, height: 800 } } });
+  try {
+    await eventually(async () => (await W_(ar.page, ".root").getAttribute("dir")) === "rtl", { what: "dir=rtl" });
+    assert.equal(await W_(ar.page, ".launcher").getAttribute("aria-label"), "فتح الدردشة");
+    const launcher = await W_(ar.page, ".launcher").boundingBox();
+    assert.ok(launcher.x < 100, `the launcher sits in the left corner: ${launcher.x}`);
+    await openChat(ar.page);
+    assert.equal(await placeholder(ar.page), "اكتب رسالة…");
+    const panel = await W_(ar.page, ".panel").boundingBox();
+    assert.ok(panel.x < 100, `the window opens on the left: ${panel.x}`);
+    await say(ar.page, "مرحبا");
+    const mine = W_(ar.page, ".msg.me .body").last();
+    await mine.waitFor();
+    const box = await mine.boundingBox();
+    const log = await W_(ar.page, ".log").boundingBox();
+    assert.ok(box.x - log.x < 40, "own messages sit on the left (the end side in right-to-left)");
+    assert.deepEqual(ar.problems, []);
+  } finally {
+    await ar.context.close();
+  }
+});
+
+test("language: Handoff.setLocale() switches live (region tags fall back, unknown is English), and the project's setting applies", async () => {
+  const v = await visitor({ contextOptions: { locale: "en-US" } });
+  try {
+    await openChat(v.page);
+    assert.equal(await placeholder(v.page), "Write a message…");
+    await v.page.evaluate(() => window.Handoff.setLocale("fr"));
+    assert.equal(await placeholder(v.page), "Écrivez un message…");
+    assert.equal(await W_(v.page, ".min").getAttribute("aria-label"), "Réduire le chat");
+    await v.page.evaluate(() => window.Handoff.setLocale("pt-BR"));
+    assert.equal(await placeholder(v.page), "Escreva uma mensagem…");
+    await v.page.evaluate(() => window.Handoff.setLocale("ar"));
+    assert.equal(await W_(v.page, ".root").getAttribute("dir"), "rtl");
+    await v.page.evaluate(() => window.Handoff.setLocale("xx-YY"));
+    assert.equal(await placeholder(v.page), "Write a message…", "unknown: the browser's language, English");
+    assert.equal(await W_(v.page, ".root").getAttribute("dir"), "ltr");
+    assert.deepEqual(v.problems, []);
+  } finally {
+    await v.context.close();
+  }
+  const cli = (locale) => execFileSync(serverBin, ["project", "set", "--project", server.projectId, "--locale", locale], {
+    env: { ...process.env, DATABASE_URL: server.db, RUST_LOG: "warn" },
+    encoding: "utf8",
+  });
+  assert.throws(() => cli("<script>"), /expected a language tag/);
+  cli("es");
+  try {
+    const es = await visitor({ contextOptions: { locale: "de-DE" } });
+    const de = await visitor({ path: "/de", contextOptions: { locale: "fr-FR" } });
+    try {
+      await openChat(es.page);
+      assert.equal(await placeholder(es.page), "Escribe un mensaje…", "the project's setting over the browser's language");
+      await openChat(de.page);
+      assert.equal(await placeholder(de.page), "Nachricht schreiben…", "data-locale over the project's setting");
+    } finally {
+      await es.context.close();
+      await de.context.close();
+    }
+  } finally {
+    cli("auto");
+  }
+});
+
+test("language: a key missing from a catalog shows in English", async () => {
+  const context = await browser.newContext({ locale: "de-DE" });
+  await context.route("**/widget/i18n/de.*.json", (route) =>
+    route.fulfill({ contentType: "application/json", body: JSON.stringify({ _dir: "ltr", placeholder: "Schreib was…" }) }));
+  const page = await context.newPage();
+  try {
+    await page.goto(host.url);
+    await page.locator(`${W} .launcher`).waitFor();
+    await eventually(async () => (await W_(page, ".root").getAttribute("lang")) === "de-DE", { what: "German chosen" });
+    await openChat(page);
+    assert.equal(await placeholder(page), "Schreib was…");
+    assert.equal(await W_(page, ".min").getAttribute("aria-label"), "Minimize chat", "missing: English");
+    assert.equal(await W_(page, ".composer .send").innerText(), "Send");
+  } finally {
+    await context.close();
+  }
+});
+
+test("links: URLs in messages become safe links by the console's rule (one copy), built as DOM nodes", async () => {
+  await setStatus("online");
+  const v = await visitor();
+  try {
+    await openChat(v.page);
+    const text = "Docs: https://example.com/a?b=1. Mail mailto:help@acme.test or www.acme.test, not javascript:alert(1), https://bank.com@evil.com or <b>bold</b>";
+    await say(v.page, text);
+    const body = W_(v.page, ".msg.me .body").last();
+    await eventually(async () => (await body.innerText()) === text, { what: "the message" });
+    const anchors = await body.locator("a").evaluateAll((as) => as.map((a) => [a.textContent, a.getAttribute("href"), a.target, a.rel]));
+    const safe = ["_blank", "noopener noreferrer nofollow"];
+    assert.deepEqual(anchors, [
+      ["https://example.com/a?b=1", "https://example.com/a?b=1", ...safe],
+      ["mailto:help@acme.test", "mailto:help@acme.test", ...safe],
+      ["www.acme.test", "https://www.acme.test", ...safe],
+    ]);
+    assert.equal(await body.locator("b").count(), 0, "never HTML");
+    // The rule the widget ran is the file the console imports.
+    const served = await (await fetch(`${server.base}/widget/handoff_widget_links.js`)).text();
+    const loaded = await v.page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name).find((n) => n.includes("handoff_widget_links.")));
+    assert.equal(await (await fetch(loaded)).text(), served);
+    assert.match(readFileSync(join(root, "examples/agent-console/app.js"), "utf8"), /from "\/widget\/handoff_widget_links\.js"/);
+    assert.deepEqual(v.problems, []);
+  } finally {
+    await v.context.close();
+  }
+});
+
+test("time: each message shows its time in the visitor's locale and time zone, with day separators (Today, Yesterday, a date)", async () => {
+  await setStatus("online");
+  const zone = "Asia/Tokyo";
+  const v = await visitor({ contextOptions: { locale: "de-DE", timezoneId: zone } });
+  try {
+    await openChat(v.page);
+    await say(v.page, "Wann kommt das Zelt?");
+    const mine = W_(v.page, ".msg.me").last();
+    await eventually(async () => !(await mine.getAttribute("class")).includes("sending"), { what: "the message confirmed" });
+    // The time as the browser formats it there (German, Tokyo), from the message's own time.
+    const expected = (ms) => new Intl.DateTimeFormat("de-DE", { timeStyle: "short", timeZone: zone }).format(ms);
+    const shown = await mine.locator(".at").innerText();
+    assert.match(shown, /^\d{2}:\d{2}$/, "24-hour German time");
+    const now = Date.now();
+    assert.ok([expected(now), expected(now - 60_000)].includes(shown), `${shown} is Tokyo time`);
+    assert.deepEqual(await W_(v.page, ".log .day").allInnerTexts(), ["Heute"]);
+
+    // The same thread a day later (the browser's clock moved on): "Gestern"; three days later: the date.
+    await v.context.clock.setFixedTime(now + 86_400_000);
+    await v.page.reload();
+    await v.page.locator(`${W} .panel`).waitFor();
+    await eventually(async () => (await W_(v.page, ".log .day").allInnerTexts()).join() === "Gestern", { what: "Gestern" });
+    await v.context.clock.setFixedTime(now + 3 * 86_400_000);
+    await v.page.reload();
+    await v.page.locator(`${W} .panel`).waitFor();
+    const date = new Intl.DateTimeFormat("de-DE", { dateStyle: "medium", timeZone: zone }).format(now);
+    await eventually(async () => (await W_(v.page, ".log .day").allInnerTexts()).join() === date, { what: `the date ${date}` });
+    assert.deepEqual(v.problems, []);
+  } finally {
+    await v.context.close();
+  }
+});
+
+test("accessible: axe finds no violation in any state (chat, queued, assigned, resolved, offline form, right-to-left); keyboard: focus stays in the open window, Escape gives it back to the launcher", async () => {
+  for (const { conversation: c } of await api.call("GET", "/api/inbox")) {
+    if (c.status === "assigned") await api.call("POST", `/api/conversations/${c.id}/resolve`, {});
+  }
+  await setStatus("online");
+  const v = await visitor({ contextOptions: { bypassCSP: true } });
+  const check = async (state) => {
+    const violations = await axeViolations(v.page, { include: W });
+    assert.deepEqual(violations, [], `${state}: ${JSON.stringify(violations, null, 1)}`);
+  };
+  try {
+    await check("closed");
+    await openChat(v.page);
+    await check("chat");
+    await say(v.page, "I need a human, https://example.com/order/1");
+    await v.page.locator(`${W} .human`).click();
+    await until(v.page, (_, sub) => sub.includes("You are chatting with Ada Agent") || sub.includes("Waiting"), "queued or assigned");
+    await check("handed over");
+    const conv = await assignedConversation();
+    await api.call("POST", `/api/conversations/${conv.id}/messages`, { body: "Hello! Let me look.", client_msg_id: "e2e-axe-1" });
+    await until(v.page, (log) => log.includes("Let me look"), "the agent's answer");
+    await check("assigned");
+    await api.call("POST", `/api/conversations/${conv.id}/resolve`, {});
+    await until(v.page, (_, sub) => sub.includes("resolved"), "resolved");
+    await check("resolved");
+    // Keyboard: Tab from the last control wraps to the first; Escape closes and focuses the launcher.
+    const active = () => v.page.evaluate(() => document.querySelector("handoff-widget").shadowRoot.activeElement?.className ?? null);
+    for (let i = 0; i < 12; i += 1) {
+      await v.page.keyboard.press("Tab");
+      const inside = await v.page.evaluate(() => {
+        const root = document.querySelector("handoff-widget").shadowRoot;
+        return !!root.activeElement && root.querySelector(".panel").contains(root.activeElement);
+      });
+      assert.ok(inside, `Tab ${i + 1} stays in the window`);
+    }
+    await v.page.keyboard.press("Shift+Tab");
+    await v.page.keyboard.press("Escape");
+    assert.equal(await active(), "launcher");
+    // New messages are announced: the log is a polite live region.
+    assert.equal(await W_(v.page, ".log").getAttribute("aria-live"), "polite");
+    // The offline form and Arabic.
+    await setStatus("offline");
+    const off = await visitor({ contextOptions: { bypassCSP: true, locale: "ar" } });
+    try {
+      await off.page.locator(`${W} .launcher`).click();
+      await W_(off.page, ".offline").waitFor();
+      const violations = await axeViolations(off.page, { include: W });
+      assert.deepEqual(violations, [], `offline form: ${JSON.stringify(violations, null, 1)}`);
+    } finally {
+      await off.context.close();
+      await setStatus("online");
+    }
+  } finally {
+    await v.context.close();
+  }
+});
+
+test("sound and title: a new agent message while the window is minimized or the tab hidden chimes (unless the project turned it off) and counts in the title until seen", async () => {
+  for (const { conversation: c } of await api.call("GET", "/api/inbox")) {
+    if (c.status === "assigned") await api.call("POST", `/api/conversations/${c.id}/resolve`, {});
+  }
+  await setStatus("online");
+  const projectSet = (...args) => execFileSync(serverBin, ["project", "set", "--project", server.projectId, ...args], {
+    env: { ...process.env, DATABASE_URL: server.db, RUST_LOG: "warn" },
+    encoding: "utf8",
+  });
+  const run = async (label) => {
+    const v = await visitor({ wait: false });
+    // Count the chimes: every oscillator the page starts.
+    await v.page.evaluate(() => {
+      window.chimes = 0;
+      const make = AudioContext.prototype.createOscillator;
+      AudioContext.prototype.createOscillator = function () {
+        const o = make.call(this);
+        const start = o.start.bind(o);
+        o.start = (...a) => { window.chimes += 1; return start(...a); };
+        return o;
+      };
+    });
+    await v.page.locator(`${W} .launcher`).waitFor();
+    await openChat(v.page);
+    await say(v.page, `Hello (${label})`);
+    await v.page.locator(`${W} .human`).click();
+    await until(v.page, (_, sub) => sub.includes("You are chatting with Ada Agent"), "assignment");
+    const conv = await assignedConversation();
+    const post = (body) => api.call("POST", `/api/conversations/${conv.id}/messages`, { body, client_msg_id: `${label}-${body}` });
+    // Open and visible: no sound, the title stays.
+    await post("one");
+    await until(v.page, (log) => log.includes("one"), "one");
+    assert.equal(await v.page.title(), "Shop");
+    // Minimized: the count goes into the title; restored exactly when the window opens.
+    await v.page.locator(`${W} .min`).click();
+    await post("two");
+    await eventually(async () => (await v.page.title()) === "(1) Shop", { what: "(1) Shop" });
+    await post("three");
+    await eventually(async () => (await v.page.title()) === "(2) Shop", { what: "(2) Shop" });
+    const chimes = await v.page.evaluate(() => window.chimes);
+    await openChat(v.page);
+    await eventually(async () => (await v.page.title()) === "Shop", { what: "the title back" });
+    // Open in a hidden tab: counted until the tab is shown again.
+    await v.page.evaluate(() => {
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    await post("four");
+    await eventually(async () => (await v.page.title()) === "(1) Shop", { what: "(1) Shop while hidden" });
+    await v.page.evaluate(() => {
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    await eventually(async () => (await v.page.title()) === "Shop", { what: "the title back when shown" });
+    await api.call("POST", `/api/conversations/${conv.id}/resolve`, {});
+    assert.deepEqual(v.problems, []);
+    await v.context.close();
+    return chimes;
+  };
+  assert.ok((await run("on")) >= 1, "a chime while minimized");
+  projectSet("--sound", "off");
+  try {
+    assert.equal(await run("off"), 0, "no chime when the project turned the sound off");
+  } finally {
+    projectSet("--sound", "on");
+  }
+});

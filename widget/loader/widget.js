@@ -32,6 +32,12 @@
     close: () => void call("close", []),
     /** Binds a signed-in user of the site: `{user_id, name?, email?, hmac}`. */
     identify: (user) => call("identify", [user]),
+    /** Shows the widget in language `tag` (`de`, `pt-BR`, ...; `null`: back to the automatic choice), live. */
+    setLocale(tag) {
+      chosen = tag;
+      // A later switch wins over a slower earlier one.
+      return texts().then(([l, c, n]) => void (n === switches && call("locale", [l, c])));
+    },
     /** `fn(payload, name)` for the client's events (`"*"`: all); returns an unsubscribe function. */
     on(event, fn) {
       if (widget) return widget.on(event, fn);
@@ -40,6 +46,30 @@
       call("on", [event, fn]).then((u) => (dropped ? u() : (off = u)));
       return () => (off ? off() : (dropped = true));
     },
+  };
+  // The visitor's language: the first of Handoff.setLocale(), the script tag's data-locale, the
+  // project's setting and the browser's languages that the widget speaks (a region tag counts as
+  // its language: pt-BR is pt), else English. Its catalog is fetched only when it is not English.
+  let chosen = null;
+  let project = null;
+  let switches = 0;
+  const texts = () => {
+    const n = ++switches;
+    // The tag as given (`de-AT`) formats times and dates; its language picks the catalog.
+    let l = "en";
+    let tag = "en";
+    for (const t of [chosen, script.dataset.locale, project, ...(navigator.languages || [])]) {
+      const x = String(t || "").toLowerCase().split("-")[0];
+      if (/^(en|de|fr|es|pt|ar)$/.test(x)) {
+        l = x;
+        tag = /^[a-z]{2,3}(-[a-z0-9]{1,8})*$/i.test(t) ? t : x;
+        break;
+      }
+    }
+    const c = l === "en" ? null : fetch(`${base}/widget/i18n/${l}.json`).then((r) => (r.ok ? r.json() : null));
+    return Promise.resolve(c)
+      .catch(() => null)
+      .then((c) => [tag, c, n]);
   };
   // The session call, as the client would make it (the client checks the token still applies).
   let token = null;
@@ -53,6 +83,12 @@
   })
     .then((r) => r.text().then((text) => ({ ok: r.ok, token, text })))
     .catch(() => null);
+  const strings = session.then((a) => {
+    try {
+      project = JSON.parse(a.text).config.theme.locale;
+    } catch {}
+    return texts();
+  });
   let host = null;
   const draw = (a) => {
     if (widget || host || !a || !a.ok) return;
@@ -101,6 +137,9 @@ svg{width:28px;height:28px;fill:#fff}
       // A failed module fetch is remembered by the browser: a retry uses a fresh URL.
       const q = attempt ? `?retry=${attempt}` : "";
       const glue = import(`${base}/widget/handoff_widget.js${q}`);
+      // The rule that makes safe links of URLs in messages (shared with the agent console).
+      const links = import(`${base}/widget/handoff_widget_links.js${q}`);
+      links.catch(() => {});
       const wasm = fetch(`${base}/widget/handoff_widget_bg.wasm`);
       wasm.catch(() => {});
       glue.catch(() => {});
@@ -113,8 +152,11 @@ svg{width:28px;height:28px;fill:#fff}
       });
       const mod = await glue;
       await mod.default({ module_or_path: wasm });
+      const [lang, catalog] = await strings;
+      const { linkParts } = await links;
       const mount = () => {
-        widget = mod.mount(base, key, host, session);
+        widget = mod.mount(base, key, host, session, linkParts);
+        widget.locale(lang, catalog);
         for (const { name, args, ok, fail } of queued.splice(0)) {
           try {
             ok(widget[name](...args));

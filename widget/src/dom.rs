@@ -15,6 +15,8 @@ const SVG_NS: &str = "http://www.w3.org/2000/svg";
 /// nesting, then `tag|class`, then `|`-separated fields: `name=value` attributes (no `=` in a
 /// value), or the text.
 /// A line starting with `*` is an element the widget keeps (see the indices below, in order).
+/// A text or value starting with `@` is a key of the catalog ([`crate::i18n`]): [`build`] lists
+/// where each goes, and the view fills them in the visitor's language (again on a switch).
 /// A `d=` attribute (the launcher icon's path) takes [`ICON_CHAT`].
 const TREE: &str = "\
 *div|root|hidden=
@@ -23,45 +25,45 @@ const TREE: &str = "\
    div|titles
     *h2||Chat with us
     *p|sub|aria-live=polite
-   *button|min|×|type=button|aria-label=Minimize chat
+   *button|min|×|type=button|aria-label=@minimize
   *p|conn|role=status
-  *ol|log|role=log|aria-live=polite|aria-label=Messages
+  *ol|log|aria-live=polite|aria-label=@messages
   *p|typing|aria-live=polite
-  *form|offline|novalidate=|aria-label=Leave a message
-   p||No one is available right now. Leave a message and we will get back to you by email.
-   label||Name
+  *form|offline|novalidate=|aria-label=@leave
+   p||@away_form
+   label||@name
     *input||name=name|autocomplete=name|required=
-   label||Email
+   label||@email
     *input||name=email|type=email|autocomplete=email|required=
-   label||Message
+   label||@message
     *textarea||name=message|required=|maxlength=4000
    *p|error|role=alert|hidden=
-   *button||Send message|type=submit
-   *button|back|Back to the chat|type=button
+   *button||@send_message|type=submit
+   *button|back|@back|type=button
   *div|sent|role=status
    *p|
-   *button||Send another message|type=button
+   *button||@again|type=button
   *div|actions
-   *button|human|Talk to a human|type=button
+   *button|human|@human|type=button
   *form|rate
-   p||How was this conversation?
+   p||@rate_q
    div|stars
-    *button||★|type=button|aria-label=1 star
-    *button||★|type=button|aria-label=2 stars
-    *button||★|type=button|aria-label=3 stars
-    *button||★|type=button|aria-label=4 stars
-    *button||★|type=button|aria-label=5 stars
-   *textarea||placeholder=Comment (optional)|maxlength=1000
-   *button|act|Send feedback|type=submit
+    *button||★|type=button|aria-label=@star1
+    *button||★|type=button|aria-label=@star2
+    *button||★|type=button|aria-label=@star3
+    *button||★|type=button|aria-label=@star4
+    *button||★|type=button|aria-label=@star5
+   *textarea||placeholder=@rate_comment|maxlength=1000
+   *button|act|@rate_send|type=submit
   *div|mail
-   *input||type=email|placeholder=Your email|autocomplete=email|hidden=
-   *button|act|Email transcript|type=button
+   *input||type=email|placeholder=@your_email|autocomplete=email|hidden=
+   *button|act|@transcript|type=button
    *p|note|role=status
   *p|error|role=alert|hidden=
   *form|composer
-   *textarea||aria-label=Message|placeholder=Write a message…|rows=1|maxlength=4000
-   button|send|Send|type=submit
- *button|launcher|type=button|aria-label=Open chat|aria-expanded=false
+   *textarea||aria-label=@message|placeholder=@placeholder|rows=1|maxlength=4000
+   button|send|@send|type=submit
+ *button|launcher|type=button|aria-label=@open|aria-expanded=false
   svg||viewBox=0 0 24 24|aria-hidden=true
    *path||d=
   *span|badge|aria-hidden=true|hidden=";
@@ -126,9 +128,15 @@ pub(crate) const ICON_CHAT: &str =
 pub(crate) const ICON_CLOSE: &str =
     "M5.3 8.3a1 1 0 0 1 1.4 0L12 13.6l5.3-5.3a1 1 0 1 1 1.4 1.4l-6 6a1 1 0 0 1-1.4 0l-6-6a1 1 0 0 1 0-1.4z";
 
-/// Builds [`TREE`] (detached: the caller puts `els[ROOT]` on the page).
+/// Where a catalog text goes: the element, the attribute (`""`: it is a text node, its text) and
+/// the key.
+pub(crate) type Texts = Vec<(Element, &'static str, &'static str)>;
+
+/// Builds [`TREE`] (detached: the caller puts `els[ROOT]` on the page), and the list of its
+/// translated texts (left empty: the view fills them).
 #[inline(never)] // measured: inlined into `mount` the gzip is 640 B larger
-pub(crate) fn build(doc: &Document) -> Result<Els, JsValue> {
+pub(crate) fn build(doc: &Document) -> Result<(Els, Texts), JsValue> {
+    let mut texts = Vec::new();
     let mut kept = Vec::new();
     let mut stack: Vec<Element> = Vec::new();
     for line in TREE.split('\n') {
@@ -152,8 +160,19 @@ pub(crate) fn build(doc: &Document) -> Result<Els, JsValue> {
             let mut kv = f.split('=');
             match (kv.next(), kv.next()) {
                 (Some("d"), Some(_)) => set(&e, "d", ICON_CHAT),
-                (Some(k), Some(v)) => set(&e, k, v),
-                _ => set_text(&e, Some(f)),
+                (Some(k), Some(v)) => match v.strip_prefix('@') {
+                    Some(key) => texts.push((e.clone(), k, key)),
+                    None => set(&e, k, v),
+                },
+                _ => match f.strip_prefix('@') {
+                    // A text node of its own: a label's text goes without its input.
+                    Some(key) => {
+                        let t = call(doc, "createTextNode", &[&"".into()]).ok_or("createTextNode")?;
+                        add(&e, &t);
+                        texts.push((t.unchecked_into(), "", key));
+                    }
+                    None => set_text(&e, Some(f)),
+                },
             }
         }
         if let Some(parent) = stack.last() {
@@ -164,7 +183,8 @@ pub(crate) fn build(doc: &Document) -> Result<Els, JsValue> {
         }
         stack.push(e);
     }
-    Els::try_from(kept).map_err(|_| JsValue::from_str("widget markup"))
+    let els = Els::try_from(kept).map_err(|_| JsValue::from_str("widget markup"))?;
+    Ok((els, texts))
 }
 
 /// `<tag class="class">` (no class when empty). The tags are ours: valid (else a JS error).

@@ -7,6 +7,7 @@
 //! this crate is the view. [`model`] is the pure view model (tested natively); `ui` renders it.
 #![forbid(unsafe_code)]
 
+pub mod i18n;
 pub mod model;
 
 #[cfg(target_arch = "wasm32")]

@@ -37,7 +37,7 @@ pub enum BubbleChange {
 
 /// The widget's state.
 #[derive(Clone, Debug)]
-#[allow(clippy::struct_excessive_bools)] // independent view flags, each read on its own
+#[allow(clippy::struct_excessive_bools)] // independent facts the view shows, not states
 pub struct Model {
     /// Which body is shown.
     pub screen: Screen,
@@ -72,7 +72,17 @@ pub struct Model {
     pub email: bool,
     /// The highest `seq` an agent has read (read receipts).
     pub read_seq: u64,
+    /// The page's tab is hidden (`document.hidden`).
+    pub hidden: bool,
+    /// Agent and bot messages not seen yet because the window was minimized or the tab hidden:
+    /// the page title shows the count until the visitor sees them.
+    pub unseen: u32,
+    /// When (ms) the last sound played: at most one in [`SOUND_GAP_MS`].
+    pub sounded_at: f64,
 }
+
+/// The shortest time between two sounds (a burst of messages chimes once).
+pub const SOUND_GAP_MS: f64 = 2_000.0;
 
 impl Default for Model {
     fn default() -> Self {
@@ -92,6 +102,9 @@ impl Default for Model {
             rated: false,
             email: false,
             read_seq: 0,
+            hidden: false,
+            unseen: 0,
+            sounded_at: f64::NEG_INFINITY,
         }
     }
 }
@@ -165,6 +178,28 @@ impl Model {
         }
         self.unread += 1;
         true
+    }
+
+    /// An agent's or the bot's message `seq` arrived at `now` (ms): counts it as unseen while
+    /// the window is minimized or the tab hidden, and says whether to play the sound (`sound`:
+    /// the project's setting; once per [`SOUND_GAP_MS`]).
+    pub fn attention(&mut self, seq: u64, now: f64, sound: bool) -> bool {
+        if (self.open && !self.hidden) || seq <= self.seen_seq {
+            return false;
+        }
+        self.unseen += 1;
+        if !sound || now - self.sounded_at < SOUND_GAP_MS {
+            return false;
+        }
+        self.sounded_at = now;
+        true
+    }
+
+    /// The window is open in a visible tab: everything is seen (the title comes back).
+    pub fn looked(&mut self) {
+        if self.open && !self.hidden {
+            self.unseen = 0;
+        }
     }
 
     /// An own message is on its way (`message:queued`: sent, retried, or restored after a
@@ -270,34 +305,32 @@ impl Model {
         self.screen == Screen::Chat && matches!(self.status, None | Some(ConversationStatus::Bot))
     }
 
-    /// The line under the title.
-    pub fn status_line(&self) -> String {
+    /// The line under the title: a catalog key (see [`crate::i18n`]) and its placeholders.
+    pub fn status_line(&self) -> Line {
+        let line = |key| Line { key, args: Vec::new() };
         match (self.status, &self.agent, self.position) {
-            (Some(ConversationStatus::Assigned), Some(name), _) => join(&["You are chatting with ", name]),
-            (Some(ConversationStatus::Assigned), None, _) => "An agent has joined".to_owned(),
-            (Some(ConversationStatus::Queued), _, _) if self.agents_away => {
-                "Nobody is available right now. Leave your email and we will get back to you.".to_owned()
+            (Some(ConversationStatus::Assigned), Some(name), _) => {
+                Line { key: "chatting", args: vec![("{name}", name.clone())] }
             }
-            (Some(ConversationStatus::Queued), _, Some((pos, len))) => {
-                let (pos, len) = (decimal(pos.into()), decimal(len.into()));
-                join(&["Waiting for an agent: you are number ", &pos, " of ", &len, " in the queue"])
-            }
-            (Some(ConversationStatus::Queued), _, None) => "Waiting for an agent".to_owned(),
-            (Some(ConversationStatus::Resolved), _, _) => {
-                "This conversation is resolved. Write again to reopen it.".to_owned()
-            }
-            _ if self.screen == Screen::OfflineForm || self.screen == Screen::OfflineSent => {
-                "We are away right now. Leave a message and we will email you.".to_owned()
-            }
-            _ => "Our assistant answers right away; a human is one click away.".to_owned(),
+            (Some(ConversationStatus::Assigned), None, _) => line("agent_joined"),
+            (Some(ConversationStatus::Queued), _, _) if self.agents_away => line("nobody"),
+            (Some(ConversationStatus::Queued), _, Some((pos, len))) => Line {
+                key: "queue",
+                args: vec![("{pos}", decimal(pos.into())), ("{len}", decimal(len.into()))],
+            },
+            (Some(ConversationStatus::Queued), _, None) => line("waiting"),
+            (Some(ConversationStatus::Resolved), _, _) => line("resolved_line"),
+            _ if self.screen == Screen::OfflineForm || self.screen == Screen::OfflineSent => line("away"),
+            _ => line("bot_line"),
         }
     }
 
-    /// The connection notice, if one should show: nothing while connecting or connected.
+    /// The connection notice's catalog key, if one should show: nothing while connecting or
+    /// connected.
     pub fn connection_notice(&self) -> Option<&'static str> {
         match self.connection.as_str() {
-            "reconnecting" => Some("Reconnecting…"),
-            "polling" => Some("Live updates are slow on this network; messages still arrive."),
+            "reconnecting" => Some("reconnecting"),
+            "polling" => Some("polling"),
             _ => None,
         }
     }
@@ -312,8 +345,13 @@ impl Model {
     }
 }
 
-fn join(parts: &[&str]) -> String {
-    parts.concat()
+/// A text of the catalog ([`crate::i18n`]): its key and what fills its placeholders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// The catalog key.
+    pub key: &'static str,
+    /// `("{name}", value)` pairs.
+    pub args: Vec<(&'static str, String)>,
 }
 
 /// A decimal written by [`decimal`](handoff_protocol::ids::decimal) (only ASCII digits, no sign, no overflow), else `None`.
@@ -344,6 +382,35 @@ pub fn safe_color(color: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The line in English, its placeholders filled (as the view does in any language).
+    fn english(line: &Line) -> String {
+        line.args.iter().fold(crate::i18n::en(line.key), |t, (k, v)| t.replace(k, v))
+    }
+
+    #[test]
+    fn unseen_messages_count_while_minimized_or_hidden_and_chime_at_most_every_two_seconds() {
+        let mut m = Model::default();
+        m.open = true;
+        assert!(!m.attention(1, 0.0, true), "open in a visible tab: seen");
+        assert_eq!(m.unseen, 0);
+        m.hidden = true;
+        assert!(m.attention(2, 1_000.0, true), "hidden tab: sound");
+        assert!(!m.attention(3, 2_000.0, true), "within 2 s: counted, no second sound");
+        assert!(m.attention(4, 3_000.0, true));
+        assert_eq!(m.unseen, 3);
+        m.looked();
+        assert_eq!(m.unseen, 3, "still hidden");
+        m.hidden = false;
+        m.looked();
+        assert_eq!(m.unseen, 0, "seen: the title comes back");
+        m.open = false;
+        assert!(!m.attention(5, 10_000.0, false), "sound off");
+        assert_eq!(m.unseen, 1, "the title counts anyway");
+        m.seen_seq = 9;
+        assert!(!m.attention(9, 20_000.0, true), "already seen (a replay)");
+        assert_eq!(m.unseen, 1);
+    }
 
     #[test]
     fn unread_counts_only_agent_messages_after_the_last_seen_while_closed() {
@@ -441,18 +508,18 @@ mod tests {
         m.started(Some(ConversationStatus::Bot), None, false, false);
         assert!(m.offers_human());
         m.status_changed(ConversationStatus::Queued);
-        assert_eq!(m.status_line(), "Waiting for an agent");
+        assert_eq!(english(&m.status_line()), "Waiting for an agent");
         m.position = Some((2, 3));
-        assert_eq!(m.status_line(), "Waiting for an agent: you are number 2 of 3 in the queue");
+        assert_eq!(english(&m.status_line()), "Waiting for an agent: you are number 2 of 3 in the queue");
         assert!(!m.offers_human());
         m.agent = Some("Ada".into());
         m.status_changed(ConversationStatus::Assigned);
         assert_eq!(m.position, None);
-        assert_eq!(m.status_line(), "You are chatting with Ada");
+        assert_eq!(english(&m.status_line()), "You are chatting with Ada");
         m.typing = Some("Ada".into());
         m.status_changed(ConversationStatus::Resolved);
         assert_eq!((m.agent.as_deref(), m.typing.as_deref()), (None, None));
-        assert!(m.status_line().starts_with("This conversation is resolved"));
+        assert!(english(&m.status_line()).starts_with("This conversation is resolved"));
     }
 
     #[test]
@@ -460,7 +527,7 @@ mod tests {
         let mut m = Model { connection: "connecting".into(), ..Model::default() };
         assert_eq!(m.connection_notice(), None, "the first connect is not news");
         m.connection = "reconnecting".into();
-        assert_eq!(m.connection_notice(), Some("Reconnecting…"));
+        assert_eq!(m.connection_notice(), Some("reconnecting"));
         m.connection = "connected".into();
         assert_eq!(m.connection_notice(), None);
         m.connection = "polling".into();
@@ -560,7 +627,11 @@ mod tests {
         assert_eq!(m.screen, Screen::Chat);
         m.availability_changed(true);
         assert_eq!(m.screen, Screen::OfflineForm);
-        assert!(m.status_line().starts_with("Nobody is available right now"), "{}", m.status_line());
+        assert!(
+            english(&m.status_line()).starts_with("Nobody is available right now"),
+            "{}",
+            english(&m.status_line())
+        );
         assert!(m.can_chat(), "the chat stays one click away");
         // Queued while already unattended (the handoff raced the last agent leaving).
         let mut m = Model::default();
@@ -574,7 +645,11 @@ mod tests {
         // An agent comes online: back to the chat, waiting for them.
         m.availability_changed(false);
         assert_eq!(m.screen, Screen::Chat);
-        assert!(m.status_line().starts_with("Waiting for an agent"), "{}", m.status_line());
+        assert!(
+            english(&m.status_line()).starts_with("Waiting for an agent"),
+            "{}",
+            english(&m.status_line())
+        );
         // Taken while the form shows: the chat.
         m.availability_changed(true);
         assert_eq!(m.screen, Screen::OfflineForm);

@@ -20,7 +20,7 @@ use web_sys::{CssStyleSheet, Document, Element, Event, ShadowRoot, Storage};
 
 #[allow(clippy::wildcard_imports)] // the element indices
 use crate::dom::*;
-use crate::model::{decimal, parse_decimal, safe_color, BubbleChange, Model, Outgoing, Screen};
+use crate::model::{decimal, parse_decimal, safe_color, BubbleChange, Line, Model, Outgoing, Screen};
 
 /// `widget.css` without its comments and its layout whitespace (both would ship in the wasm),
 /// at compile time.
@@ -82,6 +82,27 @@ const OPEN_KEY: &str = "handoff.open";
 struct Ui {
     doc: Document,
     els: Els,
+    /// Where the window's catalog texts go (filled again when the language changes).
+    texts: Texts,
+    /// The visitor's catalog (a JSON object from `widget/i18n/`), or `null`: English.
+    strings: JsValue,
+    /// The English catalog ([`crate::i18n::EN`], parsed).
+    en: JsValue,
+    /// `linkParts` of `widget/loader/links.js` (from the loader), or `undefined`: plain text.
+    links: JsValue,
+    /// The visitor's language tag (`de-DE`; empty: the browser's) for the browser's
+    /// `Intl.DateTimeFormat`s: a message's time, a day's date, and a day's key (to compare).
+    tag: String,
+    fmt: [JsValue; 3],
+    /// The day (its key) of the live log's last message: a new day gets a separator first.
+    day: JsValue,
+    /// The project's `sound` setting.
+    sound: bool,
+    /// The `AudioContext` for the sound, made on the visitor's first click in the widget
+    /// (browsers let a page play sound only after a gesture).
+    audio: JsValue,
+    /// The page's own title while the widget shows the unseen count in it (`null`: not shown).
+    title: RefCell<JsValue>,
     sheet: CssStyleSheet,
     model: Model,
     /// Rendered message ids (live events and send answers both carry the message).
@@ -145,6 +166,8 @@ impl std::fmt::Debug for Widget {
 // own session call (`host`, or `null`), and that call's answer (`session`: a promise of `{ok,
 // token, text}`, or `null`): the widget builds into that shadow root and swaps its launcher in
 // when its session is up, with no frame in between, using that answer instead of a second call.
+// `links` is `linkParts` of the shared link rule (`widget/loader/links.js`); without it messages
+// show as plain text.
 //
 // # Errors
 // When the page has no `document.body` or the client options are invalid.
@@ -155,6 +178,7 @@ pub fn mount(
     project_key: String,
     host: Option<Element>,
     session: JsValue,
+    links: JsValue,
 ) -> Result<Widget, JsValue> {
     let window = web_sys::window().ok_or("no window")?;
     let doc = window.document().ok_or("no document")?;
@@ -167,7 +191,7 @@ pub fn mount(
 
     let sheet = CssStyleSheet::new()?;
     call(&sheet, "replaceSync", &[&stylesheet("#2563eb").into()]).ok_or("replaceSync")?;
-    let els = build(&doc)?;
+    let (els, texts) = build(&doc)?;
     // The loader's launcher stays (with its stylesheet) until the session is up; the widget's
     // root waits hidden beside it (the loader's sheet hides `[hidden]` too).
     let theirs = host.filter(|h| flag(h, &["isConnected"]) == Some(true)).and_then(|h| {
@@ -195,6 +219,16 @@ pub fn mount(
     let ui = Rc::new(RefCell::new(Ui {
         doc,
         els,
+        texts,
+        strings: JsValue::NULL,
+        en: js_sys::JSON::parse(crate::i18n::EN)?,
+        links,
+        tag: String::new(),
+        fmt: [JsValue::NULL, JsValue::NULL, JsValue::NULL],
+        day: JsValue::NULL,
+        sound: true,
+        audio: JsValue::NULL,
+        title: RefCell::new(JsValue::NULL),
         sheet,
         model: Model::default(),
         shown: Vec::new(),
@@ -217,6 +251,7 @@ pub fn mount(
         seen: None,
     }));
     let w = Widget { client, ui };
+    w.ui.borrow_mut().localize();
     w.wire();
     let started = w.clone();
     spawn(Box::pin(async move { started.start().await }));
@@ -236,6 +271,7 @@ impl Widget {
         }
         let last = ui.last_seq;
         let seen = ui.model.opened(last);
+        ui.model.looked();
         ui.remember_seen(seen);
         if let Some(s) = &ui.session {
             let _ = s.set_item(OPEN_KEY, "1");
@@ -302,6 +338,18 @@ impl Widget {
         promise
     }
 
+    // Shows the window in language `lang` from its catalog `strings` (a flat object of texts by
+    // key; `null`: English), live; the loader picks the language and fetches the catalog.
+    #[wasm_bindgen(skip_jsdoc)]
+    pub fn locale(&self, lang: &str, strings: JsValue) {
+        let mut ui = self.ui.borrow_mut();
+        ui.strings = if strings.is_object() { strings } else { JsValue::NULL };
+        set(&ui.els[ROOT], "lang", lang);
+        lang.clone_into(&mut ui.tag);
+        ui.localize();
+        ui.render();
+    }
+
     // `fn(payload, name)` for the client's events (`"*"`: all); returns an unsubscribe function.
     #[wasm_bindgen(skip_jsdoc)]
     pub fn on(&self, event: String, f: Function) -> Function {
@@ -357,6 +405,7 @@ impl Widget {
         }
         let first = get(&ui.els[LOG], &["firstChild"]).unwrap_or(JsValue::NULL);
         let mut items: Vec<Element> = Vec::new();
+        let mut day = JsValue::NULL;
         for h in list.iter().rev() {
             let id = text(&h, &["conversation", "id"]);
             if id.is_none() || id == ui.conversation {
@@ -365,12 +414,7 @@ impl Widget {
             let when = get(&h, &["conversation", "created_at"]).and_then(|v| v.as_f64()).unwrap_or(0.0);
             let date = js_sys::Date::new(&JsValue::from_f64(when));
             let date = call(&date, "toDateString", &[]).and_then(|d| d.as_string()).unwrap_or_default();
-            items.push(text_el(
-                &ui.doc,
-                "li",
-                "sys old",
-                &["Earlier conversation, ", date.as_str()].concat(),
-            ));
+            items.push(text_el(&ui.doc, "li", "sys old", &ui.tf("earlier", &[("{date}", &date)])));
             let events = get(&h, &["events"])
                 .filter(Array::is_array)
                 .map(JsCast::unchecked_into::<Array>)
@@ -382,12 +426,17 @@ impl Widget {
                 let m = get(&e, &["payload", "message"]).unwrap_or(JsValue::NULL);
                 let body = text(&m, &["body"]).unwrap_or_default();
                 let kind = text(&m, &["author", "kind"]).unwrap_or_default();
+                let at = created(&m);
+                if let Some(line) = ui.day_line(&mut day, at) {
+                    set(&line, "class", "day old");
+                    items.push(line);
+                }
                 let b = match kind.as_str() {
-                    "customer" => bubble(&ui.doc, "msg me old", "", &body),
-                    "bot" => bubble(&ui.doc, "msg bot old", "Assistant", &body),
+                    "customer" => ui.bubble("msg me old", "", &body, at),
+                    "bot" => ui.bubble("msg bot old", &ui.t("assistant"), &body, at),
                     _ => {
-                        let who = text(&m, &["author", "name"]).unwrap_or_else(|| "Agent".to_owned());
-                        bubble(&ui.doc, "msg agent old", &who, &body)
+                        let who = text(&m, &["author", "name"]).unwrap_or_else(|| ui.t("agent"));
+                        ui.bubble("msg agent old", &who, &body, at)
                     }
                 };
                 items.push(b);
@@ -414,7 +463,7 @@ impl Widget {
             set(&ui.els[PANEL], "aria-label", &title);
             let greeting = theme("greeting");
             if !greeting.is_empty() {
-                let bubble = bubble(&ui.doc, "msg greeting", &title, &greeting);
+                let bubble = ui.bubble("msg greeting", &title, &greeting, 0.0);
                 add(&ui.els[LOG], &bubble);
             }
             if let Some(id) = text(session, &["conversation", "id"]) {
@@ -466,14 +515,38 @@ impl Widget {
         for kind in ["click", "keydown", "submit", "input", "focusout"] {
             let _ = ui.els[ROOT].add_event_listener_with_callback(kind, on_dom.as_ref().unchecked_ref());
         }
+        let _ = ui.doc.add_event_listener_with_callback("visibilitychange", on_dom.as_ref().unchecked_ref());
+        ui.model.hidden = flag(&ui.doc, &["hidden"]) == Some(true);
         ui.on_dom = Some(on_dom);
         ui.on_event = Some(on_event);
     }
 
     /// One DOM event in the window, by kind and by which of its elements it concerns.
+    /// The tab shown or hidden (`visibilitychange`: `true`, handled), or a click (the gesture
+    /// that lets the widget make its audio).
+    fn page_event(&self, kind: &str) -> bool {
+        let Ok(mut ui) = self.ui.try_borrow_mut() else { return false };
+        if kind == "visibilitychange" {
+            ui.model.hidden = flag(&ui.doc, &["hidden"]) == Some(true);
+            ui.model.looked();
+            ui.render();
+            return true;
+        }
+        if kind == "click" && ui.sound && !ui.audio.is_object() {
+            let ctor = get(&js_sys::global(), &["AudioContext"]).unwrap_or_default();
+            if let Ok(a) = Reflect::construct(ctor.unchecked_ref::<Function>(), &Array::new()) {
+                ui.audio = a;
+            }
+        }
+        false
+    }
+
     fn dom_event(&self, ev: &Event) {
-        let Some(target) = get(ev, &["target"]).and_then(|t| t.dyn_into::<Element>().ok()) else { return };
         let kind = text(ev, &["type"]).unwrap_or_default();
+        if self.page_event(&kind) {
+            return;
+        }
+        let Some(target) = get(ev, &["target"]).and_then(|t| t.dyn_into::<Element>().ok()) else { return };
         let (which, in_panel) = {
             // Busy: an event the widget's own work fired at once (the `focusout` of a focused
             // button it removes), none it handles.
@@ -497,7 +570,11 @@ impl Widget {
                     self.open();
                 }
             }
-            ("click", MIN) => self.close(),
+            ("click", MIN) => {
+                self.close();
+                let launcher = self.ui.borrow().els[LAUNCHER].clone();
+                focus(&launcher);
+            }
             ("click", STAR1..=STAR5) => {
                 let mut ui = self.ui.borrow_mut();
                 ui.stars = u8::try_from(which - STAR1 + 1).unwrap_or(0);
@@ -519,6 +596,26 @@ impl Widget {
                     self.close();
                     let launcher = self.ui.borrow().els[LAUNCHER].clone();
                     focus(&launcher);
+                } else if key.as_deref() == Some("Tab") && in_panel {
+                    // Focus stays in the open window: past its last control to its first, and
+                    // back from its first to its last.
+                    let panel = self.ui.borrow().els[PANEL].clone();
+                    let all = call(&panel, "querySelectorAll", &[&"button,textarea,input,a[href]".into()])
+                        .map(|l| Array::from(&l))
+                        .unwrap_or_default();
+                    let shown: Vec<JsValue> = all
+                        .iter()
+                        .filter(|e| call(e, "checkVisibility", &[]).and_then(|v| v.as_bool()) == Some(true))
+                        .collect();
+                    let back = flag(ev, &["shiftKey"]) == Some(true);
+                    let edge = if back { shown.first() } else { shown.last() };
+                    let to = if back { shown.last() } else { shown.first() };
+                    if let (Some(edge), Some(to)) = (edge, to) {
+                        if get(ev, &["target"]).as_ref() == Some(edge) {
+                            prevent(ev);
+                            focus(to.unchecked_ref());
+                        }
+                    }
                 } else if which == INPUT
                     && key.as_deref() == Some("Enter")
                     && flag(ev, &["shiftKey"]) == Some(false)
@@ -593,18 +690,18 @@ impl Widget {
                 if let Some(status) = text(p, &["status"]).and_then(|s| ConversationStatus::parse(&s)) {
                     ui.model.status_changed(status);
                     let line = match status {
-                        ConversationStatus::Queued => Some("Waiting for a human agent…"),
-                        ConversationStatus::Resolved => Some("The conversation was resolved."),
+                        ConversationStatus::Queued => Some("waiting_human"),
+                        ConversationStatus::Resolved => Some("resolved"),
                         _ => None,
                     };
                     if let Some(line) = line {
-                        ui.system(line);
+                        ui.system(&ui.t(line));
                     }
                 }
             }
             "conversation:assigned" => {
                 if let Some(name) = text(p, &["agent", "name"]) {
-                    ui.system(&[name.as_str(), " joined the conversation"].concat());
+                    ui.system(&ui.tf("joined", &[("{name}", &name)]));
                     ui.model.agent = Some(name);
                 }
             }
@@ -618,7 +715,7 @@ impl Widget {
                 let typing =
                     Reflect::get(p, &"is_typing".into()).ok().and_then(|v| v.as_bool()) == Some(true);
                 ui.model.typing =
-                    typing.then(|| text(p, &["actor", "name"]).unwrap_or_else(|| "Someone".to_owned()));
+                    typing.then(|| text(p, &["actor", "name"]).unwrap_or_else(|| ui.t("someone")));
             }
             "conversation:rated" => ui.model.rated = true,
             "availability:changed" => {
@@ -684,9 +781,7 @@ impl Widget {
                         set_prop(&ui.els[INPUT], "value", &JsValue::from_str(&body));
                     }
                     let why = text(&e, &["message"]).unwrap_or_default();
-                    ui.error(Some(
-                        &["Not sent (", why.as_str(), "). Your text is back in the box: try again."].concat(),
-                    ));
+                    ui.error(Some(&ui.tf("not_sent_back", &[("{why}", &why)])));
                 }
             }
         }));
@@ -787,30 +882,29 @@ impl Widget {
             }
             (MAIL_SEND, Ok(sent), _) => {
                 let to = text(sent, &["email"]).unwrap_or_default();
-                set_text(&ui.els[MAIL_NOTE], Some(&["Transcript sent to ", to.as_str(), "."].concat()));
+                set_text(&ui.els[MAIL_NOTE], Some(&ui.tf("transcript_sent", &[("{email}", &to)])));
             }
             (MAIL_SEND, _, Some("validation_failed")) => {
                 // No address known, or a bad one typed: the field asks for one.
                 show(&ui.els[MAIL_TO], true);
                 focus(&ui.els[MAIL_TO]);
-                set_text(
-                    &ui.els[MAIL_NOTE],
-                    Some("Please enter a valid email address, like you@example.com."),
-                );
+                set_text(&ui.els[MAIL_NOTE], Some(&ui.t("need_email")));
             }
             (RATE, Ok(_), _) => {
                 ui.model.rated = true;
-                ui.system("Thanks for your feedback!");
+                let thanks = ui.t("rating_thanks");
+                ui.system(&thanks);
             }
             (RATE, _, Some("already_rated")) => ui.model.rated = true,
-            (_, Err(e), _) => ui.error(Some(&failure(e))),
+            (_, Err(e), _) => ui.error(Some(&ui.failure(e))),
             _ => {}
         }
         ui.render();
     }
 
     fn failed(&self, e: &JsValue) {
-        self.ui.borrow_mut().error(Some(&failure(e)));
+        let ui = self.ui.borrow();
+        ui.error(Some(&ui.failure(e)));
     }
 
     /// The offline form: checked here first, sent, and kept as typed when the send fails.
@@ -822,13 +916,9 @@ impl Widget {
             let email = value(&e[OFF_EMAIL]).trim().to_owned();
             let message = value(&e[OFF_MESSAGE]).trim().to_owned();
             let checks: [(&Element, bool, &str); 3] = [
-                (&e[OFF_NAME], !name.is_empty(), "Please enter your name."),
-                (
-                    &e[OFF_EMAIL],
-                    is_valid_email(&email),
-                    "Please enter a valid email address, like you@example.com.",
-                ),
-                (&e[OFF_MESSAGE], validate_body(&message).is_ok(), "Please write a message."),
+                (&e[OFF_NAME], !name.is_empty(), "need_name"),
+                (&e[OFF_EMAIL], is_valid_email(&email), "need_email"),
+                (&e[OFF_MESSAGE], validate_body(&message).is_ok(), "need_message"),
             ];
             let mut first_error = None;
             for (field, ok, why) in checks {
@@ -838,7 +928,7 @@ impl Widget {
                 }
             }
             if let Some((field, why)) = first_error {
-                set_text(&e[OFF_ERROR], Some(why));
+                set_text(&e[OFF_ERROR], Some(&ui.t(why)));
                 show(&e[OFF_ERROR], true);
                 drop(ui); // focus events run the widget's listener at once
                 focus(&field);
@@ -846,7 +936,7 @@ impl Widget {
             }
             show(&e[OFF_ERROR], false);
             set(&e[OFF_SUBMIT], "disabled", "");
-            set_text(&e[OFF_SUBMIT], Some("Sending…"));
+            set_text(&e[OFF_SUBMIT], Some(&ui.t("sending")));
             (name, email, message)
         };
         let form = Object::new();
@@ -856,26 +946,18 @@ impl Widget {
         let r = JsFuture::from(self.client.send_offline_message(&form)).await;
         let mut ui = self.ui.borrow_mut();
         unset(&ui.els[OFF_SUBMIT], "disabled");
-        set_text(&ui.els[OFF_SUBMIT], Some("Send message"));
+        set_text(&ui.els[OFF_SUBMIT], Some(&ui.t("send_message")));
         match r {
             Ok(_) => {
-                let thanks = [
-                    "Thanks, ",
-                    name.as_str(),
-                    "! We got your message and will reply to ",
-                    email.as_str(),
-                    ".",
-                ]
-                .concat();
+                let thanks = ui.tf("thanks", &[("{name}", &name), ("{email}", &email)]);
                 set_text(&ui.els[SENT_TEXT], Some(&thanks));
                 set_prop(&ui.els[OFF_MESSAGE], "value", &JsValue::from_str(""));
                 ui.model.screen = Screen::OfflineSent;
                 ui.render();
             }
             Err(e) => {
-                let why = text(&e, &["message"]).unwrap_or_else(|| "network error".to_owned());
-                let msg =
-                    ["Your message was not sent (", why.as_str(), "). Nothing is lost: try again."].concat();
+                let why = text(&e, &["message"]).unwrap_or_else(|| ui.t("network"));
+                let msg = ui.tf("offline_failed", &[("{why}", &why)]);
                 set_text(&ui.els[OFF_ERROR], Some(&msg));
                 show(&ui.els[OFF_ERROR], true);
             }
@@ -884,6 +966,128 @@ impl Widget {
 }
 
 impl Ui {
+    /// The text of catalog `key` in the visitor's language, else in English.
+    #[inline(never)]
+    fn t(&self, key: &str) -> String {
+        text(&self.strings, &[key]).or_else(|| text(&self.en, &[key])).unwrap_or_default()
+    }
+
+    /// "Something went wrong (why). Please try again.", in the visitor's language.
+    fn failure(&self, e: &JsValue) -> String {
+        let why = text(e, &["message"]).unwrap_or_else(|| self.t("network"));
+        self.tf("wrong", &[("{why}", &why)])
+    }
+
+    /// [`Ui::t`] with its placeholders (`{name}`) filled by the browser (no string searching in
+    /// the wasm).
+    #[inline(never)]
+    fn tf(&self, key: &str, args: &[(&str, &str)]) -> String {
+        let mut s = js_sys::JsString::from(self.t(key));
+        for (k, v) in args {
+            // Split and join: a `$&` in a name stays as typed (`replaceAll` would expand it).
+            s = s.split(k).join(v);
+        }
+        s.into()
+    }
+
+    /// A message bubble: `<li class><span class=who>who</span><p class=body>body</p></li>`, as
+    /// text and safe links: the parts the shared link rule (`widget/loader/links.js`, the
+    /// console's too) finds become `<a href target=_blank rel="noopener noreferrer nofollow">`
+    /// with the part as their text. Never HTML.
+    fn bubble(&self, class: &str, who: &str, body: &str, at: f64) -> Element {
+        let doc = &self.doc;
+        let li = el(doc, "li", class);
+        if !who.is_empty() {
+            add(&li, &text_el(doc, "span", "who", who));
+        }
+        let p = el(doc, "p", "body");
+        let parts = self.links.dyn_ref::<Function>().and_then(|f| f.call1(&JsValue::NULL, &body.into()).ok());
+        match parts.filter(Array::is_array).map(JsCast::unchecked_into::<Array>) {
+            Some(parts) => {
+                for part in parts.iter() {
+                    let t = text(&part, &["text"]).unwrap_or_default();
+                    match text(&part, &["href"]) {
+                        Some(href) => {
+                            let a = text_el(doc, "a", "", &t);
+                            set(&a, "href", &href);
+                            set(&a, "target", "_blank");
+                            set(&a, "rel", "noopener noreferrer nofollow");
+                            add(&p, &a);
+                        }
+                        None => {
+                            call(&p, "append", &[&t.into()]);
+                        }
+                    }
+                }
+            }
+            None => set_text(&p, Some(body)),
+        }
+        add(&li, &p);
+        if at > 0.0 {
+            add(&li, &text_el(doc, "span", "at", &self.format(0, at)));
+        }
+        li
+    }
+
+    /// `ms` (since the epoch) by formatter `i` of [`Ui::fmt`], in the visitor's time zone.
+    fn format(&self, i: usize, ms: f64) -> String {
+        call(&self.fmt[i], "format", &[&ms.into()]).and_then(|s| s.as_string()).unwrap_or_default()
+    }
+
+    /// The separator to put before a message of time `ms` when it starts another day than
+    /// `last` (that day's key; updated): "Today", "Yesterday" or the date.
+    fn day_line(&self, last: &mut JsValue, ms: f64) -> Option<Element> {
+        let key = JsValue::from_str(&self.format(2, ms));
+        if *last == key {
+            return None;
+        }
+        *last = key.clone();
+        let now = js_sys::Date::now();
+        let label = if key == JsValue::from_str(&self.format(2, now)) {
+            self.t("today")
+        } else if key == JsValue::from_str(&self.format(2, now - 86_400_000.0)) {
+            self.t("yesterday")
+        } else {
+            self.format(1, ms)
+        };
+        Some(text_el(&self.doc, "li", "day", &label))
+    }
+
+    /// Appends a live message's bubble, after a day separator when it starts a day.
+    fn append(&mut self, bubble: &Element, ms: f64) {
+        let mut day = std::mem::take(&mut self.day);
+        if let Some(line) = self.day_line(&mut day, ms) {
+            add(&self.els[LOG], &line);
+        }
+        self.day = day;
+        add(&self.els[LOG], bubble);
+    }
+
+    /// Fills the window's catalog texts and its direction (`_dir`: `rtl` mirrors the layout).
+    fn localize(&mut self) {
+        let locales = if self.tag.is_empty() { JsValue::UNDEFINED } else { JsValue::from_str(&self.tag) };
+        let intl = get(&js_sys::global(), &["Intl", "DateTimeFormat"]).unwrap_or_default();
+        for (i, (k, v)) in
+            [("timeStyle", "short"), ("dateStyle", "medium"), ("dateStyle", "short")].into_iter().enumerate()
+        {
+            let opts = Object::new();
+            set_prop(&opts, k, &v.into());
+            if let Ok(f) = Reflect::construct(intl.unchecked_ref::<Function>(), &Array::of2(&locales, &opts))
+            {
+                self.fmt[i] = f;
+            }
+        }
+        for (e, name, key) in &self.texts {
+            let t = self.t(key);
+            if name.is_empty() {
+                set_text(e, Some(&t));
+            } else {
+                set(e, name, &t);
+            }
+        }
+        set(&self.els[ROOT], "dir", &self.t("_dir"));
+    }
+
     /// Another user signed in on this browser and the client started a new visitor: nothing of
     /// the previous user's stays on screen (log but the greeting, draft, open conversation,
     /// earlier transcripts, unread badge); the window stays as open as it was.
@@ -918,6 +1122,7 @@ impl Ui {
         m.email = flag("email");
         m.rated = count(&conv, &["rating", "rating"]).is_some();
         m.read(count(&conv, &["agent_read_seq"]).unwrap_or(0));
+        self.sound = get(session, &["config", "theme", "sound"]).and_then(|v| v.as_bool()) != Some(false);
     }
 
     /// Renders a message once (by id); an own message replaces its "sending" bubble.
@@ -930,6 +1135,7 @@ impl Ui {
         let body = text(m, &["body"]).unwrap_or_default();
         let kind = text(m, &["author", "kind"]).unwrap_or_default();
         let seq = count(m, &["seq"]).unwrap_or(0);
+        let at = created(m);
         let mine = kind == "customer";
         let bubble = if mine {
             let class = "msg me";
@@ -948,15 +1154,18 @@ impl Ui {
                 // Keep the log in server order: the confirmed message goes to the end.
                 el
             } else {
-                bubble(&self.doc, class, "", &body)
+                self.bubble(class, "", &body, at)
             }
         } else {
             let who = text(m, &["author", "name"])
-                .unwrap_or_else(|| if kind == "bot" { "Assistant" } else { "Agent" }.to_owned());
+                .unwrap_or_else(|| self.t(if kind == "bot" { "assistant" } else { "agent" }));
             self.model.typing = None;
-            bubble(&self.doc, if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body)
+            if self.model.attention(seq, js_sys::Date::now(), self.sound) {
+                self.chime();
+            }
+            self.bubble(if kind == "bot" { "msg bot" } else { "msg agent" }, &who, &body, at)
         };
-        add(&self.els[LOG], &bubble);
+        self.append(&bubble, at);
         if mine {
             self.mine.push((seq, bubble.clone()));
             self.place_seen();
@@ -975,9 +1184,10 @@ impl Ui {
     fn outgoing_bubble(&mut self, cid: &str, body: &str, change: BubbleChange, can_retry: bool) {
         let li = match change {
             BubbleChange::Add => {
-                let b = bubble(&self.doc, "msg me sending", "", body);
+                let now = js_sys::Date::now();
+                let b = self.bubble("msg me sending", "", body, now);
                 set(&b, "data-cid", cid);
-                add(&self.els[LOG], &b);
+                self.append(&b, now);
                 self.outgoing.push((cid.to_owned(), b.clone()));
                 self.scroll();
                 b
@@ -998,16 +1208,16 @@ impl Ui {
         set(&li, "class", "msg me failed");
         if can_retry {
             let fail = el(&self.doc, "div", "fail");
-            let note = text_el(&self.doc, "span", "", "Not sent.");
+            let note = text_el(&self.doc, "span", "", &self.t("not_sent"));
             let button = |text: &str, act: &str, label: &str| {
-                let b = text_el(&self.doc, "button", "", text);
+                let b = text_el(&self.doc, "button", "", &self.t(text));
                 set(&b, "type", "button");
                 set(&b, "data-act", act);
-                set(&b, "aria-label", label);
+                set(&b, "aria-label", &self.t(label));
                 b
             };
-            let retry = button("Retry", "retry", "Retry sending this message");
-            let discard = button("Discard", "discard", "Discard this message");
+            let retry = button("retry", "retry", "retry_label");
+            let discard = button("discard", "discard", "discard_label");
             append(&fail, &[&note, &retry, &discard]);
             add(&li, &fail);
         }
@@ -1022,8 +1232,12 @@ impl Ui {
     /// Puts the one "Seen" line under the visitor's last message an agent has read.
     fn place_seen(&mut self) {
         if let Some((_, li)) = self.mine.iter().rev().find(|(seq, _)| self.model.is_read(*seq)) {
-            let doc = &self.doc;
-            add(li, self.seen.get_or_insert_with(|| text_el(doc, "span", "seen", "Seen")));
+            if self.seen.is_none() {
+                self.seen = Some(text_el(&self.doc, "span", "seen", &self.t("seen")));
+            }
+            if let Some(seen) = &self.seen {
+                add(li, seen);
+            }
         }
     }
 
@@ -1058,8 +1272,46 @@ impl Ui {
         }
     }
 
+    /// A short two-tone chime (Web Audio, no file), when the visitor's click made the audio.
+    fn chime(&self) {
+        let ctx = &self.audio;
+        let (Some(osc), Some(gain)) = (call(ctx, "createOscillator", &[]), call(ctx, "createGain", &[]))
+        else {
+            return;
+        };
+        call(ctx, "resume", &[]);
+        let t = get(ctx, &["currentTime"]).and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let f = get(&osc, &["frequency"]).unwrap_or_default();
+        call(&f, "setValueAtTime", &[&880.0.into(), &t.into()]);
+        call(&f, "setValueAtTime", &[&1320.0.into(), &(t + 0.09).into()]);
+        let g = get(&gain, &["gain"]).unwrap_or_default();
+        call(&g, "setValueAtTime", &[&0.08.into(), &t.into()]);
+        call(&g, "exponentialRampToValueAtTime", &[&0.001.into(), &(t + 0.3).into()]);
+        call(&osc, "connect", &[&gain]);
+        call(&gain, "connect", &[&get(ctx, &["destination"]).unwrap_or_default()]);
+        call(&osc, "start", &[&t.into()]);
+        call(&osc, "stop", &[&(t + 0.3).into()]);
+    }
+
+    /// The page title: `(2) Title` while messages are unseen, the page's own title (exactly as
+    /// it was) once they are seen.
+    fn retitle(&self) {
+        let mut saved = self.title.borrow_mut();
+        if self.model.unseen > 0 {
+            if saved.is_null() {
+                *saved = get(&self.doc, &["title"]).unwrap_or_default();
+            }
+            let own = saved.as_string().unwrap_or_default();
+            let n = decimal(self.model.unseen.into());
+            set_prop(&self.doc, "title", &["(", n.as_str(), ") ", own.as_str()].concat().into());
+        } else if !saved.is_null() {
+            set_prop(&self.doc, "title", &std::mem::replace(&mut *saved, JsValue::NULL));
+        }
+    }
+
     /// Puts the model on the page.
     fn render(&self) {
+        self.retitle();
         let m = &self.model;
         let e = &self.els;
         let mut class = String::from("root");
@@ -1075,21 +1327,23 @@ impl Ui {
         set_text(&e[BADGE], Some(&badge));
         show(&e[BADGE], !badge.is_empty());
         let label = match (m.open, badge.as_str()) {
-            (true, _) => "Minimize chat".to_owned(),
-            (false, "") => "Open chat".to_owned(),
-            (false, n) => ["Open chat, ", n, " unread"].concat(),
+            (true, _) => self.t("minimize"),
+            (false, "") => self.t("open"),
+            (false, n) => self.tf("open_unread", &[("{n}", n)]),
         };
         set(&e[LAUNCHER], "aria-label", &label);
         set(&e[LAUNCHER], "aria-expanded", if m.open { "true" } else { "false" });
         set(&e[ICON], "d", if m.open { ICON_CLOSE } else { ICON_CHAT });
-        set_text(&e[SUB], Some(&m.status_line()));
-        let notice = m.connection_notice();
-        set_text(&e[CONN], notice);
+        let Line { key, args } = m.status_line();
+        let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        set_text(&e[SUB], Some(&self.tf(key, &args)));
+        let notice = m.connection_notice().map(|k| self.t(k));
+        set_text(&e[CONN], notice.as_deref());
         show(&e[CONN], notice.is_some());
         let chat = m.screen == Screen::Chat;
         show(&e[LOG], chat);
         show(&e[COMPOSER], chat);
-        let typing = m.typing.as_ref().filter(|_| chat).map(|n| [n.as_str(), " is typing…"].concat());
+        let typing = m.typing.as_ref().filter(|_| chat).map(|n| self.tf("typing", &[("{name}", n)]));
         set_text(&e[TYPING], typing.as_deref());
         show(&e[TYPING], typing.is_some());
         show(&e[ACTIONS], m.offers_human());
@@ -1105,25 +1359,14 @@ impl Ui {
     }
 }
 
-/// "Something went wrong (why). Please try again."
-fn failure(e: &JsValue) -> String {
-    let why = text(e, &["message"]).unwrap_or_else(|| "network error".to_owned());
-    ["Something went wrong (", why.as_str(), "). Please try again."].concat()
-}
-
 /// The stylesheet with the project's accent colour (already checked by [`safe_color`]).
 fn stylesheet(color: &str) -> String {
     [":host{--hf-accent:", color, "}\n", CSS].concat()
 }
 
-/// A message bubble: `<li class><span class=who>who</span><p class=body>body</p></li>`, as text.
-fn bubble(doc: &Document, class: &str, who: &str, body: &str) -> Element {
-    let li = el(doc, "li", class);
-    if !who.is_empty() {
-        add(&li, &text_el(doc, "span", "who", who));
-    }
-    add(&li, &text_el(doc, "p", "body", body));
-    li
+/// A message's `created_at` (ms since the epoch), or now.
+fn created(m: &JsValue) -> f64 {
+    get(m, &["created_at"]).and_then(|v| v.as_f64()).unwrap_or_else(js_sys::Date::now)
 }
 
 /// Runs one of the widget's tasks on the page's event loop: one instantiation of `spawn_local`

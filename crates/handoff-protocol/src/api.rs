@@ -413,6 +413,38 @@ pub struct Theme {
     pub title: String,
     /// First line shown in a new chat.
     pub greeting: String,
+    /// The widget's language for every visitor (`de`, `pt-BR`, ...); empty: each visitor's
+    /// browser language. `data-locale` on the script tag and `Handoff.setLocale()` override it.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 35))]
+    pub locale: String,
+    /// Whether a new agent message plays a short sound while the widget is minimized or its
+    /// tab hidden.
+    #[serde(default = "sound_on")]
+    pub sound: bool,
+}
+
+fn sound_on() -> bool {
+    true
+}
+
+/// Whether `tag` is a well-formed language tag the widget can be set to: `de`, `pt-BR`,
+/// `zh-Hant-TW` (letters and digits in `-`-separated parts of 1 to 8, the first letters only,
+/// at most 35 characters); empty means the visitor's browser language.
+pub fn is_valid_locale(tag: &str) -> bool {
+    tag.is_empty()
+        || (tag.len() <= 35
+            && tag.split('-').enumerate().all(|(i, part)| {
+                (1..=8).contains(&part.len())
+                    && part.bytes().all(|b| {
+                        if i == 0 {
+                            b.is_ascii_alphabetic()
+                        } else {
+                            b.is_ascii_alphanumeric()
+                        }
+                    })
+            })
+            && tag.split('-').next().is_some_and(|l| (2..=3).contains(&l.len())))
 }
 
 impl Default for Theme {
@@ -422,6 +454,8 @@ impl Default for Theme {
             position: "right".to_owned(),
             title: "Chat with us".to_owned(),
             greeting: "Hi! How can we help?".to_owned(),
+            locale: String::new(),
+            sound: true,
         }
     }
 }
@@ -1210,6 +1244,35 @@ pub struct WebhookDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn themes_stored_before_locale_and_sound_read_with_their_defaults() {
+        let old = r##"{"color":"#0b6bcb","position":"left","title":"Acme","greeting":"Hi"}"##;
+        let t: Theme = serde_json::from_str(old).unwrap();
+        assert_eq!((t.locale.as_str(), t.sound, t.position.as_str()), ("", true, "left"));
+    }
+
+    #[test]
+    fn locales() {
+        for ok in ["", "de", "pt-BR", "zh-Hant-TW", "ar", "es-419", "fil"] {
+            assert!(is_valid_locale(ok), "{ok}");
+        }
+        for bad in [
+            "d",
+            "deutsch",
+            "-de",
+            "de-",
+            "de--AT",
+            "de_AT",
+            "1a",
+            "de-ABCDEFGHI",
+            "<b>",
+            "de AT",
+            &"a".repeat(36),
+        ] {
+            assert!(!is_valid_locale(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn emails() {

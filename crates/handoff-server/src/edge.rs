@@ -89,7 +89,8 @@ pub fn is_hashed_asset(path: &str) -> bool {
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let mut response = next.run(request).await;
-    let json = is_json(response.headers());
+    // The widget's language catalogs are JSON files among its assets, not API answers.
+    let json = is_json(response.headers()) && !path.starts_with("/widget/i18n/");
     let ok = response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED;
     let h = response.headers_mut();
     let mut set = |name: header::HeaderName, value: &'static str| {

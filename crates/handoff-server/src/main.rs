@@ -186,6 +186,13 @@ struct ProjectSet {
     /// First line of a new chat.
     #[arg(long)]
     greeting: Option<String>,
+    /// The widget's language for every visitor (`de`, `fr`, `es`, `pt`, `ar`, `en`; a region
+    /// tag like `pt-BR` falls back to its language); `auto`: each visitor's browser language.
+    #[arg(long)]
+    locale: Option<String>,
+    /// A short sound on a new agent message while the widget is minimized or its tab hidden.
+    #[arg(long, value_parser = ["on", "off"])]
+    sound: Option<String>,
     /// Identity verification: `off`; `optional` (the widget's `identify` works; prints the
     /// secret your server signs user ids with); `required` (every customer call of an unverified
     /// visitor is refused). A secret, once made, is kept until `off`.
@@ -393,8 +400,12 @@ async fn project_set(svc: &Service, set: ProjectSet) -> Result<(), Box<dyn std::
         }
     }
     let mut theme = project.theme;
-    let changed =
-        set.color.is_some() || set.position.is_some() || set.title.is_some() || set.greeting.is_some();
+    let changed = set.color.is_some()
+        || set.position.is_some()
+        || set.title.is_some()
+        || set.greeting.is_some()
+        || set.locale.is_some()
+        || set.sound.is_some();
     if let Some(color) = set.color {
         let hex = color.strip_prefix('#').unwrap_or("");
         if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -407,6 +418,18 @@ async fn project_set(svc: &Service, set: ProjectSet) -> Result<(), Box<dyn std::
             return Err(format!("--position {position}: expected right or left").into());
         }
         theme.position = position;
+    }
+    if let Some(locale) = set.locale {
+        let locale = if locale == "auto" { String::new() } else { locale };
+        if !handoff_protocol::api::is_valid_locale(&locale) {
+            return Err(
+                format!("--locale {locale}: expected a language tag like de or pt-BR, or auto").into()
+            );
+        }
+        theme.locale = locale;
+    }
+    if let Some(sound) = set.sound {
+        theme.sound = sound == "on";
     }
     theme.title = set.title.unwrap_or(theme.title);
     theme.greeting = set.greeting.unwrap_or(theme.greeting);

@@ -285,13 +285,14 @@ fn assert_json_error(
 fn static_dir() -> std::path::PathBuf {
     let dir =
         std::env::temp_dir().join(format!("handoff-edge-web-{}", handoff_server::crypto::random_id("")));
-    for sub in ["console", "widget", "sdk"] {
+    for sub in ["console", "widget", "sdk", "widget/i18n"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
     std::fs::write(dir.join("console/index.html"), "<!doctype html><title>console</title>").unwrap();
     std::fs::write(dir.join("widget.js"), "import('/widget/handoff_widget.0123456789abcdef.js')").unwrap();
     std::fs::write(dir.join("widget/handoff_widget.0123456789abcdef.js"), "export default 1;").unwrap();
     std::fs::write(dir.join("sdk/index.js"), "export const x = 1;").unwrap();
+    std::fs::write(dir.join("widget/i18n/de.0123456789abcdef.json"), r#"{"send":"Senden"}"#).unwrap();
     dir
 }
 
@@ -464,7 +465,10 @@ async fn security_and_cache_headers() {
     let hashed = embed("/widget/handoff_widget.0123456789abcdef.js").await;
     let loader = embed("/widget.js").await;
     let sdk = embed("/sdk/index.js").await;
-    for (what, r) in [("hashed", &hashed), ("loader", &loader), ("sdk", &sdk)] {
+    // A language catalog is JSON among the widget's files, not an API answer: cached for good.
+    let catalog = embed("/widget/i18n/de.0123456789abcdef.json").await;
+    assert_eq!(header(catalog.headers(), "cache-control"), Some("public, max-age=31536000, immutable"));
+    for (what, r) in [("hashed", &hashed), ("loader", &loader), ("sdk", &sdk), ("catalog", &catalog)] {
         let h = r.headers();
         assert_eq!(r.status(), 200, "{what}");
         assert_eq!(header(h, "access-control-allow-origin"), Some("*"), "{what}");

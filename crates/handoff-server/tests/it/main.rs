@@ -19,4 +19,5 @@ mod search;
 mod socket;
 mod socket_abuse;
 mod tabs;
+mod widget_config;
 mod writes;

@@ -1,6 +1,8 @@
 // Which parts of a message's text are links: `linkParts(text)` -> [{ text }, { text, href }, ...]
-// in order (joining every `text` gives the message back). The console builds anchors from it
-// with DOM nodes (`target="_blank"`, `rel="noopener noreferrer nofollow"`), never HTML.
+// in order (joining every `text` gives the message back). The widget and the agent console build
+// anchors from it with DOM nodes (`target="_blank"`, `rel="noopener noreferrer nofollow"`), never
+// HTML. The one copy of the rule: `cargo xtask web` serves it as `/widget/handoff_widget_links.js`
+// (and content-hashed, imported by the widget's loader); the console imports it from there.
 //
 // Only `http://`, `https://`, `mailto:` and `www.` (opened as `https://www.`) start a link, at the
 // start of the text or after a character that is not a letter, digit or one of `@ . / : - _ +`
