@@ -390,8 +390,7 @@ mod tests {
 
     #[test]
     fn unseen_messages_count_while_minimized_or_hidden_and_chime_at_most_every_two_seconds() {
-        let mut m = Model::default();
-        m.open = true;
+        let mut m = Model { open: true, ..Model::default() };
         assert!(!m.attention(1, 0.0, true), "open in a visible tab: seen");
         assert_eq!(m.unseen, 0);
         m.hidden = true;

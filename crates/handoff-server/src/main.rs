@@ -135,6 +135,7 @@ impl ServeArgs {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once from the command line
 enum ProjectCmd {
     /// Create a project; prints its public and secret keys.
     Create {

@@ -17,9 +17,7 @@ both_dbs!(the_session_carries_the_widgets_language_and_sound, |s: TestServer| as
     let theme = session().await;
     assert_eq!((theme["locale"].as_str(), theme["sound"].as_bool()), (Some(""), Some(true)), "{theme}");
 
-    let mut set = handoff_protocol::api::Theme::default();
-    set.locale = "pt-BR".to_owned();
-    set.sound = false;
+    let set = handoff_protocol::api::Theme { locale: "pt-BR".to_owned(), sound: false, ..Default::default() };
     s.svc.store().set_theme(&s.project, &set).await.unwrap();
     let theme = session().await;
     assert_eq!((theme["locale"].as_str(), theme["sound"].as_bool()), (Some("pt-BR"), Some(false)), "{theme}");
